@@ -1,0 +1,1 @@
+"""Plate Review core: everything that is not Qt (scan, predict, train, store, export)."""

@@ -1,0 +1,198 @@
+"""Samples of a dataset folder, the shared preprocessing, the notebook's augmentations, Datasets."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from . import plates
+from .images import ImageReadError, read_rgb
+from .models import INPUT_SIZE, MEAN, STD
+
+STORE_DIRNAME = ".plate-review"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image file of a dataset folder and what its name says.
+
+    Attributes:
+        path: Absolute path of the file.
+        rel: Path relative to the dataset folder, with '/' separators (the stable key).
+        parsed: The label read from the file name (``parsed.error`` when invalid).
+    """
+
+    path: Path
+    rel: str
+    parsed: plates.ParsedName
+
+    @property
+    def label(self) -> str:
+        return self.parsed.label
+
+    @property
+    def valid(self) -> bool:
+        return self.parsed.valid
+
+
+def scan_folder(folder: str | os.PathLike, scheme: str | None = None, recursive: bool = True) -> list[Sample]:
+    """List the image files of a dataset folder, sorted by relative path.
+
+    Hidden folders (including the app's own ``.plate-review`` store) are skipped.
+
+    Raises:
+        NotADirectoryError: ``folder`` does not exist or is not a folder.
+    """
+    root = Path(folder).resolve()
+    if not root.is_dir():
+        raise NotADirectoryError(f"{folder}: not a folder")
+    out: list[Sample] = []
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        with os.scandir(d) as it:
+            for e in it:
+                if e.name.startswith("."):
+                    continue
+                if e.is_dir(follow_symlinks=False):
+                    if recursive:
+                        stack.append(Path(e.path))
+                elif plates.is_image_name(e.name):
+                    p = Path(e.path)
+                    rel = p.relative_to(root).as_posix()
+                    out.append(Sample(p, rel, plates.parse_name(e.name, scheme)))
+    out.sort(key=lambda s: s.rel)
+    return out
+
+
+def preprocess(
+    rgb: np.ndarray,
+    input_size: tuple[int, int] = INPUT_SIZE,
+    mean: Sequence[float] = MEAN,
+    std: Sequence[float] = STD,
+) -> np.ndarray:
+    """The one preprocessing used by training and inference: resize, normalise, CHW float32.
+
+    Equivalent to the notebook's ``A.Resize(64, 224), A.Normalize(), ToTensorV2()``.
+    """
+    h, w = input_size
+    x = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    x = (x - np.float32(255.0) * np.asarray(mean, np.float32)) / (np.float32(255.0) * np.asarray(std, np.float32))
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def train_augmentations(strength: float = 1.0) -> A.Compose:
+    """The notebook's training augmentations (before :func:`preprocess`).
+
+    Blur(1..3), RGBShift(5), RandomBrightnessContrast(0.2, 0.2), Perspective(0.025),
+    plus, following the notebook's error analysis, random crop margins (crops that
+    are not perfectly tight), stronger colour changes, JPEG artefacts and noise.
+    ``strength=0`` gives the notebook's set only.
+    """
+    notebook = [
+        A.Blur(blur_limit=(3, 3), p=0.5),
+        A.RGBShift(r_shift_limit=5, g_shift_limit=5, b_shift_limit=5, p=0.5),
+        A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.5),
+        A.Perspective(scale=(0.025, 0.025), p=0.3),
+    ]
+    if strength <= 0:
+        return A.Compose(notebook)
+    extra = [
+        A.Affine(
+            translate_percent={"x": (-0.03 * strength, 0.03 * strength), "y": (-0.06 * strength, 0.06 * strength)},
+            scale=(1 - 0.08 * strength, 1 + 0.04 * strength),
+            rotate=(-3 * strength, 3 * strength),
+            border_mode=cv2.BORDER_REPLICATE,
+            p=0.5,
+        ),
+        A.HueSaturationValue(hue_shift_limit=int(10 * strength), sat_shift_limit=int(25 * strength),
+                             val_shift_limit=int(20 * strength), p=0.3),
+        A.GaussNoise(std_range=(0.01, 0.05 * strength), p=0.2),
+        A.ImageCompression(quality_range=(max(10, int(90 - 60 * strength)), 95), p=0.3),
+        A.MotionBlur(blur_limit=(3, 5), p=0.1 * strength),
+    ]
+    return A.Compose(notebook + extra)
+
+
+def encode_label(label: str, provinces: str = plates.PROVINCES, others: str = plates.OTHERS) -> np.ndarray:
+    """Class indices (7,) of a valid label: position 0 in ``provinces``, 1..6 in ``others``."""
+    return np.array([provinces.index(label[0])] + [others.index(c) for c in label[1:]], dtype=np.int64)
+
+
+class PlateDataset(Dataset):
+    """(image tensor, class indices) for valid labelled samples; used by training.
+
+    Args:
+        items: ``(path, label)`` pairs; labels must be valid plates.
+        augment: Optional albumentations pipeline applied before :func:`preprocess`.
+        image_fn: Optional callable ``(index) -> RGB array`` replacing file reads
+            (synthetic data).
+    """
+
+    def __init__(
+        self,
+        items: Sequence[tuple[str | os.PathLike, str]],
+        augment: Callable | None = None,
+        provinces: str = plates.PROVINCES,
+        others: str = plates.OTHERS,
+    ):
+        self.items = [(str(p), lab) for p, lab in items]
+        self.augment = augment
+        self.provinces, self.others = provinces, others
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def load(self, idx: int) -> np.ndarray:
+        return read_rgb(self.items[idx][0])
+
+    def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rgb = self.load(idx)
+        if self.augment is not None:
+            rgb = self.augment(image=rgb)["image"]
+        x = torch.from_numpy(preprocess(rgb))
+        y = torch.from_numpy(encode_label(self.items[idx][1], self.provinces, self.others))
+        return x, y
+
+
+class InferenceDataset(Dataset):
+    """Preprocessed crops for prediction; unreadable files yield an error instead of raising."""
+
+    def __init__(
+        self,
+        paths: Sequence[str | os.PathLike],
+        input_size: tuple[int, int] = INPUT_SIZE,
+        mean: Sequence[float] = MEAN,
+        std: Sequence[float] = STD,
+    ):
+        self.paths = [str(p) for p in paths]
+        self.input_size, self.mean, self.std = input_size, mean, std
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, idx: int) -> tuple[int, np.ndarray | None, str | None]:
+        try:
+            rgb = read_rgb(self.paths[idx])
+            return idx, preprocess(rgb, self.input_size, self.mean, self.std), None
+        except ImageReadError as e:
+            return idx, None, e.reason
+        except Exception as e:  # a decoder crash on one file must not stop the run
+            return idx, None, f"cannot decode: {type(e).__name__}: {e}"
+
+
+def collate_inference(batch: list[tuple[int, np.ndarray | None, str | None]]):
+    """Stack readable crops; keep indices and errors of the unreadable ones."""
+    ok = [(i, x) for i, x, err in batch if x is not None]
+    errors = [(i, err) for i, x, err in batch if x is None]
+    idx = [i for i, _ in ok]
+    xs = np.stack([x for _, x in ok]) if ok else np.zeros((0, 3, *INPUT_SIZE), np.float32)
+    return idx, xs, errors
