@@ -85,9 +85,7 @@ class SimpleNumbersOCR(nn.Module):
 class LSTMNumbersOCR(SimpleNumbersOCR):
     """The notebook's CNN + 2-layer bidirectional LSTM (256 -> 2x128), ~1.2M params."""
 
-    def __init__(
-        self, dropout: float = 0.2, hidden: int = 128, n_provinces: int = 31, n_others: int = 35, **_: Any
-    ):
+    def __init__(self, dropout: float = 0.2, hidden: int = 128, n_provinces: int = 31, n_others: int = 35, **_: Any):
         super().__init__(dropout, n_provinces, n_others)
         self.lstm = nn.LSTM(256, hidden, num_layers=2, batch_first=True, dropout=dropout, bidirectional=True)
         self.province_head = nn.Linear(2 * hidden, n_provinces)

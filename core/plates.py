@@ -50,6 +50,7 @@ def provinces_matching(typed: str) -> list[str]:
         return [typed]
     return [ch for ch in PROVINCES if PROVINCE_PINYIN[ch].startswith(typed)]
 
+
 # CCPD's own index tables (README of detectRecog/CCPD). 'O' at the end of each
 # table is CCPD's "unknown" slot; 警/学 are special plates outside our alphabet.
 CCPD_PROVINCES = [

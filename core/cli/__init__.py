@@ -1,0 +1,75 @@
+"""`plate-review`: the command line over the same core functions the GUI uses.
+
+Exit codes: 0 success (unreadable files are not a failure), 2 bad arguments or a
+missing folder/model (one line on stderr, no traceback), 1 an unexpected failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from ..errors import CliError, PlateReviewError
+from ..models import CheckpointError
+from . import model_commands
+
+try:  # TEMPORARY until core/cli/labels.py lands (issue 4)
+    from . import labels
+except ImportError:
+    labels = None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage + exiting, so errors stay one clear line."""
+
+    def error(self, message: str):  # noqa: D102
+        raise CliError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="plate-review",
+        description="Find and fix wrong labels in licence-plate OCR datasets (labels in file names).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (stderr)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    model_commands.add_model_commands(sub)
+    if labels is not None:
+        labels.add_label_commands(sub)
+    gui = sub.add_parser("gui", help="open the review app (on FOLDER, or the bundled sample folder)")
+    gui.add_argument("folder", nargs="?", help="dataset folder")
+    gui.set_defaults(func=_run_gui)
+    return parser
+
+
+def _run_gui(args: argparse.Namespace) -> int:
+    from gui.app import run  # imported lazily: the CLI must work without a display
+
+    return run([args.folder] if args.folder else [])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``plate-review`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+        return int(args.func(args) or 0)
+    except CliError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except (CheckpointError, PlateReviewError, NotADirectoryError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""`predict`, `train` and `eval` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..data import scan_folder
+from ..errors import CliError
+from ..metrics import corpus_cer, evaluate_strings
+from ..predict import PredictionResult, Predictor, predict_samples, sort_worst_first
+from ..train import EpochInfo, StepInfo, TrainConfig, train
+
+CSV_HEADER = ["file", "label", "prediction", "cer", "correct", "confidence", "error"]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {v}")
+    return v
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {v}")
+    return v
+
+
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1): {v}")
+    return v
+
+
+def _folder(text: str) -> Path:
+    p = Path(text)
+    if not p.exists():
+        raise CliError(f"folder not found: {text}")
+    if not p.is_dir():
+        raise CliError(f"not a folder: {text}")
+    return p
+
+
+def _model(text: str | None) -> str | None:
+    if text is not None and not Path(text).is_file():
+        raise CliError(f"model file not found: {text}")
+    return text
+
+
+def add_model_commands(sub: argparse._SubParsersAction) -> None:
+    """Register predict/train/eval on the ``plate-review`` parser."""
+    dev = dict(choices=["auto", "cpu", "cuda", "mps"], default="auto", help="where the model runs (default: auto)")
+
+    p = sub.add_parser("predict", help="run the model over a folder, write a CSV worst first")
+    p.add_argument("folder", help="dataset folder (labels in file names)")
+    p.add_argument("--model", help="checkpoint (default: the bundled model)")
+    p.add_argument("--out", default="results.csv", help="CSV to write (default: results.csv)")
+    p.add_argument("--device", **dev)
+    p.add_argument("--batch-size", type=_positive_int, default=128)
+    p.add_argument("--workers", type=_non_negative_int, default=None, help="decode processes (default: auto)")
+    p.set_defaults(func=cmd_predict)
+
+    t = sub.add_parser("train", help="train or fine-tune a model on a folder")
+    t.add_argument("folder")
+    t.add_argument("--out", required=True, help="checkpoint to write (best by validation CER)")
+    t.add_argument("--init", help="checkpoint to fine-tune from (default: from scratch)")
+    t.add_argument("--arch", choices=["lstm", "simple"], default="lstm")
+    t.add_argument("--epochs", type=_positive_int, default=7)
+    t.add_argument("--batch-size", type=_positive_int, default=64)
+    t.add_argument("--lr", type=float, default=2e-4)
+    t.add_argument("--lr-gamma", type=float, default=0.5, help="learning-rate factor per epoch (default 0.5)")
+    t.add_argument("--val-split", type=_fraction, default=0.1)
+    t.add_argument("--val", help="validation folder (instead of --val-split)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--workers", type=_non_negative_int, default=0)
+    t.add_argument("--max-steps", type=_positive_int, default=None)
+    t.add_argument("--device", **dev)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="accuracy, CER, per-position accuracy and confusions on a folder")
+    e.add_argument("folder")
+    e.add_argument("--model")
+    e.add_argument("--device", **dev)
+    e.add_argument("--batch-size", type=_positive_int, default=128)
+    e.add_argument("--workers", type=_non_negative_int, default=None)
+    e.set_defaults(func=cmd_eval)
+
+
+def _run_predict(args: argparse.Namespace) -> tuple[list[PredictionResult], Predictor, float, list]:
+    folder = _folder(args.folder)
+    predictor = Predictor(_model(args.model), device=args.device)
+    samples = scan_folder(folder)
+    if not samples:
+        raise CliError(f"no image files in {folder}")
+    bar = tqdm(total=len(samples), unit="img", desc="predict", disable=not sys.stderr.isatty(), file=sys.stderr)
+
+    def progress(p):
+        bar.update(p.done - bar.n)
+
+    t0 = time.perf_counter()
+    try:
+        results = predict_samples(
+            samples, predictor, batch_size=args.batch_size, workers=args.workers, progress=progress
+        )
+    finally:
+        bar.close()
+    return results, predictor, time.perf_counter() - t0, samples
+
+
+def summary_line(results: list[PredictionResult], seconds: float) -> str:
+    """`n=... unreadable=... invalid=... accuracy=... cer=... images_per_s=...` (over valid, readable samples)."""
+    scored = [r for r in results if not r.unreadable and not r.label_error]
+    unreadable = sum(r.unreadable for r in results)
+    invalid = sum(bool(r.label_error) and not r.unreadable for r in results)
+    acc = sum(bool(r.correct) for r in scored) / len(scored) if scored else 0.0
+    c = corpus_cer([r.prediction for r in scored], [r.label for r in scored]) if scored else 0.0
+    return (
+        f"n={len(results)} unreadable={unreadable} invalid={invalid} accuracy={acc:.4f} cer={c:.4f} "
+        f"images_per_s={len(results) / max(seconds, 1e-9):.1f}"
+    )
+
+
+def write_results_csv(results: list[PredictionResult], path: str | os.PathLike) -> None:
+    """Write the predict CSV contract (UTF-8, header CSV_HEADER), worst first, atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(CSV_HEADER)
+        for r in sort_worst_first(results):
+            w.writerow(
+                [
+                    r.rel,
+                    r.label,
+                    r.prediction,
+                    "" if r.cer is None else f"{r.cer:.4f}",
+                    "" if r.correct is None else int(r.correct),
+                    "" if r.unreadable else f"{r.confidence:.4f}",
+                    r.error or "",
+                ]
+            )
+    os.replace(tmp, path)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    results, predictor, seconds, _ = _run_predict(args)
+    write_results_csv(results, args.out)
+    for r in results:
+        if r.unreadable:
+            print(f"unreadable: {r.rel}: {r.error}", file=sys.stderr)
+    print(f"model: {predictor.description}", file=sys.stderr)
+    print(f"wrote {args.out}", file=sys.stderr)
+    print(summary_line(results, seconds))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    results, predictor, seconds, _ = _run_predict(args)
+    scored = [r for r in results if not r.unreadable and not r.label_error]
+    rep = evaluate_strings([r.prediction for r in scored], [r.label for r in scored])
+    print(f"model: {predictor.description}")
+    print(f"samples scored: {rep.n} (unreadable {sum(r.unreadable for r in results)}, "
+          f"invalid labels {sum(bool(r.label_error) and not r.unreadable for r in results)})")  # fmt: skip
+    print(f"accuracy:       {rep.accuracy:.4f}")
+    print(f"cer:            {rep.cer:.4f}")
+    print(f"char accuracy:  {rep.char_accuracy:.4f}")
+    print("per position:   " + "  ".join(f"{i + 1}:{a:.4f}" for i, a in enumerate(rep.per_position)))
+    if rep.confusions:
+        print("most frequent confusions (label -> predicted: count):")
+        for a, b, c in rep.confusions:
+            print(f"  {a} -> {b}: {c}")
+    print(summary_line(results, seconds))
+    return 0
+
+
+def _train_items(folder: Path) -> list[tuple[str, str]]:
+    samples = scan_folder(folder)
+    items = [(str(s.path), s.label) for s in samples if s.valid]
+    skipped = len(samples) - len(items)
+    if skipped:
+        print(f"skipping {skipped} files with invalid labels in {folder}", file=sys.stderr)
+    if not items:
+        raise CliError(f"no samples with valid labels in {folder}")
+    return items
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    folder = _folder(args.folder)
+    items = _train_items(folder)
+    val_items = _train_items(_folder(args.val)) if args.val else None
+    config = TrainConfig(
+        arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_gamma=args.lr_gamma,
+        val_split=args.val_split, seed=args.seed, device=args.device, workers=args.workers,
+        init=_model(args.init), max_steps=args.max_steps,
+    )  # fmt: skip
+    bar = tqdm(unit="step", desc="train", disable=not sys.stderr.isatty(), file=sys.stderr)
+
+    def on_step(s: StepInfo) -> None:
+        bar.total = s.total_steps
+        bar.set_postfix(loss=f"{s.loss:.3f}", ips=f"{s.images_per_s:.0f}")
+        bar.update(s.step - bar.n)
+
+    def on_epoch(e: EpochInfo) -> None:
+        msg = (
+            f"epoch {e.epoch}/{e.epochs} step {e.step}: train_loss={e.train_loss:.4f} val_loss={e.val_loss:.4f} "
+            f"val_accuracy={e.val_accuracy:.4f} val_cer={e.val_cer:.4f} lr={e.lr:.2e} "
+            f"images_per_s={e.images_per_s:.1f}{' *best' if e.is_best else ''}"
+        )
+        (bar.write if not bar.disable else print)(msg)
+
+    try:
+        result = train(config, items, val_items, out=args.out, on_step=on_step, on_epoch=on_epoch)
+    finally:
+        bar.close()
+    print(f"saved {result.best_path} ({result.steps} steps, {result.seconds:.0f} s)")
+    return 0

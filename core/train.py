@@ -1,0 +1,381 @@
+"""The training loop of the notebook, as a plain function with callbacks, cancel and checkpoints.
+
+Loss (CE(position 0) + 6 * CE(positions 1..6)) / 7, Adam, ExponentialLR per epoch,
+90/10 train/val split, best checkpoint kept by validation CER. Runs on CUDA with
+mixed precision when present, on CPU otherwise, and under ``torchrun`` with
+DistributedDataParallel (gloo on CPU, nccl on GPU).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from . import plates
+from .data import PlateDataset, train_augmentations
+from .device import resolve_device
+from .metrics import corpus_cer
+from .models import Checkpoint, ModelConfig, build_model, load_checkpoint, save_checkpoint
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs besides the data.
+
+    Attributes:
+        arch: Architecture name (``lstm`` or ``simple``); ignored when ``init`` is given.
+        epochs: Passes over the training data.
+        batch_size: Images per step (per process under torchrun).
+        lr: Adam learning rate (notebook: 2e-4).
+        lr_gamma: ExponentialLR factor applied after every epoch (notebook: 0.5).
+        val_split: Fraction held out for validation when no validation set is given.
+        seed: Seed for the split, the shuffling, augmentations and initial weights.
+        device: ``auto`` (cuda, mps, cpu), ``cpu``, ``cuda`` or ``mps``.
+        workers: DataLoader worker processes (0 = load in the training thread).
+        augment_strength: 0 = the notebook's augmentations only; 1 = plus margins, colour, JPEG, noise.
+        dropout: Dropout probability of a model built from scratch.
+        weight_decay: Adam weight decay.
+        init: Checkpoint to fine-tune from; ``None`` trains from scratch.
+        max_steps: Stop after this many optimiser steps (quick runs, tests).
+        amp: Mixed precision on CUDA.
+        val_every_steps: Also validate every N steps (live curves on long epochs); ``None`` = per epoch.
+    """
+
+    arch: str = "lstm"
+    epochs: int = 7
+    batch_size: int = 64
+    lr: float = 2e-4
+    lr_gamma: float = 0.5
+    val_split: float = 0.1
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 0
+    augment_strength: float = 1.0
+    dropout: float = 0.2
+    weight_decay: float = 0.0
+    init: str | None = None
+    max_steps: int | None = None
+    amp: bool = True
+    val_every_steps: int | None = None
+
+
+@dataclass
+class StepInfo:
+    """Reported after every optimiser step."""
+
+    epoch: int
+    step: int  # global step, from 1
+    total_steps: int
+    loss: float
+    lr: float
+    images_per_s: float
+    eta_s: float
+
+
+@dataclass
+class EpochInfo:
+    """Reported after every validation pass (end of epoch, or every ``val_every_steps``)."""
+
+    epoch: int
+    epochs: int
+    step: int
+    train_loss: float
+    val_loss: float
+    val_accuracy: float
+    val_cer: float
+    lr: float
+    images_per_s: float
+    seconds: float
+    is_best: bool
+
+
+@dataclass
+class TrainResult:
+    """What a run produced."""
+
+    checkpoint: Checkpoint | None
+    best_path: Path | None
+    history: list[EpochInfo] = field(default_factory=list)
+    stopped: bool = False
+    steps: int = 0
+    seconds: float = 0.0
+
+
+def plate_loss(first_logits: torch.Tensor, tail_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The notebook's loss: (CE(province) + 6 * CE(tail)) / 7."""
+    first = nn.functional.cross_entropy(first_logits.reshape(-1, first_logits.shape[-1]), target[:, 0])
+    tail = nn.functional.cross_entropy(tail_logits.reshape(-1, tail_logits.shape[-1]), target[:, 1:].reshape(-1))
+    return (first + 6 * tail) / 7
+
+
+def split_items(
+    items: Sequence[tuple[Any, str]], val_split: float, seed: int
+) -> tuple[list[tuple[Any, str]], list[tuple[Any, str]]]:
+    """Shuffle with ``seed`` and cut off ``val_split`` of the items for validation."""
+    items = list(items)
+    rng = random.Random(seed)
+    rng.shuffle(items)
+    n_val = int(round(len(items) * val_split)) if val_split > 0 else 0
+    if 0 < val_split and len(items) >= 2:
+        n_val = max(1, n_val)
+    return items[n_val:], items[:n_val]
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _worker_init(worker_id: int) -> None:
+    s = torch.initial_seed() % (2**32)
+    np.random.seed(s)
+    random.seed(s)
+
+
+def _decode(first: torch.Tensor, tail: torch.Tensor, provinces: str, others: str) -> list[str]:
+    f = first.argmax(-1)[:, 0].tolist()
+    t = tail.argmax(-1).tolist()
+    return [provinces[a] + "".join(others[j] for j in row) for a, row in zip(f, t)]
+
+
+@torch.inference_mode()
+def validate(
+    model: nn.Module, loader: DataLoader, device: torch.device, provinces: str, others: str
+) -> tuple[float, float, float]:
+    """Mean loss, exact-match accuracy and CER over a loader."""
+    was_training = model.training
+    model.eval()
+    losses, preds, labels = [], [], []
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        first, tail = model(x)
+        losses.append(plate_loss(first.float(), tail.float(), y).item() * len(x))
+        preds += _decode(first, tail, provinces, others)
+        labels += [provinces[r[0]] + "".join(others[j] for j in r[1:]) for r in y.tolist()]
+    model.train(was_training)
+    n = max(1, len(labels))
+    acc = sum(p == t for p, t in zip(preds, labels)) / n
+    return sum(losses) / n, acc, corpus_cer(preds, labels)
+
+
+def _as_dataset(data: Any, augment: Any, provinces: str, others: str) -> Dataset:
+    if isinstance(data, Dataset):
+        return data
+    return PlateDataset(data, augment=augment, provinces=provinces, others=others)
+
+
+def _dist_info() -> tuple[int, int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
+    return 0, 1, 0
+
+
+def train(
+    config: TrainConfig,
+    train_data: Sequence[tuple[Any, str]] | Dataset,
+    val_data: Sequence[tuple[Any, str]] | Dataset | None = None,
+    out: str | os.PathLike | None = None,
+    on_step: Callable[[StepInfo], None] | None = None,
+    on_epoch: Callable[[EpochInfo], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    extra_summary: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train or fine-tune a recognizer.
+
+    Args:
+        config: Hyper-parameters (see :class:`TrainConfig`).
+        train_data: ``(path, label)`` pairs with valid labels, or a Dataset yielding
+            ``(x, y)`` like :class:`~core.data.PlateDataset`.
+        val_data: Same forms; ``None`` splits ``val_split`` off a list ``train_data``.
+        out: Where the best checkpoint (by validation CER) is written.
+        on_step: Called after every optimiser step.
+        on_epoch: Called after every validation pass.
+        should_stop: Polled every step; when it returns True the run ends and the
+            best checkpoint so far is kept.
+        extra_summary: Merged into the checkpoint's training summary (recipe, data).
+
+    Returns:
+        A :class:`TrainResult`; ``checkpoint`` is the best one.
+
+    Raises:
+        ValueError: no training data, or an invalid label in the data.
+    """
+    rank, world, local_rank = _dist_info()
+    is_main = rank == 0
+    _seed_all(config.seed + rank)
+    if world > 1 and torch.cuda.is_available() and config.device in ("auto", "cuda"):
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = resolve_device(config.device)
+
+    base: Checkpoint | None = load_checkpoint(config.init) if config.init else None
+    provinces = base.provinces if base else plates.PROVINCES
+    others = base.others if base else plates.OTHERS
+    model_cfg = base.config if base else ModelConfig(arch=config.arch, dropout=config.dropout)
+    model = build_model(model_cfg, provinces, others)
+    if base:
+        model.load_state_dict(base.state_dict)
+
+    if not isinstance(train_data, Dataset) and val_data is None:
+        train_data, val_data = split_items(train_data, config.val_split, config.seed)
+    for data in (train_data, val_data):
+        if data is not None and not isinstance(data, Dataset):
+            bad = [(p, lab) for p, lab in data if not plates.is_valid_label(lab)]
+            if bad:
+                raise ValueError(f"{len(bad)} training items have invalid labels, e.g. {bad[0][0]}: {bad[0][1]!r}")
+    augment = train_augmentations(config.augment_strength)
+    train_ds = _as_dataset(train_data, augment, provinces, others)
+    val_ds = _as_dataset(val_data, None, provinces, others) if val_data is not None else None
+    if len(train_ds) == 0:
+        raise ValueError("no training samples (all unreadable, invalid or excluded?)")
+
+    model.to(device)
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    raw_model = model.module if world > 1 else model
+
+    g = torch.Generator().manual_seed(config.seed)
+    sampler = DistributedSampler(train_ds, world, rank, shuffle=True, seed=config.seed) if world > 1 else None
+    pin = device.type == "cuda"
+    train_dl = DataLoader(
+        train_ds,
+        batch_size=config.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        num_workers=config.workers,
+        generator=g,
+        worker_init_fn=_worker_init,
+        drop_last=len(train_ds) > config.batch_size * world,
+        pin_memory=pin,
+        persistent_workers=config.workers > 0,
+    )
+    val_dl = (
+        DataLoader(val_ds, batch_size=max(64, config.batch_size), num_workers=config.workers, pin_memory=pin)
+        if val_ds is not None and len(val_ds) > 0 and is_main
+        else None
+    )
+
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, config.lr_gamma)
+    use_amp = config.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+
+    steps_per_epoch = len(train_dl)
+    total_steps = steps_per_epoch * config.epochs
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+    out_path = Path(out) if out else None
+    result = TrainResult(checkpoint=None, best_path=None)
+    best_key = (math.inf, math.inf)
+    t_start = time.perf_counter()
+    step = 0
+    seen = 0
+    running: list[float] = []
+    summary = {
+        "config": asdict(config),
+        "train_samples": len(train_ds),
+        "val_samples": len(val_ds) if val_ds is not None else 0,
+        "init": config.init,
+        "world_size": world,
+        "device": str(device),
+        **(extra_summary or {}),
+    }
+
+    def make_ckpt(metrics: dict[str, Any]) -> Checkpoint:
+        state = {k: v.detach().cpu().clone() for k, v in raw_model.state_dict().items()}
+        return Checkpoint(
+            config=model_cfg, state_dict=state, provinces=provinces, others=others, metrics=metrics,
+            summary={**summary, "steps": step, "seconds": round(time.perf_counter() - t_start, 1)},
+        )  # fmt: skip
+
+    def validation_pass(epoch: int) -> None:
+        nonlocal best_key
+        train_loss = float(np.mean(running)) if running else float("nan")
+        running.clear()
+        if val_dl is not None:
+            vl, va, vc = validate(raw_model, val_dl, device, provinces, others)
+        else:
+            vl, va, vc = float("nan"), float("nan"), float("nan")
+        key = (vc if not math.isnan(vc) else -step, vl if not math.isnan(vl) else 0.0)
+        is_best = key < best_key
+        elapsed = time.perf_counter() - t_start
+        info = EpochInfo(
+            epoch=epoch, epochs=config.epochs, step=step, train_loss=train_loss, val_loss=vl, val_accuracy=va,
+            val_cer=vc, lr=opt.param_groups[0]["lr"], images_per_s=seen / max(elapsed, 1e-9),
+            seconds=elapsed, is_best=is_best,
+        )  # fmt: skip
+        result.history.append(info)
+        if is_best:
+            best_key = key
+            result.checkpoint = make_ckpt(
+                {"val_loss": vl, "val_accuracy": va, "val_cer": vc, "epoch": epoch, "step": step}
+            )
+            if out_path is not None:
+                result.best_path = save_checkpoint(result.checkpoint, out_path)
+        if on_epoch:
+            on_epoch(info)
+
+    model.train()
+    stop = False
+    for epoch in range(1, config.epochs + 1):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        for x, y in train_dl:
+            if should_stop and should_stop():
+                stop = True
+                break
+            x, y = x.to(device, non_blocking=pin), y.to(device, non_blocking=pin)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                first, tail = model(x)
+                loss = plate_loss(first.float(), tail.float(), y)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            step += 1
+            seen += len(x) * world
+            lv = loss.item()
+            if not math.isfinite(lv):
+                raise FloatingPointError(f"training diverged at step {step} (loss {lv}); try a lower learning rate")
+            running.append(lv)
+            elapsed = time.perf_counter() - t_start
+            ips = seen / max(elapsed, 1e-9)
+            if on_step and is_main:
+                eta = (total_steps - step) * config.batch_size * world / max(ips, 1e-9)
+                on_step(StepInfo(epoch, step, total_steps, lv, opt.param_groups[0]["lr"], ips, eta))
+            if config.val_every_steps and step % config.val_every_steps == 0 and is_main:
+                validation_pass(epoch)
+            if step >= total_steps:
+                stop = config.max_steps is not None and step >= config.max_steps
+                break
+        if stop and should_stop and should_stop():
+            result.stopped = True
+            break
+        if is_main and (running or not result.history):
+            validation_pass(epoch)
+        sched.step()
+        if stop:
+            break
+    if is_main and result.checkpoint is None:
+        # Cancelled before the first validation: keep the weights reached so far.
+        result.checkpoint = make_ckpt({"stopped_before_validation": True})
+        if out_path is not None:
+            result.best_path = save_checkpoint(result.checkpoint, out_path)
+    result.steps = step
+    result.seconds = time.perf_counter() - t_start
+    return result
