@@ -1,0 +1,819 @@
+"""The per-dataset store: prediction cache, review states, rename journal and undo history.
+
+One SQLite database (stdlib ``sqlite3``, WAL mode) per dataset folder, by default
+``<dataset>/.plate-review/store.sqlite``. When the dataset folder is read-only the
+store lives under ``platformdirs.user_data_dir("plate-review")/datasets/<hash of the
+absolute dataset path>/`` and :attr:`Store.notice` says so (once, for the CLI/GUI to show).
+
+Tables:
+
+* ``predictions`` -- the prediction cache, keyed by model identity (checkpoint sha256)
+  and file identity (relative path, size, mtime_ns). Probabilities are float64 blobs.
+* ``states`` -- the review state of each sample (no row = unreviewed), with who set it
+  (``human`` or ``model``) so a model re-run never overrides a human decision.
+* ``journal`` -- every rename, written (committed) as ``pending`` before the file is
+  touched and marked ``done``/``cancelled``/``failed``/``lost`` after. Entries left
+  ``pending`` by a killed process are reconciled from the disk by :meth:`Store.open`.
+* ``steps`` / ``step_items`` -- the undo/redo history: one step per relabel action,
+  one item per renamed file (``a_rel`` = name before, ``b_rel`` = name after).
+
+The file operations themselves live in :mod:`core.relabel`; this module never imports
+torch or Qt, so it is cheap to import from the CLI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, is_dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from . import plates
+
+STORE_DIRNAME = ".plate-review"  # same as core.data.STORE_DIRNAME (not imported: core.data pulls torch)
+STORE_FILENAME = "store.sqlite"
+SCHEMA_VERSION = 1
+
+UNREVIEWED = "unreviewed"
+VERIFIED = "verified"
+FIXED = "fixed"
+UNREADABLE = "unreadable"
+INVALID = "invalid"
+REVIEW_STATES = (UNREVIEWED, VERIFIED, FIXED, UNREADABLE, INVALID)
+#: States that record a human decision; a model re-run never replaces them.
+HUMAN_STATES = frozenset({VERIFIED, FIXED})
+HUMAN = "human"
+MODEL = "model"
+
+# Journal statuses.
+PENDING = "pending"  # journaled, the file may or may not have been renamed yet
+DONE = "done"  # the file has its new name
+CANCELLED = "cancelled"  # never performed: the file kept its old name
+FAILED = "failed"  # the file operation raised (message says why); old name kept
+LOST = "lost"  # the file vanished behind the app's back
+
+_OWNER_LOCKS: dict[str, Any] = {}  # owner token -> open, locked file object (this process)
+
+try:  # POSIX
+    import fcntl
+
+    def _try_lock(f) -> bool:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            return False
+
+except ImportError:  # pragma: no cover - Windows
+    import msvcrt
+
+    def _try_lock(f) -> bool:
+        try:
+            msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+
+
+class FileStat(NamedTuple):
+    """The identity of a file for the prediction cache."""
+
+    rel: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class PredictionRecord:
+    """One cached prediction; the same fields as ``core.predict.PredictionResult``.
+
+    Attributes:
+        rel: Path relative to the dataset folder ('/' separators).
+        label: The label the file name carried when predicted.
+        label_error: Why that label is invalid, or ``None``.
+        prediction: The predicted plate ("" when the image was unreadable).
+        probs: Max probability of each of the 7 characters.
+        runner_up: The second-best character at each position.
+        runner_up_probs: Their probabilities.
+        confidence: Overall confidence of the prediction.
+        cer: Character error rate of prediction vs label, or ``None``.
+        correct: Whether prediction == label, or ``None``.
+        error: Why the image could not be read, or ``None``.
+    """
+
+    rel: str
+    label: str
+    label_error: str | None
+    prediction: str
+    probs: list[float]
+    runner_up: str
+    runner_up_probs: list[float]
+    confidence: float
+    cer: float | None
+    correct: bool | None
+    error: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """One entry of the undo history."""
+
+    id: int
+    description: str
+    created: float
+    status: str  # applied | undone | partial | discarded | pending
+    items: int
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """A rename to journal before doing it (see :mod:`core.relabel`)."""
+
+    kind: str  # do | undo | redo
+    src: str
+    dst: str
+    step: int
+    seq: int
+    ino: int | None = None
+    size: int | None = None
+    mtime_ns: int | None = None
+    old_state: str | None = None
+    old_source: str | None = None
+    new_state: str | None = None
+    new_source: str | None = None
+    id: int = 0
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS predictions(
+    model TEXT NOT NULL, rel TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    label TEXT, label_error TEXT, prediction TEXT, probs BLOB, runner_up TEXT, runner_up_probs BLOB,
+    confidence REAL, cer REAL, correct INTEGER, error TEXT, updated REAL,
+    PRIMARY KEY(model, rel)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS predictions_rel ON predictions(rel);
+CREATE TABLE IF NOT EXISTS states(
+    rel TEXT PRIMARY KEY, state TEXT NOT NULL, source TEXT NOT NULL,
+    size INTEGER, mtime_ns INTEGER, updated REAL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS steps(
+    id INTEGER PRIMARY KEY, description TEXT, created REAL, status TEXT NOT NULL, owner TEXT);
+CREATE TABLE IF NOT EXISTS step_items(
+    step INTEGER NOT NULL, seq INTEGER NOT NULL, a_rel TEXT NOT NULL, b_rel TEXT NOT NULL,
+    applied INTEGER NOT NULL, old_state TEXT, old_source TEXT, new_state TEXT, new_source TEXT,
+    PRIMARY KEY(step, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS journal(
+    id INTEGER PRIMARY KEY, kind TEXT NOT NULL, step INTEGER, seq INTEGER,
+    src TEXT NOT NULL, dst TEXT NOT NULL, ino INTEGER, size INTEGER, mtime_ns INTEGER,
+    old_state TEXT, old_source TEXT, new_state TEXT, new_source TEXT,
+    status TEXT NOT NULL, message TEXT, owner TEXT, created REAL, finished REAL);
+CREATE INDEX IF NOT EXISTS journal_pending ON journal(status) WHERE status = 'pending';
+"""
+
+_PRED_COLS = (
+    "rel, size, mtime_ns, label, label_error, prediction, probs, runner_up, runner_up_probs, "
+    "confidence, cer, correct, error"
+)
+
+
+def _floats_to_blob(values: Iterable[float] | None) -> bytes:
+    return array("d", values or ()).tobytes()
+
+
+def _blob_to_floats(blob: bytes | None) -> list[float]:
+    if not blob:
+        return []
+    a = array("d")
+    a.frombytes(blob)
+    return a.tolist()
+
+
+def _field(rec: Any, name: str, default: Any = None) -> Any:
+    if isinstance(rec, Mapping):
+        return rec.get(name, default)
+    return getattr(rec, name, default)
+
+
+def _levenshtein(a: str, b: str) -> int:
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def cer(prediction: str, label: str) -> float:
+    """Character error rate: edit distance / label length, as ``core.metrics.cer`` computes it."""
+    if not label:
+        return 1.0 if prediction else 0.0
+    return _levenshtein(prediction, label) / len(label)
+
+
+def scan_files(folder: str | os.PathLike, recursive: bool = True) -> list[FileStat]:
+    """List the image files of a dataset folder with their identity, sorted by relative path.
+
+    Same selection as ``core.data.scan_folder`` (hidden entries and the store are skipped)
+    but without parsing names, and with ``stat``: the fast path for cache lookups.
+
+    Raises:
+        NotADirectoryError: ``folder`` does not exist or is not a folder.
+    """
+    root = os.path.abspath(folder)
+    if not os.path.isdir(root):
+        raise NotADirectoryError(f"{folder}: not a folder")
+    exts = plates.IMAGE_EXTENSIONS
+    out: list[FileStat] = []
+    stack = [("", root)]
+    while stack:
+        prefix, d = stack.pop()
+        with os.scandir(d) as it:
+            for e in it:
+                name = e.name
+                if name[0] == ".":
+                    continue
+                if e.is_dir(follow_symlinks=False):
+                    if recursive:
+                        stack.append((f"{prefix}{name}/", e.path))
+                    continue
+                dot = name.rfind(".")
+                if dot < 0 or name[dot:].lower() not in exts:
+                    continue
+                try:
+                    st = e.stat()
+                except OSError:  # vanished between listing and stat
+                    continue
+                out.append(FileStat(prefix + name, st.st_size, st.st_mtime_ns))
+    out.sort()
+    return out
+
+
+def _dataset_writable(folder: Path) -> bool:
+    """Whether the store can live inside the dataset (tries to create ``.plate-review``).
+
+    A separate function so tests can simulate a read-only dataset (root ignores chmod).
+    """
+    d = folder / STORE_DIRNAME
+    try:
+        d.mkdir(exist_ok=True)
+        probe = d / f".probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+        return True
+    except OSError:
+        return False
+
+
+def _user_data_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("plate-review", appauthor=False))
+
+
+def store_location(folder: str | os.PathLike) -> tuple[Path, str | None]:
+    """Where the store of ``folder`` lives, and a notice when it is not inside the dataset.
+
+    Returns:
+        ``(directory, notice)``; ``notice`` is ``None`` for the default location.
+    """
+    root = Path(folder).resolve()
+    if _dataset_writable(root):
+        return root / STORE_DIRNAME, None
+    key = hashlib.sha256(str(root).encode("utf-8")).hexdigest()[:16]
+    d = _user_data_dir() / "datasets" / f"{root.name[:40]}-{key}"
+    d.mkdir(parents=True, exist_ok=True)
+    notice = f"{root} is read-only: the review store is kept in {d}"
+    return d, notice
+
+
+class Store:
+    """The SQLite store of one dataset folder. Open with :meth:`Store.open`; thread-safe.
+
+    Attributes:
+        folder: The dataset folder (absolute).
+        path: The database file.
+        notice: A message to show once when the store is not inside the dataset, else ``None``.
+        messages: What reconciling interrupted renames found (one line each, naming the file).
+    """
+
+    def __init__(self, folder: Path, db_path: Path, notice: str | None = None):
+        self.folder = folder
+        self.path = db_path
+        self.notice = notice
+        self.messages: list[str] = []
+        self.owner = uuid.uuid4().hex
+        self._lock = threading.RLock()
+        self.conn = sqlite3.connect(str(db_path), timeout=30.0, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a committed 'pending' journal entry must survive a power cut before the rename.
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.executescript(_SCHEMA)
+        self.conn.execute(
+            "INSERT OR IGNORE INTO meta(key, value) VALUES('schema', ?), ('dataset', ?)",
+            (str(SCHEMA_VERSION), str(folder)),
+        )
+        self._hold_owner_lock()
+
+    # ----------------------------------------------------------------- opening
+
+    @classmethod
+    def open(cls, folder: str | os.PathLike, reconcile: bool = True) -> Store:
+        """Open (creating if needed) the store of a dataset folder and reconcile interrupted renames.
+
+        Args:
+            folder: The dataset folder.
+            reconcile: Finish renames a killed process left pending (default).
+
+        Raises:
+            NotADirectoryError: ``folder`` is not a folder.
+        """
+        root = Path(folder).resolve()
+        if not root.is_dir():
+            raise NotADirectoryError(f"{folder}: not a folder")
+        d, notice = store_location(root)
+        store = cls(root, d / STORE_FILENAME, notice)
+        if reconcile:
+            store.reconcile()
+        return store
+
+    def close(self) -> None:
+        """Checkpoint and close the database; release this instance's owner lock."""
+        with self._lock:
+            if self.conn is None:
+                return
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.conn.close()
+            self.conn = None  # type: ignore[assignment]
+            f = _OWNER_LOCKS.pop(self.owner, None)
+            if f is not None:
+                f.close()
+                with contextlib.suppress(OSError):
+                    os.unlink(f.name)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _hold_owner_lock(self) -> None:
+        # A lock file per open instance: reconcile() leaves alone entries of an owner whose
+        # lock is still held (another live process), and takes over those of a dead one.
+        d = self.path.parent / "owners"
+        d.mkdir(exist_ok=True)
+        f = open(d / f"{self.owner}.lock", "a+b")  # noqa: SIM115 - held until close()
+        _try_lock(f)
+        _OWNER_LOCKS[self.owner] = f
+
+    def _owner_alive(self, owner: str | None) -> bool:
+        if not owner:
+            return False
+        if owner in _OWNER_LOCKS:
+            return True
+        p = self.path.parent / "owners" / f"{owner}.lock"
+        if not p.exists():
+            return False
+        with open(p, "a+b") as f:
+            if not _try_lock(f):
+                return True
+        with contextlib.suppress(OSError):
+            p.unlink()
+        return False
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    # --------------------------------------------------------- prediction cache
+
+    def cached_predictions(self, model_hash: str, files: Iterable[tuple[str, int, int]]) -> dict[str, PredictionRecord]:
+        """Cached predictions of ``model_hash`` for the files whose identity is unchanged.
+
+        One query over the model's rows, matched in memory (no per-file SELECT).
+
+        Args:
+            model_hash: The model identity (checkpoint sha256).
+            files: ``(rel, size, mtime_ns)`` of the current files, e.g. :func:`scan_files`.
+
+        Returns:
+            ``{rel: PredictionRecord}`` for the files that need no new inference.
+        """
+        want = {f[0]: (f[1], f[2]) for f in files}
+        out: dict[str, PredictionRecord] = {}
+        blob = _blob_to_floats
+        with self._lock:
+            cur = self.conn.execute(f"SELECT {_PRED_COLS} FROM predictions WHERE model = ?", (model_hash,))
+            for r in cur:
+                ident = want.get(r[0])
+                if ident is None or ident[0] != r[1] or ident[1] != r[2]:
+                    continue
+                out[r[0]] = PredictionRecord(
+                    r[0], r[3], r[4], r[5], blob(r[6]), r[7], blob(r[8]), r[9], r[10],
+                    None if r[11] is None else bool(r[11]), r[12],
+                )  # fmt: skip
+        return out
+
+    def put_predictions(
+        self,
+        model_hash: str,
+        records: Iterable[Any],
+        files: Mapping[str, tuple[int, int]] | None = None,
+    ) -> int:
+        """Cache predictions (one transaction). Never touches review states or file names.
+
+        Args:
+            model_hash: The model identity (checkpoint sha256).
+            records: ``PredictionResult``-like objects or dicts (fields of :class:`PredictionRecord`).
+            files: ``{rel: (size, mtime_ns)}`` captured before inference; files missing here
+                are stat'ed now (a file that vanished is not cached).
+
+        Returns:
+            The number of records stored.
+        """
+        now = time.time()
+        rows = []
+        for rec in records:
+            if is_dataclass(rec) and not isinstance(rec, type):
+                rec = asdict(rec)
+            rel = _field(rec, "rel")
+            ident = files.get(rel) if files else None
+            if ident is None:
+                try:
+                    st = os.stat(self.folder / rel)
+                except OSError:
+                    continue
+                ident = (st.st_size, st.st_mtime_ns)
+            correct = _field(rec, "correct")
+            rows.append((
+                model_hash, rel, ident[0], ident[1], _field(rec, "label", ""), _field(rec, "label_error"),
+                _field(rec, "prediction", ""), _floats_to_blob(_field(rec, "probs")), _field(rec, "runner_up", ""),
+                _floats_to_blob(_field(rec, "runner_up_probs")), _field(rec, "confidence"), _field(rec, "cer"),
+                None if correct is None else int(bool(correct)), _field(rec, "error"), now,
+            ))  # fmt: skip
+        with self._tx() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO predictions(model, rel, size, mtime_ns, label, label_error, prediction, "
+                "probs, runner_up, runner_up_probs, confidence, cer, correct, error, updated) "
+                "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+        return len(rows)
+
+    def prediction_models(self) -> list[str]:
+        """Model hashes that have cached predictions."""
+        with self._lock:
+            return [r[0] for r in self.conn.execute("SELECT DISTINCT model FROM predictions")]
+
+    # ------------------------------------------------------------ review states
+
+    def get_state(self, rel: str) -> str:
+        """The review state of one sample (``unreviewed`` when never set)."""
+        with self._lock:
+            r = self.conn.execute("SELECT state FROM states WHERE rel = ?", (rel,)).fetchone()
+        return r[0] if r else UNREVIEWED
+
+    def states(self) -> dict[str, str]:
+        """``{rel: state}`` for every sample that is not unreviewed."""
+        with self._lock:
+            return dict(self.conn.execute("SELECT rel, state FROM states"))
+
+    def state_sources(self) -> dict[str, tuple[str, str]]:
+        """``{rel: (state, source)}`` with ``source`` ``"human"`` or ``"model"``."""
+        with self._lock:
+            return {r[0]: (r[1], r[2]) for r in self.conn.execute("SELECT rel, state, source FROM states")}
+
+    def set_state(self, rel: str, state: str, source: str = HUMAN) -> None:
+        """Set the review state of one sample (not an undo step; labels are undone via renames)."""
+        self.set_states({rel: state}, source)
+
+    def set_states(self, states: Mapping[str, str], source: str = HUMAN) -> int:
+        """Set many review states in one transaction.
+
+        With ``source="model"`` (automatic states such as unreadable/invalid found by a
+        prediction run) samples carrying a human decision (verified, fixed) are left alone.
+
+        Returns:
+            The number of samples changed.
+        """
+        for s in states.values():
+            if s not in REVIEW_STATES:
+                raise ValueError(f"unknown review state {s!r}; expected one of {', '.join(REVIEW_STATES)}")
+        now = time.time()
+        n = 0
+        with self._tx() as c:
+            human = {}
+            if source != HUMAN:
+                human = {r[0] for r in c.execute("SELECT rel FROM states WHERE source = 'human'")}
+            for rel, s in states.items():
+                if rel in human:
+                    continue
+                if s == UNREVIEWED:
+                    c.execute("DELETE FROM states WHERE rel = ?", (rel,))
+                else:
+                    size, mtime = self._identity(rel)
+                    c.execute(
+                        "INSERT OR REPLACE INTO states(rel, state, source, size, mtime_ns, updated) VALUES(?,?,?,?,?,?)",
+                        (rel, s, source, size, mtime, now),
+                    )
+                n += 1
+        return n
+
+    def _identity(self, rel: str) -> tuple[int | None, int | None]:
+        try:
+            st = os.stat(self.folder / rel)
+            return st.st_size, st.st_mtime_ns
+        except OSError:
+            return None, None
+
+    def sync_states(self, files: Iterable[tuple[str, int, int]] | None = None) -> list[str]:
+        """Make the review states follow the disk; report what changed behind the app's back.
+
+        A sample whose file vanished loses its state; one whose content changed (size or
+        mtime differ from when the decision was taken) goes back to unreviewed.
+
+        Args:
+            files: ``(rel, size, mtime_ns)`` of the current files; scanned when ``None``.
+
+        Returns:
+            One message per affected file, naming it.
+        """
+        current = {f[0]: (f[1], f[2]) for f in (scan_files(self.folder) if files is None else files)}
+        msgs: list[str] = []
+        gone: list[tuple[str]] = []
+        with self._tx() as c:
+            for rel, state, size, mtime in c.execute("SELECT rel, state, size, mtime_ns FROM states").fetchall():
+                ident = current.get(rel)
+                if ident is None:
+                    msgs.append(f"{rel}: file no longer exists (deleted or moved outside Plate Review); "
+                                f"its review state ({state}) was dropped")  # fmt: skip
+                    gone.append((rel,))
+                elif size is not None and (size, mtime) != ident:
+                    msgs.append(f"{rel}: file changed on disk since it was marked {state}; back to unreviewed")
+                    gone.append((rel,))
+            c.executemany("DELETE FROM states WHERE rel = ?", gone)
+        return msgs
+
+    def forget(self, rels: Iterable[str], predictions: bool = True) -> None:
+        """Drop the review state (and cached predictions) of files that are gone or changed."""
+        rows = [(r,) for r in rels]
+        with self._tx() as c:
+            c.executemany("DELETE FROM states WHERE rel = ?", rows)
+            if predictions:
+                c.executemany("DELETE FROM predictions WHERE rel = ?", rows)
+
+    # ---------------------------------------------------------- undo history
+
+    def begin_step(self, description: str) -> int:
+        """Start an undo step; a new action discards the redo stack. Returns the step id."""
+        with self._tx() as c:
+            c.execute("UPDATE steps SET status = 'discarded' WHERE status = 'undone'")
+            cur = c.execute(
+                "INSERT INTO steps(description, created, status, owner) VALUES(?, ?, 'pending', ?)",
+                (description, time.time(), self.owner),
+            )
+            return int(cur.lastrowid)
+
+    def end_step(self, step: int) -> str | None:
+        """Settle a step's status from its items; an empty step is removed. Returns the status."""
+        with self._tx() as c:
+            return self._settle_step(c, step)
+
+    @staticmethod
+    def _settle_step(c: sqlite3.Connection, step: int) -> str | None:
+        total, applied = c.execute(
+            "SELECT COUNT(*), COALESCE(SUM(applied), 0) FROM step_items WHERE step = ?", (step,)
+        ).fetchone()
+        if total == 0:
+            c.execute("DELETE FROM steps WHERE id = ?", (step,))
+            return None
+        status = "applied" if applied == total else "undone" if applied == 0 else "partial"
+        c.execute("UPDATE steps SET status = ?, owner = NULL WHERE id = ?", (status, step))
+        return status
+
+    def history(self) -> list[StepInfo]:
+        """The undo history, oldest first (discarded steps excluded)."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT s.id, s.description, s.created, s.status, COUNT(i.seq) FROM steps s "
+                "LEFT JOIN step_items i ON i.step = s.id WHERE s.status != 'discarded' GROUP BY s.id ORDER BY s.id"
+            ).fetchall()
+        return [StepInfo(*r) for r in rows]
+
+    def undo_target(self) -> int | None:
+        """The step the next undo reverts (the latest applied or partly applied one)."""
+        with self._lock:
+            r = self.conn.execute("SELECT MAX(id) FROM steps WHERE status IN ('applied', 'partial')").fetchone()
+        return r[0]
+
+    def redo_target(self) -> int | None:
+        """The step the next redo re-applies (the earliest undone one)."""
+        with self._lock:
+            r = self.conn.execute("SELECT MIN(id) FROM steps WHERE status IN ('undone', 'partial')").fetchone()
+            if r[0] is None:
+                return None
+            # A partial step that is also the latest applied one is for undo to finish, not redo.
+            last_applied = self.conn.execute("SELECT MAX(id) FROM steps WHERE status = 'applied'").fetchone()[0]
+            if last_applied is not None and r[0] < last_applied:
+                return None
+        return r[0]
+
+    def step_items(self, step: int) -> list[tuple[int, str, str, int, str | None, str | None, str | None, str | None]]:
+        """``(seq, a_rel, b_rel, applied, old_state, old_source, new_state, new_source)`` of a step."""
+        with self._lock:
+            return self.conn.execute(
+                "SELECT seq, a_rel, b_rel, applied, old_state, old_source, new_state, new_source "
+                "FROM step_items WHERE step = ? ORDER BY seq",
+                (step,),
+            ).fetchall()
+
+    def origins(self) -> dict[str, str]:
+        """``{current rel: original rel}`` for every file the app renamed (applied items only)."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT i.a_rel, i.b_rel FROM step_items i JOIN steps s ON s.id = i.step "
+                "WHERE i.applied = 1 AND s.status != 'discarded' ORDER BY i.step, i.seq"
+            ).fetchall()
+        back: dict[str, str] = {}
+        for a, b in rows:
+            back[b] = back.pop(a, a)
+        return {cur: orig for cur, orig in back.items() if cur != orig}
+
+    # ------------------------------------------------------------------ journal
+
+    def journal_pending(self, entries: list[JournalEntry]) -> list[JournalEntry]:
+        """Write renames as ``pending`` and commit, before any file is touched.
+
+        Returns:
+            The entries with their journal ids set.
+        """
+        now = time.time()
+        with self._tx() as c:
+            base = c.execute("SELECT COALESCE(MAX(id), 0) FROM journal").fetchone()[0]
+            out = [_replace_id(e, base + i + 1) for i, e in enumerate(entries)]
+            c.executemany(
+                "INSERT INTO journal(id, kind, step, seq, src, dst, ino, size, mtime_ns, old_state, old_source, "
+                "new_state, new_source, status, owner, created) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,'pending',?,?)",
+                [
+                    (e.id, e.kind, e.step, e.seq, e.src, e.dst, e.ino, e.size, e.mtime_ns, e.old_state,
+                     e.old_source, e.new_state, e.new_source, self.owner, now)
+                    for e in out
+                ],
+            )  # fmt: skip
+        return out
+
+    def journal_finish(self, outcomes: list[tuple[JournalEntry, str, str | None]]) -> None:
+        """Record what happened to journaled renames, and make the store follow (one transaction).
+
+        For each ``(entry, status, message)``: ``done`` moves review state and cached
+        predictions to the new name and updates the undo history; ``lost`` forgets the file;
+        ``cancelled``/``failed`` leave everything under the old name.
+        """
+        now = time.time()
+        with self._tx() as c:
+            for e, status, message in outcomes:
+                c.execute(
+                    "UPDATE journal SET status = ?, message = ?, finished = ? WHERE id = ?",
+                    (status, message, now, e.id),
+                )
+                if status == DONE:
+                    self._apply_done(c, e, now)
+                elif status == LOST:
+                    c.execute("DELETE FROM states WHERE rel = ?", (e.src,))
+                    c.execute("DELETE FROM predictions WHERE rel = ?", (e.src,))
+                    if e.kind != "do":  # the file is gone: nothing left to undo/redo for it
+                        c.execute("DELETE FROM step_items WHERE step = ? AND seq = ?", (e.step, e.seq))
+
+    def _apply_done(self, c: sqlite3.Connection, e: JournalEntry, now: float) -> None:
+        c.execute("DELETE FROM states WHERE rel = ?", (e.src,))
+        if e.new_state and e.new_state != UNREVIEWED:
+            c.execute(
+                "INSERT OR REPLACE INTO states(rel, state, source, size, mtime_ns, updated) VALUES(?,?,?,?,?,?)",
+                (e.dst, e.new_state, e.new_source or HUMAN, e.size, e.mtime_ns, now),
+            )
+        else:
+            c.execute("DELETE FROM states WHERE rel = ?", (e.dst,))
+        # Renaming keeps size and mtime, so cached predictions stay valid under the new name.
+        c.execute("DELETE FROM predictions WHERE rel = ?", (e.dst,))
+        parsed = plates.parse_name(e.dst.rsplit("/", 1)[-1])
+        rows = c.execute("SELECT model, prediction FROM predictions WHERE rel = ?", (e.src,)).fetchall()
+        for model, pred in rows:
+            c.execute(
+                "UPDATE predictions SET rel = ?, label = ?, label_error = ?, cer = ?, correct = ? "
+                "WHERE model = ? AND rel = ?",
+                (e.dst, parsed.label, parsed.error, cer(pred, parsed.label) if pred else None,
+                 int(pred == parsed.label) if pred else None, model, e.src),
+            )  # fmt: skip
+        if e.kind == "do":
+            c.execute(
+                "INSERT OR REPLACE INTO step_items(step, seq, a_rel, b_rel, applied, old_state, old_source, "
+                "new_state, new_source) VALUES(?,?,?,?,1,?,?,?,?)",
+                (e.step, e.seq, e.src, e.dst, e.old_state, e.old_source, e.new_state, e.new_source),
+            )
+        elif e.kind == "undo":  # dst may differ from a_rel when the old name was taken meanwhile
+            c.execute("UPDATE step_items SET applied = 0, a_rel = ? WHERE step = ? AND seq = ?", (e.dst, e.step, e.seq))
+        else:
+            c.execute("UPDATE step_items SET applied = 1, b_rel = ? WHERE step = ? AND seq = ?", (e.dst, e.step, e.seq))
+
+    def pending_count(self) -> int:
+        """Journal entries still pending (0 after a clean run or a reconcile)."""
+        with self._lock:
+            return self.conn.execute("SELECT COUNT(*) FROM journal WHERE status = 'pending'").fetchone()[0]
+
+    def reconcile(self, progress: Callable[[Any], None] | None = None) -> list[str]:
+        """Settle renames left pending by a killed or crashed process, from what is on disk.
+
+        Each file ends with exactly its old or its new name: a rename interrupted between
+        link and unlink is completed; one that never started is cancelled; a file found
+        under neither name is reported and forgotten. Entries of another live process
+        (its owner lock is held) are left alone.
+
+        Returns:
+            Messages naming the files that needed attention (also appended to :attr:`messages`).
+        """
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT id, kind, src, dst, step, seq, ino, size, mtime_ns, old_state, old_source, new_state, "
+                "new_source, owner FROM journal WHERE status = 'pending' ORDER BY id"
+            ).fetchall()
+            alive: dict[str | None, bool] = {}
+            outcomes: list[tuple[JournalEntry, str, str | None]] = []
+            msgs: list[str] = []
+            for r in rows:
+                owner = r[13]
+                if owner not in alive:
+                    alive[owner] = self._owner_alive(owner)
+                if alive[owner]:
+                    continue
+                e = JournalEntry(
+                    kind=r[1], src=r[2], dst=r[3], step=r[4], seq=r[5], ino=r[6], size=r[7], mtime_ns=r[8],
+                    old_state=r[9], old_source=r[10], new_state=r[11], new_source=r[12], id=r[0],
+                )  # fmt: skip
+                status, msg = resolve_interrupted(self.folder, e)
+                outcomes.append((e, status, msg))
+                if msg:
+                    msgs.append(msg)
+            if outcomes:
+                self.journal_finish(outcomes)
+            steps = self.conn.execute("SELECT id, owner FROM steps WHERE status = 'pending'").fetchall()
+            for step, owner in steps:
+                if owner not in alive:
+                    alive[owner] = self._owner_alive(owner)
+                if not alive[owner]:
+                    self.end_step(step)
+            if outcomes:
+                n_done = sum(1 for _, s, _ in outcomes if s == DONE)
+                msgs.insert(0, f"recovered {len(outcomes)} interrupted rename(s): {n_done} completed, "
+                               f"{len(outcomes) - n_done} kept their old name")  # fmt: skip
+            self.messages.extend(msgs)
+            return msgs
+
+
+def _replace_id(e: JournalEntry, new_id: int) -> JournalEntry:
+    d = asdict(e)
+    d["id"] = new_id
+    return JournalEntry(**d)
+
+
+def resolve_interrupted(root: Path, e: JournalEntry) -> tuple[str, str | None]:
+    """Decide, from the disk, what became of a pending rename; finish a half-done one.
+
+    Returns:
+        ``(status, message)`` with status ``done``, ``cancelled`` or ``lost``.
+    """
+    src, dst = root / e.src, root / e.dst
+    s_ok, d_ok = os.path.lexists(src), os.path.lexists(dst)
+    if s_ok and d_ok:
+        try:
+            same = os.path.samefile(src, dst)
+        except OSError:
+            same = False
+        if same:  # killed between link and unlink: finish it
+            os.unlink(src)
+            return DONE, None
+        return CANCELLED, None
+    if s_ok:
+        return CANCELLED, None
+    if d_ok:
+        if e.ino is None or os.stat(dst).st_ino == e.ino:
+            return DONE, None
+        return LOST, f"{e.src}: file vanished during an interrupted rename ({e.dst} is another file)"
+    return LOST, f"{e.src}: file vanished during an interrupted rename (deleted or moved outside Plate Review)"
