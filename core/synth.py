@@ -1,0 +1,449 @@
+"""Synthetic Chinese blue plates, and real-looking plates spliced from real crops.
+
+Two sources of labelled training images besides the real crops:
+
+* :func:`render_plate` draws a standard blue plate (440 x 140 mm: white characters
+  on blue, province, letter, separator dot, 5 characters, white frame, rivets) with
+  glyphs from the bundled Noto Sans CJK SC subsets, then degrades it like a real
+  tight crop: perspective, loose or tight crop margins, size ~94x24 to 188x48,
+  illumination, colour casts, dirt, blur, noise and JPEG artefacts.
+  :class:`SynthDataset` renders on the fly, deterministic per ``(seed, index)``, and
+  cycles the 31 provinces so every province is equally frequent.
+* :class:`SpliceDataset` makes new plates from real crops: the layout is fixed and
+  the crops are tight, so character cells cut at the standard cell boundaries
+  from different real plates can be joined into a plate with a known label.
+
+The glyph bitmaps are read from ``resources/fonts/plate_glyphs.npz``; that file
+is built once from the font subsets with ``python -m core.synth --build-atlas``
+(needs fontTools, a build-time tool only).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from . import plates
+from .data import encode_label, preprocess
+from .images import read_rgb
+
+FONT_DIR = Path(__file__).resolve().parent.parent / "resources" / "fonts"
+FONT_FILES = ("NotoSansSC-Bold-subset.otf", "NotoSansSC-Regular-subset.otf")
+ATLAS_PATH = FONT_DIR / "plate_glyphs.npz"
+ATLAS_CHARS = plates.PROVINCES + plates.OTHERS
+
+# Standard plate geometry (GA 36), in mm: 440 x 140, characters 45 x 90,
+# 12 mm gaps, 34 mm between characters 2 and 3 holding the separator dot.
+PLATE_W, PLATE_H = 440.0, 140.0
+CHAR_W, CHAR_H = 45.0, 90.0
+CHAR_X = (15.5, 72.5, 151.5, 208.5, 265.5, 322.5, 379.5)  # left edges
+CHAR_Y = 25.0
+DOT_X = 134.0
+#: Cell boundaries (fractions of the plate width) midway between characters.
+CELL_CUTS = (0.0, 66.5 / 440, 134.0 / 440, 202.0 / 440, 259.0 / 440, 316.0 / 440, 373.0 / 440, 1.0)
+
+
+# --------------------------------------------------------------------------- glyphs
+
+
+def build_glyph_atlas(out: str | os.PathLike = ATLAS_PATH, height: int = 96, chars: str = ATLAS_CHARS) -> Path:
+    """Rasterise ``chars`` from the bundled font subsets into an .npz of ink masks.
+
+    Each glyph is cropped to its ink box; masks are uint8 (0..255), ``height`` px
+    for a full-height glyph. Build-time only: needs fontTools.
+    """
+    from fontTools.pens.basePen import BasePen  # build-time dependency
+    from fontTools.ttLib import TTFont
+
+    class _Flatten(BasePen):
+        def __init__(self, glyphset):
+            super().__init__(glyphset)
+            self.contours: list[list[tuple[float, float]]] = []
+            self.cur: list[tuple[float, float]] = []
+
+        def _moveTo(self, p):
+            self.cur = [p]
+
+        def _lineTo(self, p):
+            self.cur.append(p)
+
+        def _curveToOne(self, p1, p2, p3):
+            p0 = self.cur[-1]
+            for t in np.linspace(0, 1, 9)[1:]:
+                a, b, c, d = (1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t**2, t**3
+                self.cur.append((a * p0[0] + b * p1[0] + c * p2[0] + d * p3[0],
+                                 a * p0[1] + b * p1[1] + c * p2[1] + d * p3[1]))  # fmt: skip
+
+        def _qCurveToOne(self, p1, p2):
+            p0 = self.cur[-1]
+            for t in np.linspace(0, 1, 7)[1:]:
+                a, b, c = (1 - t) ** 2, 2 * (1 - t) * t, t**2
+                self.cur.append((a * p0[0] + b * p1[0] + c * p2[0], a * p0[1] + b * p1[1] + c * p2[1]))
+
+        def _closePath(self):
+            if len(self.cur) > 2:
+                self.contours.append(self.cur)
+            self.cur = []
+
+        _endPath = _closePath
+
+    arrays: dict[str, np.ndarray] = {}
+    ss = 4  # supersampling
+    for fi, fname in enumerate(FONT_FILES):
+        font = TTFont(FONT_DIR / fname)
+        cmap, gs = font.getBestCmap(), font.getGlyphSet()
+        upm = font["head"].unitsPerEm
+        # Scale so that a digit's height (cap height ~ 0.73 em) maps to `height` px.
+        scale = height * ss / (0.74 * upm)
+        for ch in chars:
+            pen = _Flatten(gs)
+            gs[cmap[ord(ch)]].draw(pen)
+            pts = [np.array(c, np.float64) for c in pen.contours]
+            allp = np.concatenate(pts)
+            x0, y0 = allp.min(0)
+            x1, y1 = allp.max(0)
+            w = int(np.ceil((x1 - x0) * scale)) + 2 * ss
+            h = int(np.ceil((y1 - y0) * scale)) + 2 * ss
+            canvas = np.zeros((h, w), np.uint8)
+            polys = [np.round(np.stack([(c[:, 0] - x0) * scale + ss, (y1 - c[:, 1]) * scale + ss], 1)).astype(np.int32)
+                     for c in pts]  # fmt: skip
+            # Counters run opposite to outer contours: an even-odd fill gives the glyph.
+            for poly in polys:
+                m = np.zeros_like(canvas)
+                cv2.fillPoly(m, [poly], 255)
+                canvas ^= m
+            small = cv2.resize(canvas, (max(1, w // ss), max(1, h // ss)), interpolation=cv2.INTER_AREA)
+            arrays[f"{fi}_{ord(ch)}"] = small
+    out = Path(out)
+    np.savez_compressed(out, **arrays)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def load_glyphs(path: str | os.PathLike = ATLAS_PATH) -> dict[tuple[int, str], np.ndarray]:
+    """``{(font_index, char): uint8 ink mask}`` from the bundled atlas."""
+    with np.load(path) as z:
+        out = {}
+        for k in z.files:
+            fi, code = k.split("_")
+            out[(int(fi), chr(int(code)))] = z[k]
+    return out
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def label_for(index: int, seed: int) -> str:
+    """The label of synthetic sample ``index``: provinces cycle, other positions are uniform.
+
+    Deterministic in ``(seed, index)``. Position 1 is a letter (plate grammar),
+    positions 2..6 any of the 35 letters/digits.
+    """
+    rng = np.random.default_rng([seed, index, 1])
+    prov = plates.PROVINCES[(index + seed) % len(plates.PROVINCES)]
+    letter = plates.LETTERS[rng.integers(len(plates.LETTERS))]
+    tail = "".join(plates.OTHERS[i] for i in rng.integers(len(plates.OTHERS), size=5))
+    return prov + letter + tail
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _u(rng: np.random.Generator, a: float, b: float) -> float:
+    return float(rng.uniform(a, b))
+
+
+def _plate_colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Background blue and character colour, RGB float 0..255."""
+    hue = _u(rng, 100, 122)  # OpenCV hue (0..180): blue ~ 105..120
+    sat = _u(rng, 150, 255)
+    val = _u(rng, 120, 255)
+    bg = cv2.cvtColor(np.uint8([[[hue, sat, val]]]), cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
+    fg = np.full(3, _u(rng, 200, 255), np.float32) - rng.uniform(0, 25, 3).astype(np.float32)
+    if rng.random() < 0.1:  # dull, low-contrast characters
+        fg = 0.7 * fg + 0.3 * bg
+    return bg, fg
+
+
+def _paste_glyph(alpha: np.ndarray, mask: np.ndarray, x: float, y: float, w: float, h: float) -> None:
+    """Max-blend a glyph mask resized to (w, h) at (x, y) into ``alpha`` (float 0..1)."""
+    wi, hi = max(1, int(round(w))), max(1, int(round(h)))
+    g = cv2.resize(mask, (wi, hi), interpolation=cv2.INTER_AREA if wi < mask.shape[1] else cv2.INTER_LINEAR)
+    xi, yi = int(round(x)), int(round(y))
+    H, W = alpha.shape
+    x0, y0, x1, y1 = max(0, xi), max(0, yi), min(W, xi + wi), min(H, yi + hi)
+    if x1 <= x0 or y1 <= y0:
+        return
+    sub = g[y0 - yi : y1 - yi, x0 - xi : x1 - xi].astype(np.float32) / 255.0
+    np.maximum(alpha[y0:y1, x0:x1], sub, out=alpha[y0:y1, x0:x1])
+
+
+def _draw_plate(label: str, rng: np.random.Generator, ppm: float) -> np.ndarray:
+    """The flat plate, ``ppm`` pixels per mm, RGB float32 0..255."""
+    glyphs = load_glyphs()
+    W, H = int(round(PLATE_W * ppm)), int(round(PLATE_H * ppm))
+    bg, fg = _plate_colours(rng)
+    alpha = np.zeros((H, W), np.float32)  # foreground (white) coverage
+    font = int(rng.integers(2))
+    thin = rng.random() < 0.3
+    # White frame, ~1.5..3 mm inside the edge, ~1..2 mm thick, rounded corners.
+    if rng.random() < 0.9:
+        inset, th = _u(rng, 1.0, 3.5) * ppm, max(1, int(round(_u(rng, 0.8, 2.2) * ppm)))
+        frame = np.zeros((H, W), np.uint8)
+        r = int(round(_u(rng, 2, 6) * ppm))
+        x0, y0, x1, y1 = int(inset), int(inset), int(W - 1 - inset), int(H - 1 - inset)
+        cv2.rectangle(frame, (x0 + r, y0), (x1 - r, y1), 255, th)
+        cv2.rectangle(frame, (x0, y0 + r), (x1, y1 - r), 255, th)
+        cv2.rectangle(frame, (x0 + r + th, y0 + th), (x1 - r - th, y1 - th), 0, -1)
+        cv2.rectangle(frame, (x0 + th, y0 + r + th), (x1 - th, y1 - r - th), 0, -1)
+        np.maximum(alpha, frame.astype(np.float32) / 255 * _u(rng, 0.6, 1.0), out=alpha)
+    # Characters: each fills its 45 x 90 mm cell; narrow glyphs (1, J...) keep their aspect.
+    dx_all, dy_all = _u(rng, -3, 3), _u(rng, -4, 4)
+    ch_h = _u(rng, 82, 94)
+    for i, ch in enumerate(label):
+        m = glyphs[(font, ch)]
+        if thin and i > 0:
+            m = cv2.erode(m, np.ones((3, 3), np.uint8))
+        mh, mw = m.shape
+        h = ch_h * (_u(rng, 0.9, 1.0) if i == 0 else 1.0)
+        w_fit = CHAR_W * _u(rng, 0.9, 1.02)
+        w = min(w_fit, mw / mh * h * _u(rng, 1.0, 1.6)) if i > 0 else w_fit
+        x = CHAR_X[i] + (CHAR_W - w) / 2 + dx_all + _u(rng, -1, 1)
+        y = CHAR_Y + (CHAR_H - h) / 2 + dy_all + _u(rng, -1, 1)
+        _paste_glyph(alpha, m, x * ppm, y * ppm, w * ppm, h * ppm)
+    # Separator dot.
+    cv2.circle(alpha, (int(round((DOT_X + dx_all) * ppm)), int(round((70 + dy_all) * ppm))),
+               max(1, int(round(_u(rng, 3.5, 5.5) * ppm))), 1.0, -1, lineType=cv2.LINE_AA)  # fmt: skip
+    img = bg[None, None, :] * (1 - alpha[..., None]) + fg[None, None, :] * alpha[..., None]
+    # Rivets: two small (light or dark) dots near the top, sometimes the bottom too.
+    if rng.random() < 0.6:
+        col = rng.uniform(40, 230, 3).astype(np.float32) if rng.random() < 0.5 else fg * 0.9
+        ys = [_u(rng, 10, 22)] + ([_u(rng, 118, 130)] if rng.random() < 0.3 else [])
+        for y in ys:
+            for xr in (_u(rng, 120, 148), _u(rng, 290, 320)):
+                cv2.circle(img, (int(xr * ppm), int(y * ppm)), max(1, int(_u(rng, 2.5, 4.5) * ppm)),
+                           col.tolist(), -1, lineType=cv2.LINE_AA)  # fmt: skip
+    return img
+
+
+def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """What surrounds the plate: car paint, bumper, shadow; smooth noise, RGB float."""
+    base = rng.uniform(10, 200, 3).astype(np.float32)
+    if rng.random() < 0.5:
+        base = np.full(3, _u(rng, 10, 120), np.float32) + rng.uniform(-10, 10, 3).astype(np.float32)
+    small = rng.normal(0, 30, (4, 4, 3)).astype(np.float32)
+    return np.clip(base + cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC), 0, 255)
+
+
+def render_plate(label: str, rng: np.random.Generator | int, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Render one degraded, tightly cropped plate image.
+
+    Args:
+        label: A valid plate, e.g. ``"皖A26Y56"``.
+        rng: A numpy Generator or an int seed.
+        size: Output ``(height, width)``; ``None`` draws it: mostly 24x94 (the real
+            crops), otherwise up to twice that.
+
+    Returns:
+        RGB uint8 array of shape ``(height, width, 3)``.
+    """
+    if not isinstance(rng, np.random.Generator):
+        rng = np.random.default_rng(rng)
+    if size is None:
+        if rng.random() < 0.6:
+            size = (24, 94)
+        else:
+            s = _u(rng, 1.0, 2.0)
+            size = (int(round(24 * s * _u(rng, 0.92, 1.08))), int(round(94 * s)))
+    oh, ow = size
+    # Draw at about 2-3x the output resolution, then warp down (pre-blurred to avoid aliasing).
+    ppm = max(0.35, min(1.0, 2.5 * ow / PLATE_W))
+    plate = _draw_plate(label, rng, ppm)
+    ph, pw = plate.shape[:2]
+    # Illumination gradient and a soft shadow band.
+    if rng.random() < 0.7:
+        gx, gy = np.meshgrid(np.linspace(-1, 1, pw, dtype=np.float32), np.linspace(-1, 1, ph, dtype=np.float32))
+        plate *= (1 + _u(rng, -0.35, 0.35) * gx + _u(rng, -0.25, 0.25) * gy)[..., None]
+    if rng.random() < 0.2:
+        x0 = int(_u(rng, 0, pw))
+        plate[:, x0 : x0 + int(_u(rng, 0.1, 0.5) * pw)] *= _u(rng, 0.6, 0.85)
+    # Dirt: dark, low-frequency blotches.
+    if rng.random() < 0.3:
+        d = cv2.resize(rng.random((6, 18)).astype(np.float32), (pw, ph), interpolation=cv2.INTER_CUBIC)
+        plate *= (1 - _u(rng, 0.1, 0.45) * np.clip(d - 0.5, 0, 1) * 2)[..., None]
+    # Plate corners in the output image: tight crop with random margins (negative = cut off).
+    mx0, mx1 = (_u(rng, -0.03, 0.06) for _ in range(2))
+    my0, my1 = (_u(rng, -0.08, 0.16) for _ in range(2))
+    if rng.random() < 0.6:  # most real crops are nearly exact
+        mx0, mx1, my0, my1 = (v * 0.3 for v in (mx0, mx1, my0, my1))
+    x0, x1 = mx0 * ow, ow * (1 - mx1)
+    y0, y1 = my0 * oh, oh * (1 - my1)
+    dst = np.float32([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+    jit = np.float32(rng.normal(0, 1, (4, 2))) * np.float32([ow * 0.015, oh * 0.04])
+    shear = _u(rng, -0.12, 0.12) * oh  # slanted plates: top shifted against bottom
+    dst += jit + np.float32([[shear, 0], [shear, 0], [-shear, 0], [-shear, 0]]) / 2
+    skew = _u(rng, -0.08, 0.08) * oh  # rotation-like: one end higher
+    dst += np.float32([[0, -skew], [0, skew], [0, skew], [0, -skew]]) / 2
+    src = np.float32([[0, 0], [pw, 0], [pw, ph], [0, ph]])
+    M = cv2.getPerspectiveTransform(src, dst)
+    sigma = 0.5 * pw / ow
+    plate = cv2.GaussianBlur(plate, (0, 0), sigma) if sigma > 0.6 else plate
+    bgimg = _background(rng, oh, ow)
+    out = cv2.warpPerspective(plate, M, (ow, oh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                              borderValue=(-1, -1, -1))  # fmt: skip
+    mask = cv2.warpPerspective(np.ones((ph, pw), np.float32), M, (ow, oh), flags=cv2.INTER_LINEAR)
+    out = np.where(mask[..., None] > 0, out * mask[..., None] + bgimg * (1 - mask[..., None]), bgimg)
+    # Colour cast, contrast, blur, noise.
+    out = out * rng.uniform(0.8, 1.15, 3).astype(np.float32) + rng.uniform(-20, 20, 3).astype(np.float32)
+    c = _u(rng, 0.7, 1.2)
+    out = (out - out.mean()) * c + out.mean() * _u(rng, 0.75, 1.2)
+    r = rng.random()
+    if r < 0.35:
+        out = cv2.GaussianBlur(out, (0, 0), _u(rng, 0.3, 0.9) * oh / 24)
+    elif r < 0.45:
+        k = max(2, int(round(_u(rng, 2, 4) * oh / 24)))
+        kern = np.zeros((k, k), np.float32)
+        kern[k // 2, :] = 1.0 / k
+        out = cv2.filter2D(out, -1, kern)
+    if rng.random() < 0.5:
+        out = out + rng.normal(0, _u(rng, 2, 10), out.shape).astype(np.float32)
+    out = np.clip(out, 0, 255).astype(np.uint8)
+    if rng.random() < 0.8:
+        ok, buf = cv2.imencode(".jpg", out[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 96))])
+        out = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
+    return np.ascontiguousarray(out)
+
+
+class SynthDataset(Dataset):
+    """``n`` synthetic plates rendered on the fly; sample ``i`` is the same for a given seed.
+
+    Yields the same ``(x, y)`` as :class:`core.data.PlateDataset`: the preprocessed
+    3x64x224 float tensor and the 7 class indices.
+
+    Args:
+        n: Number of samples (an epoch).
+        seed: Fixes every label and image.
+        augment: Optional albumentations pipeline applied after rendering. When set,
+            the augmentations draw from numpy's global state (the DataLoader seeds it).
+    """
+
+    def __init__(self, n: int, seed: int = 0, augment: Callable | None = None):
+        self.n, self.seed, self.augment = int(n), int(seed), augment
+
+    def __len__(self) -> int:
+        return self.n
+
+    def sample(self, idx: int) -> tuple[np.ndarray, str]:
+        """The RGB image and label of sample ``idx`` (before augmentation)."""
+        if not 0 <= idx < self.n:
+            raise IndexError(idx)
+        label = label_for(idx, self.seed)
+        return render_plate(label, np.random.default_rng([self.seed, idx, 2])), label
+
+    def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rgb, label = self.sample(idx)
+        if self.augment is not None:
+            rgb = self.augment(image=rgb)["image"]
+        return torch.from_numpy(preprocess(rgb)), torch.from_numpy(encode_label(label))
+
+
+# --------------------------------------------------------------------------- real splicing
+
+
+def splice_plate(
+    images: Sequence[np.ndarray], labels: Sequence[str], rng: np.random.Generator, p_swap: float = 0.5
+) -> tuple[np.ndarray, str]:
+    """Join character cells of real crops into a new plate with a known label.
+
+    A base crop is drawn; each of its 7 cells (cut at :data:`CELL_CUTS`) is replaced,
+    with probability ``p_swap``, by the same cell of another crop, resized to fit.
+    Province cells are drawn from distinct provinces first so rare provinces appear
+    as often as the others.
+    """
+    n = len(images)
+    base = int(rng.integers(n))
+    out = images[base].copy()
+    h, w = out.shape[:2]
+    chars = list(labels[base])
+    by_prov: dict[str, list[int]] = {}
+    for i, lab in enumerate(labels):
+        by_prov.setdefault(lab[0], []).append(i)
+    for k in range(7):
+        if rng.random() >= p_swap:
+            continue
+        if k == 0:
+            provs = sorted(by_prov)
+            donor = int(rng.choice(by_prov[provs[int(rng.integers(len(provs)))]]))
+        else:
+            donor = int(rng.integers(n))
+        src = images[donor]
+        sh, sw = src.shape[:2]
+        a, b = int(round(CELL_CUTS[k] * w)), int(round(CELL_CUTS[k + 1] * w))
+        sa, sb = int(round(CELL_CUTS[k] * sw)), int(round(CELL_CUTS[k + 1] * sw))
+        if b <= a or sb <= sa:
+            continue
+        cell = cv2.resize(src[:, sa:sb], (b - a, h), interpolation=cv2.INTER_LINEAR)
+        # Match the donor cell's brightness to the base around the seam.
+        gain = (out[:, a:b].reshape(-1, 3).mean(0) + 1) / (cell.reshape(-1, 3).mean(0) + 1)
+        cell = np.clip(cell.astype(np.float32) * np.clip(gain, 0.7, 1.4), 0, 255).astype(np.uint8)
+        out[:, a:b] = cell
+        chars[k] = labels[donor][k]
+    return out, "".join(chars)
+
+
+class SpliceDataset(Dataset):
+    """``n`` plates spliced from real crops (:func:`splice_plate`), deterministic per seed.
+
+    Args:
+        items: ``(path, label)`` pairs of real crops with valid labels (training part only).
+        n: Samples per epoch.
+        seed: Fixes which cells are joined.
+        augment: Optional albumentations pipeline applied after splicing.
+    """
+
+    def __init__(self, items: Sequence[tuple[str | os.PathLike, str]], n: int, seed: int = 0,
+                 augment: Callable | None = None, p_swap: float = 0.5):  # fmt: skip
+        self.images = [read_rgb(p) for p, _ in items]
+        self.labels = [lab for _, lab in items]
+        self.n, self.seed, self.augment, self.p_swap = int(n), int(seed), augment, p_swap
+
+    def __len__(self) -> int:
+        return self.n
+
+    def sample(self, idx: int) -> tuple[np.ndarray, str]:
+        return splice_plate(self.images, self.labels, np.random.default_rng([self.seed, idx, 3]), self.p_swap)
+
+    def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rgb, label = self.sample(idx)
+        if self.augment is not None:
+            rgb = self.augment(image=rgb)["image"]
+        return torch.from_numpy(preprocess(rgb)), torch.from_numpy(encode_label(label))
+
+
+def _main(argv: Sequence[str] | None = None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build-atlas", action="store_true", help="rasterise the font subsets into the glyph atlas")
+    ap.add_argument("--preview", metavar="PNG", help="write a grid of synthetic plates")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    if args.build_atlas:
+        print(build_glyph_atlas())
+    if args.preview:
+        ds = SynthDataset(40, seed=args.seed)
+        tiles = [cv2.resize(ds.sample(i)[0], (282, 72), interpolation=cv2.INTER_LINEAR) for i in range(40)]
+        grid = np.vstack([np.hstack(tiles[r : r + 4]) for r in range(0, 40, 4)])
+        cv2.imwrite(args.preview, grid[..., ::-1])
+        print(args.preview)
+
+
+if __name__ == "__main__":
+    _main()
