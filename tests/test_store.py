@@ -1,0 +1,148 @@
+"""The SQLite store: prediction cache, review states, read-only datasets."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from core import relabel as R
+from core import store as store_mod
+from core.store import FIXED, INVALID, UNREADABLE, UNREVIEWED, VERIFIED, Store, scan_files
+
+REAL = Path(__file__).resolve().parents[1] / "data" / "plates_real"
+
+
+@pytest.fixture
+def ds(tmp_path: Path) -> Path:
+    d = tmp_path / "ds"
+    (d / "sub").mkdir(parents=True)
+    for i, p in enumerate(sorted(REAL.glob("*.jpg"))[:8]):
+        shutil.copy2(p, (d / "sub" if i % 2 else d) / p.name)
+    (d / "notes.txt").write_text("not an image")
+    return d
+
+
+def _rec(rel: str, prediction: str = "皖A12345", **kw) -> dict:
+    rec = dict(rel=rel, label="", label_error=None, prediction=prediction, probs=[0.9] * 7,
+               runner_up="1234567", runner_up_probs=[0.05] * 7, confidence=0.5, cer=0.3, correct=False, error=None)  # fmt: skip
+    rec.update(kw)
+    return rec
+
+
+def test_scan_files_matches_scan_folder(ds: Path):
+    from core.data import scan_folder
+
+    files = scan_files(ds)
+    assert [f.rel for f in files] == [s.rel for s in scan_folder(ds)]
+    assert all(f.size == os.stat(ds / f.rel).st_size for f in files)
+
+
+def test_store_location_and_wal(ds: Path):
+    with Store.open(ds) as s:
+        assert s.path == ds.resolve() / ".plate-review" / "store.sqlite"
+        assert s.notice is None
+        assert s.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_prediction_cache_keyed_by_file_and_model(ds: Path):
+    files = scan_files(ds)
+    with Store.open(ds) as s:
+        n = s.put_predictions("model-a", [_rec(f.rel, label=f"L{i}") for i, f in enumerate(files)],
+                              {f.rel: (f.size, f.mtime_ns) for f in files})  # fmt: skip
+        assert n == len(files)
+    # Reopen: everything is cached for model-a, nothing for another model.
+    with Store.open(ds) as s:
+        got = s.cached_predictions("model-a", files)
+        assert set(got) == {f.rel for f in files}
+        r = got[files[0].rel]
+        assert r.probs == [0.9] * 7 and r.runner_up_probs == [0.05] * 7 and r.correct is False and r.cer == 0.3
+        assert s.cached_predictions("model-b", files) == {}
+        # A changed file (new mtime) or a resized one is not served from the cache.
+        os.utime(ds / files[0].rel, ns=(files[0].mtime_ns, files[0].mtime_ns + 10**9))
+        with open(ds / files[1].rel, "ab") as f:
+            f.write(b"\0")
+        got = s.cached_predictions("model-a", scan_files(ds))
+        assert files[0].rel not in got and files[1].rel not in got and len(got) == len(files) - 2
+
+
+def test_put_predictions_accepts_dataclasses_and_stats_files(ds: Path):
+    files = scan_files(ds)
+    with Store.open(ds) as s:
+        recs = [store_mod.PredictionRecord(**_rec(f.rel, error="x", prediction="", correct=None)) for f in files[:2]]
+        s.put_predictions("m", recs)  # no identities given: stat'ed now
+        got = s.cached_predictions("m", files)
+        assert set(got) == {f.rel for f in files[:2]} and got[files[0].rel].correct is None
+
+
+def test_cached_predictions_follow_renames(ds: Path):
+    files = scan_files(ds)
+    rel = files[0].rel
+    with Store.open(ds) as s:
+        s.put_predictions("m", [_rec(rel, prediction="皖A12345", label="x", cer=1.0)])
+        rep = R.relabel(s, [(rel, "皖A12345")])
+        new = rep.renamed[0][1]
+        got = s.cached_predictions("m", scan_files(ds))
+        assert rel not in got and got[new].label == "皖A12345" and got[new].correct is True and got[new].cer == 0.0
+
+
+def test_states_and_model_rerun_keeps_human_decisions(ds: Path):
+    files = scan_files(ds)
+    a, b, c = (f.rel for f in files[:3])
+    with Store.open(ds) as s:
+        assert s.get_state(a) == UNREVIEWED
+        s.set_state(a, VERIFIED)
+        R.relabel(s, [(b, "皖A12345")])
+        b = s.origins() and next(iter(s.origins()))
+        with pytest.raises(ValueError):
+            s.set_state(c, "great")
+    with Store.open(ds) as s:
+        # A model re-run: new predictions and automatic states never replace human decisions.
+        s.put_predictions("m2", [_rec(r, prediction="京A00000") for r in (a, b, c)])
+        s.set_states({a: UNREADABLE, b: INVALID, c: UNREADABLE}, source="model")
+        assert s.states() == {a: VERIFIED, b: FIXED, c: UNREADABLE}
+        assert (ds / a).exists() and (ds / b).exists()  # labels (names) untouched
+        assert s.cached_predictions("m2", scan_files(ds))[a].prediction == "京A00000"  # stored beside
+        s.set_state(c, UNREVIEWED)
+        assert c not in s.states()
+
+
+def test_sync_states_follows_the_disk(ds: Path):
+    files = scan_files(ds)
+    with Store.open(ds) as s:
+        s.set_states({files[0].rel: VERIFIED, files[1].rel: FIXED, files[2].rel: VERIFIED})
+        (ds / files[0].rel).unlink()
+        (ds / files[1].rel).write_bytes(b"replaced by another tool")
+        msgs = s.sync_states()
+        assert any(files[0].rel in m and "no longer exists" in m for m in msgs)
+        assert any(files[1].rel in m and "changed" in m for m in msgs)
+        assert s.states() == {files[2].rel: VERIFIED}
+
+
+def test_read_only_dataset_uses_user_data_dir(ds: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # Tests run as root here, where chmod 0o555 does not stop writes: the folder is made
+    # read-only for real (so a non-root run exercises the genuine probe) and the probe is
+    # also patched to report what a normal user would see.
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(store_mod, "_dataset_writable", lambda folder: False)
+    os.chmod(ds, 0o555)
+    try:
+        with Store.open(ds) as s:
+            assert s.notice and "read-only" in s.notice and str(ds.resolve()) in s.notice
+            assert str(s.path).startswith(str(tmp_path / "xdg" / "plate-review"))
+            s.set_state(scan_files(ds)[0].rel, VERIFIED)
+        with Store.open(ds) as s:  # the same per-dataset folder is found again
+            assert len(s.states()) == 1
+    finally:
+        os.chmod(ds, 0o755)
+    assert not (ds / ".plate-review").exists()
+
+
+def test_real_probe_detects_unwritable_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    def refuse(*_a, **_k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    assert store_mod._dataset_writable(tmp_path) is False
