@@ -1,0 +1,315 @@
+"""The inspector: a large, crisp view of the selected crop, the per-character comparison, the editor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PySide6.QtCore import QRect, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPen
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.images import ImageReadError, read_rgb
+
+from . import style
+from .fonts import plate_font
+from .label_editor import LabelEditor
+from .table_model import Row
+
+
+class ImageView(QWidget):
+    """Shows one image either fitted to the widget (Lanczos-resampled, so crisp) or at 1:1."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._rgb: np.ndarray | None = None
+        self._message = "No sample selected"
+        self._scaled: QImage | None = None
+        self._scaled_for: QSize | None = None
+        self.fit = True
+        self.setMinimumHeight(140)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+
+    def set_image(self, rgb: np.ndarray | None, message: str = "") -> None:
+        """Show ``rgb`` (H, W, 3 uint8), or ``message`` in a placeholder when ``None``."""
+        self._rgb = rgb
+        self._message = message
+        self._scaled = None
+        self.update()
+
+    def set_fit(self, fit: bool) -> None:
+        self.fit = fit
+        self._scaled = None
+        self.update()
+
+    @property
+    def has_image(self) -> bool:
+        return self._rgb is not None
+
+    def _target(self) -> QRect:
+        h, w = self._rgb.shape[:2]
+        area = self.rect().adjusted(12, 12, -12, -12)
+        if self.fit:
+            s = min(area.width() / w, area.height() / h)
+        else:
+            s = 1.0
+        tw, th = max(1, round(w * s)), max(1, round(h * s))
+        return QRect(area.left() + (area.width() - tw) // 2, area.top() + (area.height() - th) // 2, tw, th)
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor("#1f2430"))
+        if self._rgb is None:
+            p.setPen(QColor("#c7ccd6"))
+            f = QFont(self.font())
+            f.setPointSizeF(f.pointSizeF() * 1.1)
+            p.setFont(f)
+            p.drawText(self.rect().adjusted(20, 20, -20, -20), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                       self._message)  # fmt: skip
+            return
+        t = self._target()
+        if self._scaled is None or self._scaled_for != t.size():
+            h, w = self._rgb.shape[:2]
+            if (t.width(), t.height()) == (w, h):
+                arr = self._rgb
+            else:
+                interp = cv2.INTER_LANCZOS4 if t.width() > w else cv2.INTER_AREA
+                arr = cv2.resize(self._rgb, (t.width(), t.height()), interpolation=interp)
+            arr = np.ascontiguousarray(arr)
+            self._scaled = QImage(
+                arr.data, arr.shape[1], arr.shape[0], arr.strides[0], QImage.Format.Format_RGB888
+            ).copy()
+            self._scaled_for = t.size()
+        p.drawImage(t.topLeft(), self._scaled)
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return QSize(480, 180)
+
+
+class CharGrid(QWidget):
+    """Label and prediction aligned character by character, with probabilities and runner-ups."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._row: Row | None = None
+        self._big = plate_font(17, bold=True)
+        self._small = plate_font(8.5)
+        self.setMinimumHeight(self.sizeHint().height())
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def set_row(self, row: Row | None) -> None:
+        self._row = row
+        self.update()
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        fb, fs = QFontMetrics(self._big), QFontMetrics(self._small)
+        return QSize(420, 2 * (fb.height() + 10) + 2 * (fs.height() + 4) + 18)
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        row = self._row
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        fb, fs = QFontMetrics(self._big), QFontMetrics(self._small)
+        label_w = 78
+        n = 7
+        if row is not None:
+            n = max(7, len(row.label), len(row.prediction))
+        cell_w = max(30, min(56, (self.width() - label_w - 4) // n))
+        hb, hs = fb.height() + 10, fs.height() + 4
+        y = 2
+        rows = [("Label", "label"), ("Prediction", "pred"), ("p", "prob"), ("Runner-up", "runner")]
+        for title, kind in rows:
+            h = hb if kind in ("label", "pred") else hs
+            p.setFont(self._small)
+            p.setPen(QColor(style.MUTED))
+            p.drawText(QRect(0, y, label_w - 8, h), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, title)
+            for i in range(n):
+                r = QRect(label_w + i * cell_w, y, cell_w - 4, h)
+                self._cell(p, r, kind, i, row)
+            y += h + (6 if kind == "pred" else 3)
+
+    def _cell(self, p: QPainter, r: QRect, kind: str, i: int, row: Row | None) -> None:
+        label = row.label if row else ""
+        pred = row.prediction if row else ""
+        if kind in ("label", "pred"):
+            text = (label if kind == "label" else pred)[i : i + 1]
+            differs = bool(pred) and (label[i : i + 1] != pred[i : i + 1])
+            bg = QColor("#ffffff")
+            fg = QColor(style.TEXT)
+            border = QColor(style.BORDER)
+            if kind == "pred" and differs:
+                bg, fg, border = style.BAD_BG, style.BAD, style.BAD
+            elif kind == "label" and row is not None and row.label_error and text:
+                bg, fg = style.WARN_BG, style.WARN
+            p.setPen(QPen(border, 1))
+            p.setBrush(bg)
+            p.drawRoundedRect(QRectF(r).adjusted(0.5, 0.5, -0.5, -0.5), 5, 5)
+            p.setFont(self._big)
+            p.setPen(fg)
+            p.drawText(r, Qt.AlignmentFlag.AlignCenter, text or ("·" if row else ""))
+            return
+        p.setFont(self._small)
+        if kind == "prob":
+            probs = row.probs if row else []
+            if i < len(probs):
+                v = probs[i]
+                bar = QRect(r.left() + 2, r.bottom() - 2, max(1, round((r.width() - 4) * v)), 2)
+                c = style.GOOD if v >= 0.9 else style.WARN if v >= 0.6 else style.BAD
+                p.fillRect(bar, c)
+                p.setPen(QColor(style.TEXT))
+                p.drawText(r.adjusted(0, 0, 0, -3), Qt.AlignmentFlag.AlignCenter, f"{v:.2f}")
+            return
+        ru = row.runner_up if row else ""
+        rp = row.runner_up_probs if row else []
+        if i < len(ru):
+            p.setPen(QColor(style.MUTED))
+            txt = f"{ru[i]} {rp[i]:.2f}" if i < len(rp) else ru[i]
+            p.drawText(r, Qt.AlignmentFlag.AlignCenter, txt)
+
+
+class Inspector(QFrame):
+    """Right-hand panel: image, file facts, character comparison, actions, label editor."""
+
+    sig_accept = Signal()
+    """The user asked to accept the prediction."""
+    sig_verify = Signal()
+    """The user asked to keep the label (verified)."""
+    sig_submit = Signal(str)
+    """The user typed a new label."""
+    sig_cancel_edit = Signal()
+    """The user left the editor without applying."""
+    sig_missing = Signal(str)
+    """The selected file does not exist any more (rel)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("inspector")
+        self.root: Path | None = None
+        self.row: Row | None = None
+        self.image = ImageView()
+        self.fit_btn = QPushButton("Fit")
+        self.one_btn = QPushButton("1:1")
+        for b in (self.fit_btn, self.one_btn):
+            b.setCheckable(True)
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.fit_btn.setChecked(True)
+        self.fit_btn.setToolTip("Zoom to fit (Ctrl+0)")
+        self.one_btn.setToolTip("Actual pixels (Ctrl+1)")
+        grp = QButtonGroup(self)
+        grp.addButton(self.fit_btn)
+        grp.addButton(self.one_btn)
+        grp.setExclusive(True)
+        self.fit_btn.toggled.connect(self.image.set_fit)
+
+        self.title = QLabel()
+        self.title.setFont(plate_font(12, bold=True))
+        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.facts = QLabel()
+        self.facts.setObjectName("muted")
+        self.facts.setWordWrap(True)
+        self.problem = QLabel()
+        self.problem.setWordWrap(True)
+        self.problem.setStyleSheet(
+            f"background: {style.WARN_BG.name()}; color: {style.WARN.name()}; border-radius: 4px; padding: 6px;"
+        )
+        self.problem.hide()
+        self.chars = CharGrid()
+        self.accept_btn = QPushButton("Accept prediction  ⏎")
+        self.accept_btn.setObjectName("primary")
+        self.verify_btn = QPushButton("Label is right  ␣")
+        for b in (self.accept_btn, self.verify_btn):
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.accept_btn.clicked.connect(self.sig_accept)
+        self.verify_btn.clicked.connect(self.sig_verify)
+        self.editor = LabelEditor()
+        self.editor.sig_submitted.connect(self.sig_submit)
+        self.editor.sig_cancelled.connect(self.sig_cancel_edit)
+
+        zoom = QHBoxLayout()
+        zoom.setSpacing(4)
+        zoom.addWidget(self.title, 1)
+        zoom.addWidget(self.fit_btn)
+        zoom.addWidget(self.one_btn)
+        actions = QHBoxLayout()
+        actions.setSpacing(6)
+        actions.addWidget(self.accept_btn)
+        actions.addWidget(self.verify_btn)
+        actions.addStretch(1)
+        fix_title = QLabel("Fix the label  (E)")
+        fix_title.setObjectName("sectionTitle")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(14, 12, 14, 12)
+        lay.setSpacing(8)
+        lay.addLayout(zoom)
+        lay.addWidget(self.image, 3)
+        lay.addWidget(self.facts)
+        lay.addWidget(self.problem)
+        lay.addWidget(self.chars)
+        lay.addLayout(actions)
+        lay.addSpacing(4)
+        lay.addWidget(fix_title)
+        lay.addWidget(self.editor)
+        lay.addStretch(1)
+        self.show_row(None)
+
+    def show_row(self, row: Row | None) -> None:
+        """Show a sample (``None``: nothing selected)."""
+        self.row = row
+        self.chars.set_row(row)
+        if row is None:
+            self.title.setText("No sample selected")
+            self.facts.setText("Open a folder (Ctrl+O) or drop one on the window.")
+            self.problem.hide()
+            self.image.set_image(None, "No sample selected")
+            self.editor.set_label("")
+            self._enable(False)
+            return
+        self.title.setText(row.rel)
+        problems = []
+        rgb = None
+        msg = ""
+        if self.root is not None:
+            try:
+                rgb = read_rgb(self.root / row.rel)
+            except ImageReadError as e:
+                msg = f"Cannot show this image:\n{e.reason}"
+                if "not found" in e.reason:
+                    self.sig_missing.emit(row.rel)
+                    problems.append("The file is missing: it was deleted or moved outside Plate Review.")
+                else:
+                    problems.append(f"Unreadable image: {e.reason}")
+        if row.error and not problems:
+            problems.append(f"Unreadable image: {row.error}")
+        if row.label_error:
+            problems.append(f"Invalid label in the file name: {row.label_error}")
+        self.image.set_image(rgb, msg)
+        facts = []
+        if rgb is not None:
+            facts.append(f"{rgb.shape[1]}×{rgb.shape[0]} px")
+        if row.prediction:
+            facts.append(f"CER {row.cer:.2f}" if row.cer is not None else "no CER")
+            facts.append(f"confidence {row.confidence:.1%}")
+        elif not row.error:
+            facts.append("not predicted yet")
+        facts.append(f"state: {row.display_state}")
+        self.facts.setText("   ·   ".join(facts))
+        self.problem.setText("\n".join(problems))
+        self.problem.setVisible(bool(problems))
+        self.editor.set_label(row.label if not row.label_error else (row.prediction or row.label))
+        self._enable(True)
+        self.accept_btn.setEnabled(bool(row.prediction) and not row.missing)
+        self.verify_btn.setEnabled(not row.label_error and not row.missing)
+
+    def _enable(self, on: bool) -> None:
+        for w in (self.accept_btn, self.verify_btn, self.editor):
+            w.setEnabled(on)

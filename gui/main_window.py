@@ -1,0 +1,776 @@
+"""The main window: open a folder, browse worst first, inspect, fix labels in a keystroke or two."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt, QThread, QTimer, Signal, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QSplitter,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.predict import Progress
+
+from . import session as sess
+from .inspector import Inspector
+from .table_model import THUMB_SIZE, ResultsModel, ResultsProxy, ReviewTable, Row, stats
+from .workers import OpenWorker, ThumbnailCache, start_worker
+
+log = logging.getLogger(__name__)
+
+SAMPLE_FOLDER = Path(__file__).resolve().parents[1] / "resources" / "sample"
+MAX_RECENT = 8
+
+SHORTCUTS = [
+    ("Review", ""),
+    ("J / ↓", "next sample"),
+    ("K / ↑", "previous sample"),
+    ("Enter", "accept the prediction: rename the file to it, mark fixed, go to the next"),
+    ("Space", "the label is right: mark verified, go to the next"),
+    ("E / F2", "type a label (Enter applies, Esc returns to the table)"),
+    ("Ctrl+P", "in the label field: pick the province by pinyin (wan → 皖), Enter picks"),
+    ("X", "mark the crop unreadable (no plate can be read from it)"),
+    ("Ctrl+Z", "undo the last change (renames are undone on disk)"),
+    ("Ctrl+Shift+Z / Ctrl+Y", "redo"),
+    ("Browse", ""),
+    ("Ctrl+F", "filter by file name, label or prediction"),
+    ("Alt+1 … Alt+4", "quick filters: mismatches, unreviewed, invalid labels, unreadable"),
+    ("Ctrl+0 / Ctrl+1", "image: fit / actual pixels"),
+    ("Files", ""),
+    ("Ctrl+O", "open a dataset folder (or drop a folder on the window)"),
+    ("Ctrl+R", "predict again (only changed or new files are predicted)"),
+    ("Esc", "cancel the running prediction"),
+    ("F1", "this help"),
+]
+
+
+class MainWindow(QMainWindow):
+    """The review window.
+
+    Args:
+        model_path: Checkpoint to predict with (``None``: the last one chosen, else the bundled model).
+        use_store: Keep a store in the dataset folder (cache, states, undo); ``False`` for read-only use.
+        settings: Where user settings live (default: ``QSettings()``).
+    """
+
+    sig_folder_loaded = Signal(str)
+    """A folder's samples are in the table (cached predictions shown); the folder path."""
+    sig_run_finished = Signal(bool)
+    """A prediction run ended; True when cancelled."""
+
+    def __init__(self, model_path: str | Path | None = None, use_store: bool = True, settings: QSettings | None = None):
+        super().__init__()
+        self.settings = settings or QSettings()
+        saved = self.settings.value("model_path", "", str)
+        self.model_path: Path | None = Path(model_path) if model_path else (Path(saved) if saved else None)
+        self.use_store = use_store
+        self.session: sess.ReviewSession | None = None
+        self.folder: Path | None = None
+        self.predictor = None
+        self.worker: OpenWorker | None = None
+        self.thread: QThread | None = None
+        self.thumbnails: ThumbnailCache | None = None
+
+        self.setWindowTitle("Plate Review")
+        self.setAcceptDrops(True)
+        self.resize(1280, 800)
+
+        self.model = ResultsModel()
+        self.proxy = ResultsProxy(self)
+        self.proxy.setSourceModel(self.model)
+        self.table = ReviewTable()
+        self.table.setModel(self.proxy)
+        self.inspector = Inspector()
+        self.inspector.setMinimumWidth(420)
+
+        self._build_actions()
+        self._build_toolbar()
+        self._build_menus()
+        self._build_status()
+        self._build_train_dock()
+
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self.table)
+        split.addWidget(self.inspector)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        split.setSizes([740, 540])
+        split.setChildrenCollapsible(False)
+        split.setHandleWidth(1)
+        self.setCentralWidget(split)
+
+        self._counts_timer = QTimer(self)
+        self._counts_timer.setSingleShot(True)
+        self._counts_timer.setInterval(120)
+        self._counts_timer.timeout.connect(self._update_counts)
+
+        self.table.selectionModel().currentRowChanged.connect(self._on_table_current_changed)
+        self.table.sig_accept.connect(self.accept_prediction)
+        self.table.sig_verify.connect(self.verify_label)
+        self.table.sig_edit.connect(self.edit_label)
+        self.table.sig_unreadable.connect(self.mark_unreadable)
+        self.inspector.sig_accept.connect(self.accept_prediction)
+        self.inspector.sig_verify.connect(self.verify_label)
+        self.inspector.sig_submit.connect(self._on_inspector_submit)
+        self.inspector.sig_cancel_edit.connect(self._on_inspector_cancel_edit)
+        self.inspector.sig_missing.connect(self._on_inspector_missing)
+        self.model.sig_changed.connect(self._counts_timer.start)
+        self.proxy.rowsInserted.connect(self._counts_timer.start)
+        self.proxy.rowsRemoved.connect(self._counts_timer.start)
+        self.proxy.modelReset.connect(self._counts_timer.start)
+        self._update_model_label()
+        self._update_undo_actions()
+        self._update_counts()
+        geo = self.settings.value("geometry")
+        if geo is not None:
+            self.restoreGeometry(geo)
+
+    # ------------------------------------------------------------------ building
+
+    def _action(self, text: str, slot, shortcut=None, tip: str = "", checkable: bool = False) -> QAction:
+        a = QAction(text, self)
+        if shortcut is not None:
+            if isinstance(shortcut, list):
+                a.setShortcuts(shortcut)
+            else:
+                a.setShortcut(shortcut)
+        a.setStatusTip(tip)
+        if tip:
+            a.setToolTip(f"{tip} ({a.shortcut().toString(QKeySequence.SequenceFormat.NativeText)})"
+                         if not a.shortcut().isEmpty() else tip)  # fmt: skip
+        a.setCheckable(checkable)
+        a.triggered.connect(slot)
+        self.addAction(a)
+        return a
+
+    def _build_actions(self) -> None:
+        K = QKeySequence  # noqa: N806
+        self.act_open = self._action("Open Folder…", self.choose_folder, K(K.StandardKey.Open), "Open a dataset folder")
+        self.act_sample = self._action("Open Sample Folder", lambda: self.open_folder(SAMPLE_FOLDER))
+        self.act_quit = self._action("Quit", self.close, K(K.StandardKey.Quit))
+        self.act_undo = self._action("Undo", self.undo, K(K.StandardKey.Undo), "Undo the last change")
+        self.act_redo = self._action("Redo", self.redo, [K("Ctrl+Shift+Z"), K("Ctrl+Y")], "Redo the last undone change")
+        self.act_find = self._action("Filter…", self._focus_filter, K(K.StandardKey.Find))
+        self.act_rerun = self._action("Predict Again", self.rerun, K("Ctrl+R"), "Predict new and changed files")
+        self.act_cancel = self._action("Cancel", self.cancel_run, K(Qt.Key.Key_Escape), "Cancel the running prediction")
+        self.act_cancel.setEnabled(False)
+        self.act_model = self._action("Open Checkpoint…", self.choose_model, tip="Predict with another model")
+        self.act_default_model = self._action("Use Bundled Model", lambda: self.set_model(None))
+        self.act_help = self._action("Keyboard Shortcuts", self.show_help, K(K.StandardKey.HelpContents))
+        self.act_about = self._action("About Plate Review", self._about)
+        self.act_fit = self._action("Zoom to Fit", lambda: self.inspector.fit_btn.setChecked(True), K("Ctrl+0"))
+        self.act_one = self._action("Actual Pixels", lambda: self.inspector.one_btn.setChecked(True), K("Ctrl+1"))
+        self.quick_actions: dict[str, QAction] = {}
+        names = {"mismatches": "Mismatches", "unreviewed": "Unreviewed", "invalid": "Invalid labels",
+                 "unreadable": "Unreadable"}  # fmt: skip
+        tips = {"mismatches": "Only samples whose prediction differs from the label (or that have a problem)",
+                "unreviewed": "Only samples not yet verified or fixed", "invalid": "Only file names that are not a valid plate",
+                "unreadable": "Only images that cannot be read"}  # fmt: skip
+        for i, (key, text) in enumerate(names.items(), start=1):
+            a = self._action(text, lambda on, k=key: self.set_quick_filter(k, on), K(f"Alt+{i}"), tips[key], True)
+            self.quick_actions[key] = a
+        # Menu entries for keys handled by the table (listed with their key, not grabbing it window-wide).
+        self.act_accept = QAction("Accept Prediction\tEnter", self, triggered=self.accept_prediction)
+        self.act_verify = QAction("Label Is Right (Verify)\tSpace", self, triggered=self.verify_label)
+        self.act_edit = QAction("Edit Label…\tE", self, triggered=self.edit_label)
+        self.act_unreadable = QAction("Mark Unreadable\tX", self, triggered=self.mark_unreadable)
+        self.act_next = QAction("Next Sample\tJ", self, triggered=lambda: self._move(1))
+        self.act_prev = QAction("Previous Sample\tK", self, triggered=lambda: self._move(-1))
+
+    def _build_toolbar(self) -> None:
+        tb = QToolBar("Main")
+        tb.setMovable(False)
+        tb.setObjectName("main_toolbar")
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        tb.addAction(self.act_open)
+        tb.addAction(self.act_rerun)
+        tb.addSeparator()
+        tb.addAction(self.act_undo)
+        tb.addAction(self.act_redo)
+        tb.addSeparator()
+        self.filter_edit = QLineEdit()
+        self.filter_edit.setPlaceholderText("Filter: file, label or prediction  (Ctrl+F)")
+        self.filter_edit.setClearButtonEnabled(True)
+        self.filter_edit.setFixedWidth(280)
+        self.filter_edit.textChanged.connect(self._on_filter_edit_text_changed)
+        self.filter_edit.returnPressed.connect(self.table.setFocus)
+        tb.addWidget(self.filter_edit)
+        tb.addSeparator()
+        for a in self.quick_actions.values():
+            tb.addAction(a)
+        spacer = QWidget()
+        spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        tb.addWidget(spacer)
+        self.counts_label = QLabel()
+        self.counts_label.setObjectName("counts")
+        tb.addWidget(self.counts_label)
+        self.addToolBar(tb)
+        self.toolbar = tb
+
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        m = mb.addMenu("&File")
+        m.addAction(self.act_open)
+        self.recent_menu = m.addMenu("Open &Recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        m.addAction(self.act_sample)
+        m.addSeparator()
+        m.addAction(self.act_quit)
+        m = mb.addMenu("&Edit")
+        for a in (self.act_undo, self.act_redo, None, self.act_accept, self.act_verify, self.act_edit,
+                  self.act_unreadable, None, self.act_next, self.act_prev, None, self.act_find):  # fmt: skip
+            m.addSeparator() if a is None else m.addAction(a)
+        m = mb.addMenu("&View")
+        for a in self.quick_actions.values():
+            m.addAction(a)
+        m.addSeparator()
+        m.addAction(self.act_fit)
+        m.addAction(self.act_one)
+        self.view_menu = m
+        m = mb.addMenu("&Model")
+        m.addAction(self.act_model)
+        m.addAction(self.act_default_model)
+        m.addSeparator()
+        m.addAction(self.act_rerun)
+        m.addAction(self.act_cancel)
+        m = mb.addMenu("&Help")
+        m.addAction(self.act_help)
+        m.addAction(self.act_about)
+
+    def _build_status(self) -> None:
+        sb = self.statusBar()
+        self.progress_box = QWidget()
+        lay = QHBoxLayout(self.progress_box)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(8)
+        self.progress_label = QLabel()
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setFixedWidth(180)
+        self.progress_bar.setTextVisible(False)
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.clicked.connect(self.cancel_run)
+        lay.addWidget(self.progress_label)
+        lay.addWidget(self.progress_bar)
+        lay.addWidget(self.cancel_btn)
+        self.progress_box.hide()
+        sb.addPermanentWidget(self.progress_box)
+        self.model_label = QLabel()
+        self.model_label.setObjectName("muted")
+        sb.addPermanentWidget(self.model_label)
+
+    def _build_train_dock(self) -> None:
+        """A 'Train' dock holding gui.train_panel.TrainPanel when that module exists."""
+        self.train_dock = None
+        try:
+            from .train_panel import TrainPanel
+        except ImportError:
+            return
+        try:
+            panel = TrainPanel(self)
+        except Exception:  # a broken panel must not keep the review app from opening
+            log.exception("the training panel failed to start")
+            return
+        dock = QDockWidget("Train", self)
+        dock.setObjectName("train_dock")
+        dock.setWidget(panel)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+        dock.hide()
+        self.view_menu.addSeparator()
+        act = dock.toggleViewAction()
+        act.setText("Train Panel")
+        act.setShortcut(QKeySequence("Ctrl+T"))
+        self.view_menu.addAction(act)
+        self.train_dock = dock
+
+    # ------------------------------------------------------------------ folders
+
+    @Slot()
+    def choose_folder(self) -> None:
+        start = str(self.folder or Path.home())
+        folder = QFileDialog.getExistingDirectory(self, "Open dataset folder", start)
+        if folder:
+            self.open_folder(folder)
+
+    def open_folder(self, folder: str | Path) -> bool:
+        """Open a dataset folder: show cached results at once, predict the rest in the background."""
+        path = Path(folder).expanduser()
+        if not path.is_dir():
+            QMessageBox.warning(self, "Plate Review", f"{path} is not a folder.")
+            return False
+        self.stop_run()
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+        self.folder = path.resolve()
+        self.setWindowTitle(f"{self.folder.name} — Plate Review")
+        self._add_recent(self.folder)
+        self._reset_thumbnails()
+        self.model.clear()
+        self.inspector.root = self.folder
+        self.inspector.show_row(None)
+        self._start(OpenWorker(self.folder, self.model_path, self.predictor, self.use_store))
+        return True
+
+    def _reset_thumbnails(self) -> None:
+        if self.thumbnails is not None:
+            self.thumbnails.stop()
+            self.thumbnails.deleteLater()
+        self.thumbnails = ThumbnailCache(self.folder, THUMB_SIZE, parent=self)
+        self.model.thumbnails = self.thumbnails
+        self.model._placeholder = None
+        self.thumbnails.sig_ready.connect(self.model._on_thumbnails_ready)
+        self.thumbnails.sig_missing.connect(self.model._on_thumbnails_missing)
+
+    def _add_recent(self, folder: Path) -> None:
+        if folder == SAMPLE_FOLDER.resolve():
+            return
+        recent = [f for f in self.recent_folders() if f != str(folder)]
+        self.settings.setValue("recent_folders", [str(folder), *recent][:MAX_RECENT])
+
+    def recent_folders(self) -> list[str]:
+        v = self.settings.value("recent_folders", [])
+        if isinstance(v, str):
+            v = [v]
+        return [str(x) for x in (v or [])]
+
+    @Slot()
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        recent = self.recent_folders()
+        for f in recent:
+            a = self.recent_menu.addAction(f)
+            a.triggered.connect(lambda _=False, f=f: self.open_folder(f))
+        if not recent:
+            a = self.recent_menu.addAction("No recent folders")
+            a.setEnabled(False)
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+        if self._dropped_folder(event) is not None:
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        folder = self._dropped_folder(event)
+        if folder is not None:
+            event.acceptProposedAction()
+            self.open_folder(folder)
+
+    @staticmethod
+    def _dropped_folder(event) -> Path | None:
+        md = event.mimeData()
+        for url in md.urls() if md.hasUrls() else []:
+            if url.isLocalFile():
+                p = Path(url.toLocalFile())
+                return p if p.is_dir() else p.parent if p.is_file() else None
+        return None
+
+    # ------------------------------------------------------------------ runs
+
+    def _start(self, worker: OpenWorker) -> None:
+        self.worker = worker
+        worker.sig_opened.connect(self._on_worker_opened)
+        worker.sig_loaded.connect(self._on_worker_loaded)
+        worker.sig_model.connect(self._on_worker_model)
+        worker.sig_batch.connect(self._on_worker_batch)
+        worker.sig_progress.connect(self._on_worker_progress)
+        worker.sig_failed.connect(self._on_worker_failed)
+        worker.sig_finished.connect(self._on_worker_finished)
+        self.progress_bar.setRange(0, 0)
+        self.progress_label.setText("Opening…")
+        self.progress_box.show()
+        self.cancel_btn.setEnabled(True)
+        self.act_cancel.setEnabled(True)
+        self.act_rerun.setEnabled(False)
+        self.thread = start_worker(worker, self)
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.isRunning()
+
+    @Slot()
+    def cancel_run(self) -> None:
+        """Ask the running prediction to stop after its current batch (the window stays usable)."""
+        if self.worker is not None:
+            self.worker.stop()
+            self.progress_label.setText("Cancelling…")
+            self.cancel_btn.setEnabled(False)
+
+    def stop_run(self, timeout_ms: int = 10000) -> None:
+        """Cancel the running worker and wait for its thread (never terminated)."""
+        if self.worker is not None:
+            self.worker.stop()
+        if self.thread is not None:
+            if not self.thread.wait(timeout_ms):
+                log.warning("the prediction worker did not stop within %d ms", timeout_ms)
+            self.thread = None
+        self.worker = None
+
+    @Slot()
+    def rerun(self) -> None:
+        """Predict again: cached predictions of the current model show at once, the rest is predicted."""
+        if self.folder is not None and not self.running:
+            self.open_folder(self.folder)
+
+    @Slot()
+    def choose_model(self) -> None:
+        start = str(self.model_path.parent if self.model_path else Path.home())
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open checkpoint", start, "Checkpoints (*.pt *.pth *.ckpt);;All files (*)"
+        )
+        if path:
+            self.set_model(path)
+
+    def set_model(self, path: str | Path | None) -> None:
+        """Predict with another checkpoint (``None``: the bundled one) and re-open the folder."""
+        self.model_path = Path(path) if path else None
+        self.settings.setValue("model_path", str(self.model_path) if self.model_path else "")
+        self.predictor = None
+        self._update_model_label()
+        if self.folder is not None:
+            self.stop_run()
+            self.open_folder(self.folder)
+
+    @Slot(object)
+    def _on_worker_opened(self, session) -> None:
+        if self.sender() is not self.worker:
+            session.close()
+            return
+        self.session = session
+        for note in session.notices:
+            self.statusBar().showMessage(note, 10000)
+        self._update_undo_actions()
+
+    @Slot(list, dict)
+    def _on_worker_loaded(self, records: list, states: dict) -> None:
+        if self.sender() is not self.worker:
+            return
+        self._pending_states = states
+        self.model.set_records([r for r in records if r.prediction or r.error], states)
+        self._unpredicted = [r for r in records if not (r.prediction or r.error)]
+        if self.model.rows:
+            self.table.select_proxy_row(0)
+        self.sig_folder_loaded.emit(str(self.folder))
+
+    @Slot(object, str)
+    def _on_worker_model(self, predictor, text: str) -> None:
+        if predictor is not None:
+            self.predictor = predictor
+            self.model_label.setText(text)
+            self.model_label.setToolTip(str(predictor.model_path))
+        else:
+            self.model_label.setText(text.splitlines()[0][:120])
+            # No model: show every sample with its label so names can still be reviewed.
+            self.model.add_predictions(getattr(self, "_unpredicted", []))
+            self._apply_states_to_new()
+            self.statusBar().showMessage(
+                "No model could be loaded: open a checkpoint (Model ▸ Open Checkpoint…)", 15000
+            )
+
+    def _apply_states_to_new(self) -> None:
+        states = getattr(self, "_pending_states", {})
+        for row in self.model.rows:
+            st = states.get(row.rel)
+            if st and row.state != st:
+                row.state = st
+
+    @Slot(list)
+    def _on_worker_batch(self, results: list) -> None:
+        if self.sender() is not self.worker:
+            return
+        had = self.model.rowCount()
+        states = getattr(self, "_pending_states", {})
+        self.model.add_predictions(results)
+        for r in results:
+            st = states.get(r.rel)
+            if st:
+                self.model.rows[self.model.row_of(r.rel)].state = st
+        if had == 0 and self.model.rowCount():
+            self.table.select_proxy_row(0)
+
+    @Slot(object)
+    def _on_worker_progress(self, p: Progress) -> None:
+        if self.sender() is not self.worker:
+            return
+        if p.message:
+            self.progress_label.setText(p.message)
+        if p.total:
+            self.progress_bar.setRange(0, p.total)
+            self.progress_bar.setValue(p.done)
+            if p.images_per_s > 0:
+                eta = int(round(p.eta_s))
+                self.progress_label.setText(
+                    f"Predicting {p.done:,}/{p.total:,}  ·  {p.images_per_s:,.0f} img/s  ·  ETA {eta // 60}:{eta % 60:02d}"
+                )
+        else:
+            self.progress_bar.setRange(0, 0)
+
+    @Slot(str)
+    def _on_worker_failed(self, message: str) -> None:
+        if self.sender() is not self.worker:
+            return
+        QMessageBox.warning(self, "Plate Review", f"Could not open {self.folder}:\n{message}")
+
+    @Slot(bool)
+    def _on_worker_finished(self, cancelled: bool) -> None:
+        if self.sender() is not self.worker:
+            return
+        self.progress_box.hide()
+        self.act_cancel.setEnabled(False)
+        self.act_rerun.setEnabled(True)
+        self.worker = None
+        self.thread = None
+        current = self._current_row()
+        self.model.resort()
+        if current is not None:
+            self._select_row(current)
+        elif self.model.rows:
+            self.table.select_proxy_row(0)
+        n = self.model.rowCount()
+        self.statusBar().showMessage(
+            f"Cancelled: {n:,} samples shown; Predict Again (Ctrl+R) finishes the rest" if cancelled
+            else f"{n:,} samples, worst first", 8000
+        )  # fmt: skip
+        self._update_undo_actions()
+        self.sig_run_finished.emit(cancelled)
+
+    # ------------------------------------------------------------------ selection
+
+    def _current_row(self) -> Row | None:
+        idx = self.table.currentIndex()
+        if not idx.isValid():
+            return None
+        src = self.proxy.mapToSource(idx)
+        return self.model.rows[src.row()] if src.isValid() else None
+
+    def _select_row(self, row: Row) -> bool:
+        p = self.proxy.proxy_row_of(row.rel)
+        if p is None:
+            return False
+        self.table.select_proxy_row(p)
+        return True
+
+    def _move(self, delta: int) -> None:
+        self.table.select_proxy_row(max(0, self.table.current_proxy_row() + delta))
+        self.table.setFocus()
+
+    @Slot()
+    def _on_table_current_changed(self, current, previous) -> None:
+        self.inspector.show_row(self._current_row())
+
+    @Slot(str)
+    def _on_inspector_missing(self, rel: str) -> None:
+        self.model.mark_missing(rel)
+
+    # ------------------------------------------------------------------ editing
+
+    def _act(self, fn, *args) -> None:
+        """Run an edit on the current row, apply its outcome, and move to the next sample."""
+        row = self._current_row()
+        if row is None or self.session is None:
+            return
+        cur = self.table.current_proxy_row()
+        nxt = self.proxy.row_at(cur + 1)
+        try:
+            out = fn(row, *args)
+        except sess.SessionError as e:
+            self.statusBar().showMessage(str(e), 8000)
+            return
+        if out is None:
+            return
+        self._apply(out)
+        ok = not out.missing and not any("failed" in m for m in out.messages)
+        if ok and nxt is not None and self._select_row(nxt):
+            pass
+        elif self._current_row() is not row or not ok:
+            self.table.select_proxy_row(cur)
+        self.inspector.show_row(self._current_row())
+        self.table.setFocus()
+
+    def _apply(self, out: sess.EditOutcome) -> None:
+        for old, new in out.renamed:
+            self.model.apply_rename(old, new)
+        for rel, st in out.states.items():
+            self.model.set_state(rel, st)
+        for rel in out.missing:
+            self.model.mark_missing(rel)
+        if out.messages:
+            self.statusBar().showMessage("; ".join(out.messages), 10000)
+        elif out.renamed:
+            old, new = out.renamed[-1]
+            self.statusBar().showMessage(f"Renamed {old} → {new}", 6000)
+        self._update_undo_actions()
+
+    @Slot()
+    def accept_prediction(self) -> None:
+        """Rename the current file to its prediction (state fixed), then go to the next sample."""
+
+        def do(row: Row):
+            if row.missing:
+                raise sess.SessionError(f"{row.rel}: the file is missing")
+            if not row.prediction:
+                raise sess.SessionError("No prediction to accept for this sample")
+            if row.prediction == row.label:
+                return self.session.set_state(row.rel, sess.VERIFIED)
+            return self.session.relabel(row.rel, row.prediction)
+
+        self._act(do)
+
+    @Slot()
+    def verify_label(self) -> None:
+        """Keep the label, mark it verified, go to the next sample."""
+
+        def do(row: Row):
+            if row.label_error:
+                raise sess.SessionError(f"The label cannot be verified: {row.label_error}")
+            return self.session.set_state(row.rel, sess.VERIFIED)
+
+        self._act(do)
+
+    @Slot()
+    def mark_unreadable(self) -> None:
+        """Mark the current crop unreadable (no plate can be read from it)."""
+        self._act(lambda row: self.session.set_state(row.rel, sess.UNREADABLE))
+
+    @Slot()
+    def edit_label(self) -> None:
+        """Put the focus in the label editor."""
+        if self._current_row() is not None:
+            self.inspector.editor.focus_label()
+
+    @Slot(str)
+    def _on_inspector_submit(self, label: str) -> None:
+        def do(row: Row, label: str):
+            if label == row.label:
+                return self.session.set_state(row.rel, sess.VERIFIED)
+            return self.session.relabel(row.rel, label)
+
+        self._act(do, label)
+
+    @Slot()
+    def _on_inspector_cancel_edit(self) -> None:
+        self.inspector.show_row(self._current_row())
+        self.table.setFocus()
+
+    @Slot()
+    def undo(self) -> None:
+        if self.session is not None and self.session.can_undo:
+            self._undo_redo(self.session.undo)
+
+    @Slot()
+    def redo(self) -> None:
+        if self.session is not None and self.session.can_redo:
+            self._undo_redo(self.session.redo)
+
+    def _undo_redo(self, fn) -> None:
+        out = fn()
+        self._apply(out)
+        target = out.renamed[-1][1] if out.renamed else next(iter(out.states), None)
+        if target is not None:
+            p = self.proxy.proxy_row_of(target)
+            if p is not None:
+                self.table.select_proxy_row(p)
+        self.inspector.show_row(self._current_row())
+
+    def _update_undo_actions(self) -> None:
+        s = self.session
+        self.act_undo.setEnabled(s is not None and s.can_undo)
+        self.act_redo.setEnabled(s is not None and s.can_redo)
+
+    # ------------------------------------------------------------------ filters, counts
+
+    @Slot(str)
+    def _on_filter_edit_text_changed(self, text: str) -> None:
+        self.proxy.set_text(text)
+        self._counts_timer.start()
+
+    def _focus_filter(self) -> None:
+        self.filter_edit.setFocus()
+        self.filter_edit.selectAll()
+
+    def set_quick_filter(self, name: str, on: bool) -> None:
+        """Turn a quick filter (mismatches, unreviewed, invalid, unreadable) on or off."""
+        a = self.quick_actions[name]
+        if a.isChecked() != on:
+            a.setChecked(on)
+        current = self._current_row()
+        self.proxy.set_quick(name, on)
+        if current is None or not self._select_row(current):
+            self.table.select_proxy_row(0)
+        self._counts_timer.start()
+
+    @Slot()
+    def _update_counts(self) -> None:
+        s = stats(self.proxy.shown_rows())
+        total = self.model.rowCount()
+        parts = [f"{s['n']:,}" + (f" of {total:,}" if s["n"] != total else "") + " samples"]
+        if s["accuracy"] is not None:
+            parts.append(f"accuracy {s['accuracy']:.1%}")
+            parts.append(f"CER {s['cer']:.3f}")
+        parts.append(f"{s['reviewed']:,} reviewed")
+        self.counts_label.setText("   ·   ".join(parts))
+        self.counts = s
+
+    def _update_model_label(self) -> None:
+        if self.predictor is not None:
+            self.model_label.setText(self.predictor.description)
+        else:
+            name = self.model_path.name if self.model_path else "default.pt (bundled)"
+            self.model_label.setText(f"Model: {name}, loads on first prediction")
+
+    # ------------------------------------------------------------------ help, close
+
+    @Slot()
+    def show_help(self) -> None:
+        """F1: the list of keyboard shortcuts."""
+        dlg = QDialog(self)
+        dlg.setWindowTitle("Keyboard shortcuts")
+        rows = []
+        for key, what in SHORTCUTS:
+            if not what:
+                rows.append(f"<tr><td colspan=2 style='padding-top:10px'><b>{key}</b></td></tr>")
+            else:
+                rows.append(f"<tr><td style='padding:2px 16px 2px 0'><code>{key}</code></td><td>{what}</td></tr>")
+        lab = QLabel("<table>" + "".join(rows) + "</table>")
+        lab.setTextFormat(Qt.TextFormat.RichText)
+        bb = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        bb.rejected.connect(dlg.reject)
+        bb.accepted.connect(dlg.accept)
+        lay = QVBoxLayout(dlg)
+        lay.addWidget(lab)
+        lay.addWidget(bb)
+        self.help_dialog = dlg
+        dlg.open()
+
+    def _about(self) -> None:
+        QMessageBox.about(
+            self,
+            "About Plate Review",
+            "<b>Plate Review</b><br>Find and fix wrong labels in licence-plate OCR datasets:"
+            " worst predictions first, safe renames with undo.",
+        )
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.stop_run()
+        if self.thumbnails is not None:
+            self.thumbnails.stop()
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+        super().closeEvent(event)

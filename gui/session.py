@@ -1,0 +1,252 @@
+"""The GUI's one door to a dataset on disk: store, prediction cache, review states, renames.
+
+Everything that touches the dataset folder goes through :class:`ReviewSession`, which
+delegates to ``core.store`` (SQLite cache, states, journal) and ``core.relabel``
+(crash-safe journaled renames, undo/redo persisted). No Qt here, and no file renames
+written in the GUI: a rename is always ``core.relabel.relabel``.
+
+Review-state changes that are not renames (verify, mark unreadable) are not undo steps
+in the store, so the session keeps them on its own undo stack, interleaved with markers
+for the store's rename steps; an empty stack falls back to the store's persisted history
+(undo after a restart).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core import plates
+from core.metrics import cer as char_error_rate
+
+log = logging.getLogger(__name__)
+
+try:
+    from core import relabel as _relabel
+    from core import store as _store
+except ImportError:  # pragma: no cover - only while the store is being built
+    _store = None
+    _relabel = None
+
+UNREVIEWED, VERIFIED, FIXED, UNREADABLE, INVALID = "unreviewed", "verified", "fixed", "unreadable", "invalid"
+MISSING = "missing"  # GUI-only: the file vanished behind the app's back
+REVIEW_STATES = (UNREVIEWED, VERIFIED, FIXED, UNREADABLE, INVALID)
+
+
+class SessionError(Exception):
+    """An action could not be done; the message says why (shown to the user, not a crash)."""
+
+
+@dataclass
+class EditOutcome:
+    """What one edit/undo/redo changed.
+
+    Attributes:
+        renamed: ``(old rel, new rel)`` of each renamed file.
+        states: ``{rel (current): state}`` for samples whose review state changed.
+        missing: Files found missing.
+        messages: Notes for the status bar (failures name their file).
+    """
+
+    renamed: list[tuple[str, str]] = field(default_factory=list)
+    states: dict[str, str] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+
+def label_info(rel: str) -> tuple[str, str | None]:
+    """``(label, label_error)`` that the file name ``rel`` carries."""
+    p = plates.parse_name(rel.rsplit("/", 1)[-1])
+    return p.label, p.error
+
+
+def cer_of(prediction: str, label: str) -> float | None:
+    """CER of a prediction against a label, ``None`` when there is no prediction."""
+    if not prediction:
+        return None
+    return char_error_rate(prediction, label)
+
+
+class ReviewSession:
+    """One open dataset folder.
+
+    Args:
+        folder: The dataset folder.
+        use_store: Open the SQLite store (``False``: in-memory states, renames unavailable).
+
+    Raises:
+        NotADirectoryError: ``folder`` is not a folder.
+    """
+
+    def __init__(self, folder: str | os.PathLike, use_store: bool = True):
+        self.folder = Path(folder).resolve()
+        if not self.folder.is_dir():
+            raise NotADirectoryError(f"{folder}: not a folder")
+        self.store = _store.Store.open(self.folder) if (use_store and _store is not None) else None
+        self.notices: list[str] = []
+        if self.store is not None:
+            if self.store.notice:
+                self.notices.append(self.store.notice)
+            self.notices.extend(self.store.messages)
+        self._states: dict[str, str] = {}
+        self._undo: list[tuple] = []  # ("rename",) | ("state", rel, old, new)
+        self._redo: list[tuple] = []
+
+    # ------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Close the store (idempotent)."""
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    @property
+    def can_rename(self) -> bool:
+        return self.store is not None and _relabel is not None
+
+    # ------------------------------------------------------------- scanning
+
+    def scan(self) -> list[tuple[str, int, int]]:
+        """``(rel, size, mtime_ns)`` of every image file, sorted by rel."""
+        if _store is not None:
+            return [tuple(f) for f in _store.scan_files(self.folder)]
+        from core.data import scan_folder
+
+        out = []
+        for s in scan_folder(self.folder):
+            try:
+                st = s.path.stat()
+            except OSError:
+                continue
+            out.append((s.rel, st.st_size, st.st_mtime_ns))
+        return out
+
+    # ---------------------------------------------------------- predictions
+
+    def cached_predictions(self, model_hash: str, files: list[tuple[str, int, int]]) -> dict:
+        """``{rel: record}`` of cached predictions still valid for the files (empty without store)."""
+        if self.store is None or not model_hash:
+            return {}
+        return self.store.cached_predictions(model_hash, files)
+
+    def save_predictions(self, model_hash: str, results: list, files: dict[str, tuple[int, int]] | None) -> None:
+        """Cache new predictions and record automatic states (unreadable, invalid) for them."""
+        if self.store is None or not results:
+            return
+        self.store.put_predictions(model_hash, results, files)
+        auto = {r.rel: UNREADABLE if r.error else INVALID for r in results if r.error or r.label_error}
+        if auto:
+            self.store.set_states(auto, source=_store.MODEL)
+
+    # --------------------------------------------------------------- states
+
+    def states(self) -> dict[str, str]:
+        """``{rel: state}`` of every sample not unreviewed."""
+        if self.store is not None:
+            return self.store.states()
+        return dict(self._states)
+
+    def get_state(self, rel: str) -> str:
+        if self.store is not None:
+            return self.store.get_state(rel)
+        return self._states.get(rel, UNREVIEWED)
+
+    def _write_state(self, rel: str, state: str) -> None:
+        if self.store is not None:
+            self.store.set_state(rel, state)
+        elif state == UNREVIEWED:
+            self._states.pop(rel, None)
+        else:
+            self._states[rel] = state
+
+    def set_state(self, rel: str, state: str) -> EditOutcome:
+        """Record a human review decision (undoable in this session)."""
+        if state not in REVIEW_STATES:
+            raise ValueError(f"unknown review state {state!r}")
+        if not (self.folder / rel).exists():
+            return EditOutcome(missing=[rel], messages=[f"{rel}: file not found (deleted or moved?)"])
+        old = self.get_state(rel)
+        self._write_state(rel, state)
+        self._undo.append(("state", rel, old, state))
+        self._redo.clear()
+        return EditOutcome(states={rel: state})
+
+    # -------------------------------------------------------------- renames
+
+    def relabel(self, rel: str, label: str) -> EditOutcome:
+        """Give one file a new label (renamed through the journal; state ``fixed``).
+
+        Raises:
+            SessionError: renames are unavailable or the label is invalid.
+        """
+        label = plates.normalize_label(label)
+        err = plates.label_error(label)
+        if err:
+            raise SessionError(err)
+        if not self.can_rename:
+            raise SessionError("renaming needs the dataset store (core.store / core.relabel), which is unavailable")
+        rep = _relabel.relabel(self.store, [(rel, label)], description=f"{rel} -> {label}")
+        out = self._outcome(rep)
+        if rep.step is not None:
+            self._undo.append(("rename",))
+            self._redo.clear()
+        elif not rep.failed:  # same label: only the state changed
+            self._undo.append(("state", rel, out.states.get(rel, UNREVIEWED), FIXED))
+            self._redo.clear()
+        return out
+
+    def _outcome(self, rep) -> EditOutcome:
+        out = EditOutcome()
+        for old, new in rep.renamed:
+            out.renamed.append((old, new))
+            out.states[new] = self.get_state(new)
+        for rel, _why in rep.skipped:
+            out.states[rel] = self.get_state(rel)
+        for rel, why in rep.failed:
+            if "not found" in why or "changed on disk" in why:
+                out.missing.append(rel)
+            out.messages.append(f"{rel}: {why}")
+        out.messages.extend(rep.messages)
+        return out
+
+    # ------------------------------------------------------------ undo/redo
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo) or (self.store is not None and self.store.undo_target() is not None)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo) or (self.store is not None and self.store.redo_target() is not None)
+
+    def undo(self) -> EditOutcome:
+        """Undo the latest action (a state change or a rename step)."""
+        entry = self._undo.pop() if self._undo else ("rename",)
+        if entry[0] == "state":
+            _, rel, old, new = entry
+            self._write_state(rel, old)
+            self._redo.append(entry)
+            return EditOutcome(states={rel: old})
+        if not self.can_rename:
+            return EditOutcome(messages=["nothing to undo"])
+        rep = _relabel.undo(self.store)
+        if rep.step is not None:
+            self._redo.append(("rename",))
+        return self._outcome(rep)
+
+    def redo(self) -> EditOutcome:
+        """Redo the latest undone action."""
+        entry = self._redo.pop() if self._redo else ("rename",)
+        if entry[0] == "state":
+            _, rel, old, new = entry
+            self._write_state(rel, new)
+            self._undo.append(entry)
+            return EditOutcome(states={rel: new})
+        if not self.can_rename:
+            return EditOutcome(messages=["nothing to redo"])
+        rep = _relabel.redo(self.store)
+        if rep.step is not None:
+            self._undo.append(("rename",))
+        return self._outcome(rep)

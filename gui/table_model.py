@@ -1,0 +1,554 @@
+"""The results table: a list model over the review rows, a filter proxy, delegates, the view.
+
+Sorting is done by the source model over precomputed numeric/str keys (``SORT_ROLE``
+gives the same keys per cell), because a proxy comparing 200,000 rows through Python
+``data()`` calls takes seconds; the proxy only filters (``filterAcceptsRow``) and
+forwards ``sort()`` to the source. Default order: worst first (CER column descending:
+unreadable, invalid labels, then CER descending, ties by confidence ascending).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QRect,
+    QSize,
+    QSortFilterProxyModel,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QColor, QFontMetrics, QKeyEvent, QPainter, QPen, QPixmap
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QStyle, QStyledItemDelegate, QTableView
+
+from . import style
+from .fonts import plate_font
+from .session import INVALID, MISSING, UNREADABLE, UNREVIEWED, cer_of, label_info
+
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+ROW_ROLE = Qt.ItemDataRole.UserRole + 2
+
+COL_IMAGE, COL_FILE, COL_LABEL, COL_PRED, COL_CER, COL_CONF, COL_STATE = range(7)
+HEADERS = ["Image", "File", "Label", "Prediction", "CER", "Confidence", "State"]
+THUMB_SIZE = QSize(112, 28)
+_STATE_ORDER = {MISSING: 0, UNREADABLE: 1, INVALID: 2, UNREVIEWED: 3, "fixed": 4, "verified": 5}
+_STATE_TEXT = {UNREVIEWED: "", "verified": "✓ verified", "fixed": "✎ fixed", UNREADABLE: "⚠ unreadable",
+               INVALID: "⚠ invalid", MISSING: "✕ missing"}  # fmt: skip
+
+
+class Row:
+    """One sample in the table: its prediction (if any) and its review state."""
+
+    __slots__ = ("rel", "label", "label_error", "prediction", "probs", "runner_up", "runner_up_probs",
+                 "confidence", "cer", "correct", "error", "state", "missing")  # fmt: skip
+
+    def __init__(self, rec, state: str = UNREVIEWED):
+        self.rel: str = rec.rel
+        self.label: str = rec.label
+        self.label_error: str | None = rec.label_error
+        self.state = state
+        self.missing = False
+        self.set_prediction(rec)
+
+    def set_prediction(self, rec) -> None:
+        self.prediction: str = rec.prediction or ""
+        self.probs: list[float] = list(rec.probs or ())
+        self.runner_up: str = rec.runner_up or ""
+        self.runner_up_probs: list[float] = list(rec.runner_up_probs or ())
+        self.confidence: float = float(rec.confidence or 0.0)
+        self.cer: float | None = rec.cer
+        self.correct: bool | None = rec.correct
+        self.error: str | None = rec.error
+
+    def rename(self, rel: str) -> None:
+        """The file now has another name: take its label from it and recompute CER."""
+        self.rel = rel
+        self.label, self.label_error = label_info(rel)
+        if self.prediction:
+            self.cer = cer_of(self.prediction, self.label) if self.label else None
+            self.correct = self.prediction == self.label
+        self.missing = False
+
+    @property
+    def predicted(self) -> bool:
+        return bool(self.prediction) or self.error is not None
+
+    @property
+    def mismatch(self) -> bool:
+        return self.error is not None or self.label_error is not None or (bool(self.prediction) and not self.correct)
+
+    @property
+    def display_state(self) -> str:
+        if self.missing:
+            return MISSING
+        if self.state == UNREVIEWED and self.error:
+            return UNREADABLE
+        if self.state == UNREVIEWED and self.label_error:
+            return INVALID
+        return self.state
+
+    def worst_key(self) -> tuple:
+        """Ascending key whose descending order is worst first (core.predict.worst_first_key)."""
+        group = 3 if self.missing else 2 if self.error else 1 if self.label_error else 0
+        return (group, -1.0 if self.cer is None else self.cer, -self.confidence)
+
+
+def _sort_key(row: Row, col: int):
+    if col == COL_CER:
+        return row.worst_key()
+    if col == COL_CONF:
+        return -1.0 if row.error else row.confidence
+    if col == COL_LABEL:
+        return row.label
+    if col == COL_PRED:
+        return row.prediction
+    if col == COL_STATE:
+        return _STATE_ORDER.get(row.display_state, 9)
+    return row.rel
+
+
+class ResultsModel(QAbstractTableModel):
+    """The review rows, in the current sort order.
+
+    Args:
+        thumbnails: A ``ThumbnailCache`` for the image column, or ``None`` (no images).
+    """
+
+    sig_changed = Signal()
+    """Rows were added, changed or re-sorted (counts need refreshing)."""
+
+    def __init__(self, thumbnails=None, parent=None):
+        super().__init__(parent)
+        self.rows: list[Row] = []
+        self._row_of: dict[str, int] = {}
+        self.thumbnails = thumbnails
+        self.sort_column = COL_CER
+        self.sort_order = Qt.SortOrder.DescendingOrder
+        self._plate_font = plate_font(11)
+        self._placeholder: QPixmap | None = None
+        if thumbnails is not None:
+            thumbnails.sig_ready.connect(self._on_thumbnails_ready)
+            thumbnails.sig_missing.connect(self._on_thumbnails_missing)
+
+    # ------------------------------------------------------------ Qt API
+
+    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: B008, N802
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: B008, N802
+        return 0 if parent.isValid() else len(HEADERS)
+
+    def headerData(self, section: int, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return HEADERS[section]
+        return None
+
+    def data(self, index: QModelIndex, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        row = self.rows[index.row()]
+        col = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == COL_FILE:
+                return row.rel
+            if col == COL_LABEL:
+                return row.label or "—"
+            if col == COL_PRED:
+                return row.prediction or ("unreadable" if row.error else "")
+            if col == COL_CER:
+                return "" if row.cer is None else f"{row.cer:.2f}"
+            if col == COL_CONF:
+                return f"{row.confidence:.1%}" if row.prediction else ""
+            if col == COL_STATE:
+                return _STATE_TEXT.get(row.display_state, row.display_state)
+            return None
+        if role == SORT_ROLE:
+            return _sort_key(row, col) if col != COL_CER else row.worst_key()[1]
+        if role == ROW_ROLE:
+            return row
+        if role == Qt.ItemDataRole.DecorationRole and col == COL_IMAGE and self.thumbnails is not None:
+            pm = self.thumbnails.get(row.rel)
+            return pm if pm is not None else self._placeholder_pixmap()
+        if role == Qt.ItemDataRole.ForegroundRole:
+            if col == COL_LABEL and row.label_error:
+                return style.WARN
+            if col == COL_STATE:
+                return style.STATE_COLORS.get(row.display_state)
+            if col == COL_FILE and row.missing:
+                return style.BAD
+            if col == COL_PRED and row.error:
+                return style.BAD
+            return None
+        if role == Qt.ItemDataRole.FontRole and col in (COL_LABEL, COL_PRED):
+            return self._plate_font
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (COL_CER, COL_CONF):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if row.missing:
+                return f"{row.rel}: file not found (deleted or moved outside Plate Review)"
+            if row.error:
+                return f"Unreadable image: {row.error}"
+            if col == COL_LABEL and row.label_error:
+                return f"Invalid label: {row.label_error}"
+            if col == COL_IMAGE and self.thumbnails is not None:
+                return self.thumbnails.failure(row.rel)
+        return None
+
+    def _placeholder_pixmap(self) -> QPixmap:
+        if self._placeholder is None:
+            pm = QPixmap(THUMB_SIZE)
+            pm.fill(QColor("#eef0f3"))
+            self._placeholder = pm
+        return self._placeholder
+
+    def sort(self, column: int, order=Qt.SortOrder.AscendingOrder) -> None:
+        """Re-order the rows by a column (stable; keeps selection through persistent indexes)."""
+        self.sort_column, self.sort_order = column, order
+        if not self.rows:
+            return
+        self.layoutAboutToBeChanged.emit()
+        keys = [_sort_key(r, column) for r in self.rows]
+        perm = sorted(range(len(keys)), key=keys.__getitem__, reverse=order == Qt.SortOrder.DescendingOrder)
+        old_persistent = self.persistentIndexList()
+        new_pos = [0] * len(perm)
+        for new, old in enumerate(perm):
+            new_pos[old] = new
+        self.rows = [self.rows[i] for i in perm]
+        self._reindex()
+        self.changePersistentIndexList(
+            old_persistent, [self.index(new_pos[i.row()], i.column()) for i in old_persistent]
+        )
+        self.layoutChanged.emit()
+        self.sig_changed.emit()
+
+    def resort(self) -> None:
+        """Apply the current sort order again (after rows were added or changed)."""
+        self.sort(self.sort_column, self.sort_order)
+
+    # ------------------------------------------------------------ content
+
+    def _reindex(self) -> None:
+        self._row_of = {r.rel: i for i, r in enumerate(self.rows)}
+
+    def set_records(self, records: Iterable, states: dict[str, str]) -> None:
+        """Replace every row (at open) and sort by the current column."""
+        self.beginResetModel()
+        self.rows = [Row(r, states.get(r.rel, UNREVIEWED)) for r in records]
+        keys = [_sort_key(r, self.sort_column) for r in self.rows]
+        perm = sorted(range(len(keys)), key=keys.__getitem__, reverse=self.sort_order == Qt.SortOrder.DescendingOrder)
+        self.rows = [self.rows[i] for i in perm]
+        self._reindex()
+        self.endResetModel()
+        self.sig_changed.emit()
+
+    def clear(self) -> None:
+        self.set_records([], {})
+
+    def add_predictions(self, results: list) -> None:
+        """Fill in predictions of existing rows; rows not in the table yet are appended."""
+        new = []
+        changed = []
+        for r in results:
+            i = self._row_of.get(r.rel)
+            if i is None:
+                new.append(Row(r))
+            else:
+                self.rows[i].set_prediction(r)
+                changed.append(i)
+        if changed:
+            self.dataChanged.emit(self.index(min(changed), 0), self.index(max(changed), len(HEADERS) - 1))
+        if new:
+            first = len(self.rows)
+            self.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
+            self.rows.extend(new)
+            for k, row in enumerate(new):
+                self._row_of[row.rel] = first + k
+            self.endInsertRows()
+        self.sig_changed.emit()
+
+    def row_of(self, rel: str) -> int | None:
+        return self._row_of.get(rel)
+
+    def row_changed(self, i: int) -> None:
+        self.dataChanged.emit(self.index(i, 0), self.index(i, len(HEADERS) - 1))
+        self.sig_changed.emit()
+
+    def apply_rename(self, old: str, new: str) -> int | None:
+        i = self._row_of.pop(old, None)
+        if i is None:
+            return None
+        if self.thumbnails is not None:
+            self.thumbnails.forget(old)
+        self.rows[i].rename(new)
+        self._row_of[new] = i
+        self.row_changed(i)
+        return i
+
+    def set_state(self, rel: str, state: str) -> int | None:
+        i = self._row_of.get(rel)
+        if i is not None:
+            self.rows[i].state = state
+            self.row_changed(i)
+        return i
+
+    def mark_missing(self, rel: str) -> int | None:
+        i = self._row_of.get(rel)
+        if i is not None and not self.rows[i].missing:
+            self.rows[i].missing = True
+            self.row_changed(i)
+        return i
+
+    def _on_thumbnails_ready(self, rel: str) -> None:
+        i = self._row_of.get(rel)
+        if i is not None:
+            idx = self.index(i, COL_IMAGE)
+            self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
+
+    def _on_thumbnails_missing(self, rel: str) -> None:
+        self.mark_missing(rel)
+
+
+class ResultsProxy(QSortFilterProxyModel):
+    """Filters rows by text and quick filters; sorting is forwarded to the source model."""
+
+    QUICK_FILTERS = ("mismatches", "unreviewed", "invalid", "unreadable")
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._text = ""
+        self._quick: set[str] = set()
+        self.setDynamicSortFilter(True)
+
+    def sort(self, column: int, order=Qt.SortOrder.AscendingOrder) -> None:
+        src = self.sourceModel()
+        if src is not None:
+            src.sort(column, order)
+
+    def set_text(self, text: str) -> None:
+        text = text.strip().casefold()
+        if text != self._text:
+            self._begin()
+            self._text = text
+            self._end()
+
+    def set_quick(self, name: str, on: bool) -> None:
+        if name not in self.QUICK_FILTERS:
+            raise ValueError(name)
+        if (name in self._quick) != on:
+            self._begin()
+            (self._quick.add if on else self._quick.discard)(name)
+            self._end()
+
+    @property
+    def quick(self) -> frozenset[str]:
+        return frozenset(self._quick)
+
+    def _begin(self) -> None:
+        if hasattr(self, "beginFilterChange"):
+            self.beginFilterChange()
+
+    def _end(self) -> None:
+        if hasattr(self, "endFilterChange"):
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:  # Qt < 6.10
+            self.invalidateFilter()
+
+    def accepts(self, row: Row) -> bool:
+        """Whether ``row`` passes the current filters (also used for counts)."""
+        q = self._quick
+        if q:
+            if "mismatches" in q and not row.mismatch:
+                return False
+            if "unreviewed" in q and row.state != UNREVIEWED:
+                return False
+            if "invalid" in q and not row.label_error:
+                return False
+            if "unreadable" in q and not row.error:
+                return False
+        t = self._text
+        if t and t not in row.rel.casefold() and t not in row.label.casefold() and t not in row.prediction.casefold():
+            return False
+        return True
+
+    def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex) -> bool:  # noqa: N802
+        if not self._text and not self._quick:
+            return True
+        return self.accepts(self.sourceModel().rows[source_row])
+
+    def shown_rows(self) -> list[Row]:
+        """The rows that pass the filters (source order)."""
+        rows = self.sourceModel().rows
+        if not self._text and not self._quick:
+            return rows
+        return [r for r in rows if self.accepts(r)]
+
+    def row_at(self, proxy_row: int) -> Row | None:
+        if 0 <= proxy_row < self.rowCount():
+            src = self.mapToSource(self.index(proxy_row, 0))
+            return self.sourceModel().rows[src.row()]
+        return None
+
+    def proxy_row_of(self, rel: str) -> int | None:
+        i = self.sourceModel().row_of(rel)
+        if i is None:
+            return None
+        p = self.mapFromSource(self.sourceModel().index(i, 0))
+        return p.row() if p.isValid() else None
+
+
+def stats(rows: list[Row]) -> dict:
+    """Counts for the rows shown: n, predicted, accuracy, mean CER, reviewed."""
+    n = len(rows)
+    pred = [r for r in rows if r.prediction and r.label and not r.label_error]
+    correct = sum(1 for r in pred if r.correct)
+    cer = sum(r.cer or 0.0 for r in pred) / len(pred) if pred else None
+    reviewed = sum(1 for r in rows if r.state in ("verified", "fixed"))
+    return {
+        "n": n,
+        "predicted": len(pred),
+        "accuracy": correct / len(pred) if pred else None,
+        "cer": cer,
+        "reviewed": reviewed,
+        "unreadable": sum(1 for r in rows if r.error),
+        "invalid": sum(1 for r in rows if r.label_error),
+    }
+
+
+class PredictionDelegate(QStyledItemDelegate):
+    """Paints the prediction with the characters that differ from the label highlighted."""
+
+    def paint(self, painter: QPainter, option, index: QModelIndex) -> None:
+        row: Row = index.data(ROW_ROLE)
+        if row is None or not row.prediction:
+            super().paint(painter, option, index)
+            return
+        self.initStyleOption(option, index)
+        option.text = ""
+        style_ = option.widget.style() if option.widget else None
+        if style_ is not None:
+            style_.drawControl(QStyle.ControlElement.CE_ItemViewItem, option, painter, option.widget)
+        painter.save()
+        font = index.data(Qt.ItemDataRole.FontRole) or option.font
+        painter.setFont(font)
+        fm = QFontMetrics(font)
+        rect = option.rect.adjusted(6, 0, -4, 0)
+        x = rect.left()
+        label = row.label
+        h = fm.height()
+        y = rect.top() + (rect.height() - h) // 2
+        for i, ch in enumerate(row.prediction):
+            w = fm.horizontalAdvance(ch)
+            bad = i >= len(label) or label[i] != ch
+            if bad:
+                painter.fillRect(QRect(x - 1, y, w + 2, h), style.BAD_BG)
+                painter.setPen(QPen(style.BAD))
+            else:
+                painter.setPen(QPen(QColor(style.TEXT)))
+            painter.drawText(QRect(x, y, w, h), Qt.AlignmentFlag.AlignCenter, ch)
+            x += w + 1
+        painter.restore()
+
+
+class ReviewTable(QTableView):
+    """The results view; review keys act on the current row when it has focus.
+
+    J / Down: next, K / Up: previous, Enter: accept prediction, Space: verify label,
+    E / F2: edit label, X: mark unreadable.
+    """
+
+    sig_accept = Signal()
+    """Enter: relabel the current sample with its prediction."""
+    sig_verify = Signal()
+    """Space: keep the label, mark verified."""
+    sig_edit = Signal()
+    """E or F2: type a label."""
+    sig_unreadable = Signal()
+    """X: mark the crop unreadable (no valid plate can be read)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setAlternatingRowColors(True)
+        self.setShowGrid(False)
+        self.setWordWrap(False)
+        self.setSortingEnabled(True)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.setIconSize(THUMB_SIZE)
+        self.verticalHeader().setVisible(False)
+        self.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        self.verticalHeader().setDefaultSectionSize(THUMB_SIZE.height() + 8)
+        self.setItemDelegateForColumn(COL_PRED, PredictionDelegate(self))
+        hh = self.horizontalHeader()
+        hh.setHighlightSections(False)
+        hh.setStretchLastSection(True)
+        hh.setSortIndicator(COL_CER, Qt.SortOrder.DescendingOrder)
+
+    def setModel(self, model) -> None:  # noqa: N802
+        super().setModel(model)
+        hh = self.horizontalHeader()
+        hh.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        widths = {COL_IMAGE: THUMB_SIZE.width() + 12, COL_FILE: 190, COL_LABEL: 96, COL_PRED: 100, COL_CER: 52,
+                  COL_CONF: 84, COL_STATE: 96}  # fmt: skip
+        for col, w in widths.items():
+            self.setColumnWidth(col, w)
+        hh.setSectionResizeMode(COL_FILE, QHeaderView.ResizeMode.Stretch)
+        hh.setStretchLastSection(False)
+
+    def current_proxy_row(self) -> int:
+        idx = self.currentIndex()
+        return idx.row() if idx.isValid() else -1
+
+    def select_proxy_row(self, row: int) -> None:
+        """Make ``row`` (proxy numbering, clamped) current and selected, and scroll to it."""
+        model = self.model()
+        if model is None or model.rowCount() == 0:
+            return
+        row = max(0, min(row, model.rowCount() - 1))
+        idx = model.index(row, COL_FILE)
+        self.setCurrentIndex(idx)
+        self.selectRow(row)
+        self.scrollTo(idx)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        key = event.key()
+        mods = event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+        if mods == Qt.KeyboardModifier.NoModifier:
+            if key == Qt.Key.Key_J:
+                self.select_proxy_row(self.current_proxy_row() + 1)
+                return
+            if key == Qt.Key.Key_K:
+                self.select_proxy_row(max(0, self.current_proxy_row() - 1))
+                return
+            if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+                self.sig_accept.emit()
+                return
+            if key == Qt.Key.Key_Space:
+                self.sig_verify.emit()
+                return
+            if key in (Qt.Key.Key_E, Qt.Key.Key_F2):
+                self.sig_edit.emit()
+                return
+            if key == Qt.Key.Key_X:
+                self.sig_unreadable.emit()
+                return
+        super().keyPressEvent(event)
+
+    def keyboardSearch(self, search: str) -> None:  # noqa: N802
+        """Disabled: letters are review keys, not type-ahead search."""
+
+
+__all__ = [
+    "COL_CER",
+    "HEADERS",
+    "ResultsModel",
+    "ResultsProxy",
+    "ReviewTable",
+    "Row",
+    "SORT_ROLE",
+    "stats",
+]

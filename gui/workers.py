@@ -1,0 +1,319 @@
+"""Background work: opening a folder (scan, cache, inference) and loading thumbnails.
+
+Worker-object pattern: a ``QObject`` moved to a ``QThread``; the core functions report
+through callbacks and poll a stop flag, and the worker turns callbacks into signals
+(queued to the GUI thread). Stopping sets the flag and waits; threads are never terminated.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections import OrderedDict, deque
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QSize, Qt, QThread, Signal, Slot
+from PySide6.QtGui import QImage, QImageReader, QPixmap
+
+from core.predict import Progress, StopFlag
+
+from .session import ReviewSession, label_info
+
+log = logging.getLogger(__name__)
+
+
+class OpenWorker(QObject):
+    """Scan a dataset folder, show cached predictions at once, predict the rest.
+
+    Args:
+        folder: The dataset folder.
+        model_path: Checkpoint (``None``: the bundled default model).
+        predictor: A loaded predictor to reuse (must match ``model_path``), or ``None``.
+        use_store: Open the dataset store (cache, states, renames).
+        batch_size: Images per model call.
+    """
+
+    sig_opened = Signal(object)
+    """The session is open (a ReviewSession, handed to the GUI thread)."""
+    sig_loaded = Signal(list, dict)
+    """Every sample, with cached predictions where valid: (list of records, {rel: state})."""
+    sig_model = Signal(object, str)
+    """The predictor is ready (Predictor or None, and a description or why it failed)."""
+    sig_batch = Signal(list)
+    """New predictions (list of PredictionResult), in the order they were computed."""
+    sig_progress = Signal(object)
+    """Progress of the current phase (core.predict.Progress; message names the phase)."""
+    sig_finished = Signal(bool)
+    """The run is over; True when it was cancelled."""
+    sig_failed = Signal(str)
+    """The folder could not be opened (message); sig_finished follows."""
+
+    def __init__(
+        self,
+        folder: str | Path,
+        model_path: str | Path | None = None,
+        predictor=None,
+        use_store: bool = True,
+        batch_size: int = 64,
+        session: ReviewSession | None = None,
+        only: list[str] | None = None,
+    ):
+        super().__init__()
+        self.folder = Path(folder)
+        self.model_path = model_path
+        self.predictor = predictor
+        self.use_store = use_store
+        self.batch_size = batch_size
+        self.session = session
+        self.only = only
+        self.stop_flag = StopFlag()
+
+    def stop(self) -> None:
+        """Ask the run to stop after the current batch (thread-safe)."""
+        self.stop_flag.set()
+
+    @Slot()
+    def run(self) -> None:
+        """Do the whole open; always ends with sig_finished."""
+        try:
+            self._run()
+        except Exception as e:  # reported, never raised into Qt's event loop
+            log.error("opening %s failed:\n%s", self.folder, traceback.format_exc())
+            self.sig_failed.emit(f"{type(e).__name__}: {e}")
+        self.sig_finished.emit(self.stop_flag())
+
+    def _phase(self, msg: str, done: int = 0, total: int = 0) -> None:
+        self.sig_progress.emit(Progress(done, total, 0.0, 0.0, msg))
+
+    def _run(self) -> None:
+        from core.data import Sample
+        from core.models import file_sha256
+        from core.predict import Predictor, default_model_path
+
+        if self.session is None:
+            self._phase("Opening dataset…")
+            self.session = ReviewSession(self.folder, use_store=self.use_store)
+            self.sig_opened.emit(self.session)
+        session = self.session
+        self._phase("Scanning folder…")
+        files = session.scan()
+        if self.only is not None:
+            keep = set(self.only)
+            files = [f for f in files if f[0] in keep]
+        if self.stop_flag():
+            return
+        model_path = Path(self.model_path) if self.model_path else default_model_path()
+        model_hash = ""
+        if model_path.is_file():
+            model_hash = self.predictor.model_hash if self.predictor is not None else file_sha256(model_path)
+        cached = session.cached_predictions(model_hash, files) if self.only is None else {}
+        states = session.states()
+        records = []
+        todo = []
+        for rel, _size, _mtime in files:
+            rec = cached.get(rel)
+            if rec is None:
+                label, err = label_info(rel)
+                rec = _Pending(rel, label, err)
+                todo.append(rel)
+            records.append(rec)
+        if self.only is None:
+            self.sig_loaded.emit(records, states)
+        if not todo or self.stop_flag():
+            return
+        predictor = self.predictor
+        if predictor is None:
+            self._phase("Loading model…")
+            try:
+                predictor = Predictor(model_path)
+            except Exception as e:  # missing/damaged checkpoint: the table still works without predictions
+                self.sig_model.emit(None, f"no model: {e}")
+                return
+            self.predictor = predictor
+        self.sig_model.emit(predictor, predictor.description)
+        root = session.folder
+        idents = {f[0]: (f[1], f[2]) for f in files}
+        samples = []
+        from core import plates
+
+        for rel in todo:
+            samples.append(Sample(root / rel, rel, plates.parse_name(rel.rsplit("/", 1)[-1])))
+        self._predict(samples, predictor, session, model_hash or predictor.model_hash, idents)
+
+    def _predict(self, samples, predictor, session: ReviewSession, model_hash: str, idents) -> None:
+        from core.predict import predict_samples
+
+        total = len(samples)
+        self._phase("Predicting…", 0, total)
+        pending: list = []
+        last_save = [time.monotonic()]
+
+        def on_batch(batch: list) -> None:
+            self.sig_batch.emit(batch)
+            pending.extend(batch)
+            if len(pending) >= 2048 or time.monotonic() - last_save[0] > 2.0:
+                session.save_predictions(model_hash, list(pending), idents)
+                pending.clear()
+                last_save[0] = time.monotonic()
+
+        # DataLoader worker processes pay off only on big folders (spawning one costs seconds).
+        workers = 0 if total < 3000 else None
+        try:
+            predict_samples(
+                samples,
+                predictor,
+                batch_size=self.batch_size,
+                workers=workers,
+                progress=lambda p: self.sig_progress.emit(Progress(p.done, p.total, p.images_per_s, p.eta_s, "")),
+                on_batch=on_batch,
+                should_stop=self.stop_flag,
+            )
+        finally:
+            session.save_predictions(model_hash, pending, idents)
+
+
+class _Pending:
+    """A sample without a prediction yet (same attributes as a PredictionResult)."""
+
+    __slots__ = ("rel", "label", "label_error")
+    prediction = ""
+    probs: list = []
+    runner_up = ""
+    runner_up_probs: list = []
+    confidence = 0.0
+    cer = None
+    correct = None
+    error = None
+
+    def __init__(self, rel: str, label: str, label_error: str | None):
+        self.rel, self.label, self.label_error = rel, label, label_error
+
+
+def start_worker(worker: QObject, parent: QObject | None = None) -> QThread:
+    """Move ``worker`` to a new QThread, start it, and clean both up when it finishes."""
+    thread = QThread(parent)
+    worker.moveToThread(thread)
+    thread.started.connect(worker.run)
+    worker.sig_finished.connect(thread.quit)
+    thread.finished.connect(worker.deleteLater)
+    thread.start()
+    return thread
+
+
+# ---------------------------------------------------------------------- thumbnails
+
+
+class ThumbnailCache(QObject):
+    """Lazily loaded, bounded cache of table thumbnails.
+
+    ``get(rel)`` returns the pixmap when cached, else ``None`` and queues the file; a
+    background thread decodes the newest requests first (the rows on screen now) and
+    drops requests beyond ``max_pending`` (rows scrolled past).
+    """
+
+    sig_ready = Signal(str)
+    """A thumbnail for this rel is ready (or failed: get() then returns the placeholder)."""
+    sig_missing = Signal(str)
+    """The file of this rel does not exist any more."""
+    _sig_loaded = Signal(str, QImage, str)
+
+    def __init__(self, root: Path, size: QSize, capacity: int = 3000, max_pending: int = 256, parent=None):
+        super().__init__(parent)
+        self.root = Path(root)
+        self.size = size
+        self.capacity = capacity
+        self.max_pending = max_pending
+        self._cache: OrderedDict[str, QPixmap] = OrderedDict()
+        self._failed: dict[str, str] = {}
+        self._queue: deque[str] = deque()
+        self._queued: set[str] = set()
+        self._cond = threading.Condition()
+        self._stop = False
+        self._sig_loaded.connect(self._on_loader_loaded, Qt.ConnectionType.QueuedConnection)
+        self._thread = threading.Thread(target=self._loop, name="thumbnails", daemon=True)
+        self._thread.start()
+
+    def get(self, rel: str) -> QPixmap | None:
+        """The cached thumbnail of ``rel``, or ``None`` (queued for loading)."""
+        pm = self._cache.get(rel)
+        if pm is not None:
+            self._cache.move_to_end(rel)
+            return pm
+        if rel in self._failed:
+            return None
+        with self._cond:
+            if rel not in self._queued:
+                self._queued.add(rel)
+                self._queue.append(rel)
+                while len(self._queue) > self.max_pending:
+                    self._queued.discard(self._queue.popleft())
+                self._cond.notify()
+        return None
+
+    def failure(self, rel: str) -> str | None:
+        """Why the thumbnail of ``rel`` could not be made, or ``None``."""
+        return self._failed.get(rel)
+
+    def forget(self, rel: str) -> None:
+        """Drop a cached thumbnail (after a rename)."""
+        self._cache.pop(rel, None)
+        self._failed.pop(rel, None)
+
+    def clear(self) -> None:
+        self._cache.clear()
+        self._failed.clear()
+
+    def stop(self) -> None:
+        """Stop the loader thread (waits briefly)."""
+        with self._cond:
+            self._stop = True
+            self._queue.clear()
+            self._cond.notify()
+        self._thread.join(timeout=2.0)
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stop:
+                    self._cond.wait()
+                if self._stop:
+                    return
+                rel = self._queue.pop()  # newest first
+                self._queued.discard(rel)
+            path = self.root / rel
+            reader = QImageReader(str(path))
+            reader.setAutoTransform(True)
+            src = reader.size()
+            why = ""
+            img = QImage()
+            if not path.exists():
+                why = "missing"
+            elif src.isValid() and src.height() > 0:
+                h = self.size.height()
+                w = max(1, min(self.size.width(), round(src.width() * h / src.height())))
+                reader.setScaledSize(QSize(w, h))
+                img = reader.read()
+            if not why and img.isNull():
+                why = reader.errorString() or "not a decodable image"
+            try:
+                self._sig_loaded.emit(rel, img, why)
+            except RuntimeError:  # the cache was deleted while loading
+                return
+
+    @Slot(str, QImage, str)
+    def _on_loader_loaded(self, rel: str, img: QImage, why: str) -> None:
+        if why == "missing":
+            self._failed[rel] = "file not found"
+            self.sig_missing.emit(rel)
+        elif why:
+            self._failed[rel] = why
+        else:
+            self._cache[rel] = QPixmap.fromImage(img)
+            while len(self._cache) > self.capacity:
+                self._cache.popitem(last=False)
+        self.sig_ready.emit(rel)

@@ -1,0 +1,44 @@
+"""Shared test fixtures. Qt runs headless (offscreen) in every test."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+
+import shutil  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_CROPS = REPO / "data" / "plates_real"
+
+
+@pytest.fixture
+def real_crops(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: ``real_crops(n=20, folder="crops", start=0)`` copies n real crops into tmp_path/folder.
+
+    The crops are every file of data/plates_real from ``start`` on, sorted by name,
+    names kept (``<id>-<PLATE>.jpg``). Returns the folder.
+    """
+
+    def make(n: int = 20, folder: str = "crops", start: int = 0) -> Path:
+        dst = tmp_path / folder
+        dst.mkdir(parents=True, exist_ok=True)
+        for src in sorted(REAL_CROPS.glob("*.jpg"))[start : start + n]:
+            shutil.copy2(src, dst / src.name)
+        return dst
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint with random weights (tests must not depend on model quality); made once per session."""
+    from core.models import Checkpoint, ModelConfig, build_model, save_checkpoint
+
+    path = tmp_path_factory.mktemp("model") / "m.pt"
+    save_checkpoint(Checkpoint(ModelConfig(), build_model(ModelConfig()).state_dict()), path)
+    return path
