@@ -224,9 +224,9 @@ class Inspector(QFrame):
         )
         self.problem.hide()
         self.chars = CharGrid()
-        self.accept_btn = QPushButton("Accept prediction  ⏎")
+        self.accept_btn = QPushButton("Accept prediction   Enter")
         self.accept_btn.setObjectName("primary")
-        self.verify_btn = QPushButton("Label is right  ␣")
+        self.verify_btn = QPushButton("Label is right   Space")
         for b in (self.accept_btn, self.verify_btn):
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.accept_btn.clicked.connect(self.sig_accept)

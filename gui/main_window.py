@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QSizePolicy,
     QSplitter,
     QToolBar,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -81,6 +82,7 @@ class MainWindow(QMainWindow):
         saved = self.settings.value("model_path", "", str)
         self.model_path: Path | None = Path(model_path) if model_path else (Path(saved) if saved else None)
         self.use_store = use_store
+        self.batch_size = 64
         self.session: sess.ReviewSession | None = None
         self.folder: Path | None = None
         self.predictor = None
@@ -98,7 +100,7 @@ class MainWindow(QMainWindow):
         self.table = ReviewTable()
         self.table.setModel(self.proxy)
         self.inspector = Inspector()
-        self.inspector.setMinimumWidth(420)
+        self.inspector.setMinimumWidth(440)
 
         self._build_actions()
         self._build_toolbar()
@@ -107,11 +109,11 @@ class MainWindow(QMainWindow):
         self._build_train_dock()
 
         split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(self.table)
+        split.addWidget(self._build_table_panel())
         split.addWidget(self.inspector)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
-        split.setSizes([740, 540])
+        split.setSizes([800, 480])
         split.setChildrenCollapsible(False)
         split.setHandleWidth(1)
         self.setCentralWidget(split)
@@ -205,24 +207,55 @@ class MainWindow(QMainWindow):
         tb.addAction(self.act_undo)
         tb.addAction(self.act_redo)
         tb.addSeparator()
-        self.filter_edit = QLineEdit()
-        self.filter_edit.setPlaceholderText("Filter: file, label or prediction  (Ctrl+F)")
-        self.filter_edit.setClearButtonEnabled(True)
-        self.filter_edit.setFixedWidth(280)
-        self.filter_edit.textChanged.connect(self._on_filter_edit_text_changed)
-        self.filter_edit.returnPressed.connect(self.table.setFocus)
-        tb.addWidget(self.filter_edit)
-        tb.addSeparator()
-        for a in self.quick_actions.values():
-            tb.addAction(a)
+        tb.addAction(self.act_help)
         spacer = QWidget()
         spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         tb.addWidget(spacer)
-        self.counts_label = QLabel()
-        self.counts_label.setObjectName("counts")
-        tb.addWidget(self.counts_label)
+        self.folder_label = QLabel()
+        self.folder_label.setObjectName("muted")
+        tb.addWidget(self.folder_label)
         self.addToolBar(tb)
         self.toolbar = tb
+
+    def _build_table_panel(self) -> QWidget:
+        """Filter box, quick filters and counts above the table."""
+        self.filter_edit = QLineEdit()
+        self.filter_edit.setPlaceholderText("Filter: file, label or prediction  (Ctrl+F)")
+        self.filter_edit.setClearButtonEnabled(True)
+        self.filter_edit.setMinimumWidth(200)
+        self.filter_edit.setMaximumWidth(300)
+        self.filter_edit.textChanged.connect(self._on_filter_edit_text_changed)
+        self.filter_edit.returnPressed.connect(self.table.setFocus)
+        bar = QWidget()
+        bar.setObjectName("filterBar")
+        lay = QHBoxLayout(bar)
+        lay.setContentsMargins(8, 6, 8, 6)
+        lay.setSpacing(4)
+        lay.addWidget(self.filter_edit)
+        lay.addSpacing(6)
+        for a in self.quick_actions.values():
+            b = QToolButton()
+            b.setDefaultAction(a)
+            b.setObjectName("chip")
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            lay.addWidget(b)
+        lay.addStretch(1)
+        self.counts_label = QLabel()
+        self.counts_label.setObjectName("counts")
+        panel = QWidget()
+        v = QVBoxLayout(panel)
+        v.setContentsMargins(0, 0, 0, 0)
+        v.setSpacing(0)
+        v.addWidget(bar)
+        v.addWidget(self.table, 1)
+        summary = QWidget()
+        summary.setObjectName("summaryBar")
+        h = QHBoxLayout(summary)
+        h.setContentsMargins(10, 4, 10, 4)
+        h.addWidget(self.counts_label)
+        h.addStretch(1)
+        v.addWidget(summary)
+        return panel
 
     def _build_menus(self) -> None:
         mb = self.menuBar()
@@ -320,12 +353,13 @@ class MainWindow(QMainWindow):
             self.session = None
         self.folder = path.resolve()
         self.setWindowTitle(f"{self.folder.name} — Plate Review")
+        self.folder_label.setText(str(self.folder))
         self._add_recent(self.folder)
         self._reset_thumbnails()
         self.model.clear()
         self.inspector.root = self.folder
         self.inspector.show_row(None)
-        self._start(OpenWorker(self.folder, self.model_path, self.predictor, self.use_store))
+        self._start(OpenWorker(self.folder, self.model_path, self.predictor, self.use_store, self.batch_size))
         return True
 
     def _reset_thumbnails(self) -> None:
@@ -547,6 +581,7 @@ class MainWindow(QMainWindow):
             else f"{n:,} samples, worst first", 8000
         )  # fmt: skip
         self._update_undo_actions()
+        self._update_counts()
         self.sig_run_finished.emit(cancelled)
 
     # ------------------------------------------------------------------ selection

@@ -55,6 +55,11 @@ QPushButton#primary {{ background: {ACCENT}; color: white; border: 1px solid {AC
 QPushButton#primary:hover {{ background: #1d4ed8; }}
 QPushButton#province {{ padding: 2px; min-width: 26px; max-width: 30px; }}
 QPushButton#province[match="true"] {{ background: #dbeafe; border: 1px solid {ACCENT}; }}
+QWidget#filterBar {{ background: white; border-bottom: 1px solid {BORDER}; }}
+QWidget#summaryBar {{ background: {PANEL}; border-top: 1px solid {BORDER}; }}
+QToolButton#chip {{ border: 1px solid {BORDER}; border-radius: 11px; padding: 2px 10px; background: white; color: {TEXT}; }}
+QToolButton#chip:hover {{ background: #f3f4f6; }}
+QToolButton#chip:checked {{ background: {ACCENT}; color: white; border: 1px solid {ACCENT}; }}
 QFrame#inspector {{ background: {PANEL}; }}
 QLabel#sectionTitle {{ color: {MUTED}; font-weight: 600; }}
 QLabel#muted {{ color: {MUTED}; }}

@@ -1,0 +1,271 @@
+"""GUI tests (pytest-qt, offscreen): open, worst-first order, edit/rename/undo, filters, keys, problems, cancel."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QKeySequence
+from PySide6.QtWidgets import QApplication
+
+from gui.main_window import MainWindow
+from gui.table_model import COL_CER, COL_FILE
+
+CORRUPT = "0998-皖A12345.jpg"
+IGNORED_QT_MESSAGES = ("propagateSizeHints",)  # the offscreen platform plugin says this on every show()
+
+
+@pytest.fixture(autouse=True)
+def _fail_on_qt_warnings(qtlog):
+    yield
+    bad = [r.message for r in qtlog.records if r.type.value >= 1 and not any(m in r.message for m in IGNORED_QT_MESSAGES)]
+    assert not bad, f"Qt warnings: {bad}"
+
+
+@pytest.fixture
+def dataset(real_crops) -> Path:
+    folder = real_crops(20)
+    (folder / CORRUPT).write_bytes(b"\x00\x01not a jpeg at all\xff")
+    return folder
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, random_checkpoint):
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(model_path=random_checkpoint, settings=settings)
+    win.resize(1280, 800)
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    win.close()
+
+
+def open_and_wait(qtbot, win: MainWindow, folder: Path, timeout: int = 60000) -> None:
+    with qtbot.waitSignal(win.sig_run_finished, timeout=timeout):
+        assert win.open_folder(folder)
+    qtbot.waitUntil(lambda: win.counts_label.text() != "", timeout=2000)
+
+
+def rows_in_view(win: MainWindow):
+    return [win.proxy.row_at(i) for i in range(win.proxy.rowCount())]
+
+
+def current(win: MainWindow):
+    return win._current_row()
+
+
+def test_open_predicts_everything_worst_first(qtbot, window, dataset):
+    open_and_wait(qtbot, window, dataset)
+    rows = rows_in_view(window)
+    assert len(rows) == 21
+    assert rows[0].rel == CORRUPT and rows[0].error  # unreadable first
+    readable = [r for r in rows if not r.error and not r.label_error]
+    cers = [r.cer for r in readable]
+    assert cers == sorted(cers, reverse=True)
+    assert window.proxy.sourceModel().sort_column == COL_CER
+    assert "CPU" in window.model_label.text() and "m.pt" in window.model_label.text()
+    assert "21 samples" in window.counts_label.text()
+    # Sorting by another column, numerically, then back.
+    window.table.sortByColumn(COL_FILE, Qt.SortOrder.AscendingOrder)
+    rels = [r.rel for r in rows_in_view(window)]
+    assert rels == sorted(rels)
+    window.table.sortByColumn(COL_CER, Qt.SortOrder.DescendingOrder)
+    assert rows_in_view(window)[0].rel == CORRUPT
+
+
+def test_second_open_uses_the_cache(qtbot, window, dataset):
+    open_and_wait(qtbot, window, dataset)
+    first = {r.rel: r.prediction for r in rows_in_view(window)}
+    batches = []
+    with qtbot.waitSignal(window.sig_folder_loaded, timeout=20000):
+        window.open_folder(dataset)
+        window.worker.sig_batch.connect(batches.append)
+    # Cached rows are in the table at once, before any prediction.
+    assert window.model.rowCount() == 21
+    assert {r.rel: r.prediction for r in window.model.rows} == first
+    qtbot.waitUntil(lambda: not window.running, timeout=20000)
+    assert batches == []
+
+
+def test_type_a_label_renames_the_file_then_undo_redo(qtbot, window, dataset):
+    open_and_wait(qtbot, window, dataset)
+    window.table.select_proxy_row(3)
+    row = current(window)
+    nxt = window.proxy.row_at(4)
+    old = row.rel
+    new_label = "京A12345" if row.label != "京A12345" else "沪B54321"
+    ident, _ = old.split("-", 1)
+    window.table.setFocus()
+    qtbot.keyClick(window.table, Qt.Key.Key_E)
+    assert window.inspector.editor.edit.hasFocus()
+    window.inspector.editor.edit.clear()
+    qtbot.keyClicks(window.inspector.editor.edit, new_label.lower()[1:])  # Latin part typed in lower case
+    window.inspector.editor.set_province(new_label[0])
+    assert window.inspector.editor.label() == new_label
+    qtbot.keyClick(window.inspector.editor.edit, Qt.Key.Key_Return)
+    new_rel = f"{ident}-{new_label}.jpg"
+    assert (dataset / new_rel).exists() and not (dataset / old).exists()
+    assert row.rel == new_rel and row.label == new_label and row.state == "fixed"
+    assert row.cer is not None
+    assert current(window) is nxt  # moved on to the next sample
+    assert window.table.hasFocus()
+
+    qtbot.keySequence(window, QKeySequence("Ctrl+Z"))
+    assert (dataset / old).exists() and not (dataset / new_rel).exists()
+    assert row.rel == old and row.state == "unreviewed"
+    qtbot.keySequence(window, QKeySequence("Ctrl+Shift+Z"))
+    assert (dataset / new_rel).exists() and row.state == "fixed"
+
+
+def test_keyboard_flow(qtbot, window, dataset):
+    open_and_wait(qtbot, window, dataset)
+    t = window.table
+    t.setFocus()
+    t.select_proxy_row(0)
+    qtbot.keyClick(t, Qt.Key.Key_J)
+    qtbot.keyClick(t, Qt.Key.Key_J)
+    assert t.current_proxy_row() == 2
+    qtbot.keyClick(t, Qt.Key.Key_K)
+    assert t.current_proxy_row() == 1
+    qtbot.keyClick(t, Qt.Key.Key_Down)
+    assert t.current_proxy_row() == 2
+    # Space: verified, next.
+    row = current(window)
+    assert not row.label_error and not row.error
+    qtbot.keyClick(t, Qt.Key.Key_Space)
+    assert row.state == "verified" and t.current_proxy_row() == 3
+    assert window.session.get_state(row.rel) == "verified"
+    # Enter: the prediction becomes the label (file renamed), next.
+    row = current(window)
+    pred, old = row.prediction, row.rel
+    assert pred and pred != row.label
+    qtbot.keyClick(t, Qt.Key.Key_Return)
+    assert not (dataset / old).exists() and (dataset / row.rel).exists()
+    assert row.label == pred and row.state == "fixed" and row.cer == 0.0
+    assert t.current_proxy_row() == 4
+    # Undo the rename, then the verify, in that order.
+    window.undo()
+    assert (dataset / old).exists() and row.label != pred
+    window.undo()
+    assert all(r.state != "verified" for r in window.model.rows)
+
+
+def test_filters_and_counts(qtbot, window, dataset):
+    open_and_wait(qtbot, window, dataset)
+    some = window.model.rows[5]
+    window.filter_edit.setText(some.label.lower())
+    shown = rows_in_view(window)
+    assert some in shown and all(some.label in r.rel or some.label in r.prediction for r in shown)
+    window.filter_edit.clear()
+    assert window.proxy.rowCount() == 21
+
+    window.set_quick_filter("unreadable", True)
+    assert [r.rel for r in rows_in_view(window)] == [CORRUPT]
+    qtbot.waitUntil(lambda: window.counts_label.text().startswith("1 of 21"), timeout=2000)
+    window.set_quick_filter("unreadable", False)
+
+    window.set_quick_filter("mismatches", True)
+    assert all(r.mismatch for r in rows_in_view(window))
+    window.set_quick_filter("mismatches", False)
+
+    window.set_quick_filter("unreviewed", True)
+    before = window.proxy.rowCount()
+    window.table.select_proxy_row(2)
+    window.table.setFocus()
+    target = window.proxy.row_at(2)
+    follower = window.proxy.row_at(3)
+    qtbot.keyClick(window.table, Qt.Key.Key_Space)
+    assert target.state == "verified"
+    assert window.proxy.rowCount() == before - 1  # verified rows leave the unreviewed view
+    assert current(window) is follower
+    window.set_quick_filter("unreviewed", False)
+
+
+def test_invalid_label_filter(qtbot, window, dataset):
+    bad = dataset / "0997-皖AI2345.jpg"
+    (dataset / sorted(os.listdir(dataset))[1]).rename(bad)
+    open_and_wait(qtbot, window, dataset)
+    window.set_quick_filter("invalid", True)
+    rows = rows_in_view(window)
+    assert [r.rel for r in rows] == [bad.name]
+    window.table.select_proxy_row(0)
+    assert "not a plate letter" in window.inspector.problem.text()
+    # An invalid label cannot be verified with Space; the file keeps its name.
+    window.table.setFocus()
+    qtbot.keyClick(window.table, Qt.Key.Key_Space)
+    assert rows[0].state == "unreviewed" and bad.exists()
+
+
+def test_unreadable_file_shows_a_placeholder_and_the_reason(qtbot, window, dataset):
+    open_and_wait(qtbot, window, dataset)
+    p = window.proxy.proxy_row_of(CORRUPT)
+    window.table.select_proxy_row(p)
+    assert not window.inspector.image.has_image
+    assert "not a decodable image" in window.inspector.problem.text()
+    assert window.inspector.problem.isVisible()
+    assert not window.inspector.accept_btn.isEnabled()
+    window.table.setFocus()
+    qtbot.keyClick(window.table, Qt.Key.Key_Return)  # nothing to accept: no crash, no rename
+    assert (dataset / CORRUPT).exists()
+
+
+def test_file_deleted_behind_the_apps_back(qtbot, window, dataset):
+    open_and_wait(qtbot, window, dataset)
+    window.table.select_proxy_row(5)
+    row = current(window)
+    window.table.select_proxy_row(6)
+    (dataset / row.rel).unlink()
+    window.table.select_proxy_row(5)
+    assert row.missing and row.display_state == "missing"
+    window.table.setFocus()
+    qtbot.keyClick(window.table, Qt.Key.Key_Return)
+    qtbot.keyClick(window.table, Qt.Key.Key_Space)
+    assert row.missing  # still there, marked; nothing raised
+
+
+def test_cancel_a_running_prediction(qtbot, window, real_crops):
+    folder = real_crops(400, folder="big")
+    window.batch_size = 16
+    with qtbot.waitSignal(window.sig_run_finished, timeout=60000) as blocker:
+        window.open_folder(folder)
+        qtbot.waitUntil(lambda: window.model.rowCount() > 0, timeout=30000)
+        assert window.progress_box.isVisible() and window.cancel_btn.isEnabled()
+        qtbot.mouseClick(window.cancel_btn, Qt.MouseButton.LeftButton)
+    assert blocker.args == [True]
+    assert 0 < window.model.rowCount() < 400
+    assert not window.running and not window.progress_box.isVisible()
+    assert "Cancelled" in window.statusBar().currentMessage()
+
+
+def test_label_editor_validation_and_pinyin(qtbot):
+    from gui.label_editor import LabelEditor
+
+    ed = LabelEditor()
+    qtbot.addWidget(ed)
+    submitted = []
+    ed.sig_submitted.connect(submitted.append)
+    qtbot.keyClicks(ed.edit, "a12345")
+    assert ed.edit.text() == "A12345"
+    assert not ed.apply_btn.isEnabled() and "characters" in ed.status.text()
+    qtbot.keyClicks(ed.pinyin, "wan")
+    assert ed.buttons["皖"].property("match") == "true" and ed.buttons["京"].property("match") == "false"
+    qtbot.keyClick(ed.pinyin, Qt.Key.Key_Return)
+    assert ed.label() == "皖A12345" and ed.apply_btn.isEnabled()
+    ed.edit.setText("皖AI2345")
+    ed._validate()
+    assert "plates use 1, not I" in ed.status.text()
+    ed.edit.setText("皖A12345")
+    qtbot.keyClick(ed.edit, Qt.Key.Key_Return)
+    assert submitted == ["皖A12345"]
+
+
+def test_help_dialog_and_recent_folders(qtbot, window, dataset):
+    open_and_wait(qtbot, window, dataset)
+    assert window.recent_folders()[0] == str(dataset.resolve())
+    window.show_help()
+    assert window.help_dialog.isVisible()
+    assert "Space" in window.help_dialog.findChildren(type(window.counts_label))[0].text()
+    window.help_dialog.close()
+    QApplication.processEvents()
