@@ -27,10 +27,10 @@ import contextlib
 import hashlib
 import os
 import sqlite3
+import struct
 import threading
 import time
 import uuid
-from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
@@ -186,16 +186,23 @@ _PRED_COLS = (
 )
 
 
-def _floats_to_blob(values: Iterable[float] | None) -> bytes:
-    return array("d", values or ()).tobytes()
+def _floats_to_blob(values: list[float] | None) -> bytes:
+    if values is None or len(values) == 0:  # may be a numpy array: no truth test
+        return b""
+    return struct.pack(f"<{len(values)}d", *(float(v) for v in values))
+
+
+_STRUCTS: dict[int, struct.Struct] = {}
 
 
 def _blob_to_floats(blob: bytes | None) -> list[float]:
+    # A cached struct.Struct is ~2x faster than array.frombytes for 7 values (200k rows per reopen).
     if not blob:
         return []
-    a = array("d")
-    a.frombytes(blob)
-    return a.tolist()
+    st = _STRUCTS.get(len(blob))
+    if st is None:
+        st = _STRUCTS[len(blob)] = struct.Struct(f"<{len(blob) // 8}d")
+    return list(st.unpack(blob))
 
 
 def _field(rec: Any, name: str, default: Any = None) -> Any:
