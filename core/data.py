@@ -89,13 +89,14 @@ def preprocess(
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
-def train_augmentations(strength: float = 1.0) -> A.Compose:
+def train_augmentations(strength: float = 1.0, seed: int | None = None) -> A.Compose:
     """The notebook's training augmentations (before :func:`preprocess`).
 
     Blur(1..3), RGBShift(5), RandomBrightnessContrast(0.2, 0.2), Perspective(0.025),
     plus, following the notebook's error analysis, random crop margins (crops that
     are not perfectly tight), stronger colour changes, JPEG artefacts and noise.
-    ``strength=0`` gives the notebook's set only.
+    ``strength=0`` gives the notebook's set only. ``seed`` makes the random draws
+    reproducible (albumentations keeps its own generator, not numpy's).
     """
     notebook = [
         A.Blur(blur_limit=(3, 3), p=0.5),
@@ -104,7 +105,7 @@ def train_augmentations(strength: float = 1.0) -> A.Compose:
         A.Perspective(scale=(0.025, 0.025), p=0.3),
     ]
     if strength <= 0:
-        return A.Compose(notebook)
+        return A.Compose(notebook, seed=seed)
     extra = [
         A.Affine(
             translate_percent={"x": (-0.03 * strength, 0.03 * strength), "y": (-0.06 * strength, 0.06 * strength)},
@@ -123,7 +124,7 @@ def train_augmentations(strength: float = 1.0) -> A.Compose:
         A.ImageCompression(quality_range=(max(10, int(90 - 60 * strength)), 95), p=0.3),
         A.MotionBlur(blur_limit=(3, 5), p=0.1 * strength),
     ]
-    return A.Compose(notebook + extra)
+    return A.Compose(notebook + extra, seed=seed)
 
 
 def encode_label(label: str, provinces: str = plates.PROVINCES, others: str = plates.OTHERS) -> np.ndarray:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from . import plates
 from .errors import PlateReviewError
-from .relabel import Progress
+from .progress import Progress
 from .store import INVALID, UNREADABLE, UNREVIEWED, Store, scan_files
 
 DEFAULT_SPLIT = {"train": 0.9, "test": 0.1}
@@ -183,7 +183,7 @@ def export_dataset(
         else:
             keep.append((f.rel, parsed))
         if progress is not None and i % 200 == 0:
-            progress(Progress(i, len(files), "checking images"))
+            progress(Progress(i, len(files), message="checking images"))
 
     splits = _assign_splits(len(keep), split, seed)
     width = max(4, len(str(len(keep))))
@@ -217,7 +217,7 @@ def export_dataset(
         else:
             shutil.copy2(src, dst)
         if progress is not None and i % 200 == 0:
-            progress(Progress(i, len(plan), "writing"))
+            progress(Progress(i, len(plan), message="writing"))
 
     by_split: dict[str, list[tuple[str, str]]] = {name: [] for name in split}
     with open(dest / "manifest.csv", "w", newline="", encoding="utf-8") as mf:

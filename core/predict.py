@@ -27,6 +27,7 @@ from .data import InferenceDataset, Sample, collate_inference
 from .device import describe_device, resolve_device
 from .metrics import cer as char_error_rate
 from .models import Checkpoint, CheckpointError, file_sha256, load_checkpoint
+from .progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +75,6 @@ class PredictionResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass
-class Progress:
-    """Progress of a long operation, reported through a callback."""
-
-    done: int
-    total: int
-    images_per_s: float
-    eta_s: float
-    message: str = ""
 
 
 def worst_first_key(r: PredictionResult) -> tuple:
@@ -342,7 +332,7 @@ def predict_samples(
         if progress:
             el = time.perf_counter() - t0
             ips = done / max(el, 1e-9)
-            progress(Progress(done, n, ips, (n - done) / max(ips, 1e-9)))
+            progress(Progress(done, n, ips, (n - done) / max(ips, 1e-9), "predicting"))
     return [r for r in results if r is not None]
 
 

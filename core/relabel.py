@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import plates
+from .progress import Progress
 from .store import (
     CANCELLED,
     DONE,
@@ -43,15 +44,6 @@ from .store import (
 )
 
 DEFAULT_CHUNK = 500  # renames per journal transaction: few fsyncs, little redone after a kill
-
-
-@dataclass
-class Progress:
-    """Progress of a batch of renames (field names shared with ``core.predict.Progress``)."""
-
-    done: int
-    total: int
-    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -215,7 +207,7 @@ def _execute(
             else:
                 report.failed.append((e.src, msg or st))
         if progress is not None:
-            progress(Progress(min(start + chunk, total), total, f"renamed {len(report.renamed)}"))
+            progress(Progress(min(start + chunk, total), total, message=f"renamed {len(report.renamed)}"))
 
 
 def relabel(

@@ -237,7 +237,7 @@ def train(
             bad = [(p, lab) for p, lab in data if not plates.is_valid_label(lab)]
             if bad:
                 raise ValueError(f"{len(bad)} training items have invalid labels, e.g. {bad[0][0]}: {bad[0][1]!r}")
-    augment = train_augmentations(config.augment_strength)
+    augment = train_augmentations(config.augment_strength, seed=config.seed + rank)
     train_ds = _as_dataset(train_data, augment, provinces, others)
     val_ds = _as_dataset(val_data, None, provinces, others) if val_data is not None else None
     if len(train_ds) == 0:

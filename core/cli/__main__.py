@@ -1,0 +1,7 @@
+"""`python -m core.cli` = `plate-review`."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

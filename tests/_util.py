@@ -1,0 +1,36 @@
+"""Plain helpers shared by the tests (fixtures live in the test files / conftest)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+
+from core.models import Checkpoint, ModelConfig, build_model, save_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+REAL = REPO / "data" / "plates_real"
+
+
+def real_files(n: int | None = None, step: int = 1) -> list[Path]:
+    """Real crops bundled in data/plates_real (every ``step``-th, first ``n``)."""
+    files = sorted(REAL.glob("*.jpg"))[::step]
+    return files[:n] if n else files
+
+
+def copy_real(dst: Path, n: int, step: int = 7) -> list[Path]:
+    """Copy ``n`` real crops (spread over the folder) into ``dst``."""
+    dst.mkdir(parents=True, exist_ok=True)
+    out = []
+    for f in real_files(n, step):
+        shutil.copy2(f, dst / f.name)
+        out.append(dst / f.name)
+    return out
+
+
+def random_checkpoint(path: Path, arch: str = "lstm", seed: int = 0) -> Path:
+    """A valid checkpoint with random weights (for contract tests, not quality)."""
+    torch.manual_seed(seed)
+    cfg = ModelConfig(arch=arch)
+    return save_checkpoint(Checkpoint(cfg, build_model(cfg).state_dict()), path)

@@ -1,0 +1,110 @@
+"""The `plate-review` contract: CSV columns and order, summary line, exit codes."""
+
+from __future__ import annotations
+
+import csv
+import re
+import subprocess
+import sys
+
+import pytest
+
+from core.cli import main
+from core.cli.model_commands import CSV_HEADER
+
+from ._util import REPO, copy_real, random_checkpoint
+
+SUMMARY = re.compile(r"^n=(\d+) unreadable=(\d+) invalid=(\d+) accuracy=([\d.]+) cer=([\d.]+) images_per_s=([\d.]+)$")
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return random_checkpoint(tmp_path_factory.mktemp("m") / "m.pt")
+
+
+@pytest.fixture
+def folder(tmp_path):
+    d = tmp_path / "plates 车牌"
+    copy_real(d / "train", 10)
+    copy_real(d / "test", 5, step=13)
+    (d / "test" / "0999-皖A12345.jpg").write_bytes(b"")
+    (d / "0998-皖AI2345.jpg").write_bytes((d / "test" / "0999-皖A12345.jpg").read_bytes() or b"x")
+    (d / "0997-皖AI2346.jpg").write_bytes(next((d / "train").iterdir()).read_bytes())
+    return d
+
+
+def test_predict_csv_contract(folder, ckpt, tmp_path, capsys):
+    out = tmp_path / "results.csv"
+    assert main(["predict", str(folder), "--model", str(ckpt), "--out", str(out), "--workers", "0"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    m = SUMMARY.match(last)
+    assert m, last
+    assert (int(m[1]), int(m[2]), int(m[3])) == (18, 2, 1)
+    with open(out, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == CSV_HEADER
+    body = [dict(zip(CSV_HEADER, r)) for r in rows[1:]]
+    assert len(body) == 18
+    # unreadable first (empty prediction/cer, error filled), then invalid labels, then CER descending
+    assert [r["file"] for r in body[:2]] == sorted(["0998-皖AI2345.jpg", "test/0999-皖A12345.jpg"])
+    assert all(r["error"] and r["prediction"] == "" and r["cer"] == "" for r in body[:2])
+    assert body[2]["file"] == "0997-皖AI2346.jpg" and body[2]["error"] == ""
+    rest = body[3:]
+    keys = [(-float(r["cer"]), float(r["confidence"])) for r in rest]
+    assert keys == sorted(keys)
+    assert all(r["correct"] in ("0", "1") for r in rest)
+    assert any(r["file"].startswith("train/") for r in rest)  # relative to FOLDER, recursive
+
+
+def test_eval_prints_positions_and_confusions(folder, ckpt, capsys):
+    assert main(["eval", str(folder), "--model", str(ckpt), "--workers", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "per position:" in out and "7:" in out and "->" in out and "accuracy:" in out
+    assert SUMMARY.match(out.strip().splitlines()[-1])
+
+
+def test_train_cli_writes_checkpoint(folder, tmp_path, capsys):
+    out = tmp_path / "t.pt"
+    rc = main(["train", str(folder / "train"), "--out", str(out), "--epochs", "1", "--batch-size", "4",
+               "--max-steps", "1", "--arch", "simple"])  # fmt: skip
+    assert rc == 0 and out.exists()
+    assert "epoch 1/1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["predict", "/definitely/not/here"], "folder not found"),
+        (["predict", "{folder}", "--model", "/no/model.pt"], "model file not found"),
+        (["predict", "{folder}", "--batch-size", "0"], "at least 1"),
+        (["predict", "{folder}", "--device", "tpu"], "invalid choice"),
+        (["train", "{folder}"], "--out"),
+        (["frobnicate"], "invalid choice"),
+        (["predict", "{junkmodel}"], "not a folder"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(args, fragment, folder, tmp_path, capsys):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"junk")
+    assert main([a.format(folder=folder, junkmodel=junk) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and len(err.strip().splitlines()) == 1
+
+
+def test_damaged_model_exit_2_without_traceback(folder, tmp_path):
+    # a real process: what a user sees on the terminal
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"junk" * 10)
+    r = subprocess.run(
+        [sys.executable, "-m", "core.cli", "predict", str(folder), "--model", str(junk)],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 2 and "junk.pt" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_console_script_entry_point():
+    import tomllib
+
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["plate-review"] == "core.cli:main"

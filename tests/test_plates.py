@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import pytest
+
+from core import plates
+from core.plates import Scheme, build_name, label_error, parse_name, provinces_matching
+
+CCPD = "025-95_113-154&383_386&473-386&473_177&454_154&383_363&402-0_0_22_27_27_33_16-37-15.jpg"
+
+
+def test_alphabets_match_the_notebook():
+    assert len(plates.PROVINCES) == len(set(plates.PROVINCES)) == 31
+    assert len(plates.OTHERS) == 35 and "I" not in plates.OTHERS and "O" in plates.OTHERS
+    assert list(plates.PROVINCES) == sorted(plates.PROVINCES)  # notebook's np.unique order
+    assert set(plates.PROVINCE_PINYIN) == set(plates.PROVINCES)
+
+
+@pytest.mark.parametrize(
+    "name, scheme, label, id_",
+    [
+        ("0001-皖A26Y56.jpg", Scheme.DL1, "皖A26Y56", "0001"),
+        ("sub/0001-皖A26Y56.png", Scheme.DL1, "皖A26Y56", "0001"),
+        ("0001-皖A26Y56-3.jpg", Scheme.DL1, "皖A26Y56", "0001"),  # collision suffix
+        ("皖A26Y56.jpg", Scheme.PLATE, "皖A26Y56", ""),
+        ("皖A26Y56_2.bmp", Scheme.PLATE, "皖A26Y56", ""),
+        (CCPD, Scheme.CCPD, "皖AY339S", "025-95_113-154&383_386&473-386&473_177&454_154&383_363&402"),
+    ],
+)
+def test_parse_schemes(name, scheme, label, id_):
+    p = parse_name(name)
+    assert (p.scheme, p.label, p.id, p.error) == (scheme, label, id_, None)
+
+
+@pytest.mark.parametrize(
+    "name, fragment",
+    [
+        ("0001-皖AI6Y56.jpg", "not a plate letter"),  # I is not used on plates
+        ("0001-皖A26Y5.jpg", "6 characters"),
+        ("0001-AA26Y56.jpg", "province"),
+        ("0001-皖126Y56.jpg", "must be a letter"),
+        ("junk.jpg", "4 characters"),
+        ("0001-.jpg", "empty"),
+        ("025-95_113-1-2-99_0_22_27_27_33_16-37-15.jpg", "out of range"),
+        ("025-95_113-1-2-31_0_22_27_27_33_16-37-15.jpg", "province"),  # 警 is outside our 31
+    ],
+)
+def test_invalid_names_are_reported_not_raised(name, fragment):
+    p = parse_name(name)
+    assert not p.valid and fragment in p.error
+
+
+def test_build_name_keeps_scheme_and_id():
+    assert build_name(parse_name("0001-皖A26Y56.jpg"), "京PL3N67") == "0001-京PL3N67.jpg"
+    assert build_name(parse_name("皖A26Y56.jpg"), "京PL3N67") == "京PL3N67.jpg"
+    new = build_name(parse_name(CCPD), "京PL3N67")
+    assert parse_name(new).label == "京PL3N67" and parse_name(new).id == parse_name(CCPD).id
+
+
+@pytest.mark.parametrize("name", ["0001-皖A26Y56.jpg", "皖A26Y56.jpg", CCPD])
+def test_collision_suffix_still_parses(name):
+    for n in (2, 3, 11):
+        new = build_name(parse_name(name), "京PL3N67", n)
+        assert new != build_name(parse_name(name), "京PL3N67")
+        p = parse_name(new)
+        assert p.label == "京PL3N67" and p.valid
+        # suffixes never pile up when a suffixed name is renamed again
+        assert parse_name(build_name(p, "沪AMS087", 2)).label == "沪AMS087"
+
+
+def test_build_name_rejects_invalid_label():
+    with pytest.raises(ValueError, match="province"):
+        build_name(parse_name("0001-皖A26Y56.jpg"), "XA26Y56")
+
+
+def test_label_error_and_normalize():
+    assert label_error("皖A26Y56") is None
+    assert plates.normalize_label(" 皖a·26y56 ") == "皖A26Y56"
+
+
+def test_pinyin_lookup():
+    assert provinces_matching("wan") == ["皖"]
+    assert set(provinces_matching("ji")) >= {"冀", "吉", "京", "晋", "津"}
+    assert set(provinces_matching("yu")) == {"渝", "豫", "粤", "云"}  # yue, yun start with yu too
+    assert provinces_matching("皖") == ["皖"]
+    assert provinces_matching("zzz") == []

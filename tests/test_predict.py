@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from torchmetrics.text import CharErrorRate
+
+from core import predict as predict_mod
+from core.data import scan_folder
+from core.metrics import cer, corpus_cer
+from core.plates import LETTERS, is_valid_label
+from core.predict import PredictionResult, Predictor, StopFlag, predict_samples, sort_worst_first
+
+from ._util import copy_real, random_checkpoint
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return random_checkpoint(tmp_path_factory.mktemp("model") / "m.pt")
+
+
+@pytest.fixture
+def folder(tmp_path):
+    d = tmp_path / "数据集"
+    copy_real(d, 20)
+    (d / "0900-皖A00000.jpg").write_bytes(b"this is not a jpeg")
+    (d / "0901-皖AI0000.jpg").write_bytes(copy_real(tmp_path / "x", 1)[0].read_bytes())  # invalid label
+    (d / "notes.txt").write_text("ignored")
+    return d
+
+
+def test_results_for_every_image_file(folder, ckpt):
+    samples = scan_folder(folder)
+    assert len(samples) == 22  # notes.txt is not an image
+    res = predict_samples(samples, Predictor(ckpt), batch_size=8, workers=0)
+    assert [r.rel for r in res] == [s.rel for s in samples]
+    bad = {r.rel: r for r in res if r.error}
+    assert list(bad) == ["0900-皖A00000.jpg"] and "not a decodable image" in bad["0900-皖A00000.jpg"].error
+    assert bad["0900-皖A00000.jpg"].prediction == "" and bad["0900-皖A00000.jpg"].cer is None
+    inv = next(r for r in res if r.rel.startswith("0901"))
+    assert inv.label_error and inv.prediction  # shown, scored, fixable
+    for r in res:
+        if r.error:
+            continue
+        assert len(r.prediction) == 7 and len(r.probs) == 7 and len(r.runner_up) == 7
+        assert r.prediction[1] in LETTERS  # grammar: city code is a letter
+        assert is_valid_label(r.prediction)
+        assert r.confidence == pytest.approx(float(np.prod(r.probs)))
+        assert all(p >= q for p, q in zip(r.probs, r.runner_up_probs))
+        assert r.cer == pytest.approx(cer(r.prediction, r.label))
+        assert r.correct == (r.prediction == r.label)
+
+
+def test_workers_and_backends_agree(folder, ckpt):
+    samples = scan_folder(folder)
+    onnx = predict_samples(samples, Predictor(ckpt, backend="onnx"), batch_size=8, workers=1)
+    torch_ = predict_samples(samples, Predictor(ckpt, backend="torch"), batch_size=5, workers=0)
+    for a, b in zip(onnx, torch_):
+        assert a.rel == b.rel and a.error == b.error
+        if not a.error:
+            assert np.allclose(a.probs, b.probs, atol=1e-2)
+
+
+def test_onnx_export_is_cached_beside_checkpoint(ckpt, monkeypatch):
+    p1 = Predictor(ckpt, backend="onnx")
+    cached = predict_mod.onnx_cache_path(ckpt, p1.model_hash)
+    assert cached.exists() and cached.parent == ckpt.parent
+    mtime = cached.stat().st_mtime_ns
+    calls = []
+    monkeypatch.setattr(predict_mod, "export_onnx", lambda *a: calls.append(a))
+    Predictor(ckpt, backend="onnx")
+    assert calls == [] and cached.stat().st_mtime_ns == mtime
+
+
+def test_onnx_cache_goes_to_user_cache_when_model_folder_is_read_only(tmp_path, monkeypatch):
+    ck = random_checkpoint(tmp_path / "ro" / "m.pt")
+    monkeypatch.setattr(predict_mod.os, "access", lambda *a: False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    p = Predictor(ck, backend="onnx")
+    where = predict_mod.onnx_cache_path(ck, p.model_hash)
+    assert str(where).startswith(str(tmp_path / "cache")) and where.exists()
+
+
+def test_cancel_stops_between_batches(folder, ckpt):
+    samples = scan_folder(folder)
+    flag = StopFlag()
+    seen = []
+
+    def on_batch(batch):
+        seen.append(len(batch))
+        flag.set()
+
+    res = predict_samples(samples, Predictor(ckpt), batch_size=4, workers=0, on_batch=on_batch, should_stop=flag)
+    assert len(seen) == 1 and len(res) == 4 < len(samples)
+
+
+def test_progress_reports(folder, ckpt):
+    got = []
+    predict_samples(scan_folder(folder), Predictor(ckpt), batch_size=10, workers=0, progress=got.append)
+    assert [p.done for p in got] == [10, 20, 22] and got[-1].total == 22
+
+
+def test_worst_first_order():
+    mk = PredictionResult
+    rs = [
+        mk("a", "皖A00000", prediction="皖A00000", cer=0.0, confidence=0.9),
+        mk("b", "皖A00000", prediction="皖A00001", cer=1 / 7, confidence=0.8),
+        mk("c", "皖A00000", prediction="皖A00011", cer=2 / 7, confidence=0.7),
+        mk("d", "皖A00000", prediction="皖A00001", cer=1 / 7, confidence=0.3),
+        mk("e", "x", label_error="bad", prediction="皖A00001", cer=1.0),
+        mk("f", "皖A00000", error="corrupt"),
+    ]
+    assert [r.rel for r in sort_worst_first(rs)] == ["f", "e", "c", "d", "b", "a"]
+
+
+def test_cer_matches_torchmetrics():
+    rng = random.Random(0)
+    alphabet = "皖京沪AB01O8"
+    metric = CharErrorRate()
+    for _ in range(300):
+        t = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8)))
+        p = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 9)))
+        assert cer(p, t) == pytest.approx(float(metric(p, t)), abs=1e-6)
+    assert corpus_cer(["皖A00000", "皖A0000"], ["皖A00001", "皖A00000"]) == pytest.approx(2 / 14)
+
+
+def test_missing_model_is_clear(tmp_path):
+    from core.models import CheckpointError
+
+    with pytest.raises(CheckpointError, match="not found"):
+        Predictor(tmp_path / "nope.pt")
+
+
+def test_unavailable_device_is_clear(ckpt):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        Predictor(ckpt, device="cuda")
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_matches_cpu(folder, ckpt):  # pragma: no cover - GPU machines only
+    samples = scan_folder(folder)
+    a = predict_samples(samples, Predictor(ckpt, device="cuda"), workers=0)
+    b = predict_samples(samples, Predictor(ckpt, device="cpu", backend="torch"), workers=0)
+    for x, y in zip(a, b):
+        assert x.prediction == y.prediction or max(x.probs) < 0.6

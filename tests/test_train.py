@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from core.data import scan_folder
+from core.models import load_checkpoint
+from core.train import TrainConfig, plate_loss, split_items, train
+
+from ._util import copy_real, random_checkpoint
+
+
+@pytest.fixture(scope="module")
+def items(tmp_path_factory):
+    d = tmp_path_factory.mktemp("train")
+    copy_real(d, 24, step=11)
+    return [(str(s.path), s.label) for s in scan_folder(d)]
+
+
+def test_tiny_run_lowers_the_loss(items, tmp_path):
+    torch.set_num_threads(2)
+    steps = []
+    cfg = TrainConfig(arch="simple", epochs=12, batch_size=8, lr=3e-3, lr_gamma=1.0, augment_strength=0, seed=1)
+    res = train(cfg, items[:16], items[16:], out=tmp_path / "m.pt", on_step=steps.append)
+    losses = [s.loss for s in steps]
+    assert len(losses) == 24
+    first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
+    assert last < 0.8 * first, (first, last)
+    assert res.best_path and load_checkpoint(res.best_path).config.arch == "simple"
+    assert [e.epoch for e in res.history] == list(range(1, 13))
+    best = min(res.history, key=lambda e: (e.val_cer, e.val_loss))
+    assert load_checkpoint(res.best_path).metrics["val_cer"] == pytest.approx(best.val_cer)
+
+
+def test_callbacks_carry_the_figures(items):
+    epochs = []
+    res = train(TrainConfig(arch="simple", epochs=2, batch_size=8, seed=0), items, on_epoch=epochs.append)
+    e = epochs[-1]
+    assert e.epochs == 2 and 0 <= e.val_accuracy <= 1 and e.val_cer >= 0 and e.images_per_s > 0
+    assert math.isfinite(e.train_loss) and math.isfinite(e.val_loss)
+    assert e.lr == pytest.approx(2e-4 * 0.5)  # ExponentialLR(0.5) per epoch
+    assert res.checkpoint.summary["train_samples"] + res.checkpoint.summary["val_samples"] == len(items)
+
+
+def test_cancel_keeps_a_loadable_checkpoint(items, tmp_path):
+    n = {"steps": 0}
+
+    def stop():
+        return n["steps"] >= 2
+
+    def on_step(s):
+        n["steps"] = s.step
+
+    res = train(TrainConfig(epochs=5, batch_size=4), items, out=tmp_path / "c.pt", on_step=on_step, should_stop=stop)
+    assert res.stopped and res.steps == 2
+    assert load_checkpoint(tmp_path / "c.pt").config.arch == "lstm"
+
+
+def test_fine_tune_starts_from_init(items, tmp_path):
+    init = random_checkpoint(tmp_path / "init.pt", arch="simple", seed=5)
+    res = train(
+        TrainConfig(init=str(init), epochs=1, max_steps=1, batch_size=4, lr=1e-12), items, out=tmp_path / "f.pt"
+    )
+    got = load_checkpoint(tmp_path / "f.pt")
+    want = load_checkpoint(init)
+    assert got.config.arch == "simple" and res.checkpoint.summary["init"] == str(init)
+    w = "cnn.0.weight"
+    assert torch.allclose(got.state_dict[w], want.state_dict[w], atol=1e-6)
+
+
+def test_seed_reproducible(items):
+    cfg = TrainConfig(arch="simple", epochs=1, max_steps=3, batch_size=4, seed=7)
+    a = train(cfg, items).checkpoint.state_dict["province_head.weight"]
+    b = train(cfg, items).checkpoint.state_dict["province_head.weight"]
+    assert torch.equal(a, b)
+
+
+def test_invalid_labels_rejected(items):
+    with pytest.raises(ValueError, match="invalid labels"):
+        train(TrainConfig(epochs=1), items + [(items[0][0], "皖AI0000")])
+
+
+def test_split_and_loss():
+    tr, va = split_items([(i, "x") for i in range(100)], 0.1, seed=0)
+    assert len(tr) == 90 and len(va) == 10 and not {a for a, _ in tr} & {a for a, _ in va}
+    first = torch.zeros(2, 1, 31)
+    tail = torch.zeros(2, 6, 35)
+    y = torch.zeros(2, 7, dtype=torch.long)
+    assert plate_loss(first, tail, y).item() == pytest.approx((math.log(31) + 6 * math.log(35)) / 7, rel=1e-5)
