@@ -134,6 +134,7 @@ class MainWindow(QMainWindow):
         self.inspector.sig_cancel_edit.connect(self._on_inspector_cancel_edit)
         self.inspector.sig_missing.connect(self._on_inspector_missing)
         self.model.sig_changed.connect(self._counts_timer.start)
+        self.model.sig_thumbnail.connect(self.table.viewport().update)
         self.proxy.rowsInserted.connect(self._counts_timer.start)
         self.proxy.rowsRemoved.connect(self._counts_timer.start)
         self.proxy.modelReset.connect(self._counts_timer.start)
@@ -369,7 +370,7 @@ class MainWindow(QMainWindow):
         self.thumbnails = ThumbnailCache(self.folder, THUMB_SIZE, parent=self)
         self.model.thumbnails = self.thumbnails
         self.model._placeholder = None
-        self.thumbnails.sig_ready.connect(self.model._on_thumbnails_ready)
+        self.thumbnails.sig_ready.connect(self.model._on_thumbnails_ready)  # repaint, no row lookup
         self.thumbnails.sig_missing.connect(self.model._on_thumbnails_missing)
 
     def _add_recent(self, folder: Path) -> None:

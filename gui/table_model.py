@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 from PySide6.QtCore import (
     QAbstractTableModel,
     QModelIndex,
@@ -38,11 +39,16 @@ _STATE_TEXT = {UNREVIEWED: "", "verified": "✓ verified", "fixed": "✎ fixed",
                INVALID: "⚠ invalid", MISSING: "✕ missing"}  # fmt: skip
 
 
+_ROLES = frozenset({Qt.ItemDataRole.DisplayRole, SORT_ROLE, ROW_ROLE, Qt.ItemDataRole.DecorationRole,
+                    Qt.ItemDataRole.ForegroundRole, Qt.ItemDataRole.FontRole, Qt.ItemDataRole.TextAlignmentRole,
+                    Qt.ItemDataRole.ToolTipRole})  # fmt: skip
+
+
 class Row:
     """One sample in the table: its prediction (if any) and its review state."""
 
     __slots__ = ("rel", "label", "label_error", "prediction", "probs", "runner_up", "runner_up_probs",
-                 "confidence", "cer", "correct", "error", "state", "missing")  # fmt: skip
+                 "confidence", "cer", "correct", "error", "state", "missing", "_hay")  # fmt: skip
 
     def __init__(self, rec, state: str = UNREVIEWED):
         self.rel: str = rec.rel
@@ -50,21 +56,38 @@ class Row:
         self.label_error: str | None = rec.label_error
         self.state = state
         self.missing = False
-        self.set_prediction(rec)
-
-    def set_prediction(self, rec) -> None:
         self.prediction: str = rec.prediction or ""
-        self.probs: list[float] = list(rec.probs or ())
-        self.runner_up: str = rec.runner_up or ""
-        self.runner_up_probs: list[float] = list(rec.runner_up_probs or ())
-        self.confidence: float = float(rec.confidence or 0.0)
+        self.probs: list[float] = rec.probs
+        self.runner_up: str = rec.runner_up
+        self.runner_up_probs: list[float] = rec.runner_up_probs
+        self.confidence: float = rec.confidence or 0.0
         self.cer: float | None = rec.cer
         self.correct: bool | None = rec.correct
         self.error: str | None = rec.error
+        self._hay: str | None = None
+
+    def set_prediction(self, rec) -> None:
+        self.prediction = rec.prediction or ""
+        self.probs = rec.probs
+        self.runner_up = rec.runner_up
+        self.runner_up_probs = rec.runner_up_probs
+        self.confidence = rec.confidence or 0.0
+        self.cer = rec.cer
+        self.correct = rec.correct
+        self.error = rec.error
+        self._hay = None
+
+    @property
+    def haystack(self) -> str:
+        """What the text filter searches: file name, label and prediction, case-folded."""
+        if self._hay is None:
+            self._hay = f"{self.rel}\t{self.label}\t{self.prediction}".casefold()
+        return self._hay
 
     def rename(self, rel: str) -> None:
         """The file now has another name: take its label from it and recompute CER."""
         self.rel = rel
+        self._hay = None
         self.label, self.label_error = label_info(rel)
         if self.prediction:
             self.cer = cer_of(self.prediction, self.label) if self.label else None
@@ -95,6 +118,31 @@ class Row:
         return (group, -1.0 if self.cer is None else self.cer, -self.confidence)
 
 
+def _sort_perm(rows: list[Row], col: int, descending: bool) -> np.ndarray:
+    """Permutation ordering ``rows`` by column ``col`` (numpy, stable for ascending)."""
+    n = len(rows)
+    if col == COL_CER:
+        group = np.fromiter((3 if r.missing else 2 if r.error else 1 if r.label_error else 0 for r in rows), np.int8, n)
+        cer = np.fromiter((-1.0 if r.cer is None else r.cer for r in rows), np.float64, n)
+        conf = np.fromiter((r.confidence for r in rows), np.float64, n)
+        if descending:
+            return np.lexsort((conf, -cer, -group))
+        return np.lexsort((-conf, cer, group))
+    if col == COL_CONF:
+        keys = np.fromiter((-1.0 if r.error else r.confidence for r in rows), np.float64, n)
+    elif col == COL_STATE:
+        keys = np.fromiter((_STATE_ORDER.get(r.display_state, 9) for r in rows), np.int8, n)
+    elif col in (COL_LABEL, COL_PRED):
+        keys = np.array([r.label if col == COL_LABEL else r.prediction for r in rows])
+    else:
+        keys = np.array([r.rel for r in rows])
+    if descending:
+        if keys.dtype.kind in "fi":
+            return np.argsort(-keys.astype(np.float64), kind="stable")
+        return np.argsort(keys, kind="stable")[::-1]
+    return np.argsort(keys, kind="stable")
+
+
 def _sort_key(row: Row, col: int):
     if col == COL_CER:
         return row.worst_key()
@@ -117,7 +165,9 @@ class ResultsModel(QAbstractTableModel):
     """
 
     sig_changed = Signal()
-    """Rows were added, changed or re-sorted (counts need refreshing)."""
+    """Rows were added or changed (counts need refreshing)."""
+    sig_thumbnail = Signal()
+    """A thumbnail arrived: the views repaint their visible image cells."""
 
     def __init__(self, thumbnails=None, parent=None):
         super().__init__(parent)
@@ -146,7 +196,7 @@ class ResultsModel(QAbstractTableModel):
         return None
 
     def data(self, index: QModelIndex, role=Qt.ItemDataRole.DisplayRole):
-        if not index.isValid():
+        if role not in _ROLES or not index.isValid():
             return None
         row = self.rows[index.row()]
         col = index.column()
@@ -209,19 +259,18 @@ class ResultsModel(QAbstractTableModel):
         if not self.rows:
             return
         self.layoutAboutToBeChanged.emit()
-        keys = [_sort_key(r, column) for r in self.rows]
-        perm = sorted(range(len(keys)), key=keys.__getitem__, reverse=order == Qt.SortOrder.DescendingOrder)
+        perm = _sort_perm(self.rows, column, order == Qt.SortOrder.DescendingOrder)
         old_persistent = self.persistentIndexList()
-        new_pos = [0] * len(perm)
-        for new, old in enumerate(perm):
-            new_pos[old] = new
-        self.rows = [self.rows[i] for i in perm]
-        self._reindex()
+        new_pos = np.empty(len(perm), np.int64)
+        new_pos[perm] = np.arange(len(perm))
+        arr = np.empty(len(self.rows), dtype=object)
+        arr[:] = self.rows
+        self.rows = arr[perm].tolist()
+        self._row_of = None
         self.changePersistentIndexList(
-            old_persistent, [self.index(new_pos[i.row()], i.column()) for i in old_persistent]
+            old_persistent, [self.index(int(new_pos[i.row()]), i.column()) for i in old_persistent]
         )
         self.layoutChanged.emit()
-        self.sig_changed.emit()
 
     def resort(self) -> None:
         """Apply the current sort order again (after rows were added or changed)."""
@@ -230,15 +279,23 @@ class ResultsModel(QAbstractTableModel):
     # ------------------------------------------------------------ content
 
     def _reindex(self) -> None:
-        self._row_of = {r.rel: i for i, r in enumerate(self.rows)}
+        self._row_of = None  # rebuilt on the next lookup
+
+    def _index(self) -> dict[str, int]:
+        if self._row_of is None:
+            self._row_of = {r.rel: i for i, r in enumerate(self.rows)}
+        return self._row_of
 
     def set_records(self, records: Iterable, states: dict[str, str]) -> None:
         """Replace every row (at open) and sort by the current column."""
         self.beginResetModel()
-        self.rows = [Row(r, states.get(r.rel, UNREVIEWED)) for r in records]
-        keys = [_sort_key(r, self.sort_column) for r in self.rows]
-        perm = sorted(range(len(keys)), key=keys.__getitem__, reverse=self.sort_order == Qt.SortOrder.DescendingOrder)
-        self.rows = [self.rows[i] for i in perm]
+        get = states.get
+        rows = [Row(r, get(r.rel, UNREVIEWED)) for r in records]
+        if rows:
+            arr = np.empty(len(rows), dtype=object)
+            arr[:] = rows
+            rows = arr[_sort_perm(rows, self.sort_column, self.sort_order == Qt.SortOrder.DescendingOrder)].tolist()
+        self.rows = rows
         self._reindex()
         self.endResetModel()
         self.sig_changed.emit()
@@ -251,7 +308,7 @@ class ResultsModel(QAbstractTableModel):
         new = []
         changed = []
         for r in results:
-            i = self._row_of.get(r.rel)
+            i = self._index().get(r.rel)
             if i is None:
                 new.append(Row(r))
             else:
@@ -263,48 +320,46 @@ class ResultsModel(QAbstractTableModel):
             first = len(self.rows)
             self.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
             self.rows.extend(new)
+            index = self._index()
             for k, row in enumerate(new):
-                self._row_of[row.rel] = first + k
+                index[row.rel] = first + k
             self.endInsertRows()
         self.sig_changed.emit()
 
     def row_of(self, rel: str) -> int | None:
-        return self._row_of.get(rel)
+        return self._index().get(rel)
 
     def row_changed(self, i: int) -> None:
         self.dataChanged.emit(self.index(i, 0), self.index(i, len(HEADERS) - 1))
         self.sig_changed.emit()
 
     def apply_rename(self, old: str, new: str) -> int | None:
-        i = self._row_of.pop(old, None)
+        i = self._index().pop(old, None)
         if i is None:
             return None
         if self.thumbnails is not None:
             self.thumbnails.forget(old)
         self.rows[i].rename(new)
-        self._row_of[new] = i
+        self._index()[new] = i
         self.row_changed(i)
         return i
 
     def set_state(self, rel: str, state: str) -> int | None:
-        i = self._row_of.get(rel)
+        i = self._index().get(rel)
         if i is not None:
             self.rows[i].state = state
             self.row_changed(i)
         return i
 
     def mark_missing(self, rel: str) -> int | None:
-        i = self._row_of.get(rel)
+        i = self._index().get(rel)
         if i is not None and not self.rows[i].missing:
             self.rows[i].missing = True
             self.row_changed(i)
         return i
 
     def _on_thumbnails_ready(self, rel: str) -> None:
-        i = self._row_of.get(rel)
-        if i is not None:
-            idx = self.index(i, COL_IMAGE)
-            self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
+        self.sig_thumbnail.emit()
 
     def _on_thumbnails_missing(self, rel: str) -> None:
         self.mark_missing(rel)
@@ -367,10 +422,7 @@ class ResultsProxy(QSortFilterProxyModel):
                 return False
             if "unreadable" in q and not row.error:
                 return False
-        t = self._text
-        if t and t not in row.rel.casefold() and t not in row.label.casefold() and t not in row.prediction.casefold():
-            return False
-        return True
+        return not self._text or self._text in row.haystack
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex) -> bool:  # noqa: N802
         if not self._text and not self._quick:
@@ -400,19 +452,28 @@ class ResultsProxy(QSortFilterProxyModel):
 
 def stats(rows: list[Row]) -> dict:
     """Counts for the rows shown: n, predicted, accuracy, mean CER, reviewed."""
-    n = len(rows)
-    pred = [r for r in rows if r.prediction and r.label and not r.label_error]
-    correct = sum(1 for r in pred if r.correct)
-    cer = sum(r.cer or 0.0 for r in pred) / len(pred) if pred else None
-    reviewed = sum(1 for r in rows if r.state in ("verified", "fixed"))
+    npred = correct = reviewed = unreadable = invalid = 0
+    cer_sum = 0.0
+    for r in rows:
+        if r.error:
+            unreadable += 1
+        elif r.label_error:
+            invalid += 1
+        elif r.prediction:
+            npred += 1
+            cer_sum += r.cer or 0.0
+            if r.correct:
+                correct += 1
+        if r.state == "verified" or r.state == "fixed":
+            reviewed += 1
     return {
-        "n": n,
-        "predicted": len(pred),
-        "accuracy": correct / len(pred) if pred else None,
-        "cer": cer,
+        "n": len(rows),
+        "predicted": npred,
+        "accuracy": correct / npred if npred else None,
+        "cer": cer_sum / npred if npred else None,
         "reviewed": reviewed,
-        "unreadable": sum(1 for r in rows if r.error),
-        "invalid": sum(1 for r in rows if r.label_error),
+        "unreadable": unreadable,
+        "invalid": invalid,
     }
 
 

@@ -1,0 +1,199 @@
+"""GUI scale benchmark: a 200,000-row results table and a warm-cache open of a 200,000-file folder.
+
+    QT_QPA_PLATFORM=offscreen python bench/bench_gui.py [--rows 200000] [--no-folder]
+
+Prints timings for model load, sort by every column, text/quick filters, counts,
+scrolling (paint of a page with thumbnails), the real open of a folder whose
+predictions are cached in the store, and the peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core.plates import LETTERS, OTHERS, PROVINCES  # noqa: E402
+from core.predict import PredictionResult  # noqa: E402
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rand_plate(rng: random.Random) -> str:
+    return rng.choice(PROVINCES) + rng.choice(LETTERS) + "".join(rng.choice(OTHERS) for _ in range(5))
+
+
+def synthetic(n: int, seed: int = 0) -> list[PredictionResult]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        label = rand_plate(rng)
+        pred = label if rng.random() < 0.9 else label[:-1] + rng.choice(OTHERS)
+        probs = [rng.uniform(0.5, 1.0) for _ in range(7)]
+        conf = 1.0
+        for p in probs:
+            conf *= p
+        r = PredictionResult(
+            rel=f"{i:06d}-{label}.jpg", label=label, prediction=pred, probs=probs,
+            runner_up=rand_plate(rng), runner_up_probs=[1 - p for p in probs], confidence=conf,
+            cer=sum(a != b for a, b in zip(pred, label)) / 7, correct=pred == label,
+        )  # fmt: skip
+        if i % 5000 == 0:
+            r.prediction, r.probs, r.error, r.cer, r.correct = "", [], "not a decodable image", None, None
+        out.append(r)
+    return out
+
+
+def timed(label: str, fn, results: list) -> float:
+    t = time.perf_counter()
+    fn()
+    dt = time.perf_counter() - t
+    results.append((label, dt))
+    print(f"{label:<48} {dt * 1000:9.1f} ms", flush=True)
+    return dt
+
+
+def bench_model(app, n: int, results: list) -> None:
+    from PySide6.QtCore import Qt
+
+    from gui.main_window import MainWindow
+    from gui.table_model import HEADERS, stats
+
+    recs = synthetic(n)
+    win = MainWindow(model_path=None, use_store=False)
+    win.resize(1280, 800)
+    win.show()
+    app.processEvents()
+    timed(f"load {n:,} rows into the model (worst first)", lambda: win.model.set_records(recs, {}), results)
+    app.processEvents()
+    for col, name in enumerate(HEADERS):
+        for order in (Qt.SortOrder.AscendingOrder, Qt.SortOrder.DescendingOrder):
+            o = "asc" if order == Qt.SortOrder.AscendingOrder else "desc"
+            timed(
+                f"sort by {name} {o}",
+                lambda c=col, od=order: (win.table.sortByColumn(c, od), app.processEvents()),
+                results,
+            )
+    win.table.sortByColumn(4, Qt.SortOrder.DescendingOrder)
+    win.table.select_proxy_row(100)
+    timed("text filter '皖a1'", lambda: (win.filter_edit.setText("皖a1"), app.processEvents()), results)
+    timed("clear text filter", lambda: (win.filter_edit.clear(), app.processEvents()), results)
+    timed(
+        "quick filter: mismatches on", lambda: (win.set_quick_filter("mismatches", True), app.processEvents()), results
+    )
+    timed(
+        "quick filter: mismatches off",
+        lambda: (win.set_quick_filter("mismatches", False), app.processEvents()),
+        results,
+    )
+    timed("counts over all rows", lambda: stats(win.proxy.shown_rows()), results)
+    timed("sort by CER desc with 1 filter on", lambda: (win.set_quick_filter("unreviewed", True),
+          win.table.sortByColumn(4, Qt.SortOrder.DescendingOrder), app.processEvents()), results)  # fmt: skip
+    win.set_quick_filter("unreviewed", False)
+    sb = win.table.verticalScrollBar()
+    frames = []
+    for k in range(60):
+        t = time.perf_counter()
+        sb.setValue(int(sb.maximum() * k / 60))
+        win.table.viewport().repaint()
+        frames.append(time.perf_counter() - t)
+    frames.sort()
+    print(
+        f"{'scroll: paint one page (median / worst of 60)':<48} {frames[30] * 1000:9.1f} / {frames[-1] * 1000:.1f} ms"
+    )
+    results.append(("scroll page paint median", frames[30]))
+    win.close()
+    app.processEvents()
+
+
+def bench_folder(app, n: int, results: list, keep: bool = False) -> None:
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    from core.models import Checkpoint, ModelConfig, build_model, file_sha256, save_checkpoint
+    from core.store import Store, scan_files
+    from gui.main_window import MainWindow
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_gui_"))
+    try:
+        folder = tmp / "ds"
+        folder.mkdir()
+        srcs = sorted((ROOT / "data" / "plates_real").glob("*.jpg"))
+        recs = synthetic(n, seed=1)
+        t = time.perf_counter()
+        for i, r in enumerate(recs):
+            os.link(srcs[i % len(srcs)], folder / r.rel)
+        print(f"(made {n:,} hard-linked files in {time.perf_counter() - t:.1f} s)")
+        ckpt = tmp / "m.pt"
+        save_checkpoint(Checkpoint(ModelConfig(), build_model(ModelConfig()).state_dict()), ckpt)
+        h = file_sha256(ckpt)
+        t = time.perf_counter()
+        with Store.open(folder) as st:
+            idents = {f.rel: (f.size, f.mtime_ns) for f in scan_files(folder)}
+            st.put_predictions(h, recs, idents)
+        print(f"(warmed the prediction cache in {time.perf_counter() - t:.1f} s)")
+        win = MainWindow(model_path=ckpt)
+        win.resize(1280, 800)
+        win.show()
+        app.processEvents()
+        loop = QEventLoop()
+        win.sig_run_finished.connect(lambda _c: loop.quit())
+        QTimer.singleShot(120000, loop.quit)
+        t = time.perf_counter()
+        shown = []
+        win.sig_folder_loaded.connect(lambda _f: shown.append(time.perf_counter() - t))
+        win.open_folder(folder)
+        loop.exec()
+        total = time.perf_counter() - t
+        app.processEvents()
+        print(f"{'open 200k folder, warm cache: rows shown':<48} {shown[0] * 1000 if shown else -1:9.1f} ms")
+        print(
+            f"{'open 200k folder, warm cache: run finished':<48} {total * 1000:9.1f} ms  ({win.model.rowCount():,} rows)"
+        )
+        results.append(("warm open shown", shown[0] if shown else -1))
+        results.append(("warm open finished", total))
+        win.close()
+        app.processEvents()
+    finally:
+        if not keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--no-folder", action="store_true", help="skip the real folder open (needs ~1 GB disk)")
+    args = ap.parse_args()
+    from PySide6.QtCore import QCoreApplication
+    from PySide6.QtWidgets import QApplication
+
+    from gui import fonts, style
+
+    QCoreApplication.setOrganizationName("PlateReviewBench")
+    app = QApplication([])
+    app.setStyle("Fusion")
+    fonts.install_app_fonts(app)
+    app.setStyleSheet(style.STYLE_SHEET)
+    results: list = []
+    print(f"cpu: {os.cpu_count()} cores; Qt offscreen; rows={args.rows:,}")
+    bench_model(app, args.rows, results)
+    print(f"{'peak RSS after the model benchmark':<48} {peak_rss_mb():9.0f} MB")
+    if not args.no_folder:
+        bench_folder(app, args.rows, results)
+    print(f"{'peak RSS':<48} {peak_rss_mb():9.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
