@@ -1,0 +1,66 @@
+"""Render docs/screenshot.png: the main window at 1280x800 on the sample folder after inference.
+
+    QT_QPA_PLATFORM=offscreen python -m gui.screenshot [--model CKPT] [--row 3] [--out docs/screenshot.png]
+
+Works on a copy of resources/sample/ (the bundled folder is never written to).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", help="checkpoint (default: resources/models/default.pt)")
+    ap.add_argument("--row", type=int, default=3, help="table row to select")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "screenshot.png"))
+    args = ap.parse_args(argv)
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from . import fonts, style
+    from .main_window import SAMPLE_FOLDER, MainWindow
+
+    tmp = Path(tempfile.mkdtemp(prefix="plate_review_shot_"))
+    try:
+        folder = tmp / "sample"
+        shutil.copytree(SAMPLE_FOLDER, folder)
+        app = QApplication.instance() or QApplication([])
+        app.setStyle("Fusion")
+        fonts.install_app_fonts(app)
+        app.setStyleSheet(style.STYLE_SHEET)
+        win = MainWindow(model_path=args.model, settings=QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat))
+        win.resize(1280, 800)
+        win.show()
+        done: list[bool] = []
+        win.sig_run_finished.connect(done.append)
+        win.open_folder(folder)
+        t = time.time()
+        while not done and time.time() - t < 300:
+            app.processEvents()
+            time.sleep(0.01)
+        win.table.select_proxy_row(args.row)
+        win.table.setFocus()
+        for _ in range(50):
+            app.processEvents()
+            time.sleep(0.02)
+        win.grab().save(args.out)
+        print(f"wrote {args.out} ({win.model_label.text()})")
+        win.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
