@@ -803,7 +803,8 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         self.settings.setValue("geometry", self.saveGeometry())
-        self.stop_run()
+        # Loading a model (first ONNX export) does not poll the stop flag: give it time to end.
+        self.stop_run(timeout_ms=120000)
         if self.thumbnails is not None:
             self.thumbnails.stop()
         if self.session is not None:
