@@ -355,7 +355,10 @@ def run_finetune(
     else:
         provinces, others = plates.PROVINCES, plates.OTHERS
     train_ds = TolerantPlateDataset(
-        [(str(s.path), s.label) for s in train_samples], train_augmentations(config.augment_strength), provinces, others
+        [(str(s.path), s.label) for s in train_samples],
+        train_augmentations(config.augment_strength, seed=config.seed),
+        provinces,
+        others,
     )
     val_ds = TolerantPlateDataset([(str(s.path), s.label) for s in val_list], None, provinces, others)
     out = Path(out)

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 #: Series name -> (plot, legend text, colour, width, symbol).
 SERIES: dict[str, tuple[str, str, str, float, str | None]] = {
-    "train_loss_raw": ("loss", "train loss (raw)", "#c7d2fe", 1.0, None),
+    "train_loss_raw": ("loss", "train loss (raw)", "#a5b4fc", 1.0, None),
     "train_loss_ema": ("loss", "train loss (EMA)", "#2563eb", 2.0, None),
     "val_loss": ("loss", "val loss", "#dc2626", 2.0, "o"),
     "val_accuracy": ("quality", "val accuracy", "#15803d", 2.0, "o"),
@@ -59,30 +59,29 @@ class CurvesWidget(QWidget):
         lay.addWidget(self.view)
 
         self.plots: dict[str, pg.PlotItem] = {}
-        titles = {"loss": "Loss", "quality": "Validation accuracy / CER", "lr": "Learning rate"}
+        titles = {"loss": "Loss", "quality": "Validation", "lr": "Learning rate"}
         for row, key in enumerate(("loss", "quality", "lr")):
             p = self.view.addPlot(row=row, col=0)
-            p.setTitle(titles[key], color="#374151", size="9pt")
+            p.setTitle(self._title_html(titles[key], key), size="9pt")
             p.showGrid(x=True, y=True, alpha=0.15)
             p.setMenuEnabled(False)
             for ax in ("left", "bottom"):
                 p.getAxis(ax).setTextPen("#6b7280")
                 p.getAxis(ax).setPen("#d1d5db")
             p.getAxis("left").setWidth(48)
-            p.addLegend(offset=(-6, 6), labelTextColor="#374151", labelTextSize="8pt", brush=(255, 255, 255, 200))
             self.plots[key] = p
         self.plots["quality"].setXLink(self.plots["loss"])
         self.plots["lr"].setXLink(self.plots["loss"])
-        self.plots["quality"].setYRange(0, 1, padding=0.02)
+        self.plots["quality"].setYRange(-0.02, 1.04, padding=0)
         self.plots["lr"].setLabel("bottom", "step", color="#6b7280")
         self.view.ci.layout.setRowStretchFactor(0, 5)
         self.view.ci.layout.setRowStretchFactor(1, 4)
         self.view.ci.layout.setRowStretchFactor(2, 2)
 
         self.items: dict[str, pg.PlotDataItem] = {}
-        for name, (plot, text, colour, width, symbol) in SERIES.items():
+        for name, (plot, _text, colour, width, symbol) in SERIES.items():
             pen = pg.mkPen(colour, width=width)
-            kw: dict[str, Any] = {"pen": pen, "name": text}
+            kw: dict[str, Any] = {"pen": pen}
             if symbol:
                 kw.update(symbol=symbol, symbolSize=6, symbolBrush=colour, symbolPen=colour)
             item = self.plots[plot].plot([], [], **kw)
@@ -94,6 +93,17 @@ class CurvesWidget(QWidget):
         self._timer.setInterval(refresh_ms)
         self._timer.timeout.connect(self._on_timer_timeout)
         self._timer.start()
+
+    @staticmethod
+    def _title_html(title: str, plot: str) -> str:
+        """The plot title with an inline legend (coloured line glyphs), so no legend box covers the data."""
+        keys = "".join(
+            f'&nbsp;&nbsp;<span style="color:{colour}; font-weight:700">{"●" if symbol else "━"}</span>'
+            f'&nbsp;<span style="color:#6b7280">{text}</span>'
+            for p, text, colour, _w, symbol in SERIES.values()
+            if p == plot and plot != "lr"
+        )
+        return f'<span style="color:#374151; font-weight:600">{title}</span>{keys}'
 
     # ------------------------------------------------------------------ data in
 

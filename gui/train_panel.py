@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QSplitter,
     QVBoxLayout,
@@ -119,6 +120,8 @@ class TrainPanel(QWidget):
         self._last_step: StepInfo | None = None
         self._retry_batch: int | None = None
         self._build()
+        # The app style sheet has no disabled look for buttons; make "not now" visible here.
+        self.setStyleSheet("QPushButton:disabled { color: #9ca3af; background: #f9fafb; }")
         self._update_enabled()
 
     # ================================================================== UI
@@ -129,10 +132,16 @@ class TrainPanel(QWidget):
         split = QSplitter(Qt.Orientation.Horizontal)
         root.addWidget(split)
 
-        # ---- left: settings
+        # ---- left: settings (scrolls when the dock is short)
         left = QWidget()
         lv = QVBoxLayout(left)
         lv.setContentsMargins(0, 0, 6, 0)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(left)
+        scroll.setMinimumWidth(260)
 
         model_box = QGroupBox("Model")
         mf = QFormLayout(model_box)
@@ -208,6 +217,9 @@ class TrainPanel(QWidget):
         brow = QHBoxLayout()
         self.start_button = QPushButton("Start training")
         self.start_button.setObjectName("primary")
+        self.start_button.setStyleSheet(
+            "QPushButton#primary:disabled { background: #bfdbfe; border: 1px solid #bfdbfe; color: white; }"
+        )
         self.start_button.clicked.connect(self._on_start_button_clicked)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self._on_cancel_button_clicked)
@@ -248,12 +260,12 @@ class TrainPanel(QWidget):
         cg.addWidget(self.crossval_button, 2, 0, 1, 2)
         lv.addWidget(cv_box)
         lv.addStretch(1)
-        split.addWidget(left)
+        split.addWidget(scroll)
 
-        # ---- right: status, curves, before/after
+        # ---- middle: status, curves
         right = QWidget()
         rv = QVBoxLayout(right)
-        rv.setContentsMargins(6, 0, 0, 0)
+        rv.setContentsMargins(6, 0, 6, 0)
         srow = QHBoxLayout()
         self.status_label = QLabel("Open a folder to fine-tune on its current labels.")
         self.status_label.setWordWrap(True)
@@ -271,7 +283,7 @@ class TrainPanel(QWidget):
         rv.addWidget(self.progress)
 
         self.curves = CurvesWidget()
-        self.curves.setMinimumHeight(260)
+        self.curves.setMinimumHeight(220)
         rv.addWidget(self.curves, 3)
 
         arow = QHBoxLayout()
@@ -288,44 +300,61 @@ class TrainPanel(QWidget):
         arow.addWidget(self.use_button)
         rv.addLayout(arow)
 
+        split.addWidget(right)
+
+        # ---- right: before / after
         ba = QGroupBox("Before / after (validation part)")
-        bg = QGridLayout(ba)
-        bg.setColumnStretch(1, 1)
-        bg.setColumnStretch(2, 1)
+        bv = QVBoxLayout(ba)
+        self.compare_hint = QLabel(
+            "After training, “Use this model” predicts the validation part with the current and the new "
+            "model and lists the samples the new one fixed and broke. Labels and review decisions are never changed."
+        )
+        self.compare_hint.setWordWrap(True)
+        self.compare_hint.setObjectName("muted")
+        bv.addWidget(self.compare_hint)
+        grid = QGridLayout()
+        grid.setHorizontalSpacing(14)
         self.cmp_labels: dict[tuple[str, str], QLabel] = {}
-        for c, head in enumerate(("", "Accuracy", "CER"), start=0):
-            lab = QLabel(f"<b>{head}</b>")
-            bg.addWidget(lab, 0, c)
+        for c, head in enumerate(("", "Accuracy", "CER")):
+            lab = QLabel(head)
+            lab.setObjectName("sectionTitle")
+            grid.addWidget(lab, 0, c)
         for r, (key, text) in enumerate((("old", "Current model"), ("new", "New model")), start=1):
-            bg.addWidget(QLabel(text), r, 0)
+            grid.addWidget(QLabel(text), r, 0)
             for c, metric in enumerate(("accuracy", "cer"), start=1):
                 lab = QLabel("--")
                 self.cmp_labels[(key, metric)] = lab
-                bg.addWidget(lab, r, c)
+                grid.addWidget(lab, r, c)
+        grid.setColumnStretch(3, 1)
+        bv.addLayout(grid)
         self.fixed_title = QLabel("Fixed by the new model")
         self.broken_title = QLabel("Broken by the new model")
-        bg.addWidget(self.fixed_title, 3, 0, 1, 2)
-        bg.addWidget(self.broken_title, 3, 2, 1, 2)
         self.fixed_list = QListWidget()
         self.broken_list = QListWidget()
-        for lst in (self.fixed_list, self.broken_list):
-            lst.setMaximumHeight(120)
+        self.show_fixed_button = QPushButton("Show all")
+        self.show_fixed_button.clicked.connect(self._on_show_fixed_button_clicked)
+        self.show_broken_button = QPushButton("Show all")
+        self.show_broken_button.clicked.connect(self._on_show_broken_button_clicked)
+        for title, lst, button in (
+            (self.fixed_title, self.fixed_list, self.show_fixed_button),
+            (self.broken_title, self.broken_list, self.show_broken_button),
+        ):
+            head = QHBoxLayout()
+            head.addWidget(title, 1)
+            head.addWidget(button)
+            bv.addLayout(head)
+            lst.setMinimumHeight(60)
+            lst.setToolTip("Click a sample to show it in the table")
             lst.itemActivated.connect(self._on_list_item_activated)
             lst.itemClicked.connect(self._on_list_item_activated)
-        bg.addWidget(self.fixed_list, 4, 0, 1, 2)
-        bg.addWidget(self.broken_list, 4, 2, 1, 2)
-        self.show_fixed_button = QPushButton("Show all fixed")
-        self.show_fixed_button.clicked.connect(self._on_show_fixed_button_clicked)
-        self.show_broken_button = QPushButton("Show all broken")
-        self.show_broken_button.clicked.connect(self._on_show_broken_button_clicked)
-        bg.addWidget(self.show_fixed_button, 5, 0, 1, 2)
-        bg.addWidget(self.show_broken_button, 5, 2, 1, 2)
-        rv.addWidget(ba, 0)
+            bv.addWidget(lst, 1)
         self._clickable_rels = True
-        split.addWidget(right)
+        split.addWidget(ba)
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
-        split.setSizes([290, 700])
+        split.setStretchFactor(2, 0)
+        split.setCollapsible(1, False)
+        split.setSizes([300, 760, 300])
         try:
             from .fonts import plate_font
 
@@ -562,6 +591,8 @@ class TrainPanel(QWidget):
             not running and self.last_result is not None and self.last_result.checkpoint_path is not None
         )
         self.retry_button.setEnabled(not running)
+        for b in (self.show_fixed_button, self.show_broken_button):
+            b.setEnabled(self.last_comparison is not None and self._clickable_rels)
 
     def _show_error(self, text: str, retry_batch: int | None = None) -> None:
         self.error_label.setText(text)
@@ -733,6 +764,9 @@ class TrainPanel(QWidget):
 
     def show_comparison(self, c: Comparison) -> None:
         """Fill the before/after table and the fixed/broken lists."""
+        self.compare_hint.hide()
+        self.last_comparison = c
+        self._update_enabled()
         self.cmp_labels[("old", "accuracy")].setText(_pct(c.old_accuracy))
         self.cmp_labels[("old", "cer")].setText(_rate(c.old_cer))
         self.cmp_labels[("new", "accuracy")].setText(_pct(c.new_accuracy))

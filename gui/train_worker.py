@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from core.data import Sample
 from core.finetune import Selection, compare_models, crossval_scores, run_finetune
@@ -172,8 +172,9 @@ def start_worker(worker: _Worker, parent: QObject, on_done: Callable[[], None]) 
     thread = QThread(parent)
     worker.moveToThread(thread)
     thread.started.connect(worker.run)
-    worker.sig_finished.connect(thread.quit)
-    worker.sig_failed.connect(thread.quit)
+    # Direct: QThread.quit is thread-safe, and a queued call would never run while the GUI thread blocks in wait().
+    worker.sig_finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
+    worker.sig_failed.connect(thread.quit, Qt.ConnectionType.DirectConnection)
     thread.finished.connect(on_done)
     thread.start()
     return thread
