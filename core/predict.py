@@ -79,7 +79,7 @@ class PredictionResult:
 
 def worst_first_key(r: PredictionResult) -> tuple:
     """Sort key: unreadable, then invalid labels, then CER descending, ties by confidence ascending."""
-    group = 0 if r.unreadable else 1 if r.label_error else 2
+    group = 0 if r.error is not None else 1 if r.label_error else 2
     return (group, -(r.cer or 0.0), r.confidence, r.rel)
 
 

@@ -1,9 +1,9 @@
-"""The GUI's one door to a dataset on disk: store, prediction cache, review states, renames.
+"""One open dataset folder: store, prediction cache, review states, renames.
 
-Everything that touches the dataset folder goes through :class:`ReviewSession`, which
+The GUI and the ``plate-review`` commands reach a dataset through :class:`ReviewSession`, which
 delegates to ``core.store`` (SQLite cache, states, journal) and ``core.relabel``
-(crash-safe journaled renames, undo/redo persisted). No Qt here, and no file renames
-written in the GUI: a rename is always ``core.relabel.relabel``.
+(crash-safe journaled renames, undo/redo persisted). A rename is always
+``core.relabel.relabel``.
 
 Review-state changes that are not renames (verify, mark unreadable) are not undo steps
 in the store, so the session keeps them on its own undo stack, interleaved with markers
@@ -15,20 +15,19 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core import plates
-from core.metrics import cer as char_error_rate
+from . import plates
+from . import relabel as _relabel
+from . import store as _store
+from .data import Sample
+from .metrics import cer as char_error_rate
+from .progress import Progress
 
 log = logging.getLogger(__name__)
-
-try:
-    from core import relabel as _relabel
-    from core import store as _store
-except ImportError:  # pragma: no cover - only while the store is being built
-    _store = None
-    _relabel = None
 
 UNREVIEWED, VERIFIED, FIXED, UNREADABLE, INVALID = "unreviewed", "verified", "fixed", "unreadable", "invalid"
 MISSING = "missing"  # GUI-only: the file vanished behind the app's back
@@ -69,6 +68,23 @@ def cer_of(prediction: str, label: str) -> float | None:
     return char_error_rate(prediction, label)
 
 
+class Pending:
+    """A sample without a prediction yet (the attributes of a PredictionResult, empty)."""
+
+    __slots__ = ("rel", "label", "label_error")
+    prediction = ""
+    probs: list = []
+    runner_up = ""
+    runner_up_probs: list = []
+    confidence = 0.0
+    cer = None
+    correct = None
+    error = None
+
+    def __init__(self, rel: str, label: str, label_error: str | None):
+        self.rel, self.label, self.label_error = rel, label, label_error
+
+
 class ReviewSession:
     """One open dataset folder.
 
@@ -84,7 +100,7 @@ class ReviewSession:
         self.folder = Path(folder).resolve()
         if not self.folder.is_dir():
             raise NotADirectoryError(f"{folder}: not a folder")
-        self.store = _store.Store.open(self.folder) if (use_store and _store is not None) else None
+        self.store = _store.Store.open(self.folder) if use_store else None
         self.notices: list[str] = []
         if self.store is not None:
             if self.store.notice:
@@ -102,26 +118,89 @@ class ReviewSession:
             self.store.close()
             self.store = None
 
+    def __enter__(self) -> ReviewSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     @property
     def can_rename(self) -> bool:
-        return self.store is not None and _relabel is not None
+        return self.store is not None
 
     # ------------------------------------------------------------- scanning
 
     def scan(self) -> list[tuple[str, int, int]]:
         """``(rel, size, mtime_ns)`` of every image file, sorted by rel."""
-        if _store is not None:
-            return [tuple(f) for f in _store.scan_files(self.folder)]
-        from core.data import scan_folder
+        return [tuple(f) for f in _store.scan_files(self.folder)]
 
-        out = []
-        for s in scan_folder(self.folder):
-            try:
-                st = s.path.stat()
-            except OSError:
-                continue
-            out.append((s.rel, st.st_size, st.st_mtime_ns))
-        return out
+    def load(self, model_hash: str, files: list[tuple[str, int, int]] | None = None) -> tuple[list, list[Sample]]:
+        """Every sample with its cached prediction where still valid, and the samples left to predict.
+
+        Args:
+            model_hash: Identity of the model (checkpoint sha256); "" = no cache.
+            files: From :meth:`scan` (scanned here when ``None``).
+
+        Returns:
+            ``(records, todo)``: one record per file in scan order (a cached prediction,
+            or a :class:`Pending` placeholder), and the samples without a valid prediction.
+        """
+        files = self.scan() if files is None else files
+        cached = self.cached_predictions(model_hash, files)
+        records, todo = [], []
+        for rel, _size, _mtime in files:
+            rec = cached.get(rel)
+            if rec is None:
+                parsed = plates.parse_name(rel.rsplit("/", 1)[-1])
+                rec = Pending(rel, parsed.label, parsed.error)
+                todo.append(Sample(self.folder / rel, rel, parsed))
+            records.append(rec)
+        return records, todo
+
+    def predict(
+        self,
+        samples: list[Sample],
+        predictor,
+        files: list[tuple[str, int, int]] | None = None,
+        batch_size: int = 128,
+        workers: int | None = None,
+        progress: Callable[[Progress], None] | None = None,
+        on_batch: Callable[[list], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        save_every_s: float = 2.0,
+    ) -> list:
+        """Predict ``samples`` and cache the results as they come (a cancel keeps what is done).
+
+        Args:
+            samples: Usually the ``todo`` of :meth:`load`.
+            predictor: A loaded :class:`core.predict.Predictor`.
+            files: ``(rel, size, mtime_ns)`` identities (from :meth:`scan`) the cache is keyed by.
+            batch_size, workers, progress, on_batch, should_stop: As :func:`core.predict.predict_samples`.
+            save_every_s: Write the cache at least this often while predicting.
+        """
+        from .predict import predict_samples  # torch is imported only when predicting
+
+        idents = {f[0]: (f[1], f[2]) for f in files} if files is not None else None
+        pending: list = []
+        last_save = time.monotonic()
+
+        def batch_done(batch: list) -> None:
+            nonlocal last_save
+            pending.extend(batch)
+            if len(pending) >= 2048 or time.monotonic() - last_save > save_every_s:
+                self.save_predictions(predictor.model_hash, list(pending), idents)
+                pending.clear()
+                last_save = time.monotonic()
+            if on_batch:
+                on_batch(batch)
+
+        try:
+            return predict_samples(
+                samples, predictor, batch_size=batch_size, workers=workers, progress=progress,
+                on_batch=batch_done, should_stop=should_stop,
+            )  # fmt: skip
+        finally:
+            self.save_predictions(predictor.model_hash, pending, idents)
 
     # ---------------------------------------------------------- predictions
 

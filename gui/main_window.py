@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 
 from core.predict import Progress
 
-from . import session as sess
+from core import session as sess
 from .inspector import Inspector
 from .table_model import THUMB_SIZE, ResultsModel, ResultsProxy, ReviewTable, Row, stats
 from .workers import OpenWorker, ThumbnailCache, start_worker

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QStyle, QStyledIte
 
 from . import style
 from .fonts import plate_font
-from .session import INVALID, MISSING, UNREADABLE, UNREVIEWED, cer_of, label_info
+from core.session import INVALID, MISSING, UNREADABLE, UNREVIEWED, cer_of, label_info
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 ROW_ROLE = Qt.ItemDataRole.UserRole + 2

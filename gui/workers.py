@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import traceback
 from collections import OrderedDict, deque
 from pathlib import Path
@@ -18,8 +17,7 @@ from PySide6.QtCore import QObject, QSize, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QImage, QImageReader, QPixmap
 
 from core.predict import Progress, StopFlag
-
-from .session import ReviewSession, label_info
+from core.session import ReviewSession
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +86,6 @@ class OpenWorker(QObject):
         self.sig_progress.emit(Progress(done, total, 0.0, 0.0, msg))
 
     def _run(self) -> None:
-        from core.data import Sample
         from core.models import file_sha256
         from core.predict import Predictor, default_model_path
 
@@ -108,19 +105,10 @@ class OpenWorker(QObject):
         model_hash = ""
         if model_path.is_file():
             model_hash = self.predictor.model_hash if self.predictor is not None else file_sha256(model_path)
-        cached = session.cached_predictions(model_hash, files) if self.only is None else {}
-        states = session.states()
-        records = []
-        todo = []
-        for rel, _size, _mtime in files:
-            rec = cached.get(rel)
-            if rec is None:
-                label, err = label_info(rel)
-                rec = _Pending(rel, label, err)
-                todo.append(rel)
-            records.append(rec)
+        # A re-run of a subset (``only``) predicts it all again; an open shows the cache at once.
+        records, todo = session.load(model_hash if self.only is None else "", files)
         if self.only is None:
-            self.sig_loaded.emit(records, states)
+            self.sig_loaded.emit(records, session.states())
         if not todo or self.stop_flag():
             return
         predictor = self.predictor
@@ -133,62 +121,18 @@ class OpenWorker(QObject):
                 return
             self.predictor = predictor
         self.sig_model.emit(predictor, predictor.description)
-        root = session.folder
-        idents = {f[0]: (f[1], f[2]) for f in files}
-        samples = []
-        from core import plates
-
-        for rel in todo:
-            samples.append(Sample(root / rel, rel, plates.parse_name(rel.rsplit("/", 1)[-1])))
-        self._predict(samples, predictor, session, model_hash or predictor.model_hash, idents)
-
-    def _predict(self, samples, predictor, session: ReviewSession, model_hash: str, idents) -> None:
-        from core.predict import predict_samples
-
-        total = len(samples)
-        self._phase("Predicting…", 0, total)
-        pending: list = []
-        last_save = [time.monotonic()]
-
-        def on_batch(batch: list) -> None:
-            self.sig_batch.emit(batch)
-            pending.extend(batch)
-            if len(pending) >= 2048 or time.monotonic() - last_save[0] > 2.0:
-                session.save_predictions(model_hash, list(pending), idents)
-                pending.clear()
-                last_save[0] = time.monotonic()
-
-        # DataLoader worker processes pay off only on big folders (spawning one costs seconds).
-        workers = 0 if total < 3000 else None
-        try:
-            predict_samples(
-                samples,
-                predictor,
-                batch_size=self.batch_size,
-                workers=workers,
-                progress=lambda p: self.sig_progress.emit(Progress(p.done, p.total, p.images_per_s, p.eta_s, "")),
-                on_batch=on_batch,
-                should_stop=self.stop_flag,
-            )
-        finally:
-            session.save_predictions(model_hash, pending, idents)
-
-
-class _Pending:
-    """A sample without a prediction yet (same attributes as a PredictionResult)."""
-
-    __slots__ = ("rel", "label", "label_error")
-    prediction = ""
-    probs: list = []
-    runner_up = ""
-    runner_up_probs: list = []
-    confidence = 0.0
-    cer = None
-    correct = None
-    error = None
-
-    def __init__(self, rel: str, label: str, label_error: str | None):
-        self.rel, self.label, self.label_error = rel, label, label_error
+        self._phase("Predicting…", 0, len(todo))
+        session.predict(
+            todo,
+            predictor,
+            files,
+            batch_size=self.batch_size,
+            # DataLoader worker processes pay off only on big folders (spawning one costs seconds).
+            workers=0 if len(todo) < 3000 else None,
+            progress=lambda p: self.sig_progress.emit(Progress(p.done, p.total, p.images_per_s, p.eta_s, "")),
+            on_batch=self.sig_batch.emit,
+            should_stop=self.stop_flag,
+        )
 
 
 def start_worker(worker: QObject, parent: QObject | None = None) -> QThread:

@@ -108,3 +108,24 @@ def test_console_script_entry_point():
 
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["plate-review"] == "core.cli:main"
+
+
+def test_predict_reuses_the_store_cache(folder, ckpt, tmp_path, capsys):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    args = ["predict", str(folder), "--model", str(ckpt), "--workers", "0"]
+    assert main([*args, "--out", str(a)]) == 0
+    capsys.readouterr()
+    assert main([*args, "--out", str(b)]) == 0
+    assert "18 predictions from the cache, 0 to compute" in capsys.readouterr().err
+    assert a.read_bytes() == b.read_bytes()
+    # a changed file is predicted again
+    f = next((folder / "train").iterdir())
+    f.write_bytes(f.read_bytes() + b"\0")
+    assert main([*args, "--out", str(b)]) == 0
+    assert "17 predictions from the cache, 1 to compute" in capsys.readouterr().err
+
+
+def test_no_cache_leaves_the_folder_untouched(folder, ckpt, tmp_path):
+    assert main(["predict", str(folder), "--model", str(ckpt), "--workers", "0", "--no-cache",
+                 "--out", str(tmp_path / "r.csv")]) == 0  # fmt: skip
+    assert not (folder / ".plate-review").exists()

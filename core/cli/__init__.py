@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
-        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s")
         return int(args.func(args) or 0)
     except CliError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -63,6 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as e:  # a bug: say so in one line; the traceback goes to the log with -v
+        logging.getLogger(__name__).debug("unexpected error", exc_info=True)
+        print(f"error: unexpected {type(e).__name__}: {e} (run with -v for details)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from tqdm import tqdm
 from ..data import scan_folder
 from ..errors import CliError
 from ..metrics import corpus_cer, evaluate_strings
-from ..predict import PredictionResult, Predictor, predict_samples, sort_worst_first
+from ..predict import PredictionResult, Predictor, sort_worst_first
+from ..session import ReviewSession
 from ..train import EpochInfo, StepInfo, TrainConfig, train
 
 CSV_HEADER = ["file", "label", "prediction", "cer", "correct", "confidence", "error"]
@@ -76,6 +77,7 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", **dev)
     p.add_argument("--batch-size", type=_positive_int, default=128)
     p.add_argument("--workers", type=_non_negative_int, default=None, help="decode processes (default: auto)")
+    p.add_argument("--no-cache", action="store_true", help="predict every file again; do not open the dataset store")
     p.set_defaults(func=cmd_predict)
 
     t = sub.add_parser("train", help="train or fine-tune a model on a folder")
@@ -101,35 +103,42 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--device", **dev)
     e.add_argument("--batch-size", type=_positive_int, default=128)
     e.add_argument("--workers", type=_non_negative_int, default=None)
+    e.add_argument("--no-cache", action="store_true", help="predict every file again; do not open the dataset store")
     e.set_defaults(func=cmd_eval)
 
 
-def _run_predict(args: argparse.Namespace) -> tuple[list[PredictionResult], Predictor, float, list]:
+def _run_predict(args: argparse.Namespace) -> tuple[list[PredictionResult], Predictor, float]:
+    """Predict a folder through its store: cached results for unchanged files, the model for the rest."""
     folder = _folder(args.folder)
     predictor = Predictor(_model(args.model), device=args.device)
-    samples = scan_folder(folder)
-    if not samples:
-        raise CliError(f"no image files in {folder}")
-    bar = tqdm(total=len(samples), unit="img", desc="predict", disable=not sys.stderr.isatty(), file=sys.stderr)
-
-    def progress(p):
-        bar.update(p.done - bar.n)
-
     t0 = time.perf_counter()
-    try:
-        results = predict_samples(
-            samples, predictor, batch_size=args.batch_size, workers=args.workers, progress=progress
-        )
-    finally:
-        bar.close()
-    return results, predictor, time.perf_counter() - t0, samples
+    with ReviewSession(folder, use_store=not args.no_cache) as session:
+        for note in session.notices:
+            print(note, file=sys.stderr)
+        files = session.scan()
+        if not files:
+            raise CliError(f"no image files in {folder}")
+        records, todo = session.load(predictor.model_hash, files)
+        if len(todo) < len(records):
+            print(f"{len(records) - len(todo)} predictions from the cache, {len(todo)} to compute", file=sys.stderr)
+        bar = tqdm(total=len(todo), unit="img", desc="predict", disable=not sys.stderr.isatty(), file=sys.stderr)
+        try:
+            fresh = session.predict(
+                todo, predictor, files, batch_size=args.batch_size, workers=args.workers,
+                progress=lambda p: bar.update(p.done - bar.n),
+            )  # fmt: skip
+        finally:
+            bar.close()
+    by_rel = {r.rel: r for r in fresh}
+    results = [by_rel.get(r.rel, r) for r in records]
+    return results, predictor, time.perf_counter() - t0
 
 
 def summary_line(results: list[PredictionResult], seconds: float) -> str:
     """`n=... unreadable=... invalid=... accuracy=... cer=... images_per_s=...` (over valid, readable samples)."""
-    scored = [r for r in results if not r.unreadable and not r.label_error]
-    unreadable = sum(r.unreadable for r in results)
-    invalid = sum(bool(r.label_error) and not r.unreadable for r in results)
+    scored = [r for r in results if r.error is None and not r.label_error]
+    unreadable = sum(r.error is not None for r in results)
+    invalid = sum(bool(r.label_error) and r.error is None for r in results)
     acc = sum(bool(r.correct) for r in scored) / len(scored) if scored else 0.0
     c = corpus_cer([r.prediction for r in scored], [r.label for r in scored]) if scored else 0.0
     return (
@@ -153,7 +162,7 @@ def write_results_csv(results: list[PredictionResult], path: str | os.PathLike) 
                     r.prediction,
                     "" if r.cer is None else f"{r.cer:.4f}",
                     "" if r.correct is None else int(r.correct),
-                    "" if r.unreadable else f"{r.confidence:.4f}",
+                    "" if r.error is not None else f"{r.confidence:.4f}",
                     r.error or "",
                 ]
             )
@@ -161,10 +170,10 @@ def write_results_csv(results: list[PredictionResult], path: str | os.PathLike) 
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    results, predictor, seconds, _ = _run_predict(args)
+    results, predictor, seconds = _run_predict(args)
     write_results_csv(results, args.out)
     for r in results:
-        if r.unreadable:
+        if r.error is not None:
             print(f"unreadable: {r.rel}: {r.error}", file=sys.stderr)
     print(f"model: {predictor.description}", file=sys.stderr)
     print(f"wrote {args.out}", file=sys.stderr)
@@ -173,12 +182,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    results, predictor, seconds, _ = _run_predict(args)
-    scored = [r for r in results if not r.unreadable and not r.label_error]
+    results, predictor, seconds = _run_predict(args)
+    scored = [r for r in results if r.error is None and not r.label_error]
     rep = evaluate_strings([r.prediction for r in scored], [r.label for r in scored])
     print(f"model: {predictor.description}")
-    print(f"samples scored: {rep.n} (unreadable {sum(r.unreadable for r in results)}, "
-          f"invalid labels {sum(bool(r.label_error) and not r.unreadable for r in results)})")  # fmt: skip
+    print(f"samples scored: {rep.n} (unreadable {sum(r.error is not None for r in results)}, "
+          f"invalid labels {sum(bool(r.label_error) and r.error is None for r in results)})")  # fmt: skip
     print(f"accuracy:       {rep.accuracy:.4f}")
     print(f"cer:            {rep.cer:.4f}")
     print(f"char accuracy:  {rep.char_accuracy:.4f}")
