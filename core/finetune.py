@@ -23,11 +23,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from . import plates
-from .data import STORE_DIRNAME, PlateDataset, Sample, scan_folder, train_augmentations
+from .data import STORE_DIRNAME, PlateDataset, Sample, encode_label, scan_folder, train_augmentations
 from .images import ImageReadError
 from .metrics import corpus_cer
-from .models import load_checkpoint
+from .models import INPUT_SIZE, load_checkpoint
 from .predict import PredictionResult, Predictor, Progress, predict_samples
 from .train import EpochInfo, StepInfo, TrainConfig, TrainResult, split_items, train
 
@@ -261,13 +263,24 @@ class TolerantPlateDataset(PlateDataset):
     An unreadable file (corrupt, vanished) is replaced by the next readable item and
     remembered in :attr:`bad` (``{path: reason}``), so one bad crop in 100,000 does not
     kill an hour of training; the run reports it at the end.
+
+    With ``should_stop`` set, items stop being read once it returns True: a blank
+    image is returned instead, so the batch being assembled when the user cancels
+    costs nothing (``core.train`` polls ``should_stop`` before using it and drops it).
+    Use it for training data only, never for validation.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any):
+    def __init__(self, *args: Any, should_stop: Callable[[], bool] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.bad: dict[str, str] = {}
+        self.should_stop = should_stop
+        self._blank: torch.Tensor | None = None
 
     def __getitem__(self, idx: int):
+        if self.should_stop is not None and self.should_stop():
+            if self._blank is None:
+                self._blank = torch.zeros((3, *INPUT_SIZE), dtype=torch.float32)
+            return self._blank, torch.from_numpy(encode_label(self.items[idx][1], self.provinces, self.others))
         n = len(self.items)
         for k in range(min(n, 20)):
             j = (idx + k) % n
@@ -359,6 +372,7 @@ def run_finetune(
         train_augmentations(config.augment_strength, seed=config.seed),
         provinces,
         others,
+        should_stop=should_stop,
     )
     val_ds = TolerantPlateDataset([(str(s.path), s.label) for s in val_list], None, provinces, others)
     out = Path(out)
