@@ -24,6 +24,7 @@ torch or Qt, so it is cheap to import from the CLI.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import os
 import sqlite3
@@ -306,30 +307,52 @@ def scan_files(folder: str | os.PathLike, recursive: bool = True) -> list[FileSt
     root = os.path.abspath(folder)
     if not os.path.isdir(root):
         raise NotADirectoryError(f"{folder}: not a folder")
-    exts = plates.IMAGE_EXTENSIONS
+    exts = tuple(plates.IMAGE_EXTENSIONS)
+    make = FileStat._make
     out: list[FileStat] = []
     stack = [("", root)]
-    while stack:
-        prefix, d = stack.pop()
-        with os.scandir(d) as it:
-            for e in it:
-                name = e.name
-                if name[0] == ".":
-                    continue
-                if e.is_dir(follow_symlinks=False):
-                    if recursive:
-                        stack.append((f"{prefix}{name}/", e.path))
-                    continue
-                dot = name.rfind(".")
-                if dot < 0 or name[dot:].lower() not in exts:
-                    continue
-                try:
-                    st = e.stat()
-                except OSError:  # vanished between listing and stat
-                    continue
-                out.append(FileStat(prefix + name, st.st_size, st.st_mtime_ns))
-    out.sort()
+    with _gc_paused():  # 200k new tuples would trigger many full collections over a large heap
+        while stack:
+            prefix, d = stack.pop()
+            try:
+                fd = os.open(d, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            except OSError:  # not openable as a descriptor (e.g. Windows): scan by path
+                fd = None
+            try:
+                # With a descriptor, DirEntry.stat() is an fstatat() relative to it (no path walk).
+                with os.scandir(d if fd is None else fd) as it:
+                    for e in it:
+                        name = e.name
+                        if name[0] == ".":
+                            continue
+                        if e.is_dir(follow_symlinks=False):
+                            if recursive:
+                                stack.append((f"{prefix}{name}/", os.path.join(d, name)))
+                            continue
+                        if not name.lower().endswith(exts):
+                            continue
+                        try:
+                            st = e.stat()
+                        except OSError:  # vanished between listing and stat
+                            continue
+                        out.append(make((prefix + name, st.st_size, st.st_mtime_ns)))
+            finally:
+                if fd is not None:
+                    os.close(fd)
+        out.sort()
     return out
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building many small acyclic objects."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _dataset_writable(folder: Path) -> bool:
@@ -496,7 +519,7 @@ class Store:
         want = {f[0]: f for f in files}
         get = want.get
         make = CachedPrediction._make
-        with self._lock:
+        with self._lock, _gc_paused():
             cur = self.conn.execute(f"SELECT {_PRED_COLS} FROM predictions WHERE model = ?", (model_hash,))
             return {
                 r[0]: make(r)
