@@ -1,11 +1,13 @@
 """The Train panel: one-click fine-tuning with live curves, an honest before/after, k-fold scoring.
 
-Mount it in the main window (a dock or a tab) and connect::
+Mount it in the main window (a dock or a tab) and wire it with one call,
+``attach_to_main_window(panel, window)``, or by hand::
 
     panel.set_dataset(folder, current_model=path, states_provider=session.states)
     panel.sig_show_samples.connect(...)       # filter/select these rows
     panel.sig_crossval_results.connect(...)   # {rel: PredictionResult} as a column / sort key
     panel.sig_model_accepted.connect(...)     # switch to this checkpoint and re-run inference
+    panel.shutdown()                          # in closeEvent: stop a running job and wait
 
 Training uses the folder's current labels (file names) and review states: verified
 and fixed samples, unreviewed ones unless excluded, never unreadable or invalid
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PySide6.QtCore import Qt, QThread, Signal, Slot
+from PySide6.QtCore import QEvent, QObject, Qt, QThread, Signal, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -804,3 +806,76 @@ class TrainPanel(QWidget):
             f"{state} out-of-sample scores for {len(cv.results)} samples ({cv.k} folds), accuracy {_pct(acc)}."
         )
         self.sig_crossval_results.emit(dict(cv.results))
+
+
+class _CloseWatcher(QObject):
+    """Stops the panel's job (flag, then wait) when the window it is attached to closes."""
+
+    def __init__(self, panel: TrainPanel, window: QWidget):
+        super().__init__(panel)
+        self.panel = panel
+        window.installEventFilter(self)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802
+        if event.type() == QEvent.Type.Close:
+            self.panel.shutdown()
+        return False
+
+
+def attach_to_main_window(panel: TrainPanel, window: Any) -> None:
+    """Wire the panel to the review window (``gui.main_window.MainWindow``, duck-typed).
+
+    * a folder load (``sig_folder_loaded``) points the panel at the folder, its current
+      model and the session's review states;
+    * "Use this model" calls ``window.set_model(path)`` (re-opens the folder with it);
+    * clicking fixed/broken samples selects the first of them that the table shows;
+    * closing the window stops a running job first.
+
+    The k-fold results (``panel.sig_crossval_results``) are left for the window to show.
+    """
+
+    def current_model() -> str | None:
+        pred = getattr(window, "predictor", None)
+        if pred is not None and getattr(pred, "model_path", None):
+            return str(pred.model_path)
+        if getattr(window, "model_path", None):
+            return str(window.model_path)
+        from core.predict import default_model_path
+
+        path = default_model_path()
+        return str(path) if path.is_file() else None
+
+    def states() -> Mapping[str, str]:
+        session = getattr(window, "session", None)
+        return session.states() if session is not None else {}
+
+    def on_folder_loaded(folder: str) -> None:
+        panel.set_dataset(folder, current_model(), states)
+
+    def on_run_finished(*_: Any) -> None:
+        if not panel.is_running() and panel.folder is not None:
+            panel.set_current_model(current_model())
+
+    def show_samples(rels: list) -> None:
+        proxy, table = getattr(window, "proxy", None), getattr(window, "table", None)
+        if proxy is None or table is None:
+            return
+        for rel in rels:
+            p = proxy.proxy_row_of(rel)
+            if p is not None:
+                table.select_proxy_row(p)
+                return
+        status = getattr(window, "statusBar", None)
+        if status is not None and rels:
+            status().showMessage(f"{len(rels)} sample(s) not shown: clear the filter to see them", 8000)
+
+    if hasattr(window, "sig_folder_loaded"):
+        window.sig_folder_loaded.connect(on_folder_loaded)
+    if hasattr(window, "sig_run_finished"):
+        window.sig_run_finished.connect(on_run_finished)
+    if hasattr(window, "set_model"):
+        panel.sig_model_accepted.connect(window.set_model)
+    panel.sig_show_samples.connect(show_samples)
+    panel._close_watcher = _CloseWatcher(panel, window)
+    if getattr(window, "folder", None):
+        on_folder_loaded(str(window.folder))
