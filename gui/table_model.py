@@ -9,6 +9,7 @@ unreadable, invalid labels, then CER descending, ties by confidence ascending).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 
 import numpy as np
@@ -47,8 +48,8 @@ _ROLES = frozenset({Qt.ItemDataRole.DisplayRole, SORT_ROLE, ROW_ROLE, Qt.ItemDat
 class Row:
     """One sample in the table: its prediction (if any) and its review state."""
 
-    __slots__ = ("rel", "label", "label_error", "prediction", "probs", "runner_up", "runner_up_probs",
-                 "confidence", "cer", "correct", "error", "state", "missing", "_hay")  # fmt: skip
+    __slots__ = ("rel", "label", "label_error", "prediction", "_rec", "confidence", "cer", "correct", "error",
+                 "state", "missing", "_hay")  # fmt: skip
 
     def __init__(self, rec, state: str = UNREVIEWED):
         self.rel: str = rec.rel
@@ -57,20 +58,28 @@ class Row:
         self.state = state
         self.missing = False
         self.prediction: str = rec.prediction or ""
-        self.probs: list[float] = rec.probs
-        self.runner_up: str = rec.runner_up
-        self.runner_up_probs: list[float] = rec.runner_up_probs
+        self._rec = rec  # probs / runner-up are read from it only when inspected (decoded lazily)
         self.confidence: float = rec.confidence or 0.0
         self.cer: float | None = rec.cer
         self.correct: bool | None = rec.correct
         self.error: str | None = rec.error
         self._hay: str | None = None
 
+    @property
+    def probs(self) -> list[float]:
+        return self._rec.probs
+
+    @property
+    def runner_up(self) -> str:
+        return self._rec.runner_up
+
+    @property
+    def runner_up_probs(self) -> list[float]:
+        return self._rec.runner_up_probs
+
     def set_prediction(self, rec) -> None:
         self.prediction = rec.prediction or ""
-        self.probs = rec.probs
-        self.runner_up = rec.runner_up
-        self.runner_up_probs = rec.runner_up_probs
+        self._rec = rec
         self.confidence = rec.confidence or 0.0
         self.cer = rec.cer
         self.correct = rec.correct
@@ -176,6 +185,8 @@ class ResultsModel(QAbstractTableModel):
         self.thumbnails = thumbnails
         self.sort_column = COL_CER
         self.sort_order = Qt.SortOrder.DescendingOrder
+        self._proxy_ref = None  # weakref to the ResultsProxy over this model (set by the proxy)
+        self._last_perm: np.ndarray | None = None
         self._plate_font = plate_font(11)
         self._placeholder: QPixmap | None = None
         if thumbnails is not None:
@@ -254,23 +265,56 @@ class ResultsModel(QAbstractTableModel):
         return self._placeholder
 
     def sort(self, column: int, order=Qt.SortOrder.AscendingOrder) -> None:
-        """Re-order the rows by a column (stable; keeps selection through persistent indexes)."""
+        """Re-order the rows by a column (stable; keeps selection through persistent indexes).
+
+        When a :class:`ResultsProxy` sits on this model the proxy drives the re-order
+        (it can skip re-filtering every row when no filter is on); otherwise the rows are
+        permuted inside a layout change.
+        """
+        proxy = self._proxy_ref() if self._proxy_ref is not None else None
+        if proxy is not None and proxy.sourceModel() is self:
+            proxy.sort(column, order)
+        else:
+            self.sort_permutation(column, order)
+            self.apply_permutation(self._last_perm, layout=True)
+
+    def sort_permutation(self, column: int, order) -> np.ndarray | None:
+        """Record the sort column/order and return the permutation (numpy) that applies it."""
         self.sort_column, self.sort_order = column, order
-        if not self.rows:
-            return
-        self.layoutAboutToBeChanged.emit()
-        perm = _sort_perm(self.rows, column, order == Qt.SortOrder.DescendingOrder)
+        self._last_perm = None
+        if self.rows:
+            self._last_perm = _sort_perm(self.rows, column, order == Qt.SortOrder.DescendingOrder)
+        return self._last_perm
+
+    def apply_permutation(self, perm: np.ndarray | None, layout: bool = True) -> np.ndarray | None:
+        """Put row ``perm[i]`` at position ``i``; returns ``new position`` per old row.
+
+        ``layout=True`` signals a layout change (observers re-map everything, persistent
+        indexes follow their rows); ``layout=False`` reports it as a change of every row's
+        data (``dataChanged``), for a proxy that re-maps its own persistent indexes and
+        knows no row's filter result changed.
+        """
+        if perm is None or not len(perm):
+            return None
+        n = len(perm)
+        new_pos = np.empty(n, np.int64)
+        new_pos[perm] = np.arange(n)
+        if layout:
+            self.layoutAboutToBeChanged.emit()
         old_persistent = self.persistentIndexList()
-        new_pos = np.empty(len(perm), np.int64)
-        new_pos[perm] = np.arange(len(perm))
-        arr = np.empty(len(self.rows), dtype=object)
+        arr = np.empty(n, dtype=object)
         arr[:] = self.rows
         self.rows = arr[perm].tolist()
         self._row_of = None
-        self.changePersistentIndexList(
-            old_persistent, [self.index(int(new_pos[i.row()]), i.column()) for i in old_persistent]
-        )
-        self.layoutChanged.emit()
+        if old_persistent:
+            self.changePersistentIndexList(
+                old_persistent, [self.index(int(new_pos[i.row()]), i.column()) for i in old_persistent]
+            )
+        if layout:
+            self.layoutChanged.emit()
+        else:
+            self.dataChanged.emit(self.index(0, 0), self.index(n - 1, len(HEADERS) - 1))
+        return new_pos
 
     def resort(self) -> None:
         """Apply the current sort order again (after rows were added or changed)."""
@@ -374,12 +418,57 @@ class ResultsProxy(QSortFilterProxyModel):
         super().__init__(parent)
         self._text = ""
         self._quick: set[str] = set()
+        self._bulk: list[bool] | None = None  # filter results per source row during a bulk re-filter
         self.setDynamicSortFilter(True)
 
+    def setSourceModel(self, model) -> None:  # noqa: N802
+        super().setSourceModel(model)
+        if isinstance(model, ResultsModel):
+            model._proxy_ref = weakref.ref(self)
+
+    @property
+    def filtering(self) -> bool:
+        """Whether a text or quick filter is on."""
+        return bool(self._text or self._quick)
+
     def sort(self, column: int, order=Qt.SortOrder.AscendingOrder) -> None:
+        """Sort by having the source model permute its rows (numpy), never by ``lessThan``.
+
+        ``QSortFilterProxyModel`` re-filters every source row (one Python
+        ``filterAcceptsRow`` call each, ~3 us in PySide6) whenever the source signals a
+        layout change. With no filter on, no row's filter result can change: the source
+        reports the re-order as a data change with dynamic filtering paused, and the proxy
+        moves its own persistent indexes (selection, current row) inside its own layout
+        change. With a filter on, the filter results are computed once per row before the
+        layout change and ``filterAcceptsRow`` only looks them up.
+        """
         src = self.sourceModel()
-        if src is not None:
-            src.sort(column, order)
+        if not isinstance(src, ResultsModel):
+            if src is not None:
+                src.sort(column, order)
+            return
+        perm = src.sort_permutation(column, order)
+        if perm is None:
+            return
+        if self.filtering:
+            accepted = np.fromiter(map(self.accepts, src.rows), bool, len(src.rows))
+            self._bulk = accepted[perm].tolist()
+            try:
+                src.apply_permutation(perm, layout=True)
+            finally:
+                self._bulk = None
+            return
+        self.setDynamicSortFilter(False)
+        try:
+            self.layoutAboutToBeChanged.emit()
+            persistent = self.persistentIndexList()
+            old = [(p.row(), p.column()) for p in persistent]
+            new_pos = src.apply_permutation(perm, layout=False)
+            if persistent:
+                self.changePersistentIndexList(persistent, [self.index(int(new_pos[r]), c) for r, c in old])
+            self.layoutChanged.emit()
+        finally:
+            self.setDynamicSortFilter(True)
 
     def set_text(self, text: str) -> None:
         text = text.strip().casefold()
@@ -405,10 +494,16 @@ class ResultsProxy(QSortFilterProxyModel):
             self.beginFilterChange()
 
     def _end(self) -> None:
-        if hasattr(self, "endFilterChange"):
-            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
-        else:  # Qt < 6.10
-            self.invalidateFilter()
+        src = self.sourceModel()
+        if self.filtering and isinstance(src, ResultsModel):
+            self._bulk = [self.accepts(r) for r in src.rows]
+        try:
+            if hasattr(self, "endFilterChange"):
+                self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+            else:  # Qt < 6.10
+                self.invalidateFilter()
+        finally:
+            self._bulk = None
 
     def accepts(self, row: Row) -> bool:
         """Whether ``row`` passes the current filters (also used for counts)."""
@@ -425,6 +520,9 @@ class ResultsProxy(QSortFilterProxyModel):
         return not self._text or self._text in row.haystack
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex) -> bool:  # noqa: N802
+        bulk = self._bulk
+        if bulk is not None:  # a bulk re-filter: results computed beforehand
+            return bulk[source_row]
         if not self._text and not self._quick:
             return True
         return self.accepts(self.sourceModel().rows[source_row])
