@@ -4,13 +4,11 @@
 exists; this module creates that group when the process was launched by
 ``torchrun`` (``WORLD_SIZE`` > 1): gloo on CPU, nccl on CUDA.
 
-Run as a module it wraps the ``plate-review`` command line, so that::
+``plate-review train`` calls :func:`init_distributed`, so::
 
-    torchrun --nproc_per_node 2 -m core.distributed train FOLDER --out model.pt
+    torchrun --nproc_per_node 2 -m core.cli train FOLDER --out model.pt
 
-trains with DDP even where ``cmd_train`` does not call :func:`init_distributed`
-itself. Only rank 0 prints (other ranks' stdout is silenced) and only rank 0
-writes the checkpoint (``core.train`` saves on the main rank only).
+trains with DDP. Only rank 0 prints the result and writes the checkpoint.
 """
 
 from __future__ import annotations
@@ -18,8 +16,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-import sys
-from collections.abc import Sequence
 
 import torch
 import torch.distributed as dist
@@ -71,31 +67,3 @@ def cleanup_distributed() -> None:
         with contextlib.suppress(Exception):
             dist.barrier()
         dist.destroy_process_group()
-
-
-def _device_arg(argv: Sequence[str]) -> str:
-    for i, a in enumerate(argv):
-        if a == "--device" and i + 1 < len(argv):
-            return argv[i + 1]
-        if a.startswith("--device="):
-            return a.split("=", 1)[1]
-    return "auto"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``plate-review`` under ``torchrun``: init the process group, run the command, clean up."""
-    from .cli import main as cli_main
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    init_distributed(_device_arg(argv))
-    try:
-        if is_main_process():
-            return cli_main(argv)
-        with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
-            return cli_main(argv)
-    finally:
-        cleanup_distributed()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

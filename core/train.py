@@ -363,7 +363,7 @@ def train(
             if step >= total_steps:
                 stop = config.max_steps is not None and step >= config.max_steps
                 break
-        if stop and should_stop and should_stop():
+        if should_stop and should_stop():
             result.stopped = True
             break
         if is_main and (running or not result.history):

@@ -27,9 +27,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core import session as sess
 from core.predict import Progress
 
-from core import session as sess
 from .inspector import Inspector
 from .table_model import THUMB_SIZE, ResultsModel, ResultsProxy, ReviewTable, Row, stats
 from .workers import OpenWorker, ThumbnailCache, start_worker
@@ -310,14 +310,13 @@ class MainWindow(QMainWindow):
         sb.addPermanentWidget(self.model_label)
 
     def _build_train_dock(self) -> None:
-        """A 'Train' dock holding gui.train_panel.TrainPanel when that module exists."""
+        """A 'Train' dock holding the fine-tuning panel (gui.train_panel.TrainPanel)."""
         self.train_dock = None
-        try:
-            from .train_panel import TrainPanel
-        except ImportError:
-            return
+        from .train_panel import TrainPanel, attach_to_main_window
+
         try:
             panel = TrainPanel(self)
+            attach_to_main_window(panel, self)
         except Exception:  # a broken panel must not keep the review app from opening
             log.exception("the training panel failed to start")
             return

@@ -107,7 +107,7 @@ def test_console_script_entry_point():
     import tomllib
 
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["plate-review"] == "core.cli:main"
+    assert scripts["plate-review"] == "gui.cli:main"
 
 
 def test_predict_reuses_the_store_cache(folder, ckpt, tmp_path, capsys):

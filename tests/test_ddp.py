@@ -32,7 +32,7 @@ def test_train_under_torchrun_with_two_gloo_processes(tmp_path):
     }
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
-        "-m", "core.distributed",
+        "-m", "core.cli",
         "train", str(folder), "--out", str(out), "--max-steps", "2", "--batch-size", "4", "--epochs", "1",
         "--val-split", "0.2", "--device", "cpu",
     ]  # fmt: skip

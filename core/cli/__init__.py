@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..errors import CliError, PlateReviewError
 from ..models import CheckpointError
-from . import labels, model_commands
+from . import crossval, labels, model_commands
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,7 +23,9 @@ class _Parser(argparse.ArgumentParser):
         raise CliError(f"{self.prog}: {message}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(
+    extra_commands: Sequence[Callable[[argparse._SubParsersAction], None]] = (),
+) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="plate-review",
         description="Find and fix wrong labels in licence-plate OCR datasets (labels in file names).",
@@ -32,24 +34,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     model_commands.add_model_commands(sub)
+    crossval.add_crossval_command(sub)
     labels.add_label_commands(sub)
-    gui = sub.add_parser("gui", help="open the review app (on FOLDER, or the bundled sample folder)")
-    gui.add_argument("folder", nargs="?", help="dataset folder")
-    gui.set_defaults(func=_run_gui)
+    for add in extra_commands:
+        add(sub)
     return parser
 
 
-def _run_gui(args: argparse.Namespace) -> int:
-    from gui.app import run  # imported lazily: the CLI must work without a display
+def main(
+    argv: Sequence[str] | None = None,
+    extra_commands: Sequence[Callable[[argparse._SubParsersAction], None]] = (),
+) -> int:
+    """Run ``plate-review`` with ``argv``; ``extra_commands`` register more subcommands.
 
-    return run([args.folder] if args.folder else [])
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``plate-review`` console script."""
+    The ``gui`` subcommand is registered by :func:`gui.cli.main` (the console script), so
+    that core never imports the GUI.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(extra_commands).parse_args(argv)
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s")
         return int(args.func(args) or 0)
     except CliError as e:

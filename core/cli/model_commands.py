@@ -12,6 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..data import scan_folder
+from ..distributed import cleanup_distributed, init_distributed, is_main_process
 from ..errors import CliError
 from ..metrics import corpus_cer, evaluate_strings
 from ..predict import PredictionResult, Predictor, sort_worst_first
@@ -212,6 +213,16 @@ def _train_items(folder: Path) -> list[tuple[str, str]]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """Train on a folder; under ``torchrun`` every process runs this and rank 0 writes."""
+    init_distributed(args.device)
+    try:
+        return _train(args)
+    finally:
+        cleanup_distributed()
+
+
+def _train(args: argparse.Namespace) -> int:
+    main_process = is_main_process()
     folder = _folder(args.folder)
     items = _train_items(folder)
     val_items = _train_items(_folder(args.val)) if args.val else None
@@ -220,7 +231,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         val_split=args.val_split, seed=args.seed, device=args.device, workers=args.workers,
         init=_model(args.init), max_steps=args.max_steps,
     )  # fmt: skip
-    bar = tqdm(unit="step", desc="train", disable=not sys.stderr.isatty(), file=sys.stderr)
+    bar = tqdm(unit="step", desc="train", disable=not (main_process and sys.stderr.isatty()), file=sys.stderr)
 
     def on_step(s: StepInfo) -> None:
         bar.total = s.total_steps
@@ -239,5 +250,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(config, items, val_items, out=args.out, on_step=on_step, on_epoch=on_epoch)
     finally:
         bar.close()
-    print(f"saved {result.best_path} ({result.steps} steps, {result.seconds:.0f} s)")
+    if main_process:
+        print(f"saved {result.best_path} ({result.steps} steps, {result.seconds:.0f} s)")
     return 0
