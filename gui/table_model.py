@@ -127,29 +127,40 @@ class Row:
         return (group, -1.0 if self.cer is None else self.cer, -self.confidence)
 
 
-def _sort_perm(rows: list[Row], col: int, descending: bool) -> np.ndarray:
-    """Permutation ordering ``rows`` by column ``col`` (numpy, stable for ascending)."""
+def _sort_keys(rows: list[Row], col: int) -> tuple[np.ndarray, ...]:
+    """The numpy sort keys of column ``col``, aligned with ``rows``."""
     n = len(rows)
     if col == COL_CER:
         group = np.fromiter((3 if r.missing else 2 if r.error else 1 if r.label_error else 0 for r in rows), np.int8, n)
         cer = np.fromiter((-1.0 if r.cer is None else r.cer for r in rows), np.float64, n)
         conf = np.fromiter((r.confidence for r in rows), np.float64, n)
+        return group, cer, conf
+    if col == COL_CONF:
+        return (np.fromiter((-1.0 if r.error else r.confidence for r in rows), np.float64, n),)
+    if col == COL_STATE:
+        return (np.fromiter((_STATE_ORDER.get(r.display_state, 9) for r in rows), np.int8, n),)
+    if col in (COL_LABEL, COL_PRED):
+        return (np.array([r.label if col == COL_LABEL else r.prediction for r in rows]),)
+    return (np.array([r.rel for r in rows]),)
+
+
+def _perm_from_keys(keys: tuple[np.ndarray, ...], col: int, descending: bool) -> np.ndarray:
+    if col == COL_CER:
+        group, cer, conf = keys
         if descending:
             return np.lexsort((conf, -cer, -group))
         return np.lexsort((-conf, cer, group))
-    if col == COL_CONF:
-        keys = np.fromiter((-1.0 if r.error else r.confidence for r in rows), np.float64, n)
-    elif col == COL_STATE:
-        keys = np.fromiter((_STATE_ORDER.get(r.display_state, 9) for r in rows), np.int8, n)
-    elif col in (COL_LABEL, COL_PRED):
-        keys = np.array([r.label if col == COL_LABEL else r.prediction for r in rows])
-    else:
-        keys = np.array([r.rel for r in rows])
+    (k,) = keys
     if descending:
-        if keys.dtype.kind in "fi":
-            return np.argsort(-keys.astype(np.float64), kind="stable")
-        return np.argsort(keys, kind="stable")[::-1]
-    return np.argsort(keys, kind="stable")
+        if k.dtype.kind in "fi":
+            return np.argsort(-k.astype(np.float64), kind="stable")
+        return np.argsort(k, kind="stable")[::-1]
+    return np.argsort(k, kind="stable")
+
+
+def _sort_perm(rows: list[Row], col: int, descending: bool) -> np.ndarray:
+    """Permutation ordering ``rows`` by column ``col`` (numpy, stable for ascending)."""
+    return _perm_from_keys(_sort_keys(rows, col), col, descending)
 
 
 def _sort_key(row: Row, col: int):
@@ -187,6 +198,7 @@ class ResultsModel(QAbstractTableModel):
         self.sort_order = Qt.SortOrder.DescendingOrder
         self._proxy_ref = None  # weakref to the ResultsProxy over this model (set by the proxy)
         self._last_perm: np.ndarray | None = None
+        self._keys: dict[int, tuple[np.ndarray, ...]] = {}  # sort keys per column, aligned with rows
         self._plate_font = plate_font(11)
         self._placeholder: QPixmap | None = None
         if thumbnails is not None:
@@ -283,7 +295,10 @@ class ResultsModel(QAbstractTableModel):
         self.sort_column, self.sort_order = column, order
         self._last_perm = None
         if self.rows:
-            self._last_perm = _sort_perm(self.rows, column, order == Qt.SortOrder.DescendingOrder)
+            keys = self._keys.get(column)
+            if keys is None:  # built once, then permuted along with the rows until an edit
+                keys = self._keys[column] = _sort_keys(self.rows, column)
+            self._last_perm = _perm_from_keys(keys, column, order == Qt.SortOrder.DescendingOrder)
         return self._last_perm
 
     def apply_permutation(self, perm: np.ndarray | None, layout: bool = True) -> np.ndarray | None:
@@ -306,6 +321,7 @@ class ResultsModel(QAbstractTableModel):
         arr[:] = self.rows
         self.rows = arr[perm].tolist()
         self._row_of = None
+        self._keys = {c: tuple(k[perm] for k in ks) for c, ks in self._keys.items()}
         if old_persistent:
             self.changePersistentIndexList(
                 old_persistent, [self.index(int(new_pos[i.row()]), i.column()) for i in old_persistent]
@@ -324,6 +340,7 @@ class ResultsModel(QAbstractTableModel):
 
     def _reindex(self) -> None:
         self._row_of = None  # rebuilt on the next lookup
+        self._keys = {}
 
     def _index(self) -> dict[str, int]:
         if self._row_of is None:
@@ -349,6 +366,7 @@ class ResultsModel(QAbstractTableModel):
 
     def add_predictions(self, results: list) -> None:
         """Fill in predictions of existing rows; rows not in the table yet are appended."""
+        self._keys = {}
         new = []
         changed = []
         for r in results:
@@ -374,6 +392,7 @@ class ResultsModel(QAbstractTableModel):
         return self._index().get(rel)
 
     def row_changed(self, i: int) -> None:
+        self._keys = {}  # the row's sort keys may have changed
         self.dataChanged.emit(self.index(i, 0), self.index(i, len(HEADERS) - 1))
         self.sig_changed.emit()
 
