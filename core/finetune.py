@@ -31,6 +31,7 @@ from .images import ImageReadError
 from .metrics import corpus_cer
 from .models import INPUT_SIZE, load_checkpoint
 from .predict import PredictionResult, Predictor, Progress, predict_samples
+from .results_csv import BASE_COLUMNS, write_results_csv
 from .train import EpochInfo, StepInfo, TrainConfig, TrainResult, split_items, train
 
 # Review state names (the same strings as core.store; not imported so this module works without the store).
@@ -38,7 +39,7 @@ UNREVIEWED, VERIFIED, FIXED, UNREADABLE, INVALID = "unreviewed", "verified", "fi
 NEVER_TRAIN_STATES = frozenset({UNREADABLE, INVALID})
 
 CURVES_HEADER = ["step", "epoch", "train_loss", "val_loss", "val_accuracy", "val_cer", "lr", "images_per_s"]
-CROSSVAL_HEADER = ["file", "label", "prediction", "cer", "correct", "confidence", "fold"]
+CROSSVAL_HEADER = [*BASE_COLUMNS, "fold"]
 
 
 # --------------------------------------------------------------------------- selection
@@ -638,24 +639,5 @@ def crossval_scores(
 
 def write_crossval_csv(cv: CrossValResult, path: str | os.PathLike) -> Path:
     """Write ``file,label,prediction,cer,correct,confidence,fold`` rows, worst CER first, atomically."""
-    from .predict import worst_first_key
-
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(CROSSVAL_HEADER)
-        for r in sorted(cv.results.values(), key=worst_first_key):
-            w.writerow(
-                [
-                    r.rel,
-                    r.label,
-                    r.prediction,
-                    "" if r.cer is None else f"{r.cer:.4f}",
-                    "" if r.correct is None else int(r.correct),
-                    "" if r.unreadable else f"{r.confidence:.4f}",
-                    cv.folds.get(r.rel, ""),
-                ]
-            )
-    os.replace(tmp, path)
+    return write_results_csv(cv.results.values(), path, ("fold", lambda r: cv.folds.get(r.rel, "")))
     return path

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from core.cli import main
-from core.cli.model_commands import CSV_HEADER
+from core.results_csv import PREDICT_HEADER as CSV_HEADER
 
 from ._util import REPO, copy_real, random_checkpoint
 

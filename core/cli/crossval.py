@@ -13,19 +13,7 @@ from ..errors import CliError
 from ..finetune import crossval_scores, read_states, write_crossval_csv
 from ..predict import Progress, default_model_path
 from ..train import TrainConfig
-
-
-def _int_at_least(low: int):
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if v < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}: {v}")
-        return v
-
-    return parse
+from .argtypes import int_at_least
 
 
 def add_crossval_command(sub: argparse._SubParsersAction) -> None:
@@ -35,18 +23,18 @@ def add_crossval_command(sub: argparse._SubParsersAction) -> None:
         help="k-fold fine-tune and score every sample with a model that never trained on it (CSV)",
     )
     c.add_argument("folder", help="dataset folder (labels in file names)")
-    c.add_argument("--folds", type=_int_at_least(2), default=5, help="number of folds K (default 5)")
+    c.add_argument("--folds", type=int_at_least(2), default=5, help="number of folds K (default 5)")
     c.add_argument("--out", default="crossval.csv", help="CSV to write (default: crossval.csv)")
     c.add_argument("--init", help="checkpoint to fine-tune from (default: the bundled model, else from scratch)")
     c.add_argument("--scratch", action="store_true", help="train each fold from scratch instead of fine-tuning")
     c.add_argument("--arch", choices=["lstm", "simple"], default="lstm", help="architecture when from scratch")
-    c.add_argument("--epochs", type=_int_at_least(1), default=1, help="epochs per fold (default 1)")
-    c.add_argument("--batch-size", type=_int_at_least(1), default=64)
+    c.add_argument("--epochs", type=int_at_least(1), default=1, help="epochs per fold (default 1)")
+    c.add_argument("--batch-size", type=int_at_least(1), default=64)
     c.add_argument("--lr", type=float, default=2e-4)
     c.add_argument(
         "--val-split", type=float, default=0.1, help="part of each fold's training data for picking its best epoch"
     )
-    c.add_argument("--max-steps", type=_int_at_least(1), default=None, help="cap the optimiser steps per fold")
+    c.add_argument("--max-steps", type=int_at_least(1), default=None, help="cap the optimiser steps per fold")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--exclude-unreviewed", action="store_true", help="train only on verified/fixed samples")
     c.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")

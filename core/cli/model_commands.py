@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import os
 import sys
 import time
 from pathlib import Path
@@ -15,41 +13,11 @@ from ..data import scan_folder
 from ..distributed import cleanup_distributed, init_distributed, is_main_process
 from ..errors import CliError
 from ..metrics import corpus_cer, evaluate_strings
-from ..predict import PredictionResult, Predictor, sort_worst_first
+from ..predict import PredictionResult, Predictor
+from ..results_csv import write_results_csv
 from ..session import ReviewSession
 from ..train import EpochInfo, StepInfo, TrainConfig, train
-
-CSV_HEADER = ["file", "label", "prediction", "cer", "correct", "confidence", "error"]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {v}")
-    return v
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more: {v}")
-    return v
-
-
-def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= v < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1): {v}")
-    return v
+from .argtypes import fraction, int_at_least
 
 
 def _folder(text: str) -> Path:
@@ -76,8 +44,8 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="checkpoint (default: the bundled model)")
     p.add_argument("--out", default="results.csv", help="CSV to write (default: results.csv)")
     p.add_argument("--device", **dev)
-    p.add_argument("--batch-size", type=_positive_int, default=128)
-    p.add_argument("--workers", type=_non_negative_int, default=None, help="decode processes (default: auto)")
+    p.add_argument("--batch-size", type=int_at_least(1), default=128)
+    p.add_argument("--workers", type=int_at_least(0), default=None, help="decode processes (default: auto)")
     p.add_argument("--no-cache", action="store_true", help="predict every file again; do not open the dataset store")
     p.set_defaults(func=cmd_predict)
 
@@ -86,15 +54,15 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--out", required=True, help="checkpoint to write (best by validation CER)")
     t.add_argument("--init", help="checkpoint to fine-tune from (default: from scratch)")
     t.add_argument("--arch", choices=["lstm", "simple"], default="lstm")
-    t.add_argument("--epochs", type=_positive_int, default=7)
-    t.add_argument("--batch-size", type=_positive_int, default=64)
+    t.add_argument("--epochs", type=int_at_least(1), default=7)
+    t.add_argument("--batch-size", type=int_at_least(1), default=64)
     t.add_argument("--lr", type=float, default=2e-4)
     t.add_argument("--lr-gamma", type=float, default=0.5, help="learning-rate factor per epoch (default 0.5)")
-    t.add_argument("--val-split", type=_fraction, default=0.1)
+    t.add_argument("--val-split", type=fraction, default=0.1)
     t.add_argument("--val", help="validation folder (instead of --val-split)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--workers", type=_non_negative_int, default=0)
-    t.add_argument("--max-steps", type=_positive_int, default=None)
+    t.add_argument("--workers", type=int_at_least(0), default=0)
+    t.add_argument("--max-steps", type=int_at_least(1), default=None)
     t.add_argument("--device", **dev)
     t.set_defaults(func=cmd_train)
 
@@ -102,8 +70,8 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("folder")
     e.add_argument("--model")
     e.add_argument("--device", **dev)
-    e.add_argument("--batch-size", type=_positive_int, default=128)
-    e.add_argument("--workers", type=_non_negative_int, default=None)
+    e.add_argument("--batch-size", type=int_at_least(1), default=128)
+    e.add_argument("--workers", type=int_at_least(0), default=None)
     e.add_argument("--no-cache", action="store_true", help="predict every file again; do not open the dataset store")
     e.set_defaults(func=cmd_eval)
 
@@ -146,28 +114,6 @@ def summary_line(results: list[PredictionResult], seconds: float) -> str:
         f"n={len(results)} unreadable={unreadable} invalid={invalid} accuracy={acc:.4f} cer={c:.4f} "
         f"images_per_s={len(results) / max(seconds, 1e-9):.1f}"
     )
-
-
-def write_results_csv(results: list[PredictionResult], path: str | os.PathLike) -> None:
-    """Write the predict CSV contract (UTF-8, header CSV_HEADER), worst first, atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(CSV_HEADER)
-        for r in sort_worst_first(results):
-            w.writerow(
-                [
-                    r.rel,
-                    r.label,
-                    r.prediction,
-                    "" if r.cer is None else f"{r.cer:.4f}",
-                    "" if r.correct is None else int(r.correct),
-                    "" if r.error is not None else f"{r.confidence:.4f}",
-                    r.error or "",
-                ]
-            )
-    os.replace(tmp, path)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
