@@ -267,6 +267,21 @@ def make_result(sample: Sample, decoded: tuple[str, list[float], str, list[float
     return r
 
 
+def default_workers(predictor: Predictor, n: int) -> int:
+    """DataLoader processes for decoding: only cores the model leaves free, and only for big folders.
+
+    Decoding and resizing a 94x24 crop costs ~0.2 ms against ~1.5 ms of LSTM inference on
+    2 CPU threads, so on a CPU whose cores all run the model, decoding in this thread is
+    within ~10% of the model-only speed, and a worker process would cost seconds to start
+    (it imports torch) and compete for the same cores (bench/bench_predict.py measures it).
+    """
+    cores = os.cpu_count() or 1
+    spare = cores - (predictor.threads if predictor.device.type == "cpu" else 1)
+    if spare < 1 or n < 2000:
+        return 0
+    return min(4, spare)
+
+
 def predict_samples(
     samples: Sequence[Sample],
     predictor: Predictor,
@@ -282,7 +297,7 @@ def predict_samples(
         samples: From :func:`core.data.scan_folder` (or a subset).
         predictor: A loaded :class:`Predictor`.
         batch_size: Images per model call.
-        workers: DataLoader processes decoding and resizing (default: 1 on CPU, 4 on GPU;
+        workers: DataLoader processes decoding and resizing (default: :func:`default_workers`;
             0 = in this thread).
         progress: Called after every batch.
         on_batch: Called with each batch's results as soon as they exist (live tables).
@@ -297,7 +312,7 @@ def predict_samples(
     ck = predictor.checkpoint
     ds = InferenceDataset([s.path for s in samples], ck.input_size, ck.mean, ck.std)
     if workers is None:
-        workers = 1 if predictor.device.type == "cpu" else min(4, os.cpu_count() or 1)
+        workers = default_workers(predictor, n)
     workers = min(workers, max(0, (n + batch_size - 1) // batch_size))
     loader = DataLoader(
         ds,

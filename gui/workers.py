@@ -127,8 +127,6 @@ class OpenWorker(QObject):
             predictor,
             files,
             batch_size=self.batch_size,
-            # DataLoader worker processes pay off only on big folders (spawning one costs seconds).
-            workers=0 if len(todo) < 3000 else None,
             progress=lambda p: self.sig_progress.emit(Progress(p.done, p.total, p.images_per_s, p.eta_s, "")),
             on_batch=self.sig_batch.emit,
             should_stop=self.stop_flag,
