@@ -31,7 +31,7 @@ from core import session as sess
 from core.predict import Progress
 
 from .inspector import Inspector
-from .table_model import THUMB_SIZE, ResultsModel, ResultsProxy, ReviewTable, Row, stats
+from .table_model import THUMB_SIZE, ResultsModel, ResultsProxy, ReviewTable, Row
 from .workers import OpenWorker, ThumbnailCache, start_worker
 
 log = logging.getLogger(__name__)
@@ -317,6 +317,7 @@ class MainWindow(QMainWindow):
         try:
             panel = TrainPanel(self)
             attach_to_main_window(panel, self)
+            panel.sig_crossval_results.connect(self.show_crossval)
         except Exception:  # a broken panel must not keep the review app from opening
             log.exception("the training panel failed to start")
             return
@@ -351,6 +352,8 @@ class MainWindow(QMainWindow):
         if self.session is not None:
             self.session.close()
             self.session = None
+        if path.resolve() != self.folder:
+            self.model.set_crossval({})  # k-fold scores belong to the folder they were computed on
         self.folder = path.resolve()
         self.setWindowTitle(f"{self.folder.name} — Plate Review")
         self.folder_label.setText(str(self.folder))
@@ -490,14 +493,13 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(note, 10000)
         self._update_undo_actions()
 
-    @Slot(list, dict)
+    @Slot(object, object)
     def _on_worker_loaded(self, records: list, states: dict) -> None:
         if self.sender() is not self.worker:
             return
         self._pending_states = states
-        self.model.set_records([r for r in records if r.prediction or r.error], states)
-        self._unpredicted = [r for r in records if not (r.prediction or r.error)]
-        if self.model.rows:
+        self._unpredicted = self.model.set_records(records, states, predicted_only=True)
+        if self.model.rowCount():
             self.table.select_proxy_row(0)
         self.sig_folder_loaded.emit(str(self.folder))
 
@@ -517,23 +519,14 @@ class MainWindow(QMainWindow):
             )
 
     def _apply_states_to_new(self) -> None:
-        states = getattr(self, "_pending_states", {})
-        for row in self.model.rows:
-            st = states.get(row.rel)
-            if st and row.state != st:
-                row.state = st
+        self.model.apply_states(getattr(self, "_pending_states", {}))
 
-    @Slot(list)
+    @Slot(object)
     def _on_worker_batch(self, results: list) -> None:
         if self.sender() is not self.worker:
             return
         had = self.model.rowCount()
-        states = getattr(self, "_pending_states", {})
-        self.model.add_predictions(results)
-        for r in results:
-            st = states.get(r.rel)
-            if st:
-                self.model.rows[self.model.row_of(r.rel)].state = st
+        self.model.add_predictions(results, getattr(self, "_pending_states", {}))
         if had == 0 and self.model.rowCount():
             self.table.select_proxy_row(0)
 
@@ -569,11 +562,12 @@ class MainWindow(QMainWindow):
         self.act_rerun.setEnabled(True)
         self.worker = None
         self.thread = None
-        current = self._current_row()
-        self.model.resort()
-        if current is not None:
-            self._select_row(current)
-        elif self.model.rows:
+        if self.model.needs_resort:  # predictions came in since the load's sort
+            current = self._current_row()
+            self.model.resort()
+            if current is not None:
+                self._select_row(current)
+        if self.model.rowCount() and not self.table.currentIndex().isValid():
             self.table.select_proxy_row(0)
         n = self.model.rowCount()
         self.statusBar().showMessage(
@@ -583,6 +577,13 @@ class MainWindow(QMainWindow):
         self._update_undo_actions()
         self._update_counts()
         self.sig_run_finished.emit(cancelled)
+
+    @Slot(dict)
+    def show_crossval(self, results: dict) -> None:
+        """Show k-fold out-of-sample scores ({rel: PredictionResult}) in the CV CER column."""
+        self.model.set_crossval(results)
+        n = sum(1 for rel in results if self.model.row_of(rel) is not None)
+        self.statusBar().showMessage(f"Cross-validated scores for {n:,} samples: sort by the CV CER column", 8000)
 
     # ------------------------------------------------------------------ selection
 
@@ -751,7 +752,7 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _update_counts(self) -> None:
-        s = stats(self.proxy.shown_rows())
+        s = self.proxy.stats()
         total = self.model.rowCount()
         parts = [f"{s['n']:,}" + (f" of {total:,}" if s["n"] != total else "") + " samples"]
         if s["accuracy"] is not None:

@@ -9,8 +9,12 @@ unreadable, invalid labels, then CER descending, ties by confidence ascending).
 
 from __future__ import annotations
 
+import gc
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from itertools import compress
+from operator import attrgetter
 
 import numpy as np
 from PySide6.QtCore import (
@@ -32,8 +36,8 @@ from core.session import INVALID, MISSING, UNREADABLE, UNREVIEWED, cer_of, label
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 ROW_ROLE = Qt.ItemDataRole.UserRole + 2
 
-COL_IMAGE, COL_FILE, COL_LABEL, COL_PRED, COL_CER, COL_CONF, COL_STATE = range(7)
-HEADERS = ["Image", "File", "Label", "Prediction", "CER", "Confidence", "State"]
+COL_IMAGE, COL_FILE, COL_LABEL, COL_PRED, COL_CER, COL_CONF, COL_STATE, COL_CV = range(8)
+HEADERS = ["Image", "File", "Label", "Prediction", "CER", "Confidence", "State", "CV CER"]
 THUMB_SIZE = QSize(112, 28)
 _STATE_ORDER = {MISSING: 0, UNREADABLE: 1, INVALID: 2, UNREVIEWED: 3, "fixed": 4, "verified": 5}
 _STATE_TEXT = {UNREVIEWED: "", "verified": "✓ verified", "fixed": "✎ fixed", UNREADABLE: "⚠ unreadable",
@@ -49,7 +53,7 @@ class Row:
     """One sample in the table: its prediction (if any) and its review state."""
 
     __slots__ = ("rel", "label", "label_error", "prediction", "_rec", "confidence", "cer", "correct", "error",
-                 "state", "missing", "_hay")  # fmt: skip
+                 "state", "missing", "_hay", "k")  # fmt: skip
 
     def __init__(self, rec, state: str = UNREVIEWED):
         self.rel: str = rec.rel
@@ -64,6 +68,7 @@ class Row:
         self.correct: bool | None = rec.correct
         self.error: str | None = rec.error
         self._hay: str | None = None
+        self.k = -1  # record index in the model (set by ResultsModel)
 
     @property
     def probs(self) -> list[float]:
@@ -127,40 +132,37 @@ class Row:
         return (group, -1.0 if self.cer is None else self.cer, -self.confidence)
 
 
-def _sort_keys(rows: list[Row], col: int) -> tuple[np.ndarray, ...]:
-    """The numpy sort keys of column ``col``, aligned with ``rows``."""
-    n = len(rows)
-    if col == COL_CER:
-        group = np.fromiter((3 if r.missing else 2 if r.error else 1 if r.label_error else 0 for r in rows), np.int8, n)
-        cer = np.fromiter((-1.0 if r.cer is None else r.cer for r in rows), np.float64, n)
-        conf = np.fromiter((r.confidence for r in rows), np.float64, n)
-        return group, cer, conf
-    if col == COL_CONF:
-        return (np.fromiter((-1.0 if r.error else r.confidence for r in rows), np.float64, n),)
-    if col == COL_STATE:
-        return (np.fromiter((_STATE_ORDER.get(r.display_state, 9) for r in rows), np.int8, n),)
-    if col in (COL_LABEL, COL_PRED):
-        return (np.array([r.label if col == COL_LABEL else r.prediction for r in rows]),)
-    return (np.array([r.rel for r in rows]),)
+_STATE_NAMES0 = (UNREVIEWED, "verified", "fixed", UNREADABLE, INVALID, MISSING)  # state codes 0..5
+_S_UNREVIEWED, _S_VERIFIED, _S_FIXED, _S_UNREADABLE, _S_INVALID, _S_MISSING = range(6)
+_COLS = {"err": np.bool_, "lerr": np.bool_, "pred": np.bool_, "correct": np.bool_, "cer": np.float64,
+         "conf": np.float64, "state": np.int16, "missing": np.bool_, "cv": np.float64}  # fmt: skip
+_ATTRS = attrgetter("rel", "label", "label_error", "prediction", "confidence", "cer", "correct", "error")
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic GC while building many small objects (tuples): each collection would walk the whole heap."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _perm_from_keys(keys: tuple[np.ndarray, ...], col: int, descending: bool) -> np.ndarray:
-    if col == COL_CER:
-        group, cer, conf = keys
+    """Stable permutation ordering the rows the keys describe (the first key is the primary one)."""
+    if len(keys) > 1:  # (primary, cer, conf): worst first when descending, ties by confidence ascending
         if descending:
-            return np.lexsort((conf, -cer, -group))
-        return np.lexsort((-conf, cer, group))
+            return np.lexsort(tuple(k if i == len(keys) - 1 else -k for i, k in enumerate(keys))[::-1])
+        return np.lexsort(tuple(-k if i == len(keys) - 1 else k for i, k in enumerate(keys))[::-1])
     (k,) = keys
     if descending:
-        if k.dtype.kind in "fi":
+        if k.dtype.kind in "fiu":
             return np.argsort(-k.astype(np.float64), kind="stable")
         return np.argsort(k, kind="stable")[::-1]
     return np.argsort(k, kind="stable")
-
-
-def _sort_perm(rows: list[Row], col: int, descending: bool) -> np.ndarray:
-    """Permutation ordering ``rows`` by column ``col`` (numpy, stable for ascending)."""
-    return _perm_from_keys(_sort_keys(rows, col), col, descending)
 
 
 def _sort_key(row: Row, col: int):
@@ -177,8 +179,37 @@ def _sort_key(row: Row, col: int):
     return row.rel
 
 
+class _RowsView(Sequence):
+    """``model.rows``: the rows in display order, each :class:`Row` made on first access."""
+
+    __slots__ = ("_m",)
+
+    def __init__(self, model: ResultsModel):
+        self._m = model
+
+    def __len__(self) -> int:
+        return len(self._m._order)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self._m._row(k) for k in self._m._order[i].tolist()]
+        return self._m._row(int(self._m._order[i]))
+
+    def __iter__(self):
+        row = self._m._row
+        for k in self._m._order.tolist():
+            yield row(k)
+
+
 class ResultsModel(QAbstractTableModel):
     """The review rows, in the current sort order.
+
+    The model keeps the core records as they came (record index ``k``), numpy columns
+    per record (flags, CER, confidence, state code, CV CER) built in one pass at load
+    and updated per edit, and ``_order`` (display row -> ``k``). A :class:`Row` is only
+    made when something reads it (painted rows, the inspector, edits), so opening
+    200,000 cached results builds no per-row Python objects; sorting, filtering and
+    counts work on the columns.
 
     Args:
         thumbnails: A ``ThumbnailCache`` for the image column, or ``None`` (no images).
@@ -191,38 +222,233 @@ class ResultsModel(QAbstractTableModel):
 
     def __init__(self, thumbnails=None, parent=None):
         super().__init__(parent)
-        self.rows: list[Row] = []
-        self._row_of: dict[str, int] = {}
         self.thumbnails = thumbnails
         self.sort_column = COL_CER
         self.sort_order = Qt.SortOrder.DescendingOrder
         self._proxy_ref = None  # weakref to the ResultsProxy over this model (set by the proxy)
         self._last_perm: np.ndarray | None = None
-        self._keys: dict[int, tuple[np.ndarray, ...]] = {}  # sort keys per column, aligned with rows
+        self._state_names: list[str] = list(_STATE_NAMES0)
+        self._state_code: dict[str, int] = {s: i for i, s in enumerate(_STATE_NAMES0)}
+        self._cv_src: dict = {}  # the latest cross-validation results, {rel: PredictionResult}
         self._plate_font = plate_font(11)
         self._placeholder: QPixmap | None = None
+        self._reset_data()
+        self.rows = _RowsView(self)
         if thumbnails is not None:
             thumbnails.sig_ready.connect(self._on_thumbnails_ready)
             thumbnails.sig_missing.connect(self._on_thumbnails_missing)
 
+    def _reset_data(self) -> None:
+        self._recs: list = []  # core records by k
+        self._objs: list[Row | None] = []  # Row by k, made on first use
+        self._n = 0
+        self._a = {name: np.zeros(0, dt) for name, dt in _COLS.items()}  # columns by k (capacity-sized)
+        self._rel: list[str] = []
+        self._label: list[str] = []
+        self._pred: list[str] = []
+        self._hay: list[str] | None = None  # case-folded filter haystack by k, built on first text filter
+        self._k_of: dict[str, int] | None = None  # rel -> k, built on first lookup
+        self._skeys: dict[int, np.ndarray] = {}  # string sort keys by k, built on first sort by the column
+        self._cv_rec: dict[int, object] = {}  # k -> cross-validation result
+        self._order = np.zeros(0, np.int64)  # display row -> k
+        self._pos_cache: np.ndarray | None = None  # k -> display row
+        self.needs_resort = False
+
+    # ------------------------------------------------------------ columns
+
+    def _col(self, name: str) -> np.ndarray:
+        return self._a[name][: self._n]
+
+    def _code(self, state: str) -> int:
+        c = self._state_code.get(state)
+        if c is None:
+            c = self._state_code[state] = len(self._state_names)
+            self._state_names.append(state)
+        return c
+
+    def _append(self, recs: list, states: dict[str, str]) -> None:
+        """Add records (and their columns) at the end of the record order; not to the display order."""
+        m = len(recs)
+        if not m:
+            return
+        with _gc_paused():
+            rel, label, lerr, pred, conf, cer, correct, err = zip(*map(_ATTRS, recs))
+        start, end = self._n, self._n + m
+        cap = len(self._a["cer"])
+        if end > cap:
+            cap = max(end, cap + cap // 2)
+            for name, arr in self._a.items():
+                grown = np.zeros(cap, arr.dtype)
+                grown[:start] = arr[:start]
+                self._a[name] = grown
+        a = self._a
+        a["err"][start:end] = np.fromiter(map(bool, err), np.bool_, m)
+        a["lerr"][start:end] = np.fromiter(map(bool, lerr), np.bool_, m)
+        a["pred"][start:end] = np.fromiter(map(bool, pred), np.bool_, m)
+        a["correct"][start:end] = np.fromiter(map(bool, correct), np.bool_, m)
+        a["cer"][start:end] = np.nan_to_num(np.array(cer, np.float64), nan=-1.0)
+        a["conf"][start:end] = np.nan_to_num(np.array(conf, np.float64), nan=0.0)
+        a["missing"][start:end] = False
+        a["cv"][start:end] = np.nan
+        if states:
+            for s in set(states.values()):
+                self._code(s)
+            codes, get = self._state_code, states.get
+            a["state"][start:end] = np.fromiter((codes[get(r, UNREVIEWED)] for r in rel), np.int16, m)
+        else:
+            a["state"][start:end] = _S_UNREVIEWED
+        self._recs.extend(recs)
+        self._objs.extend([None] * m)
+        self._rel.extend(rel)
+        self._label.extend(label)
+        self._pred.extend(pred if None not in pred else [p or "" for p in pred])
+        if self._hay is not None:
+            self._hay.extend(f"{r}\t{lb}\t{p or ''}".casefold() for r, lb, p in zip(rel, label, pred))
+        if self._k_of is not None:
+            self._k_of.update(zip(rel, range(start, end)))
+        self._skeys = {}
+        self._n = end
+        if self._cv_src:
+            get = self._cv_src.get
+            for k in range(start, end):
+                res = get(self._rel[k])
+                if res is not None:
+                    self._set_cv(k, res)
+
+    def _row(self, k: int) -> Row:
+        row = self._objs[k]
+        if row is None:
+            row = self._objs[k] = Row(self._recs[k], self._state_names[self._a["state"][k]])
+            row.k = k
+            row.missing = bool(self._a["missing"][k])
+        return row
+
+    def _sync(self, k: int) -> None:
+        """Copy row ``k``'s (edited) values into the columns."""
+        r = self._objs[k]
+        if r is None:
+            return
+        a = self._a
+        a["err"][k] = bool(r.error)
+        a["lerr"][k] = bool(r.label_error)
+        a["pred"][k] = bool(r.prediction)
+        a["correct"][k] = bool(r.correct)
+        a["cer"][k] = -1.0 if r.cer is None else r.cer
+        a["conf"][k] = r.confidence or 0.0
+        a["state"][k] = self._code(r.state)
+        a["missing"][k] = r.missing
+        if self._rel[k] != r.rel:
+            if self._k_of is not None:
+                if self._k_of.get(self._rel[k]) == k:
+                    del self._k_of[self._rel[k]]
+                self._k_of[r.rel] = k
+            self._rel[k] = r.rel
+        self._label[k] = r.label
+        self._pred[k] = r.prediction
+        if self._hay is not None:
+            self._hay[k] = r.haystack
+        for col, arr in list(self._skeys.items()):
+            v = r.rel if col == COL_FILE else r.label if col == COL_LABEL else r.prediction
+            if len(v) <= arr.dtype.itemsize // 4:
+                arr[k] = v
+            else:
+                del self._skeys[col]
+
+    def _haystack(self) -> list[str]:
+        if self._hay is None:
+            self._hay = [f"{r}\t{lb}\t{p}".casefold() for r, lb, p in zip(self._rel, self._label, self._pred)]
+        return self._hay
+
+    def _kindex(self) -> dict[str, int]:
+        if self._k_of is None:
+            self._k_of = dict(zip(self._rel, range(self._n)))
+        return self._k_of
+
+    def _pos(self) -> np.ndarray:
+        if self._pos_cache is None:
+            pos = np.empty(self._n, np.int64)
+            pos[self._order] = np.arange(len(self._order))
+            self._pos_cache = pos
+        return self._pos_cache
+
+    def _display_codes(self) -> np.ndarray:
+        """State code as shown (missing, unreadable, invalid override unreviewed), by k."""
+        st = self._col("state").copy()
+        unrev = st == _S_UNREVIEWED
+        st[unrev & self._col("lerr")] = _S_INVALID
+        st[unrev & self._col("err")] = _S_UNREADABLE
+        st[self._col("missing")] = _S_MISSING
+        return st
+
+    def _group(self) -> np.ndarray:
+        """0 ok, 1 invalid label, 2 unreadable, 3 missing (worst-first primary key), by k."""
+        g = np.where(self._col("lerr"), 1, 0).astype(np.int8)
+        g[self._col("err")] = 2
+        g[self._col("missing")] = 3
+        return g
+
+    def _keys(self, col: int) -> tuple[np.ndarray, ...]:
+        """Sort keys of column ``col`` by k (numeric columns from the arrays, strings cached)."""
+        if col == COL_CER:
+            return self._group(), self._col("cer"), self._col("conf")
+        if col == COL_CV:
+            return np.nan_to_num(self._col("cv"), nan=-1.0), self._col("cer"), self._col("conf")
+        if col == COL_CONF:
+            return (np.where(self._col("err"), -1.0, self._col("conf")),)
+        if col == COL_STATE:
+            rank = np.array([_STATE_ORDER.get(s, 9) for s in self._state_names], np.int8)
+            return (rank[self._display_codes()],)
+        k = self._skeys.get(col)
+        if k is None:
+            src = self._label if col == COL_LABEL else self._pred if col == COL_PRED else self._rel
+            k = self._skeys[col] = np.array(src) if src else np.zeros(0, "<U1")
+        return (k,)
+
+    def _set_cv(self, k: int, res) -> None:
+        self._cv_rec[k] = res
+        cer = getattr(res, "cer", None)
+        self._a["cv"][k] = np.nan if cer is None else cer
+
     # ------------------------------------------------------------ Qt API
 
     def rowCount(self, parent=QModelIndex()) -> int:  # noqa: B008, N802
-        return 0 if parent.isValid() else len(self.rows)
+        return 0 if parent.isValid() else len(self._order)
 
     def columnCount(self, parent=QModelIndex()) -> int:  # noqa: B008, N802
         return 0 if parent.isValid() else len(HEADERS)
 
     def headerData(self, section: int, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return HEADERS[section]
+        if orientation == Qt.Orientation.Horizontal:
+            if role == Qt.ItemDataRole.DisplayRole:
+                return HEADERS[section]
+            if role == Qt.ItemDataRole.ToolTipRole and section == COL_CV:
+                return "Cross-validated CER: out-of-sample prediction from k-fold fine-tuning (Train panel)"
         return None
 
     def data(self, index: QModelIndex, role=Qt.ItemDataRole.DisplayRole):
         if role not in _ROLES or not index.isValid():
             return None
-        row = self.rows[index.row()]
+        k = int(self._order[index.row()])
+        row = self._row(k)
         col = index.column()
+        if col == COL_CV:
+            cv = self._a["cv"][k]
+            if role == Qt.ItemDataRole.DisplayRole:
+                return "" if cv != cv else f"{cv:.2f}"
+            if role == SORT_ROLE:
+                return -1.0 if cv != cv else float(cv)
+            if role == Qt.ItemDataRole.ToolTipRole:
+                res = self._cv_rec.get(k)
+                if res is None:
+                    return None
+                if getattr(res, "error", None):
+                    return f"CV: unreadable ({res.error})"
+                return f"CV prediction: {res.prediction or '—'}  (confidence {(res.confidence or 0.0):.1%})"
+            if role == Qt.ItemDataRole.TextAlignmentRole:
+                return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            if role == ROW_ROLE:
+                return row
+            return None
         if role == Qt.ItemDataRole.DisplayRole:
             if col == COL_FILE:
                 return row.rel
@@ -291,13 +517,15 @@ class ResultsModel(QAbstractTableModel):
             self.apply_permutation(self._last_perm, layout=True)
 
     def sort_permutation(self, column: int, order) -> np.ndarray | None:
-        """Record the sort column/order and return the permutation (numpy) that applies it."""
+        """Record the sort column/order and return the permutation (numpy) that applies it.
+
+        ``perm[i]`` is the current display row that goes to position ``i``; ties keep
+        their current order (the keys are taken in display order).
+        """
         self.sort_column, self.sort_order = column, order
         self._last_perm = None
-        if self.rows:
-            keys = self._keys.get(column)
-            if keys is None:  # built once, then permuted along with the rows until an edit
-                keys = self._keys[column] = _sort_keys(self.rows, column)
+        if len(self._order):
+            keys = tuple(k[self._order] for k in self._keys(column))
             self._last_perm = _perm_from_keys(keys, column, order == Qt.SortOrder.DescendingOrder)
         return self._last_perm
 
@@ -317,11 +545,9 @@ class ResultsModel(QAbstractTableModel):
         if layout:
             self.layoutAboutToBeChanged.emit()
         old_persistent = self.persistentIndexList()
-        arr = np.empty(n, dtype=object)
-        arr[:] = self.rows
-        self.rows = arr[perm].tolist()
-        self._row_of = None
-        self._keys = {c: tuple(k[perm] for k in ks) for c, ks in self._keys.items()}
+        self._order = self._order[perm]
+        self._pos_cache = None
+        self.needs_resort = False
         if old_persistent:
             self.changePersistentIndexList(
                 old_persistent, [self.index(int(new_pos[i.row()]), i.column()) for i in old_persistent]
@@ -338,88 +564,179 @@ class ResultsModel(QAbstractTableModel):
 
     # ------------------------------------------------------------ content
 
-    def _reindex(self) -> None:
-        self._row_of = None  # rebuilt on the next lookup
-        self._keys = {}
+    def set_records(self, records: Iterable, states: dict[str, str], predicted_only: bool = False) -> list:
+        """Replace every row (at open) and sort by the current column.
 
-    def _index(self) -> dict[str, int]:
-        if self._row_of is None:
-            self._row_of = {r.rel: i for i, r in enumerate(self.rows)}
-        return self._row_of
+        Args:
+            records: Core records (``PredictionResult``, cached predictions, placeholders).
+            states: ``{rel: review state}`` (absent: unreviewed).
+            predicted_only: Keep only records with a prediction or an error.
 
-    def set_records(self, records: Iterable, states: dict[str, str]) -> None:
-        """Replace every row (at open) and sort by the current column."""
+        Returns:
+            The records left out (``predicted_only``), else ``[]``.
+        """
+        recs = records if isinstance(records, list) else list(records)
+        left_out: list = []
         self.beginResetModel()
-        get = states.get
-        rows = [Row(r, get(r.rel, UNREVIEWED)) for r in records]
-        if rows:
-            arr = np.empty(len(rows), dtype=object)
-            arr[:] = rows
-            rows = arr[_sort_perm(rows, self.sort_column, self.sort_order == Qt.SortOrder.DescendingOrder)].tolist()
-        self.rows = rows
-        self._reindex()
+        self._reset_data()
+        self._append(recs, states)
+        if predicted_only and self._n:
+            keep = self._col("pred") | self._col("err")
+            if not keep.all():
+                left_out = list(compress(recs, ~keep))
+                self._reset_data()
+                self._append(list(compress(recs, keep)), states)
+        self._order = np.arange(self._n, dtype=np.int64)
+        if self._n:
+            desc = self.sort_order == Qt.SortOrder.DescendingOrder
+            self._order = _perm_from_keys(self._keys(self.sort_column), self.sort_column, desc).astype(np.int64)
         self.endResetModel()
         self.sig_changed.emit()
+        return left_out
 
     def clear(self) -> None:
         self.set_records([], {})
 
-    def add_predictions(self, results: list) -> None:
-        """Fill in predictions of existing rows; rows not in the table yet are appended."""
-        self._keys = {}
+    def add_predictions(self, results: list, states: dict[str, str] | None = None) -> None:
+        """Fill in predictions of existing rows; rows not in the table yet are appended.
+
+        ``states`` gives the review state of appended rows (``{rel: state}``).
+        """
         new = []
         changed = []
+        index = self._kindex()
         for r in results:
-            i = self._index().get(r.rel)
-            if i is None:
-                new.append(Row(r))
+            k = index.get(r.rel)
+            if k is None:
+                new.append(r)
             else:
-                self.rows[i].set_prediction(r)
-                changed.append(i)
+                self._row(k).set_prediction(r)
+                self._sync(k)
+                changed.append(k)
         if changed:
-            self.dataChanged.emit(self.index(min(changed), 0), self.index(max(changed), len(HEADERS) - 1))
+            pos = self._pos()[changed]
+            self.dataChanged.emit(self.index(int(pos.min()), 0), self.index(int(pos.max()), len(HEADERS) - 1))
         if new:
-            first = len(self.rows)
+            first, start = len(self._order), self._n
             self.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
-            self.rows.extend(new)
-            index = self._index()
-            for k, row in enumerate(new):
-                index[row.rel] = first + k
+            self._append(new, states or {})
+            self._order = np.concatenate([self._order, np.arange(start, self._n, dtype=np.int64)])
+            self._pos_cache = None
             self.endInsertRows()
+        if changed or new:
+            self.needs_resort = True
         self.sig_changed.emit()
 
+    def apply_states(self, states: dict[str, str]) -> None:
+        """Set the review states of rows already in the table (no signals)."""
+        index = self._kindex()
+        for rel, st in states.items():
+            k = index.get(rel)
+            if k is not None:
+                self._a["state"][k] = self._code(st)
+                if self._objs[k] is not None:
+                    self._objs[k].state = st
+
+    def set_crossval(self, results: dict) -> None:
+        """Show out-of-sample (k-fold) predictions: ``{rel: PredictionResult}`` -> the CV CER column."""
+        self._cv_src = dict(results)
+        self._cv_rec = {}
+        self._a["cv"][:] = np.nan
+        index = self._kindex()
+        for rel, res in self._cv_src.items():
+            k = index.get(rel)
+            if k is not None:
+                self._set_cv(k, res)
+        if len(self._order):
+            self.dataChanged.emit(self.index(0, COL_CV), self.index(len(self._order) - 1, COL_CV))
+        self.sig_changed.emit()
+
+    def crossval_of(self, rel: str):
+        """The cross-validation result of the sample ``rel`` now has, or ``None``."""
+        k = self._kindex().get(rel)
+        return None if k is None else self._cv_rec.get(k)
+
     def row_of(self, rel: str) -> int | None:
-        return self._index().get(rel)
+        k = self._kindex().get(rel)
+        return None if k is None else int(self._pos()[k])
 
     def row_changed(self, i: int) -> None:
-        self._keys = {}  # the row's sort keys may have changed
+        self._sync(int(self._order[i]))
         self.dataChanged.emit(self.index(i, 0), self.index(i, len(HEADERS) - 1))
         self.sig_changed.emit()
 
     def apply_rename(self, old: str, new: str) -> int | None:
-        i = self._index().pop(old, None)
-        if i is None:
+        index = self._kindex()
+        k = index.get(old)
+        if k is None:
             return None
         if self.thumbnails is not None:
             self.thumbnails.forget(old)
-        self.rows[i].rename(new)
-        self._index()[new] = i
+        self._row(k).rename(new)
+        self._sync(k)
+        if old in self._cv_src:
+            self._cv_src[new] = self._cv_src.pop(old)
+        i = int(self._pos()[k])
         self.row_changed(i)
         return i
 
     def set_state(self, rel: str, state: str) -> int | None:
-        i = self._index().get(rel)
+        i = self.row_of(rel)
         if i is not None:
             self.rows[i].state = state
             self.row_changed(i)
         return i
 
     def mark_missing(self, rel: str) -> int | None:
-        i = self._index().get(rel)
+        i = self.row_of(rel)
         if i is not None and not self.rows[i].missing:
             self.rows[i].missing = True
             self.row_changed(i)
         return i
+
+    def filter_mask(self, text: str, quick: Iterable[str]) -> np.ndarray:
+        """Which records (by k) pass a text filter (case-folded) and quick filters."""
+        n = self._n
+        mask = np.ones(n, np.bool_)
+        q = set(quick)
+        err, lerr = self._col("err"), self._col("lerr")
+        if "mismatches" in q:
+            mask &= err | lerr | (self._col("pred") & ~self._col("correct"))
+        if "unreviewed" in q:
+            mask &= self._col("state") == _S_UNREVIEWED
+        if "invalid" in q:
+            mask &= lerr
+        if "unreadable" in q:
+            mask &= err
+        if text:
+            hay = self._haystack()
+            idx = np.flatnonzero(mask)
+            hit = np.fromiter((text in hay[k] for k in idx.tolist()), np.bool_, len(idx))
+            mask[idx[~hit]] = False
+        return mask
+
+    def stats(self, mask: np.ndarray | None = None) -> dict:
+        """:func:`stats` over the rows (or the records where ``mask``, by k), with numpy."""
+        err, lerr, pred = self._col("err"), self._col("lerr"), self._col("pred")
+        correct, cer, state = self._col("correct"), self._col("cer"), self._col("state")
+        n = len(self._order)
+        if mask is not None:
+            err, lerr, pred, correct, cer, state = (x[mask] for x in (err, lerr, pred, correct, cer, state))
+            n = int(np.count_nonzero(mask))
+        ok = ~err & ~lerr
+        scored = ok & pred
+        npred = int(np.count_nonzero(scored))
+        ncorrect = int(np.count_nonzero(scored & correct))
+        cer_sum = float(np.clip(cer[scored], 0.0, None).sum())
+        return {
+            "n": n,
+            "predicted": npred,
+            "accuracy": ncorrect / npred if npred else None,
+            "cer": cer_sum / npred if npred else None,
+            "reviewed": int(np.count_nonzero((state == _S_VERIFIED) | (state == _S_FIXED))),
+            "unreadable": int(np.count_nonzero(err)),
+            "invalid": int(np.count_nonzero(~err & lerr)),
+        }
 
     def _on_thumbnails_ready(self, rel: str) -> None:
         self.sig_thumbnail.emit()
@@ -458,8 +775,8 @@ class ResultsProxy(QSortFilterProxyModel):
         layout change. With no filter on, no row's filter result can change: the source
         reports the re-order as a data change with dynamic filtering paused, and the proxy
         moves its own persistent indexes (selection, current row) inside its own layout
-        change. With a filter on, the filter results are computed once per row before the
-        layout change and ``filterAcceptsRow`` only looks them up.
+        change. With a filter on, the filter results are computed once (numpy, by record)
+        before the layout change and ``filterAcceptsRow`` only looks them up.
         """
         src = self.sourceModel()
         if not isinstance(src, ResultsModel):
@@ -470,8 +787,8 @@ class ResultsProxy(QSortFilterProxyModel):
         if perm is None:
             return
         if self.filtering:
-            accepted = np.fromiter(map(self.accepts, src.rows), bool, len(src.rows))
-            self._bulk = accepted[perm].tolist()
+            mask = src.filter_mask(self._text, self._quick)
+            self._bulk = mask[src._order[perm]].tolist()
             try:
                 src.apply_permutation(perm, layout=True)
             finally:
@@ -515,7 +832,7 @@ class ResultsProxy(QSortFilterProxyModel):
     def _end(self) -> None:
         src = self.sourceModel()
         if self.filtering and isinstance(src, ResultsModel):
-            self._bulk = [self.accepts(r) for r in src.rows]
+            self._bulk = src.filter_mask(self._text, self._quick)[src._order].tolist()
         try:
             if hasattr(self, "endFilterChange"):
                 self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
@@ -550,8 +867,15 @@ class ResultsProxy(QSortFilterProxyModel):
         """The rows that pass the filters (source order)."""
         rows = self.sourceModel().rows
         if not self._text and not self._quick:
-            return rows
+            return list(rows)
         return [r for r in rows if self.accepts(r)]
+
+    def stats(self) -> dict:
+        """Counts over the rows shown (numpy over the source's columns)."""
+        src = self.sourceModel()
+        if not isinstance(src, ResultsModel):
+            return stats(self.shown_rows())
+        return src.stats(src.filter_mask(self._text, self._quick) if self.filtering else None)
 
     def row_at(self, proxy_row: int) -> Row | None:
         if 0 <= proxy_row < self.rowCount():
@@ -671,7 +995,7 @@ class ReviewTable(QTableView):
         hh = self.horizontalHeader()
         hh.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         widths = {COL_IMAGE: THUMB_SIZE.width() + 12, COL_FILE: 190, COL_LABEL: 96, COL_PRED: 100, COL_CER: 52,
-                  COL_CONF: 84, COL_STATE: 96}  # fmt: skip
+                  COL_CONF: 84, COL_STATE: 96, COL_CV: 64}  # fmt: skip
         for col, w in widths.items():
             self.setColumnWidth(col, w)
         hh.setSectionResizeMode(COL_FILE, QHeaderView.ResizeMode.Stretch)
@@ -722,6 +1046,7 @@ class ReviewTable(QTableView):
 
 __all__ = [
     "COL_CER",
+    "COL_CV",
     "HEADERS",
     "ResultsModel",
     "ResultsProxy",

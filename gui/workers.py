@@ -35,11 +35,15 @@ class OpenWorker(QObject):
 
     sig_opened = Signal(object)
     """The session is open (a ReviewSession, handed to the GUI thread)."""
-    sig_loaded = Signal(list, dict)
-    """Every sample, with cached predictions where valid: (list of records, {rel: state})."""
+    sig_loaded = Signal(object, object)
+    """Every sample, with cached predictions where valid: (list of records, {rel: state}).
+
+    Typed ``object`` so a queued delivery hands over the Python objects as they are; a
+    ``list``/``dict`` signature converts every element to and from a QVariant (~0.3 s
+    for 200,000 records)."""
     sig_model = Signal(object, str)
     """The predictor is ready (Predictor or None, and a description or why it failed)."""
-    sig_batch = Signal(list)
+    sig_batch = Signal(object)
     """New predictions (list of PredictionResult), in the order they were computed."""
     sig_progress = Signal(object)
     """Progress of the current phase (core.predict.Progress; message names the phase)."""
