@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import compress
-from operator import attrgetter
+from operator import attrgetter, eq
 
 import numpy as np
 from PySide6.QtCore import (
@@ -136,7 +136,7 @@ _STATE_NAMES0 = (UNREVIEWED, "verified", "fixed", UNREADABLE, INVALID, MISSING) 
 _S_UNREVIEWED, _S_VERIFIED, _S_FIXED, _S_UNREADABLE, _S_INVALID, _S_MISSING = range(6)
 _COLS = {"err": np.bool_, "lerr": np.bool_, "pred": np.bool_, "correct": np.bool_, "cer": np.float64,
          "conf": np.float64, "state": np.int16, "missing": np.bool_, "cv": np.float64}  # fmt: skip
-_ATTRS = attrgetter("rel", "label", "label_error", "prediction", "confidence", "cer", "correct", "error")
+_ATTRS = tuple(map(attrgetter, ("rel", "label", "label_error", "prediction", "confidence", "cer", "error")))
 
 
 @contextmanager
@@ -271,8 +271,8 @@ class ResultsModel(QAbstractTableModel):
         m = len(recs)
         if not m:
             return
-        with _gc_paused():
-            rel, label, lerr, pred, conf, cer, correct, err = zip(*map(_ATTRS, recs))
+        with _gc_paused():  # one C-level pass per attribute (~3x cheaper than a tuple per record)
+            rel, label, lerr, pred, conf, cer, err = (list(map(get, recs)) for get in _ATTRS)
         start, end = self._n, self._n + m
         cap = len(self._a["cer"])
         if end > cap:
@@ -285,7 +285,7 @@ class ResultsModel(QAbstractTableModel):
         a["err"][start:end] = np.fromiter(map(bool, err), np.bool_, m)
         a["lerr"][start:end] = np.fromiter(map(bool, lerr), np.bool_, m)
         a["pred"][start:end] = np.fromiter(map(bool, pred), np.bool_, m)
-        a["correct"][start:end] = np.fromiter(map(bool, correct), np.bool_, m)
+        a["correct"][start:end] = np.fromiter(map(eq, pred, label), np.bool_, m)  # as PredictionResult.correct
         a["cer"][start:end] = np.nan_to_num(np.array(cer, np.float64), nan=-1.0)
         a["conf"][start:end] = np.nan_to_num(np.array(conf, np.float64), nan=0.0)
         a["missing"][start:end] = False

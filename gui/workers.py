@@ -7,6 +7,7 @@ through callbacks and poll a stop flag, and the worker turns callbacks into sign
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import traceback
@@ -99,18 +100,26 @@ class OpenWorker(QObject):
             self.sig_opened.emit(self.session)
         session = self.session
         self._phase("Scanning folder…")
-        files = session.scan()
-        if self.only is not None:
-            keep = set(self.only)
-            files = [f for f in files if f[0] in keep]
-        if self.stop_flag():
-            return
-        model_path = Path(self.model_path) if self.model_path else default_model_path()
-        model_hash = ""
-        if model_path.is_file():
-            model_hash = self.predictor.model_hash if self.predictor is not None else file_sha256(model_path)
-        # A re-run of a subset (``only``) predicts it all again; an open shows the cache at once.
-        records, todo = session.load(model_hash if self.only is None else "", files)
+        # Scan and cache lookup build a few hundred thousand small tuples (no cycles): with the
+        # cyclic GC on, each of its many collections would walk the whole growing heap.
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            files = session.scan()
+            if self.only is not None:
+                keep = set(self.only)
+                files = [f for f in files if f[0] in keep]
+            if self.stop_flag():
+                return
+            model_path = Path(self.model_path) if self.model_path else default_model_path()
+            model_hash = ""
+            if model_path.is_file():
+                model_hash = self.predictor.model_hash if self.predictor is not None else file_sha256(model_path)
+            # A re-run of a subset (``only``) predicts it all again; an open shows the cache at once.
+            records, todo = session.load(model_hash if self.only is None else "", files)
+        finally:
+            if was_enabled:
+                gc.enable()
         if self.only is None:
             self.sig_loaded.emit(records, session.states())
         if not todo or self.stop_flag():

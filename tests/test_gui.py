@@ -183,6 +183,25 @@ def test_filters_and_counts(qtbot, window, dataset):
     window.set_quick_filter("unreviewed", False)
 
 
+def test_crossval_results_from_the_train_panel_become_a_sortable_column(qtbot, window, dataset):
+    from core.predict import PredictionResult
+    from gui.table_model import COL_CV, SORT_ROLE
+
+    open_and_wait(qtbot, window, dataset)
+    panel = window.train_dock.widget()
+    rels = sorted(r.rel for r in rows_in_view(window))
+    cv = {rel: PredictionResult(rel=rel, label="", prediction="京A00000", confidence=0.9, cer=i / 20)
+          for i, rel in enumerate(rels[:10])}  # fmt: skip
+    panel.sig_crossval_results.emit(cv)
+    i = window.model.row_of(rels[9])
+    assert window.model.index(i, COL_CV).data() == f"{9 / 20:.2f}"
+    assert "京A00000" in window.model.index(i, COL_CV).data(Qt.ItemDataRole.ToolTipRole)
+    window.table.sortByColumn(COL_CV, Qt.SortOrder.DescendingOrder)
+    assert [r.rel for r in rows_in_view(window)][:10] == rels[:10][::-1]
+    keys = [window.proxy.index(r, COL_CV).data(SORT_ROLE) for r in range(window.proxy.rowCount())]
+    assert keys == sorted(keys, reverse=True) and keys[-1] == -1.0
+
+
 def test_invalid_label_filter(qtbot, window, dataset):
     bad = dataset / "0997-皖AI2345.jpg"
     (dataset / sorted(os.listdir(dataset))[1]).rename(bad)

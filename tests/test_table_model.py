@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from PySide6.QtCore import Qt
 
 from gui.table_model import COL_CER, COL_FILE, ResultsModel, ResultsProxy, ReviewTable
@@ -12,7 +13,7 @@ class _Rec:
         self.rel = f"{i:03d}-皖A{i:05d}.jpg"
         self.label = f"皖A{i:05d}"
         self.label_error = None
-        self.prediction = pred
+        self.prediction = self.label if cer == 0.0 else pred  # correct == (prediction == label), as in core
         self.probs = [0.9] * 7
         self.runner_up = ""
         self.runner_up_probs = [0.1] * 7
@@ -77,3 +78,54 @@ def test_rows_decode_probabilities_lazily():
     model.set_records([rec], {})
     row = model.rows[0]
     assert row.probs == [0.9] * 7 and row.runner_up_probs == [0.1] * 7
+
+
+def test_crossval_column_values_tooltip_and_sort(qtbot):
+    from core.predict import PredictionResult
+    from gui.table_model import COL_CV, HEADERS, SORT_ROLE
+
+    model, proxy, table = _setup(qtbot)
+    assert HEADERS[COL_CV] == "CV CER"
+    rels = sorted(r.rel for r in model.rows)
+    cv = {rel: PredictionResult(rel=rel, label="", prediction=f"皖B{i:05d}", confidence=0.5, cer=(i % 5) / 7)
+          for i, rel in enumerate(rels[:20])}  # fmt: skip
+    cv[rels[20]] = PredictionResult(rel=rels[20], label="", error="not a decodable image")
+    table.select_proxy_row(7)
+    current = proxy.row_at(7).rel
+    model.set_crossval(cv)
+    i = model.row_of(rels[3])
+    assert model.index(i, COL_CV).data() == f"{3 / 7:.2f}"
+    assert model.index(i, COL_CV).data(SORT_ROLE) == 3 / 7
+    assert "皖B00003" in model.index(i, COL_CV).data(Qt.ItemDataRole.ToolTipRole)
+    assert "unreadable" in model.index(model.row_of(rels[20]), COL_CV).data(Qt.ItemDataRole.ToolTipRole)
+    no_cv = model.row_of(rels[30])
+    assert model.index(no_cv, COL_CV).data() == "" and model.index(no_cv, COL_CV).data(SORT_ROLE) == -1.0
+
+    table.sortByColumn(COL_CV, Qt.SortOrder.DescendingOrder)
+    keys = [proxy.index(r, COL_CV).data(SORT_ROLE) for r in range(proxy.rowCount())]
+    assert keys == sorted(keys, reverse=True) and keys[0] == 4 / 7 and keys[-1] == -1.0
+    ties = [proxy.row_at(r) for r in range(proxy.rowCount()) if keys[r] == 4 / 7]
+    assert [t.cer for t in ties] == sorted((t.cer for t in ties), reverse=True)  # ties: worst CER first
+    assert proxy.row_at(table.current_proxy_row()).rel == current
+    table.sortByColumn(COL_CV, Qt.SortOrder.AscendingOrder)
+    keys = [proxy.index(r, COL_CV).data(SORT_ROLE) for r in range(proxy.rowCount())]
+    assert keys == sorted(keys)
+    # A rename keeps the sample's CV score; a reload of the same records re-applies it.
+    model.apply_rename(rels[3], "003-皖A99999.jpg")
+    assert model.index(model.row_of("003-皖A99999.jpg"), COL_CV).data() == f"{3 / 7:.2f}"
+    model.set_crossval({})
+    assert model.index(model.row_of(rels[4]), COL_CV).data() == ""
+
+
+def test_numpy_counts_and_filters_match_the_rows(qtbot):
+    from gui.table_model import stats
+
+    model, proxy, table = _setup(qtbot)
+    model.set_state(model.rows[3].rel, "verified")
+    model.set_state(model.rows[4].rel, "fixed")
+    assert proxy.stats() == pytest.approx(stats(list(model.rows)))
+    proxy.set_quick("unreviewed", True)
+    proxy.set_text("a0002")
+    shown = [proxy.row_at(i) for i in range(proxy.rowCount())]
+    assert proxy.stats() == pytest.approx(stats(shown)) and shown == proxy.shown_rows()
+    assert all(r.state == "unreviewed" and "a0002" in r.rel.casefold() for r in shown)
