@@ -136,6 +136,7 @@ _STATE_NAMES0 = (UNREVIEWED, "verified", "fixed", UNREADABLE, INVALID, MISSING) 
 _S_UNREVIEWED, _S_VERIFIED, _S_FIXED, _S_UNREADABLE, _S_INVALID, _S_MISSING = range(6)
 _COLS = {"err": np.bool_, "lerr": np.bool_, "pred": np.bool_, "correct": np.bool_, "cer": np.float64,
          "conf": np.float64, "state": np.int16, "missing": np.bool_, "cv": np.float64}  # fmt: skip
+_CER_OF = attrgetter("cer")
 _ATTRS = tuple(map(attrgetter, ("rel", "label", "label_error", "prediction", "confidence", "cer", "error")))
 
 
@@ -640,15 +641,27 @@ class ResultsModel(QAbstractTableModel):
     def set_crossval(self, results: dict) -> None:
         """Show out-of-sample (k-fold) predictions: ``{rel: PredictionResult}`` -> the CV CER column."""
         self._cv_src = dict(results)
-        self._cv_rec = {}
         self._a["cv"][:] = np.nan
-        index = self._kindex()
-        for rel, res in self._cv_src.items():
-            k = index.get(rel)
-            if k is not None:
-                self._set_cv(k, res)
+        with _gc_paused():
+            ks = list(map(self._kindex().get, self._cv_src))
+            vals = list(self._cv_src.values())
+            if None in ks:  # results for files not in the table
+                keep = [k is not None for k in ks]
+                ks, vals = list(compress(ks, keep)), list(compress(vals, keep))
+            self._cv_rec = dict(zip(ks, vals))
+            if ks:
+                self._a["cv"][np.array(ks, np.int64)] = np.array(list(map(_CER_OF, vals)), np.float64)  # None: nan
         if len(self._order):
-            self.dataChanged.emit(self.index(0, COL_CV), self.index(len(self._order) - 1, COL_CV))
+            # Not a filter input: keep a dynamic proxy from re-filtering every row (a Python call each).
+            proxy = self._proxy_ref() if self._proxy_ref is not None else None
+            dynamic = proxy is not None and proxy.dynamicSortFilter()
+            if dynamic:
+                proxy.setDynamicSortFilter(False)
+            try:
+                self.dataChanged.emit(self.index(0, COL_CV), self.index(len(self._order) - 1, COL_CV))
+            finally:
+                if dynamic:
+                    proxy.setDynamicSortFilter(True)
         self.sig_changed.emit()
 
     def crossval_of(self, rel: str):
