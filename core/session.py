@@ -131,8 +131,8 @@ class ReviewSession:
     # ------------------------------------------------------------- scanning
 
     def scan(self) -> list[tuple[str, int, int]]:
-        """``(rel, size, mtime_ns)`` of every image file, sorted by rel."""
-        return [tuple(f) for f in _store.scan_files(self.folder)]
+        """``(rel, size, mtime_ns)`` of every image file (``core.store.FileStat`` tuples), sorted by rel."""
+        return _store.scan_files(self.folder)
 
     def load(self, model_hash: str, files: list[tuple[str, int, int]] | None = None) -> tuple[list, list[Sample]]:
         """Every sample with its cached prediction where still valid, and the samples left to predict.
