@@ -529,6 +529,8 @@ class MainWindow(QMainWindow):
         self.model.add_predictions(results, getattr(self, "_pending_states", {}))
         if had == 0 and self.model.rowCount():
             self.table.select_proxy_row(0)
+            # Selected for the user, not by them: after the final sort, the worst row takes its place.
+            self._auto_selected = self._current_row()
 
     @Slot(object)
     def _on_worker_progress(self, p: Progress) -> None:
@@ -565,8 +567,12 @@ class MainWindow(QMainWindow):
         if self.model.needs_resort:  # predictions came in since the load's sort
             current = self._current_row()
             self.model.resort()
-            if current is not None:
+            if current is not None and current is getattr(self, "_auto_selected", None):
+                self.table.select_proxy_row(0)
+                self.table.scrollToTop()
+            elif current is not None:
                 self._select_row(current)
+        self._auto_selected = None
         if self.model.rowCount() and not self.table.currentIndex().isValid():
             self.table.select_proxy_row(0)
         n = self.model.rowCount()

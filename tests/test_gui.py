@@ -65,6 +65,8 @@ def test_open_predicts_everything_worst_first(qtbot, window, dataset):
     cers = [r.cer for r in readable]
     assert cers == sorted(cers, reverse=True)
     assert window.proxy.sourceModel().sort_column == COL_CER
+    # The app picked the first row for the user while predicting; after the final sort the worst row has it.
+    assert current(window).rel == CORRUPT
     assert "CPU" in window.model_label.text() and "m.pt" in window.model_label.text()
     assert "21 samples" in window.counts_label.text()
     # Sorting by another column, numerically, then back.
