@@ -164,9 +164,8 @@ def main() -> int:
         print()
         print("| measure (median of rounds) | images/s |")
         print("| --- | ---: |")
-        print(
-            f"| ours end to end (folder -> CSV, onnxruntime, decode in-thread: the default here) | {med['ours_e2e']:.0f} |"
-        )
+        print(f"| ours end to end (folder -> CSV), prefetch thread: the default here | {med['ours_e2e']:.0f} |")
+        print(f"| ours end to end, decode and inference in turn (no prefetch) | {med['ours_e2e_serial']:.0f} |")
         print(f"| ours end to end, 1 DataLoader worker process (spawn) | {med['ours_e2e_1worker']:.0f} |")
         print(f"| ours model only, onnxruntime, batch {args.batch_size} | {med['ours_onnx']:.0f} |")
         print(f"| ours model only, PyTorch eager channels_last, batch {args.batch_size} | {med['ours_torch']:.0f} |")
