@@ -197,3 +197,20 @@ def test_prefetch_raises_producer_errors_and_stops_on_break():
 
     time.sleep(0.3)
     assert len(pulled) == n <= 3 + 2 + 2  # the producer stopped after the break
+
+
+def test_preprocess_matches_the_notebook_pipeline():
+    import albumentations as A
+    from albumentations.pytorch import ToTensorV2
+
+    from core.data import preprocess
+    from core.images import read_rgb
+
+    from ._util import real_files
+
+    ref = A.Compose([A.Resize(64, 224), A.Normalize(), ToTensorV2()])
+    for f in real_files(5, step=97):
+        rgb = read_rgb(f)
+        got = preprocess(rgb)
+        assert got.shape == (3, 64, 224) and got.dtype == np.float32 and got.flags.c_contiguous
+        assert np.abs(got - ref(image=rgb)["image"].numpy()).max() < 1e-4
