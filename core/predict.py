@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -268,58 +267,15 @@ def make_result(sample: Sample, decoded: tuple[str, list[float], str, list[float
     return r
 
 
-def prefetch(iterable: Iterable, depth: int = 2, should_stop: Callable[[], bool] | None = None):
-    """Iterate ``iterable`` in a background thread, keeping up to ``depth`` items ready.
-
-    Exceptions in the producer are re-raised in the consumer; leaving the loop early
-    (break, exception, ``should_stop``) stops the producer after its current item.
-    """
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = threading.Event()
-    end = object()
-
-    def produce() -> None:
-        try:
-            for item in iterable:
-                while not done.is_set():
-                    try:
-                        q.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        if should_stop and should_stop():
-                            done.set()
-                if done.is_set():
-                    return
-            q.put((end, None))
-        except BaseException as e:  # handed to the consumer
-            q.put((end, e))
-
-    t = threading.Thread(target=produce, name="predict-prefetch", daemon=True)
-    t.start()
-    try:
-        while True:
-            item, err = q.get()
-            if item is end:
-                if err is not None:
-                    raise err
-                return
-            yield item
-    finally:
-        done.set()
-        while t.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                t.join(0.05)
-
-
 def default_workers(predictor: Predictor, n: int) -> int:
     """DataLoader processes for decoding: only cores the model leaves free, and only for big folders.
 
-    Decoding and resizing a 94x24 crop costs ~0.2 ms against ~1.5 ms of LSTM inference on
-    2 CPU threads; a worker process costs seconds to start (it imports torch) and competes
-    for the cores the model uses, so below that a prefetch thread does the decoding
-    (bench/bench_predict.py measures both).
+    Decoding and preprocessing a 94x24 crop costs ~0.1-0.2 ms against ~1.5 ms of LSTM
+    inference on 2 CPU threads. Measured on 2 cores (docs/BENCHMARKS.md): decoding in this
+    thread between model calls reaches 86 % of the model-only speed; a worker process
+    halves it (seconds to start, it imports torch, and it competes for the model's cores),
+    and a prefetch thread was ~10 % slower than in-turn decoding (GIL and core contention).
+    So decoding overlaps inference only where the model leaves cores free.
     """
     cores = os.cpu_count() or 1
     spare = cores - (predictor.threads if predictor.device.type == "cpu" else 1)
@@ -344,7 +300,7 @@ def predict_samples(
         predictor: A loaded :class:`Predictor`.
         batch_size: Images per model call.
         workers: DataLoader processes decoding and resizing (default: :func:`default_workers`;
-            0 = one background thread of this process).
+            0 = in this thread, between model calls).
         progress: Called after every batch.
         on_batch: Called with each batch's results as soon as they exist (live tables).
         should_stop: Polled between batches; when True, returns what is done so far.
@@ -375,10 +331,7 @@ def predict_samples(
     results: list[PredictionResult | None] = [None] * n
     done = 0
     t0 = time.perf_counter()
-    # With no worker processes, a thread still decodes the next batches while the model runs
-    # (OpenCV and numpy release the GIL), so reading overlaps inference instead of alternating.
-    batches = loader if workers else prefetch(loader, depth=2, should_stop=should_stop)
-    for idx, xs, errors in batches:
+    for idx, xs, errors in loader:
         if should_stop and should_stop():
             break
         batch_results = []

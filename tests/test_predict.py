@@ -150,55 +150,6 @@ def test_cuda_matches_cpu(folder, ckpt):  # pragma: no cover - GPU machines only
         assert x.prediction == y.prediction or max(x.probs) < 0.6
 
 
-def test_prefetch_keeps_order_and_overlaps():
-    import threading
-    import time
-
-    from core.predict import prefetch
-
-    producer_threads = set()
-
-    def slow():
-        for i in range(6):
-            producer_threads.add(threading.current_thread().name)
-            time.sleep(0.02)
-            yield i
-
-    assert list(prefetch(slow(), depth=2)) == list(range(6))
-    assert producer_threads == {"predict-prefetch"}
-
-
-def test_prefetch_raises_producer_errors_and_stops_on_break():
-    from core.predict import prefetch
-
-    def bad():
-        yield 1
-        raise OSError("disk gone")
-
-    it = prefetch(bad())
-    assert next(it) == 1
-    with pytest.raises(OSError, match="disk gone"):
-        next(it)
-
-    pulled = []
-
-    def endless():
-        i = 0
-        while True:
-            pulled.append(i)
-            yield i
-            i += 1
-
-    for x in prefetch(endless(), depth=2):
-        if x == 3:
-            break
-    n = len(pulled)
-    import time
-
-    time.sleep(0.3)
-    assert len(pulled) == n <= 3 + 2 + 2  # the producer stopped after the break
-
-
 def test_preprocess_matches_the_notebook_pipeline():
     import albumentations as A
     from albumentations.pytorch import ToTensorV2
