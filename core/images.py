@@ -30,7 +30,7 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     """
     p = Path(path)
     try:
-        data = np.fromfile(p, dtype=np.uint8)
+        data = np.frombuffer(p.read_bytes(), dtype=np.uint8)
     except FileNotFoundError:
         raise ImageReadError(p, "file not found (deleted or renamed?)") from None
     except IsADirectoryError:
