@@ -24,7 +24,6 @@ torch or Qt, so it is cheap to import from the CLI.
 from __future__ import annotations
 
 import contextlib
-import gc
 import hashlib
 import os
 import sqlite3
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import plates
+from .gc_pause import gc_paused
 
 STORE_DIRNAME = ".plate-review"  # same as core.data.STORE_DIRNAME (not imported: core.data pulls torch)
 STORE_FILENAME = "store.sqlite"
@@ -311,7 +311,7 @@ def scan_files(folder: str | os.PathLike, recursive: bool = True) -> list[FileSt
     make = FileStat._make
     out: list[FileStat] = []
     stack = [("", root)]
-    with _gc_paused():  # 200k new tuples would trigger many full collections over a large heap
+    with gc_paused():  # 200k new tuples would trigger many full collections over a large heap
         while stack:
             prefix, d = stack.pop()
             try:
@@ -341,18 +341,6 @@ def scan_files(folder: str | os.PathLike, recursive: bool = True) -> list[FileSt
                     os.close(fd)
         out.sort()
     return out
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while building many small acyclic objects."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _dataset_writable(folder: Path) -> bool:
@@ -519,13 +507,9 @@ class Store:
         want = {f[0]: f for f in files}
         get = want.get
         make = CachedPrediction._make
-        with self._lock, _gc_paused():
+        with self._lock, gc_paused():
             cur = self.conn.execute(f"SELECT {_PRED_COLS} FROM predictions WHERE model = ?", (model_hash,))
-            return {
-                r[0]: make(r)
-                for r in cur
-                if (f := get(r[0])) is not None and f[1] == r[1] and f[2] == r[2]
-            }
+            return {r[0]: make(r) for r in cur if (f := get(r[0])) is not None and f[1] == r[1] and f[2] == r[2]}
 
     def put_predictions(
         self,

@@ -9,10 +9,8 @@ unreadable, invalid labels, then CER descending, ties by confidence ascending).
 
 from __future__ import annotations
 
-import gc
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from itertools import compress
 from operator import attrgetter, eq
 
@@ -29,9 +27,11 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QFontMetrics, QKeyEvent, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QStyle, QStyledItemDelegate, QTableView
 
+from core.gc_pause import gc_paused
+from core.session import INVALID, MISSING, UNREADABLE, UNREVIEWED, cer_of, label_info
+
 from . import style
 from .fonts import plate_font
-from core.session import INVALID, MISSING, UNREADABLE, UNREVIEWED, cer_of, label_info
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 ROW_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -138,18 +138,6 @@ _COLS = {"err": np.bool_, "lerr": np.bool_, "pred": np.bool_, "correct": np.bool
          "conf": np.float64, "state": np.int16, "missing": np.bool_, "cv": np.float64}  # fmt: skip
 _CER_OF = attrgetter("cer")
 _ATTRS = tuple(map(attrgetter, ("rel", "label", "label_error", "prediction", "confidence", "cer", "error")))
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic GC while building many small objects (tuples): each collection would walk the whole heap."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _perm_from_keys(keys: tuple[np.ndarray, ...], col: int, descending: bool) -> np.ndarray:
@@ -272,7 +260,7 @@ class ResultsModel(QAbstractTableModel):
         m = len(recs)
         if not m:
             return
-        with _gc_paused():  # one C-level pass per attribute (~3x cheaper than a tuple per record)
+        with gc_paused():  # one C-level pass per attribute (~3x cheaper than a tuple per record)
             rel, label, lerr, pred, conf, cer, err = (list(map(get, recs)) for get in _ATTRS)
         start, end = self._n, self._n + m
         cap = len(self._a["cer"])
@@ -642,7 +630,7 @@ class ResultsModel(QAbstractTableModel):
         """Show out-of-sample (k-fold) predictions: ``{rel: PredictionResult}`` -> the CV CER column."""
         self._cv_src = dict(results)
         self._a["cv"][:] = np.nan
-        with _gc_paused():
+        with gc_paused():
             ks = list(map(self._kindex().get, self._cv_src))
             vals = list(self._cv_src.values())
             if None in ks:  # results for files not in the table
