@@ -3,12 +3,15 @@
 Sorting is done by the source model over precomputed numeric/str keys (``SORT_ROLE``
 gives the same keys per cell), because a proxy comparing 200,000 rows through Python
 ``data()`` calls takes seconds; the proxy only filters (``filterAcceptsRow``) and
-forwards ``sort()`` to the source. Default order: worst first (CER column descending:
-unreadable, invalid labels, then CER descending, ties by confidence ascending).
+forwards ``sort()`` to the source. Filter results are numpy masks over the source's
+columns; the proxy judges a single row in Python only when that row changed (see
+``ResultsProxy``). Default order: worst first (CER column descending: unreadable,
+invalid labels, then CER descending, ties by confidence ascending).
 """
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections.abc import Iterable, Sequence
 from itertools import compress
@@ -242,6 +245,9 @@ class ResultsModel(QAbstractTableModel):
         self._order = np.zeros(0, np.int64)  # display row -> k
         self._pos_cache: np.ndarray | None = None  # k -> display row
         self.needs_resort = False
+        # Set by a sort with a filter on (ResultsProxy.sort): the order is sorted among the rows the
+        # proxy shows and among the others, each kept at their positions; not one sorted order.
+        self.sorted_within_filter = False
 
     # ------------------------------------------------------------ columns
 
@@ -495,8 +501,8 @@ class ResultsModel(QAbstractTableModel):
         """Re-order the rows by a column (stable; keeps selection through persistent indexes).
 
         When a :class:`ResultsProxy` sits on this model the proxy drives the re-order
-        (it can skip re-filtering every row when no filter is on); otherwise the rows are
-        permuted inside a layout change.
+        (so that it need not re-filter every row); otherwise the rows are permuted inside
+        a layout change.
         """
         proxy = self._proxy_ref() if self._proxy_ref is not None else None
         if proxy is not None and proxy.sourceModel() is self:
@@ -518,16 +524,20 @@ class ResultsModel(QAbstractTableModel):
             self._last_perm = _perm_from_keys(keys, column, order == Qt.SortOrder.DescendingOrder)
         return self._last_perm
 
-    def apply_permutation(self, perm: np.ndarray | None, layout: bool = True) -> np.ndarray | None:
+    def apply_permutation(
+        self, perm: np.ndarray | None, layout: bool = True, within_filter: bool = False
+    ) -> np.ndarray | None:
         """Put row ``perm[i]`` at position ``i``; returns ``new position`` per old row.
 
         ``layout=True`` signals a layout change (observers re-map everything, persistent
         indexes follow their rows); ``layout=False`` reports it as a change of every row's
         data (``dataChanged``), for a proxy that re-maps its own persistent indexes and
-        knows no row's filter result changed.
+        knows no row's filter result changed. ``within_filter``: the permutation sorts
+        only within the rows a proxy shows and within the others (:attr:`sorted_within_filter`).
         """
         if perm is None or not len(perm):
             return None
+        self.sorted_within_filter = within_filter
         n = len(perm)
         new_pos = np.empty(n, np.int64)
         new_pos[perm] = np.arange(n)
@@ -616,15 +626,51 @@ class ResultsModel(QAbstractTableModel):
             self.needs_resort = True
         self.sig_changed.emit()
 
-    def apply_states(self, states: dict[str, str]) -> None:
-        """Set the review states of rows already in the table (no signals)."""
+    def remove(self, rels: Iterable[str]) -> int:
+        """Take the rows of these samples out (files gone or changed on disk); unknown rels are ignored.
+
+        One layout change whatever the number of rows (observers re-map once; persistent
+        indexes of the rows left follow them, those of removed rows become invalid). The
+        records are compacted, so counts and filters never see them again.
+
+        Returns:
+            The number of rows removed.
+        """
         index = self._kindex()
-        for rel, st in states.items():
-            k = index.get(rel)
-            if k is not None:
-                self._a["state"][k] = self._code(st)
-                if self._objs[k] is not None:
-                    self._objs[k].state = st
+        ks = [k for k in map(index.get, rels) if k is not None]
+        if not ks:
+            return 0
+        keep = np.ones(self._n, np.bool_)
+        keep[ks] = False
+        new_k = np.cumsum(keep) - 1  # old k -> new k, where kept
+        shown = keep[self._order]  # by display row
+        new_pos = np.cumsum(shown) - 1
+        self.layoutAboutToBeChanged.emit()
+        persistent = self.persistentIndexList()
+        n = int(np.count_nonzero(keep))
+        for arr in self._a.values():
+            arr[:n] = arr[: self._n][keep]
+        alive = np.flatnonzero(keep).tolist()
+        for name in ("_recs", "_objs", "_rel", "_label", "_pred") + (("_hay",) if self._hay is not None else ()):
+            old = getattr(self, name)
+            setattr(self, name, [old[k] for k in alive])
+        for k, row in enumerate(self._objs):
+            if row is not None:
+                row.k = k
+        self._skeys = {col: arr[keep] for col, arr in self._skeys.items()}
+        self._cv_rec = {int(new_k[k]): res for k, res in self._cv_rec.items() if keep[k]}
+        self._k_of = None
+        self._n = n
+        self._order = new_k[self._order[shown]]
+        self._pos_cache = None
+        if persistent:
+            self.changePersistentIndexList(persistent, [
+                self.index(int(new_pos[i.row()]), i.column()) if shown[i.row()] else QModelIndex()
+                for i in persistent
+            ])  # fmt: skip
+        self.layoutChanged.emit()
+        self.sig_changed.emit()
+        return len(ks)
 
     def set_crossval(self, results: dict) -> None:
         """Show out-of-sample (k-fold) predictions: ``{rel: PredictionResult}`` -> the CV CER column."""
@@ -746,8 +792,31 @@ class ResultsModel(QAbstractTableModel):
         self.mark_missing(rel)
 
 
+_LAZY = object()  # ResultsProxy._bulk: a re-map of every row is under way, results not computed yet
+
+
+def _within(perm: np.ndarray, shown: np.ndarray) -> np.ndarray:
+    """``perm`` changed so that shown rows stay at the positions of shown rows, hidden at hidden ones.
+
+    Each group keeps its order from ``perm``; ``shown`` is by current row.
+    """
+    out = np.empty_like(perm)
+    moving_shown = shown[perm]
+    out[shown] = perm[moving_shown]
+    out[~shown] = perm[~moving_shown]
+    return out
+
+
 class ResultsProxy(QSortFilterProxyModel):
-    """Filters rows by text and quick filters; sorting is forwarded to the source model."""
+    """Filters rows by text and quick filters; sorting is forwarded to the source model.
+
+    ``QSortFilterProxyModel`` calls ``filterAcceptsRow`` (Python, ~1-3 us a call in
+    PySide6) for every source row whenever it re-maps them all: on a filter change and on
+    a layout change or reset of the source. During those re-maps the results come from
+    one numpy pass over the source's columns (:meth:`ResultsModel.filter_mask`), computed
+    on the first call; only a single changed row is judged by :meth:`accepts`. Sorting
+    avoids re-maps altogether (see :meth:`sort`).
+    """
 
     QUICK_FILTERS = ("mismatches", "unreviewed", "invalid", "unreadable")
 
@@ -755,13 +824,33 @@ class ResultsProxy(QSortFilterProxyModel):
         super().__init__(parent)
         self._text = ""
         self._quick: set[str] = set()
-        self._bulk: list[bool] | None = None  # filter results per source row during a bulk re-filter
+        self._bulk: list[bool] | object | None = None  # filter results by source row during a re-map of all rows
         self.setDynamicSortFilter(True)
 
     def setSourceModel(self, model) -> None:  # noqa: N802
         super().setSourceModel(model)
         if isinstance(model, ResultsModel):
             model._proxy_ref = weakref.ref(self)
+            # Connected after QSortFilterProxyModel's own handlers, so these run after its re-map started.
+            model.layoutAboutToBeChanged.connect(self._begin_remap)
+            model.layoutChanged.connect(self._end_remap)
+            model.modelAboutToBeReset.connect(self._begin_remap)
+            model.modelReset.connect(self._end_remap)
+
+    def _begin_remap(self, *_args) -> None:
+        self._bulk = _LAZY
+
+    def _end_remap(self, *_args) -> None:
+        self.rowCount()  # builds the mapping now if Qt left it for later, while the results are at hand
+        self._bulk = None
+
+    @contextlib.contextmanager
+    def _remapping(self):
+        self._begin_remap()
+        try:
+            yield
+        finally:
+            self._end_remap()
 
     @property
     def filtering(self) -> bool:
@@ -771,13 +860,14 @@ class ResultsProxy(QSortFilterProxyModel):
     def sort(self, column: int, order=Qt.SortOrder.AscendingOrder) -> None:
         """Sort by having the source model permute its rows (numpy), never by ``lessThan``.
 
-        ``QSortFilterProxyModel`` re-filters every source row (one Python
-        ``filterAcceptsRow`` call each, ~3 us in PySide6) whenever the source signals a
-        layout change. With no filter on, no row's filter result can change: the source
-        reports the re-order as a data change with dynamic filtering paused, and the proxy
-        moves its own persistent indexes (selection, current row) inside its own layout
-        change. With a filter on, the filter results are computed once (numpy, by record)
-        before the layout change and ``filterAcceptsRow`` only looks them up.
+        The proxy re-maps every source row (one Python ``filterAcceptsRow`` call each)
+        whenever the source signals a layout change; a sort needs none. The source
+        permutes its rows so that the rows shown stay at the source positions they had
+        (with a filter on, sorted among those positions; the hidden rows among the others)
+        and reports it as a data change with dynamic filtering paused; the proxy's mapping
+        stays valid, and the proxy moves its own persistent indexes (selection, current row)
+        inside its own layout change. The source's order is one sorted order again at the
+        next filter change (:meth:`_set_filter`).
         """
         src = self.sourceModel()
         if not isinstance(src, ResultsModel):
@@ -787,22 +877,24 @@ class ResultsProxy(QSortFilterProxyModel):
         perm = src.sort_permutation(column, order)
         if perm is None:
             return
-        if self.filtering:
-            mask = src.filter_mask(self._text, self._quick)
-            self._bulk = mask[src._order[perm]].tolist()
-            try:
-                src.apply_permutation(perm, layout=True)
-            finally:
-                self._bulk = None
-            return
+        within = self.filtering
+        shown = src.filter_mask(self._text, self._quick)[src._order] if within else None  # by source row
+        if within:
+            perm = _within(perm, shown)
         self.setDynamicSortFilter(False)
         try:
             self.layoutAboutToBeChanged.emit()
             persistent = self.persistentIndexList()
             old = [(p.row(), p.column()) for p in persistent]
-            new_pos = src.apply_permutation(perm, layout=False)
+            new_pos = src.apply_permutation(perm, layout=False, within_filter=within)
             if persistent:
-                self.changePersistentIndexList(persistent, [self.index(int(new_pos[r]), c) for r, c in old])
+                moved = new_pos  # proxy row -> new proxy row; without a filter proxy rows are source rows
+                if shown is not None:  # proxy row i is the i-th shown source row, before and after
+                    at = np.flatnonzero(shown)
+                    rank = np.empty(len(shown), np.int64)
+                    rank[at] = np.arange(len(at))
+                    moved = rank[new_pos[at]]
+                self.changePersistentIndexList(persistent, [self.index(int(moved[r]), c) for r, c in old])
             self.layoutChanged.emit()
         finally:
             self.setDynamicSortFilter(True)
@@ -810,37 +902,45 @@ class ResultsProxy(QSortFilterProxyModel):
     def set_text(self, text: str) -> None:
         text = text.strip().casefold()
         if text != self._text:
-            self._begin()
-            self._text = text
-            self._end()
+            self._set_filter(text, self._quick)
 
     def set_quick(self, name: str, on: bool) -> None:
         if name not in self.QUICK_FILTERS:
             raise ValueError(name)
         if (name in self._quick) != on:
-            self._begin()
-            (self._quick.add if on else self._quick.discard)(name)
-            self._end()
+            self._set_filter(self._text, self._quick | {name} if on else self._quick - {name})
 
     @property
     def quick(self) -> frozenset[str]:
         return frozenset(self._quick)
 
-    def _begin(self) -> None:
+    def _set_filter(self, text: str, quick: set[str]) -> None:
+        """Change the filters; one re-map of every row (two after a sort with a filter on, see below)."""
+        src = self.sourceModel()
+        if not isinstance(src, ResultsModel):
+            self._text, self._quick = text, quick
+            self.invalidateFilter()
+            return
+        if src.sorted_within_filter:
+            # The rows about to show must come in sort order: the source goes back to one sorted
+            # order in a layout change. If no row shown now gets hidden, that change applies the
+            # new filter too (every persistent index stays valid); otherwise it runs under the
+            # filter still on, and the filter change follows.
+            resort = src.sort_permutation(src.sort_column, src.sort_order)
+            hides = bool(np.any(src.filter_mask(self._text, self._quick) & ~src.filter_mask(text, quick)))
+            if not hides:
+                self._text, self._quick = text, quick
+            src.apply_permutation(resort, layout=True)
+            if not hides:
+                return
         if hasattr(self, "beginFilterChange"):
             self.beginFilterChange()
-
-    def _end(self) -> None:
-        src = self.sourceModel()
-        if self.filtering and isinstance(src, ResultsModel):
-            self._bulk = src.filter_mask(self._text, self._quick)[src._order].tolist()
-        try:
+        self._text, self._quick = text, quick
+        with self._remapping():
             if hasattr(self, "endFilterChange"):
                 self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
             else:  # Qt < 6.10
                 self.invalidateFilter()
-        finally:
-            self._bulk = None
 
     def accepts(self, row: Row) -> bool:
         """Whether ``row`` passes the current filters (also used for counts)."""
@@ -857,12 +957,15 @@ class ResultsProxy(QSortFilterProxyModel):
         return not self._text or self._text in row.haystack
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex) -> bool:  # noqa: N802
-        bulk = self._bulk
-        if bulk is not None:  # a bulk re-filter: results computed beforehand
-            return bulk[source_row]
         if not self._text and not self._quick:
             return True
-        return self.accepts(self.sourceModel().rows[source_row])
+        bulk = self._bulk
+        if bulk is None:  # one row changed (dynamic filtering)
+            return self.accepts(self.sourceModel().rows[source_row])
+        if bulk is _LAZY:  # the first call of a re-map of every row: all results at once
+            src = self.sourceModel()
+            bulk = self._bulk = src.filter_mask(self._text, self._quick)[src._order].tolist()
+        return bulk[source_row]
 
     def shown_rows(self) -> list[Row]:
         """The rows that pass the filters (source order)."""

@@ -129,3 +129,72 @@ def test_numpy_counts_and_filters_match_the_rows(qtbot):
     shown = [proxy.row_at(i) for i in range(proxy.rowCount())]
     assert proxy.stats() == pytest.approx(stats(shown)) and shown == proxy.shown_rows()
     assert all(r.state == "unreviewed" and "a0002" in r.rel.casefold() for r in shown)
+
+
+def _expected(model, proxy, key, reverse=False):
+    """The rels the proxy should show: the rows passing its filters, in order of ``key``."""
+    passing = [r for r in model.rows if proxy.accepts(r)]
+    return [r.rel for r in sorted(passing, key=key, reverse=reverse)]
+
+
+def test_sort_with_a_filter_on_orders_the_shown_rows_and_keeps_the_selection(qtbot):
+    model, proxy, table = _setup(qtbot)
+    proxy.set_quick("mismatches", True)  # the 42 rows whose CER is not 0
+    assert proxy.rowCount() == 42
+    table.select_proxy_row(5)
+    rel = proxy.row_at(5).rel
+    for col, order, key in ((COL_FILE, Qt.SortOrder.AscendingOrder, lambda r: r.rel),
+                            (COL_FILE, Qt.SortOrder.DescendingOrder, lambda r: r.rel),
+                            (COL_CER, Qt.SortOrder.AscendingOrder, lambda r: r.cer)):  # fmt: skip
+        table.sortByColumn(col, order)
+        assert _shown(proxy) == _expected(model, proxy, key, reverse=order == Qt.SortOrder.DescendingOrder)
+        assert proxy.row_at(table.current_proxy_row()).rel == rel
+        assert len(table.selectionModel().selectedRows()) == 1
+        assert [proxy.mapToSource(proxy.index(i, 0)).row() for i in range(3)] == [
+            model.row_of(x) for x in _shown(proxy)[:3]]  # fmt: skip
+    # An edit under the filter, then a sort: the rows shown still match the filter.
+    proxy.set_quick("unreviewed", True)
+    gone = proxy.row_at(0).rel
+    model.set_state(gone, "verified")
+    table.sortByColumn(COL_FILE, Qt.SortOrder.AscendingOrder)
+    assert gone not in _shown(proxy) and _shown(proxy) == _expected(model, proxy, lambda r: r.rel)
+    # Filters off: every row, in one sorted order, selection kept.
+    proxy.set_quick("unreviewed", False)
+    proxy.set_quick("mismatches", False)
+    assert proxy.rowCount() == 50 and _shown(proxy) == sorted(r.rel for r in model.rows)
+    assert [r.rel for r in model.rows] == _shown(proxy)
+    assert proxy.row_at(table.current_proxy_row()).rel == rel
+    # A filter that hides rows after a sort under another filter (the source is re-sorted first).
+    proxy.set_text("a0001")
+    table.sortByColumn(COL_FILE, Qt.SortOrder.DescendingOrder)
+    proxy.set_quick("mismatches", True)  # hides 014 (CER 0)
+    assert _shown(proxy) == _expected(model, proxy, lambda r: r.rel, reverse=True) and len(_shown(proxy)) == 9
+    proxy.set_text("")
+    assert _shown(proxy) == _expected(model, proxy, lambda r: r.rel, reverse=True) and len(_shown(proxy)) == 42
+
+
+def test_remove_rows_keeps_the_rest_selection_counts_and_cv(qtbot):
+    from core.predict import PredictionResult
+    from gui.table_model import COL_CV, stats
+
+    model, proxy, table = _setup(qtbot)
+    rels = [r.rel for r in model.rows]
+    model.set_crossval({rel: PredictionResult(rel=rel, label="", prediction="", cer=0.5) for rel in rels[10:13]})
+    model.set_state(rels[12], "verified")
+    table.select_proxy_row(20)
+    current = proxy.row_at(20)
+    proxy.set_quick("unreviewed", True)
+    assert model.remove([rels[0], rels[11], "not-in-the-table.jpg", rels[30]]) == 3
+    removed = {rels[0], rels[11], rels[30]}
+    assert model.rowCount() == 47 and [r.rel for r in model.rows] == [r for r in rels if r not in removed]
+    assert all(model.row_of(r) is None for r in (rels[0], rels[11], rels[30]))
+    assert all(model.rows[model.row_of(r.rel)] is r for r in model.rows)
+    assert proxy.row_at(table.current_proxy_row()) is current
+    assert proxy.rowCount() == 46 and _shown(proxy) == [r.rel for r in model.rows if r.state == "unreviewed"]
+    assert proxy.stats() == pytest.approx(stats(proxy.shown_rows()))
+    assert model.index(model.row_of(rels[10]), COL_CV).data() == "0.50"
+    assert model.index(model.row_of(rels[13]), COL_CV).data() == ""
+    model.remove([current.rel])
+    assert not table.currentIndex().isValid() and model.rowCount() == 46
+    table.sortByColumn(COL_FILE, Qt.SortOrder.AscendingOrder)
+    assert _shown(proxy) == sorted(r.rel for r in model.rows if r.state == "unreviewed")
