@@ -151,11 +151,56 @@ class ReviewSession:
         for rel, _size, _mtime in files:
             rec = cached.get(rel)
             if rec is None:
-                parsed = plates.parse_name(rel.rsplit("/", 1)[-1])
-                rec = Pending(rel, parsed.label, parsed.error)
-                todo.append(Sample(self.folder / rel, rel, parsed))
+                rec = self._pending(rel, todo)
             records.append(rec)
         return records, todo
+
+    def _pending(self, rel: str, todo: list[Sample]) -> Pending:
+        """A placeholder for a file without a valid prediction; its sample is appended to ``todo``."""
+        parsed = plates.parse_name(rel.rsplit("/", 1)[-1])
+        todo.append(Sample(self.folder / rel, rel, parsed))
+        return Pending(rel, parsed.label, parsed.error)
+
+    def cached(self, model_hash: str) -> list:
+        """The cached predictions of ``model_hash`` as last stored, by rel, without looking at the disk.
+
+        What to show before the folder is scanned (a scan of 200,000 files takes about a
+        second); files added, removed or changed since are found by :meth:`reconcile`.
+        Empty without a store or a model.
+        """
+        if self.store is None or not model_hash:
+            return []
+        return self.store.cached_rows(model_hash)
+
+    def reconcile(
+        self, model_hash: str, records: list, files: list[tuple[str, int, int]]
+    ) -> tuple[list[str], list, list[Sample]]:
+        """Check the records of :meth:`cached` against a scan (what :meth:`load` gives, as a difference).
+
+        Cached predictions of files that no longer exist are dropped from the store.
+
+        Args:
+            model_hash: The model the records were cached for.
+            records: From :meth:`cached`.
+            files: From :meth:`scan`.
+
+        Returns:
+            ``(stale, pending, todo)``: rels of records whose file is gone or changed (not to
+            be shown), a :class:`Pending` placeholder per file without a valid prediction
+            (new or changed, scan order), and their samples, to predict.
+        """
+        valid, stale = _store.split_cached(records, files)
+        pending: list = []
+        todo: list[Sample] = []
+        for rel, _size, _mtime in files:
+            if rel not in valid:
+                pending.append(self._pending(rel, todo))
+        if stale and self.store is not None:
+            on_disk = {f[0] for f in files}
+            gone = [rel for rel in stale if rel not in on_disk]
+            if gone:
+                self.store.forget_predictions(model_hash, gone)
+        return stale, pending, todo
 
     def predict(
         self,

@@ -343,6 +343,32 @@ def scan_files(folder: str | os.PathLike, recursive: bool = True) -> list[FileSt
     return out
 
 
+def split_cached(
+    records: Iterable[CachedPrediction], files: Iterable[tuple[str, int, int]]
+) -> tuple[dict[str, CachedPrediction], list[str]]:
+    """Check cached predictions against the files on disk (the one place the cache key is compared).
+
+    Args:
+        records: From :meth:`Store.cached_rows`.
+        files: ``(rel, size, mtime_ns)`` of the current files, e.g. :func:`scan_files`.
+
+    Returns:
+        ``({rel: record}, stale)``: the records whose file still has the identity they were
+        cached for, and the rels of the others (file gone, or its size/mtime changed).
+    """
+    get = {f[0]: f for f in files}.get
+    valid: dict[str, CachedPrediction] = {}
+    stale: list[str] = []
+    with gc_paused():
+        for r in records:
+            f = get(r[0])
+            if f is not None and f[1] == r[1] and f[2] == r[2]:
+                valid[r[0]] = r
+            else:
+                stale.append(r[0])
+    return valid, stale
+
+
 def _dataset_writable(folder: Path) -> bool:
     """Whether the store can live inside the dataset (tries to create ``.plate-review``).
 
@@ -504,12 +530,22 @@ class Store:
         Returns:
             ``{rel: record}`` for the files that need no new inference.
         """
-        want = {f[0]: f for f in files}
-        get = want.get
-        make = CachedPrediction._make
+        return split_cached(self.cached_rows(model_hash), files)[0]
+
+    def cached_rows(self, model_hash: str) -> list[CachedPrediction]:
+        """Every cached prediction of ``model_hash`` as stored, sorted by rel; nothing checked against the disk.
+
+        What the app shows before the folder is scanned (the rows of the last session);
+        :func:`split_cached` then tells which are still valid. One query, one tuple per row.
+        """
         with self._lock, gc_paused():
-            cur = self.conn.execute(f"SELECT {_PRED_COLS} FROM predictions WHERE model = ?", (model_hash,))
-            return {r[0]: make(r) for r in cur if (f := get(r[0])) is not None and f[1] == r[1] and f[2] == r[2]}
+            cur = self.conn.execute(f"SELECT {_PRED_COLS} FROM predictions WHERE model = ? ORDER BY rel", (model_hash,))
+            return list(map(CachedPrediction._make, cur))
+
+    def forget_predictions(self, model_hash: str, rels: Iterable[str]) -> None:
+        """Drop cached predictions of ``model_hash`` for files that are gone (review states are kept)."""
+        with self._tx() as c:
+            c.executemany("DELETE FROM predictions WHERE model = ? AND rel = ?", ((model_hash, r) for r in rels))
 
     def put_predictions(
         self,

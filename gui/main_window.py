@@ -423,6 +423,7 @@ class MainWindow(QMainWindow):
         self.worker = worker
         worker.sig_opened.connect(self._on_worker_opened)
         worker.sig_loaded.connect(self._on_worker_loaded)
+        worker.sig_reconciled.connect(self._on_worker_reconciled)
         worker.sig_model.connect(self._on_worker_model)
         worker.sig_batch.connect(self._on_worker_batch)
         worker.sig_progress.connect(self._on_worker_progress)
@@ -503,6 +504,17 @@ class MainWindow(QMainWindow):
             self.table.select_proxy_row(0)
         self.sig_folder_loaded.emit(str(self.folder))
 
+    @Slot(object, object)
+    def _on_worker_reconciled(self, stale: list, pending: list) -> None:
+        """The scan is in: take out rows of files gone or changed; files to predict wait for their prediction."""
+        if self.sender() is not self.worker:
+            return
+        stale_set = set(stale)
+        self._unpredicted = [r for r in getattr(self, "_unpredicted", []) if r.rel not in stale_set] + pending
+        current = self._current_row()
+        if self.model.remove(stale) and current is not None and self.proxy.proxy_row_of(current.rel) is None:
+            self.table.select_proxy_row(0)
+
     @Slot(object, str)
     def _on_worker_model(self, predictor, text: str) -> None:
         if predictor is not None:
@@ -512,14 +524,10 @@ class MainWindow(QMainWindow):
         else:
             self.model_label.setText(text.splitlines()[0][:120])
             # No model: show every sample with its label so names can still be reviewed.
-            self.model.add_predictions(getattr(self, "_unpredicted", []))
-            self._apply_states_to_new()
+            self.model.add_predictions(getattr(self, "_unpredicted", []), getattr(self, "_pending_states", {}))
             self.statusBar().showMessage(
                 "No model could be loaded: open a checkpoint (Model ▸ Open Checkpoint…)", 15000
             )
-
-    def _apply_states_to_new(self) -> None:
-        self.model.apply_states(getattr(self, "_pending_states", {}))
 
     @Slot(object)
     def _on_worker_batch(self, results: list) -> None:

@@ -91,6 +91,42 @@ def test_second_open_uses_the_cache(qtbot, window, dataset):
     assert batches == []
 
 
+def test_reopen_shows_the_cache_before_the_scan_then_reconciles(qtbot, window, dataset):
+    """Rows of the last session show before the scan; files added, removed, changed or renamed
+    behind the app's back end up right: never lost, never twice."""
+    import shutil
+
+    from tests.conftest import REAL_CROPS
+
+    open_and_wait(qtbot, window, dataset)
+    first = {r.rel for r in rows_in_view(window)}
+    names = sorted(first - {CORRUPT})
+    gone, changed, renamed = names[0], names[1], names[2]
+    (dataset / gone).unlink()
+    with open(dataset / changed, "ab") as f:
+        f.write(b"\0")
+    (dataset / renamed).rename(dataset / "0999-皖A99999.jpg")
+    added = "0998-京B12345.jpg"
+    shutil.copy2(sorted(REAL_CROPS.glob("*.jpg"))[100], dataset / added)
+
+    at_load = []
+    window.sig_folder_loaded.connect(lambda _f: at_load.append({r.rel for r in window.model.rows}))
+    batches = []
+    with qtbot.waitSignal(window.sig_run_finished, timeout=60000):
+        window.open_folder(dataset)
+        window.worker.sig_batch.connect(lambda b: batches.extend(r.rel for r in b))
+    assert at_load == [first]  # the cached rows, before the folder was scanned
+    rels = [r.rel for r in rows_in_view(window)]
+    on_disk = {p.name for p in dataset.iterdir() if p.is_file()}
+    assert on_disk == (first - {gone, renamed}) | {"0999-皖A99999.jpg", added}
+    assert len(rels) == len(set(rels)) and set(rels) == on_disk
+    assert sorted(batches) == sorted([changed, "0999-皖A99999.jpg", added])  # only these were predicted again
+    assert all(r.prediction or r.error for r in rows_in_view(window))
+    assert window.counts["n"] == len(on_disk) and f"{len(on_disk)} samples" in window.counts_label.text()
+    cers = [r.cer for r in rows_in_view(window) if not r.error and not r.label_error]
+    assert cers == sorted(cers, reverse=True)  # worst first again after the run
+
+
 def test_type_a_label_renames_the_file_then_undo_redo(qtbot, window, dataset):
     open_and_wait(qtbot, window, dataset)
     window.table.select_proxy_row(3)
