@@ -72,7 +72,7 @@ class MainWindow(QMainWindow):
     """
 
     sig_folder_loaded = Signal(str)
-    """A folder's samples are in the table (cached predictions shown); the folder path."""
+    """A folder's cached rows are in the table (those of the last session, shown before the scan); the folder path."""
     sig_run_finished = Signal(bool)
     """A prediction run ended; True when cancelled."""
 
