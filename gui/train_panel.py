@@ -156,6 +156,7 @@ class TrainPanel(QWidget):
         mf.addRow("Start from", self.base_combo)
         self.arch_combo = QComboBox()
         self.arch_combo.addItem("CNN + BiLSTM (lstm)", "lstm")
+        self.arch_combo.addItem("CNN + BiLSTM, strided: ~5x faster (lstm-fast)", "lstm-fast")
         self.arch_combo.addItem("CNN only (simple)", "simple")
         mf.addRow("Architecture", self.arch_combo)
         lv.addWidget(model_box)

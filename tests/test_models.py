@@ -16,7 +16,7 @@ from core.models import (
 )
 
 
-@pytest.mark.parametrize("arch, params", [("simple", 405_826), ("lstm", 1_196_354)])
+@pytest.mark.parametrize("arch, params", [("simple", 405_826), ("lstm", 1_196_354), ("lstm-fast", 1_196_354)])
 def test_architectures_match_notebook(arch, params):
     m = build_model(ModelConfig(arch=arch)).eval()
     assert count_parameters(m) == params  # notebook: ~405k and ~1.2M

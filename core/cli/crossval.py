@@ -11,6 +11,7 @@ from tqdm import tqdm
 from ..data import scan_folder
 from ..errors import CliError
 from ..finetune import crossval_scores, read_states, write_crossval_csv
+from ..models import ARCHITECTURES
 from ..predict import Progress, default_model_path
 from ..train import TrainConfig
 from .argtypes import int_at_least
@@ -27,7 +28,7 @@ def add_crossval_command(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--out", default="crossval.csv", help="CSV to write (default: crossval.csv)")
     c.add_argument("--init", help="checkpoint to fine-tune from (default: the bundled model, else from scratch)")
     c.add_argument("--scratch", action="store_true", help="train each fold from scratch instead of fine-tuning")
-    c.add_argument("--arch", choices=["lstm", "simple"], default="lstm", help="architecture when from scratch")
+    c.add_argument("--arch", choices=sorted(ARCHITECTURES), default="lstm", help="architecture when from scratch")
     c.add_argument("--epochs", type=int_at_least(1), default=1, help="epochs per fold (default 1)")
     c.add_argument("--batch-size", type=int_at_least(1), default=64)
     c.add_argument("--lr", type=float, default=2e-4)

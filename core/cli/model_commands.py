@@ -13,6 +13,7 @@ from ..data import scan_folder
 from ..distributed import cleanup_distributed, init_distributed, is_main_process
 from ..errors import CliError
 from ..metrics import corpus_cer, evaluate_strings
+from ..models import ARCHITECTURES
 from ..predict import PredictionResult, Predictor
 from ..results_csv import write_results_csv
 from ..session import ReviewSession
@@ -53,7 +54,7 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     t.add_argument("folder")
     t.add_argument("--out", required=True, help="checkpoint to write (best by validation CER)")
     t.add_argument("--init", help="checkpoint to fine-tune from (default: from scratch)")
-    t.add_argument("--arch", choices=["lstm", "simple"], default="lstm")
+    t.add_argument("--arch", choices=sorted(ARCHITECTURES), default="lstm")
     t.add_argument("--epochs", type=int_at_least(1), default=7)
     t.add_argument("--batch-size", type=int_at_least(1), default=64)
     t.add_argument("--lr", type=float, default=2e-4)
