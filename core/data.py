@@ -123,7 +123,8 @@ def train_augmentations(strength: float = 1.0, seed: int | None = None) -> A.Com
         A.Affine(
             translate_percent={"x": (-0.03 * strength, 0.03 * strength), "y": (-0.06 * strength, 0.06 * strength)},
             scale=(1 - 0.08 * strength, 1 + 0.04 * strength),
-            rotate=(-3 * strength, 3 * strength),
+            rotate=(-8 * strength, 8 * strength),  # real crops are often tilted by 5-10 degrees
+            shear={"x": (-8 * strength, 8 * strength), "y": (-4 * strength, 4 * strength)},
             border_mode=cv2.BORDER_REPLICATE,
             p=0.5,
         ),

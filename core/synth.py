@@ -140,20 +140,40 @@ def load_glyphs(path: str | os.PathLike = ATLAS_PATH) -> dict[tuple[int, str], n
 # --------------------------------------------------------------------------- labels
 
 
+def _char_weights(chars: str) -> np.ndarray:
+    """Sampling probabilities for ``chars`` that follow real plates (GA 36 serials).
+
+    Digits are about twice as common as letters in positions 3..7 of real plates, and
+    'O' (like 'I', which the alphabet lacks) is not issued, so it stays rare: kept in the
+    data so its class never dies, but far below the others so the model does not learn
+    that an 'O' is as likely as a '0'.
+    """
+    w = np.array([3.0 if c.isdigit() else (0.05 if c == "O" else 1.0) for c in chars])
+    return w / w.sum()
+
+
+_LETTER_P = _char_weights(plates.LETTERS)
+_OTHER_P = _char_weights(plates.OTHERS)
+
+
 def label_for(index: int, seed: int) -> str:
-    """The label of synthetic sample ``index``: provinces cycle, other positions are uniform.
+    """The label of synthetic sample ``index``: provinces cycle, other positions follow real plates.
 
     Deterministic in ``(seed, index)``. Position 1 is a letter (plate grammar),
-    positions 2..6 any of the 35 letters/digits.
+    positions 2..6 any of the 35 letters/digits, drawn with :func:`_char_weights`.
     """
     rng = np.random.default_rng([seed, index, 1])
     prov = plates.PROVINCES[(index + seed) % len(plates.PROVINCES)]
-    letter = plates.LETTERS[rng.integers(len(plates.LETTERS))]
-    tail = "".join(plates.OTHERS[i] for i in rng.integers(len(plates.OTHERS), size=5))
+    letter = plates.LETTERS[rng.choice(len(plates.LETTERS), p=_LETTER_P)]
+    tail = "".join(plates.OTHERS[i] for i in rng.choice(len(plates.OTHERS), size=5, p=_OTHER_P))
     return prov + letter + tail
 
 
 # --------------------------------------------------------------------------- rendering
+
+
+#: The plate font's "1": a plain vertical bar (ink mask, 96 px high like the atlas glyphs).
+_PLAIN_ONE = np.full((96, 10), 255, np.uint8)
 
 
 def _u(rng: np.random.Generator, a: float, b: float) -> float:
@@ -209,6 +229,8 @@ def _draw_plate(label: str, rng: np.random.Generator, ppm: float) -> np.ndarray:
     ch_h = _u(rng, 82, 94)
     for i, ch in enumerate(label):
         m = glyphs[(font, ch)]
+        if ch == "1" and rng.random() < 0.7:
+            m = _PLAIN_ONE  # the plate font's 1 is a plain bar; Noto's has a flag (read as V, 7)
         if thin and i > 0:
             m = cv2.erode(m, np.ones((3, 3), np.uint8))
         mh, mw = m.shape
@@ -287,9 +309,11 @@ def render_plate(label: str, rng: np.random.Generator | int, size: tuple[int, in
     y0, y1 = my0 * oh, oh * (1 - my1)
     dst = np.float32([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
     jit = np.float32(rng.normal(0, 1, (4, 2))) * np.float32([ow * 0.015, oh * 0.04])
-    shear = _u(rng, -0.12, 0.12) * oh  # slanted plates: top shifted against bottom
+    # Slant (top shifted against bottom) and rotation-like skew (one end higher): real crops
+    # reach ~10 degrees (a skew of ~0.6 of the height over the width), most are near level.
+    shear = float(np.clip(rng.normal(0, 0.15), -0.45, 0.45)) * oh
     dst += jit + np.float32([[shear, 0], [shear, 0], [-shear, 0], [-shear, 0]]) / 2
-    skew = _u(rng, -0.08, 0.08) * oh  # rotation-like: one end higher
+    skew = float(np.clip(rng.normal(0, 0.2), -0.7, 0.7)) * oh
     dst += np.float32([[0, -skew], [0, skew], [0, skew], [0, -skew]]) / 2
     src = np.float32([[0, 0], [pw, 0], [pw, ph], [0, ph]])
     M = cv2.getPerspectiveTransform(src, dst)
