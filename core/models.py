@@ -42,9 +42,7 @@ class ModelConfig:
     hidden: int = 128
 
 
-def _conv_block(
-    cin: int, cout: int, stride: Any, dropout: float, bn: bool = True, pool: Any = 2
-) -> list[nn.Module]:
+def _conv_block(cin: int, cout: int, stride: Any, dropout: float, bn: bool = True, pool: Any = 2) -> list[nn.Module]:
     layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1, stride=stride)]
     if bn:
         layers.append(nn.BatchNorm2d(cout))

@@ -20,7 +20,9 @@ IGNORED_QT_MESSAGES = ("propagateSizeHints",)  # the offscreen platform plugin s
 @pytest.fixture(autouse=True)
 def _fail_on_qt_warnings(qtlog):
     yield
-    bad = [r.message for r in qtlog.records if r.type.value >= 1 and not any(m in r.message for m in IGNORED_QT_MESSAGES)]
+    bad = [
+        r.message for r in qtlog.records if r.type.value >= 1 and not any(m in r.message for m in IGNORED_QT_MESSAGES)
+    ]
     assert not bad, f"Qt warnings: {bad}"
 
 
