@@ -64,9 +64,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path):
     with Store.open(ds) as s:  # cached predictions must follow the renames
         s.put_predictions("m", [{"rel": n, "label": plates.parse_name(n).label, "prediction": ""} for n in names])
 
-    rng = random.Random(20240611)
-    interrupted = 0
-    for _ in range(15):
+    def start() -> subprocess.Popen:
         p = subprocess.Popen(
             [sys.executable, str(WORKER), str(ds), str(csv_path), "7"],
             stdout=subprocess.PIPE,
@@ -74,7 +72,20 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path):
             text=True,
         )
         assert p.stdout.readline().strip() == "ready", p.stderr.read()
-        time.sleep(rng.uniform(0.0, 0.25))
+        return p
+
+    # Kill times are drawn within how long a full pass takes on this machine (measured by
+    # one uninterrupted pass, which also applies the CSV: later runs alternate undo/redo),
+    # so the kills land inside the work whether the machine is fast or loaded.
+    p = start()
+    t0 = time.perf_counter()
+    assert p.wait() == 0, p.stderr.read()
+    full_pass = time.perf_counter() - t0
+    rng = random.Random(20240611)
+    interrupted = 0
+    for _ in range(15):
+        p = start()
+        time.sleep(rng.uniform(0.0, full_pass))
         p.send_signal(signal.SIGKILL)
         p.wait()
         s = Store.open(ds, reconcile=False)
