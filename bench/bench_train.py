@@ -2,7 +2,7 @@
 
 Run:  python bench/bench_train.py [--steps 20] [--threads 2] [--batch-size 64]
 
-Measures both architectures with the notebook's augmentations (+ extras) and data
+Measures every architecture with the notebook's augmentations (+ extras) and data
 loading in the loop (workers=0 and workers=1), as `plate-review train` runs it.
 The first steps are excluded (warm-up).
 """
@@ -38,7 +38,7 @@ def main() -> int:
     print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; torch threads={args.threads}; load {os.getloadavg()}")
     print("| arch | workers | batch | images/s (after warm-up) |")
     print("| --- | ---: | ---: | ---: |")
-    for arch in ("lstm", "simple"):
+    for arch in ("lstm", "lstm-fast", "simple"):
         for workers in (0, 1):
             times: list[float] = []
 
