@@ -382,14 +382,20 @@ class SynthDataset(Dataset):
 
 
 def splice_plate(
-    images: Sequence[np.ndarray], labels: Sequence[str], rng: np.random.Generator, p_swap: float = 0.5
+    images: Sequence[np.ndarray],
+    labels: Sequence[str],
+    rng: np.random.Generator,
+    p_swap: float = 0.5,
+    p_letter: float = 0.0,
 ) -> tuple[np.ndarray, str]:
     """Join character cells of real crops into a new plate with a known label.
 
     A base crop is drawn; each of its 7 cells (cut at :data:`CELL_CUTS`) is replaced,
     with probability ``p_swap``, by the same cell of another crop, resized to fit.
     Province cells are drawn from distinct provinces first so rare provinces appear
-    as often as the others.
+    as often as the others. With probability ``p_letter`` a serial cell (positions
+    3..7) comes from a crop with a letter there: letters are a third of real serial
+    characters and the rare ones (Q, D, B, Z) are what gets confused with digits.
     """
     n = len(images)
     base = int(rng.integers(n))
@@ -405,6 +411,9 @@ def splice_plate(
         if k == 0:
             provs = sorted(by_prov)
             donor = int(rng.choice(by_prov[provs[int(rng.integers(len(provs)))]]))
+        elif k >= 2 and p_letter > 0 and rng.random() < p_letter:
+            with_letter = [i for i, lab in enumerate(labels) if lab[k].isalpha()]
+            donor = int(rng.choice(with_letter)) if with_letter else int(rng.integers(n))
         else:
             donor = int(rng.integers(n))
         src = images[donor]
@@ -433,16 +442,17 @@ class SpliceDataset(Dataset):
     """
 
     def __init__(self, items: Sequence[tuple[str | os.PathLike, str]], n: int, seed: int = 0,
-                 augment: Callable | None = None, p_swap: float = 0.5):  # fmt: skip
+                 augment: Callable | None = None, p_swap: float = 0.5, p_letter: float = 0.0):  # fmt: skip
         self.images = [read_rgb(p) for p, _ in items]
         self.labels = [lab for _, lab in items]
-        self.n, self.seed, self.augment, self.p_swap = int(n), int(seed), augment, p_swap
+        self.n, self.seed, self.augment, self.p_swap, self.p_letter = int(n), int(seed), augment, p_swap, p_letter
 
     def __len__(self) -> int:
         return self.n
 
     def sample(self, idx: int) -> tuple[np.ndarray, str]:
-        return splice_plate(self.images, self.labels, np.random.default_rng([self.seed, idx, 3]), self.p_swap)
+        rng = np.random.default_rng([self.seed, idx, 3])
+        return splice_plate(self.images, self.labels, rng, self.p_swap, self.p_letter)
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         rgb, label = self.sample(idx)

@@ -202,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny budget: checks the recipe runs end to end")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every stage's images per epoch")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--splice-letters", type=float, default=0.0,
+                    help="chance that a spliced serial cell comes from a crop with a letter there")
     ap.add_argument("--dev", action="store_true",
                     help="recipe development: train and report validation only, never touch the held-out crops")
     ap.add_argument("--resume", action="store_true",
@@ -234,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         if rep:
             parts.append(PlateDataset(train_real * rep, augment=aug))
         if n_splice:
-            shifting.append(Shifting(SpliceDataset(train_real, 10**9, seed=3 + 10 * i, augment=aug), n_splice))
+            splice = SpliceDataset(train_real, 10**9, seed=3 + 10 * i, augment=aug, p_letter=args.splice_letters)
+            shifting.append(Shifting(splice, n_splice))
         if n_synth:
             shifting.append(Shifting(SynthDataset(10**9, seed=2 + 10 * i), n_synth))
         data = ConcatDataset(parts + shifting)
@@ -272,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             "val": f"{len(val_real)} real + {N_VAL_SYNTH} synthetic (selection by CER)",
         },
         "arch": ARCH,
+        "splice_letters": args.splice_letters,
         "history": histories,
         "selected_stage": chosen,
         "params": count_parameters(ckpt.build()),
