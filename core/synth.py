@@ -381,6 +381,16 @@ class SynthDataset(Dataset):
 # --------------------------------------------------------------------------- real splicing
 
 
+@functools.lru_cache(maxsize=4)
+def _donors(labels: tuple[str, ...]) -> tuple[dict[str, list[int]], list[list[int]]]:
+    """Crops by province, and by position the crops with a letter there (computed once per crop set)."""
+    by_prov: dict[str, list[int]] = {}
+    for i, lab in enumerate(labels):
+        by_prov.setdefault(lab[0], []).append(i)
+    letter_at = [[i for i, lab in enumerate(labels) if lab[k].isalpha()] for k in range(7)]
+    return by_prov, letter_at
+
+
 def splice_plate(
     images: Sequence[np.ndarray],
     labels: Sequence[str],
@@ -402,9 +412,7 @@ def splice_plate(
     out = images[base].copy()
     h, w = out.shape[:2]
     chars = list(labels[base])
-    by_prov: dict[str, list[int]] = {}
-    for i, lab in enumerate(labels):
-        by_prov.setdefault(lab[0], []).append(i)
+    by_prov, letter_at = _donors(tuple(labels))
     for k in range(7):
         if rng.random() >= p_swap:
             continue
@@ -412,8 +420,7 @@ def splice_plate(
             provs = sorted(by_prov)
             donor = int(rng.choice(by_prov[provs[int(rng.integers(len(provs)))]]))
         elif k >= 2 and p_letter > 0 and rng.random() < p_letter:
-            with_letter = [i for i, lab in enumerate(labels) if lab[k].isalpha()]
-            donor = int(rng.choice(with_letter)) if with_letter else int(rng.integers(n))
+            donor = int(rng.choice(letter_at[k])) if letter_at[k] else int(rng.integers(n))
         else:
             donor = int(rng.integers(n))
         src = images[donor]

@@ -15,7 +15,8 @@ Recipe (seeds fixed):
    part + 120 synthetic plates.
 3. Mixed training from the pretrained best: 26 epochs, each of the 390 real training
    crops x 12 (notebook augmentations + extras), 8,000 plates spliced from their
-   character cells (core.synth.SpliceDataset) and 8,000 fresh synthetic plates; Adam
+   character cells (core.synth.SpliceDataset; half of the swapped serial cells come
+   from crops with a letter there) and 8,000 fresh synthetic plates; Adam
    1e-3 x0.9 per epoch; the best epoch by validation CER (then loss) is shipped.
 4. Evaluate once on the held-out crops (accuracy, CER, confidence ROC AUC) and on
    50 held-out synthetic plates per province; record everything in the checkpoint.
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny budget: checks the recipe runs end to end")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every stage's images per epoch")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--splice-letters", type=float, default=0.0,
+    ap.add_argument("--splice-letters", type=float, default=0.5,
                     help="chance that a spliced serial cell comes from a crop with a letter there")
     ap.add_argument("--dev", action="store_true",
                     help="recipe development: train and report validation only, never touch the held-out crops")
