@@ -37,6 +37,7 @@ import platform
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,7 @@ from core.images import read_rgb  # noqa: E402
 from core.metrics import corpus_cer  # noqa: E402
 from core.models import Checkpoint, count_parameters, load_checkpoint, save_checkpoint  # noqa: E402
 from core.synth import SpliceDataset, SynthDataset  # noqa: E402
-from core.train import TrainConfig, train  # noqa: E402
+from core.train import EpochInfo, TrainConfig, train  # noqa: E402
 
 REAL_DIR = ROOT / "data" / "plates_real"
 HELDOUT = ROOT / "data" / "splits" / "heldout.txt"
@@ -159,8 +160,14 @@ def log_epoch(tag: str):
 
 
 def run_stage(
-    name: str, work: Path, resume: bool, cfg: TrainConfig, data: Dataset, val: Dataset, shifting: list[Shifting],
-    log,
+    name: str,
+    work: Path,
+    resume: bool,
+    cfg: TrainConfig,
+    data: Dataset,
+    val: Dataset,
+    shifting: list[Shifting],
+    log: Callable[[EpochInfo], None],
 ) -> tuple[Path, list[dict], float]:
     """One train() call; with ``resume``, a stage that finished before (WORK/<name>.done) is skipped."""
     out, done = work / f"{name}.pt", work / f"{name}.done"
@@ -168,6 +175,7 @@ def run_stage(
         print(f"[{name}] reusing {out} (finished earlier with the same seeds)", flush=True)
         info = json.loads(done.read_text())
         return out, info["history"], info["seconds"]
+
     def on_epoch(e):
         log(e)
         for s in shifting:
@@ -203,10 +211,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny budget: checks the recipe runs end to end")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every stage's images per epoch")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--splice-letters", type=float, default=0.5,
-                    help="chance that a spliced serial cell comes from a crop with a letter there")
-    ap.add_argument("--dev", action="store_true",
-                    help="recipe development: train and report validation only, never touch the held-out crops")
+    ap.add_argument(
+        "--splice-letters",
+        type=float,
+        default=0.5,
+        help="chance that a spliced serial cell comes from a crop with a letter there",
+    )
+    ap.add_argument(
+        "--dev",
+        action="store_true",
+        help="recipe development: train and report validation only, never touch the held-out crops",
+    )
     ap.add_argument("--resume", action="store_true",
                     help="skip stages that finished earlier in WORK (same seeds, so the same weights)")  # fmt: skip
     args = ap.parse_args(argv)
