@@ -69,7 +69,6 @@ class OpenWorker(QObject):
         use_store: bool = True,
         batch_size: int = 64,
         session: ReviewSession | None = None,
-        only: list[str] | None = None,
     ):
         super().__init__()
         self.folder = Path(folder)
@@ -78,7 +77,6 @@ class OpenWorker(QObject):
         self.use_store = use_store
         self.batch_size = batch_size
         self.session = session
-        self.only = only
         self.stop_flag = StopFlag()
 
     def stop(self) -> None:
@@ -114,21 +112,15 @@ class OpenWorker(QObject):
         # Cache rows and the scan are a few hundred thousand small tuples (no cycles): with the
         # cyclic GC on, each of its many collections would walk the whole growing heap.
         with gc_paused():
-            if self.only is None:
-                self._phase("Reading the cache…")
-                records = session.cached(model_hash)
-                self.sig_loaded.emit(records, session.states())
-                self._phase("Scanning folder…")
-                files = session.scan()
-                if self.stop_flag():
-                    return
-                stale, pending, todo = session.reconcile(model_hash, records, files)
-                self.sig_reconciled.emit(stale, pending)
-            else:  # a re-run of a subset predicts it all again
-                self._phase("Scanning folder…")
-                keep = set(self.only)
-                files = [f for f in session.scan() if f[0] in keep]
-                _, todo = session.load("", files)
+            self._phase("Reading the cache…")
+            records = session.cached(model_hash)
+            self.sig_loaded.emit(records, session.states())
+            self._phase("Scanning folder…")
+            files = session.scan()
+            if self.stop_flag():
+                return
+            stale, pending, todo = session.reconcile(model_hash, records, files)
+            self.sig_reconciled.emit(stale, pending)
         if not todo or self.stop_flag():
             return
         predictor = self.predictor
