@@ -83,3 +83,14 @@ def test_pinyin_lookup():
     assert set(provinces_matching("yu")) == {"渝", "豫", "粤", "云"}  # yue, yun start with yu too
     assert provinces_matching("皖") == ["皖"]
     assert provinces_matching("zzz") == []
+
+
+def test_name_parts_match_pathlib():
+    from pathlib import PurePath
+
+    from core.plates import _stem_suffix
+
+    names = ["a.jpg", "a.b.jpg", ".hidden", "x.", "..jpg", "noext", "0001-皖A26Y56.JPG", "a..png", ".a.jpg"]
+    for n in names:
+        assert _stem_suffix(n) == (PurePath(n).stem, PurePath(n).suffix), n
+    assert parse_name("some/dir/0001-皖A26Y56.jpg").label == "皖A26Y56"
