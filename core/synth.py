@@ -35,7 +35,16 @@ from .data import encode_label, preprocess
 from .images import read_rgb
 
 FONT_DIR = Path(__file__).resolve().parent.parent / "resources" / "fonts"
+#: CJK fonts: every plate character. Font indices 0, 1 in the atlas.
 FONT_FILES = ("NotoSansSC-Bold-subset.otf", "NotoSansSC-Regular-subset.otf")
+#: Latin fonts for letters and digits only (indices 2.. in the atlas): the plate font is none
+#: of them, so several shapes (square, condensed, geometric) surround it. resources/fonts/README.md.
+LATIN_FONT_FILES = (
+    "RobotoCondensed-Bold-subset.ttf",
+    "DejaVuSansCondensed-Bold-subset.ttf",
+    "Play-Bold.ttf",
+    "LeagueSpartan-Bold.otf",
+)
 ATLAS_PATH = FONT_DIR / "plate_glyphs.npz"
 ATLAS_CHARS = plates.PROVINCES + plates.OTHERS
 
@@ -96,13 +105,14 @@ def build_glyph_atlas(out: str | os.PathLike = ATLAS_PATH, height: int = 96, cha
 
     arrays: dict[str, np.ndarray] = {}
     ss = 4  # supersampling
-    for fi, fname in enumerate(FONT_FILES):
+    fonts = [(f, chars) for f in FONT_FILES] + [(f, plates.OTHERS) for f in LATIN_FONT_FILES]
+    for fi, (fname, font_chars) in enumerate(fonts):
         font = TTFont(FONT_DIR / fname)
         cmap, gs = font.getBestCmap(), font.getGlyphSet()
         upm = font["head"].unitsPerEm
         # Scale so that a digit's height (cap height ~ 0.73 em) maps to `height` px.
         scale = height * ss / (0.74 * upm)
-        for ch in chars:
+        for ch in font_chars:
             pen = _Flatten(gs)
             gs[cmap[ord(ch)]].draw(pen)
             pts = [np.array(c, np.float64) for c in pen.contours]
@@ -205,13 +215,29 @@ def _paste_glyph(alpha: np.ndarray, mask: np.ndarray, x: float, y: float, w: flo
     np.maximum(alpha[y0:y1, x0:x1], sub, out=alpha[y0:y1, x0:x1])
 
 
-def _draw_plate(label: str, rng: np.random.Generator, ppm: float) -> np.ndarray:
-    """The flat plate, ``ppm`` pixels per mm, RGB float32 0..255."""
+def _draw_plate(
+    label: str,
+    rng: np.random.Generator,
+    ppm: float,
+    real_glyphs: dict[str, np.ndarray] | None = None,
+    latin_fonts: bool = True,
+) -> np.ndarray:
+    """The flat plate, ``ppm`` pixels per mm, RGB float32 0..255.
+
+    Letters and digits come from one of the Latin fonts on 60 % of the plates
+    (``latin_fonts``), else from the province's Noto font. With ``real_glyphs``
+    (:func:`real_glyph_masks`), half of the plates draw every character that has a real
+    template with it (the plate font itself).
+    """
     glyphs = load_glyphs()
     W, H = int(round(PLATE_W * ppm)), int(round(PLATE_H * ppm))
     bg, fg = _plate_colours(rng)
     alpha = np.zeros((H, W), np.float32)  # foreground (white) coverage
-    font = int(rng.integers(2))
+    font = int(rng.integers(2))  # CJK font of the province (and of the rest, 40 % of plates)
+    latin = font
+    if latin_fonts and rng.random() >= 0.4:
+        latin = len(FONT_FILES) + int(rng.integers(len(LATIN_FONT_FILES)))
+    real = real_glyphs if real_glyphs and rng.random() < 0.5 else {}
     thin = rng.random() < 0.3
     # White frame, ~1.5..3 mm inside the edge, ~1..2 mm thick, rounded corners.
     if rng.random() < 0.9:
@@ -228,15 +254,23 @@ def _draw_plate(label: str, rng: np.random.Generator, ppm: float) -> np.ndarray:
     dx_all, dy_all = _u(rng, -3, 3), _u(rng, -4, 4)
     ch_h = _u(rng, 82, 94)
     for i, ch in enumerate(label):
-        m = glyphs[(font, ch)]
-        if ch == "1" and rng.random() < 0.7:
-            m = _PLAIN_ONE  # the plate font's 1 is a plain bar; Noto's has a flag (read as V, 7)
+        m = real.get(ch)
+        if m is None:
+            m = glyphs[(font if i == 0 else latin, ch)]
+            if ch == "1" and rng.random() < 0.7:
+                m = _PLAIN_ONE  # the plate font's 1 is a plain bar; Noto's has a flag (read as V, 7)
         if thin and i > 0:
             m = cv2.erode(m, np.ones((3, 3), np.uint8))
         mh, mw = m.shape
         h = ch_h * (_u(rng, 0.9, 1.0) if i == 0 else 1.0)
         w_fit = CHAR_W * _u(rng, 0.9, 1.02)
-        w = min(w_fit, mw / mh * h * _u(rng, 1.0, 1.6)) if i > 0 else w_fit
+        # Real templates keep their true aspect; font glyphs are widened towards the cell's. (The
+        # Latin-font generator draws the factor for the province too and ignores it; the Noto-only
+        # one never did: each keeps the random stream its bundled models were trained with.)
+        stretch = None
+        if i > 0 or latin_fonts:
+            stretch = _u(rng, 0.95, 1.1) if ch in real else _u(rng, 1.0, 1.6)
+        w = min(w_fit, mw / mh * h * stretch) if i > 0 and stretch is not None else w_fit
         x = CHAR_X[i] + (CHAR_W - w) / 2 + dx_all + _u(rng, -1, 1)
         y = CHAR_Y + (CHAR_H - h) / 2 + dy_all + _u(rng, -1, 1)
         _paste_glyph(alpha, m, x * ppm, y * ppm, w * ppm, h * ppm)
@@ -264,7 +298,13 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.clip(base + cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC), 0, 255)
 
 
-def render_plate(label: str, rng: np.random.Generator | int, size: tuple[int, int] | None = None) -> np.ndarray:
+def render_plate(
+    label: str,
+    rng: np.random.Generator | int,
+    size: tuple[int, int] | None = None,
+    real_glyphs: dict[str, np.ndarray] | None = None,
+    latin_fonts: bool = True,
+) -> np.ndarray:
     """Render one degraded, tightly cropped plate image.
 
     Args:
@@ -272,6 +312,10 @@ def render_plate(label: str, rng: np.random.Generator | int, size: tuple[int, in
         rng: A numpy Generator or an int seed.
         size: Output ``(height, width)``; ``None`` draws it: mostly 24x94 (the real
             crops), otherwise up to twice that.
+        real_glyphs: Optional plate-font templates (:func:`real_glyph_masks`) used on
+            half of the plates.
+        latin_fonts: Draw letters and digits with the bundled Latin fonts too (False:
+            Noto only, the generator of the first bundled models, same random stream).
 
     Returns:
         RGB uint8 array of shape ``(height, width, 3)``.
@@ -287,7 +331,7 @@ def render_plate(label: str, rng: np.random.Generator | int, size: tuple[int, in
     oh, ow = size
     # Draw at about 2-3x the output resolution, then warp down (pre-blurred to avoid aliasing).
     ppm = max(0.35, min(1.0, 2.5 * ow / PLATE_W))
-    plate = _draw_plate(label, rng, ppm)
+    plate = _draw_plate(label, rng, ppm, real_glyphs, latin_fonts)
     ph, pw = plate.shape[:2]
     # Illumination gradient and a soft shadow band.
     if rng.random() < 0.7:
@@ -356,10 +400,14 @@ class SynthDataset(Dataset):
         seed: Fixes every label and image.
         augment: Optional albumentations pipeline applied after rendering. When set,
             the augmentations draw from numpy's global state (the DataLoader seeds it).
+        real_glyphs: Optional plate-font templates from real crops (:func:`real_glyph_masks`).
+        latin_fonts: See :func:`render_plate`.
     """
 
-    def __init__(self, n: int, seed: int = 0, augment: Callable | None = None):
+    def __init__(self, n: int, seed: int = 0, augment: Callable | None = None,
+                 real_glyphs: dict[str, np.ndarray] | None = None, latin_fonts: bool = True):  # fmt: skip
         self.n, self.seed, self.augment = int(n), int(seed), augment
+        self.real_glyphs, self.latin_fonts = real_glyphs, latin_fonts
 
     def __len__(self) -> int:
         return self.n
@@ -369,13 +417,103 @@ class SynthDataset(Dataset):
         if not 0 <= idx < self.n:
             raise IndexError(idx)
         label = label_for(idx, self.seed)
-        return render_plate(label, np.random.default_rng([self.seed, idx, 2])), label
+        rng = np.random.default_rng([self.seed, idx, 2])
+        return render_plate(label, rng, real_glyphs=self.real_glyphs, latin_fonts=self.latin_fonts), label
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         rgb, label = self.sample(idx)
         if self.augment is not None:
             rgb = self.augment(image=rgb)["image"]
         return torch.from_numpy(preprocess(rgb)), torch.from_numpy(encode_label(label))
+
+
+# --------------------------------------------------------------------------- real glyph templates
+
+
+_CELL_PPM, _CELL_PAD = 0.5, 6.0  # cells at 0.5 px/mm, 6 mm of margin each side
+
+
+def character_cells(rgb: np.ndarray) -> list[np.ndarray]:
+    """The 7 character cells of a tight real crop, as whiteness maps (float32, 0..1).
+
+    The crop is scaled to the standard plate at 0.5 px/mm (220 x 70) and each cell cut
+    at its GA 36 position with 6 mm of margin (35 x 70 px); whiteness is (R + G) / 2
+    (white characters, blue ground) stretched from its 10th to its 97th percentile.
+    """
+    pw, ph = int(round(PLATE_W * _CELL_PPM)), int(round(PLATE_H * _CELL_PPM))
+    cw = int(round((CHAR_W + 2 * _CELL_PAD) * _CELL_PPM))
+    f = rgb.astype(np.float32)
+    white = cv2.resize(0.5 * f[..., 0] + 0.5 * f[..., 1], (pw, ph), interpolation=cv2.INTER_CUBIC)
+    out = []
+    for x in CHAR_X:
+        x0 = min(max(0, int(round((x - _CELL_PAD) * _CELL_PPM))), pw - cw)
+        c = white[:, x0 : x0 + cw]
+        lo, hi = np.percentile(c, (10, 97))
+        out.append(np.clip((c - lo) / max(float(hi - lo), 1.0), 0, 1).astype(np.float32))
+    return out
+
+
+def real_glyph_masks(
+    items: Sequence[tuple[np.ndarray, str]], min_count: int = 8, min_agreement: float = 0.8, height: int = 96
+) -> dict[str, np.ndarray]:
+    """Ink masks of the real plate font, recovered from labelled real crops.
+
+    None of the bundled fonts is the plate font (its 3 has a flat top, its M a shallow
+    V, its 0 and D are squarer; a model trained on font glyphs alone reads real 3s as
+    5s and Ms as Hs). The crops are tight and the layout fixed, so every character's
+    cell sits at a known place: each cell is cut from the crop (scaled to the standard
+    plate), its whiteness (R+G: white characters, blue ground) stretched to 0..1, the
+    cells of one character aligned on their median by normalised cross-correlation
+    (shifts up to 4 px), and the pixel-wise median of the aligned cells is the
+    template: noise, blur, dirt and neighbours average out. Characters seen fewer than
+    ``min_count`` times, or whose template is not reproducible (the medians of alternate
+    cells correlate below ``min_agreement``), get none: the fonts draw them.
+
+    Args:
+        items: ``(rgb, label)`` of real crops (training crops only).
+        min_count: Cells needed for a template.
+        height: Mask height in px for a full-height glyph, as in the glyph atlas.
+
+    Returns:
+        ``{char: uint8 mask}`` cropped to the ink, like :func:`load_glyphs`' values.
+    """
+    r = 4
+    cells: dict[str, list[np.ndarray]] = {}
+    for rgb, label in items:
+        for ch, c in zip(label, character_cells(rgb)):
+            cells.setdefault(ch, []).append(c)
+    y0, y1 = int((CHAR_Y - 5) * _CELL_PPM), int((CHAR_Y + CHAR_H + 5) * _CELL_PPM)
+    out: dict[str, np.ndarray] = {}
+    for ch, cs in cells.items():
+        if len(cs) < min_count:
+            continue
+        ref = np.median(np.stack(cs), 0).astype(np.float32)
+        for _ in range(3):
+            aligned = []
+            for c in cs:
+                cp = cv2.copyMakeBorder(c, r, r, r, r, cv2.BORDER_REPLICATE)
+                score = cv2.matchTemplate(cp, ref, cv2.TM_CCOEFF_NORMED)
+                dy, dx = np.unravel_index(int(np.argmax(score)), score.shape)
+                aligned.append(cp[dy : dy + c.shape[0], dx : dx + c.shape[1]])
+            ref = np.median(np.stack(aligned), 0).astype(np.float32)
+        # Split-half check: the medians of alternate cells must agree, else the cells are too
+        # few or too varied for a trustworthy template (on the 390 training crops only U, seen
+        # 15 times, fails: 0.75 against 0.84-1.0 for the others).
+        al = np.stack(aligned)
+        halves = [np.ascontiguousarray(np.median(al[i::2], 0)[y0:y1], dtype=np.float32) for i in (0, 1)]
+        if float(cv2.matchTemplate(halves[0], halves[1], cv2.TM_CCOEFF_NORMED)[0, 0]) < min_agreement:
+            continue
+        t = ref[y0:y1]
+        lo, hi = np.percentile(t, (30, 99))
+        t = cv2.resize(np.clip((t - lo) / max(hi - lo, 1e-3), 0, 1), None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)
+        m = np.clip((t - 0.5) / 0.3 + 0.5, 0, 1)  # soft threshold: crisp strokes, anti-aliased edges
+        ys, xs = np.nonzero(m > 0.5)
+        if len(ys) == 0:
+            continue
+        m = m[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+        w = max(1, int(round(m.shape[1] * height / m.shape[0])))
+        out[ch] = (cv2.resize(m, (w, height), interpolation=cv2.INTER_AREA) * 255).astype(np.uint8)
+    return out
 
 
 # --------------------------------------------------------------------------- real splicing
