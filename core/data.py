@@ -88,7 +88,7 @@ def preprocess(
     matters because it runs once per image on every prediction.
     """
     x = cv2.dnn.blobFromImage(resize_for_model(rgb, input_size))[0]
-    scale, bias = _normalisation(tuple(mean), tuple(std))
+    scale, bias = normalisation_terms(tuple(mean), tuple(std))
     x *= scale
     x += bias
     return x
@@ -105,7 +105,7 @@ def resize_for_model(rgb: np.ndarray, input_size: tuple[int, int] = INPUT_SIZE) 
 
 
 @functools.lru_cache(maxsize=8)
-def _normalisation(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+def normalisation_terms(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel (scale, bias) so that ``x * scale + bias == (x / 255 - mean) / std``."""
     m, s = np.asarray(mean, np.float32), np.asarray(std, np.float32)
     return (1.0 / (255.0 * s))[:, None, None], (-m / s)[:, None, None]

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import plates
-from .data import InferenceDataset, Sample, collate_inference, preprocess, resize_for_model
+from .data import InferenceDataset, Sample, collate_inference, normalisation_terms, preprocess, resize_for_model
 from .device import describe_device, resolve_device
 from .metrics import cer as char_error_rate
 from .models import Checkpoint, CheckpointError, file_sha256, load_checkpoint
@@ -91,17 +91,17 @@ def sort_worst_first(results: Iterable[PredictionResult]) -> list[PredictionResu
 class _ExportModule(torch.nn.Module):
     """What we export: uint8 RGB pixels (B, H, W, 3) in, softmax probabilities out.
 
-    Normalisation (:func:`core.data.preprocess`'s ``x * scale + bias``, the same float32
-    arithmetic) and the HWC -> CHW transpose run inside the graph, so the Python side
+    Normalisation (:func:`core.data.preprocess`'s ``x * scale + bias`` with the same
+    float32 terms) and the HWC -> CHW transpose run inside the graph, so the Python side
     only decodes and resizes (:func:`core.data.resize_for_model`).
     """
 
     def __init__(self, model: torch.nn.Module, mean: Sequence[float], std: Sequence[float]):
         super().__init__()
         self.model = model
-        m, s = torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
-        self.register_buffer("scale", (1.0 / (255.0 * s)).view(1, 3, 1, 1))
-        self.register_buffer("bias", (-m / s).view(1, 3, 1, 1))
+        scale, bias = normalisation_terms(tuple(mean), tuple(std))
+        self.register_buffer("scale", torch.from_numpy(scale.copy())[None])
+        self.register_buffer("bias", torch.from_numpy(bias.copy())[None])
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = pixels.permute(0, 3, 1, 2).float() * self.scale + self.bias
