@@ -8,6 +8,7 @@ and batching happen in DataLoader workers, overlapped with the model.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -205,6 +206,9 @@ class Predictor:
         if not path.exists():
             log.info("exporting %s to ONNX at %s", self.model_path, path)
             export_onnx(self.checkpoint, path)
+            # The float-input export of earlier versions (same place, no format tag) is never read again.
+            with contextlib.suppress(OSError):
+                path.with_name(path.name.replace(f".{ONNX_FORMAT}.onnx", ".onnx")).unlink(missing_ok=True)
         so = ort.SessionOptions()
         so.intra_op_num_threads = self.threads
         so.inter_op_num_threads = 1

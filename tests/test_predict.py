@@ -165,3 +165,13 @@ def test_preprocess_matches_the_notebook_pipeline():
         got = preprocess(rgb)
         assert got.shape == (3, 64, 224) and got.dtype == np.float32 and got.flags.c_contiguous
         assert np.abs(got - ref(image=rgb)["image"].numpy()).max() < 1e-4
+
+
+def test_onnx_export_replaces_the_old_float_input_export(tmp_path):
+    ck = random_checkpoint(tmp_path / "m.pt")
+    sha = predict_mod.file_sha256(ck)
+    old = tmp_path / f"m.pt.{sha[:12]}.onnx"  # what earlier versions cached beside the checkpoint
+    old.write_bytes(b"old export")
+    p = Predictor(ck, backend="onnx")
+    assert p.takes_uint8 and predict_mod.onnx_cache_path(ck, sha).exists()
+    assert not old.exists()
