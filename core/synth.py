@@ -233,7 +233,7 @@ def _draw_plate(
     W, H = int(round(PLATE_W * ppm)), int(round(PLATE_H * ppm))
     bg, fg = _plate_colours(rng)
     alpha = np.zeros((H, W), np.float32)  # foreground (white) coverage
-    font = int(rng.integers(2))  # CJK font of the province (and of the rest, 40 % of plates)
+    font = int(rng.integers(2))  # CJK font of the province (and of the rest, unless a Latin font is drawn)
     latin = font
     if latin_fonts and rng.random() >= 0.4:
         latin = len(FONT_FILES) + int(rng.integers(len(LATIN_FONT_FILES)))
@@ -267,10 +267,10 @@ def _draw_plate(
         # Real templates keep their true aspect; font glyphs are widened towards the cell's. (The
         # Latin-font generator draws the factor for the province too and ignores it; the Noto-only
         # one never did: each keeps the random stream its bundled models were trained with.)
-        stretch = None
+        stretch = 1.0
         if i > 0 or latin_fonts:
             stretch = _u(rng, 0.95, 1.1) if ch in real else _u(rng, 1.0, 1.6)
-        w = min(w_fit, mw / mh * h * stretch) if i > 0 and stretch is not None else w_fit
+        w = min(w_fit, mw / mh * h * stretch) if i > 0 else w_fit
         x = CHAR_X[i] + (CHAR_W - w) / 2 + dx_all + _u(rng, -1, 1)
         y = CHAR_Y + (CHAR_H - h) / 2 + dy_all + _u(rng, -1, 1)
         _paste_glyph(alpha, m, x * ppm, y * ppm, w * ppm, h * ppm)
