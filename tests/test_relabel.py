@@ -64,9 +64,9 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path):
     with Store.open(ds) as s:  # cached predictions must follow the renames
         s.put_predictions("m", [{"rel": n, "label": plates.parse_name(n).label, "prediction": ""} for n in names])
 
-    def start() -> subprocess.Popen:
+    def start(*stall: str) -> subprocess.Popen:
         p = subprocess.Popen(
-            [sys.executable, str(WORKER), str(ds), str(csv_path), "7"],
+            [sys.executable, str(WORKER), str(ds), str(csv_path), "7", *stall],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -74,22 +74,12 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path):
         assert p.stdout.readline().strip() == "ready", p.stderr.read()
         return p
 
-    # Kill times are drawn within how long a full pass takes on this machine (measured by
-    # one uninterrupted pass, which also applies the CSV: later runs alternate undo/redo),
-    # so the kills land inside the work whether the machine is fast or loaded.
-    p = start()
-    t0 = time.perf_counter()
-    assert p.wait() == 0, p.stderr.read()
-    full_pass = time.perf_counter() - t0
-    rng = random.Random(20240611)
-    interrupted = 0
-    for _ in range(15):
-        p = start()
-        time.sleep(rng.uniform(0.0, full_pass))
+    def kill_and_check(p: subprocess.Popen) -> bool:
+        """Kill ``p``, recover, check nothing was lost; True when the kill left a batch pending."""
         p.send_signal(signal.SIGKILL)
         p.wait()
         s = Store.open(ds, reconcile=False)
-        interrupted += s.pending_count() > 0
+        pending = s.pending_count() > 0
         s.reconcile()
         after = _listing(ds)
         # No file lost or duplicated: the same multiset of contents.
@@ -107,7 +97,27 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path):
         cached = s.cached_predictions("m", scan_files(ds))
         assert set(cached) == set(after) and all(r.label == plates.parse_name(r.rel).label for r in cached.values())
         s.close()
-    assert interrupted >= 3, f"only {interrupted} kills landed inside a batch; the test does not exercise recovery"
+        return pending
+
+    # Kills at chosen moves, so recovery is exercised whatever the machine's speed: before
+    # a batch's first move, in the middle of one, and between a move's link and unlink
+    # (both names on disk). Runs alternate between applying the CSV and undoing it.
+    for stall in ("before:1", "linked:4", "before:12", "linked:7", "linked:1", "before:30"):
+        p = start(stall)
+        assert p.stdout.readline().strip() == "stalled", p.stderr.read()
+        assert kill_and_check(p), f"the kill at {stall} left no batch pending"
+
+    # Kills at random moments, drawn within how long a full pass takes on this machine
+    # (measured by one uninterrupted pass), for the moments nobody thought of.
+    p = start()
+    t0 = time.perf_counter()
+    assert p.wait() == 0, p.stderr.read()
+    full_pass = time.perf_counter() - t0
+    rng = random.Random(20240611)
+    for _ in range(10):
+        p = start()
+        time.sleep(rng.uniform(0.0, full_pass))
+        kill_and_check(p)
 
     # Completing the batch: run to the end, then undo everything from a fresh store.
     subprocess.run([sys.executable, str(WORKER), str(ds), str(csv_path), "50"], check=True, capture_output=True)
