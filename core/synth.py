@@ -529,12 +529,30 @@ def _donors(labels: tuple[str, ...]) -> tuple[dict[str, list[int]], list[list[in
     return by_prov, letter_at
 
 
+@functools.lru_cache(maxsize=4)
+def _letter_cells(labels: tuple[str, ...]) -> list[tuple[int, int]]:
+    """Every ``(crop, position)`` with a letter in the serial positions 3..7."""
+    return [(i, k) for i, lab in enumerate(labels) for k in range(2, 7) if lab[k].isalpha()]
+
+
+def _serial_window(k: int, width: int) -> tuple[int, int]:
+    """Pixel columns of serial character ``k``'s own 57 mm pitch, centred on the character.
+
+    Serial characters sit at a fixed 57 mm pitch, so these windows are the same width at
+    every position and a character moves between positions by translation alone.
+    """
+    centre = CHAR_X[k] + CHAR_W / 2
+    pitch = CHAR_X[3] - CHAR_X[2]
+    return int(round((centre - pitch / 2) / PLATE_W * width)), int(round((centre + pitch / 2) / PLATE_W * width))
+
+
 def splice_plate(
     images: Sequence[np.ndarray],
     labels: Sequence[str],
     rng: np.random.Generator,
     p_swap: float = 0.5,
     p_letter: float = 0.0,
+    p_anywhere: float = 0.0,
 ) -> tuple[np.ndarray, str]:
     """Join character cells of real crops into a new plate with a known label.
 
@@ -544,6 +562,10 @@ def splice_plate(
     as often as the others. With probability ``p_letter`` a serial cell (positions
     3..7) comes from a crop with a letter there: letters are a third of real serial
     characters and the rare ones (Q, D, B, Z) are what gets confused with digits.
+
+    With probability ``p_anywhere`` a swapped serial cell may come from *any* serial
+    position of the donor (moved by its character pitch, see :func:`_serial_window`),
+    so a letter seen only at the 3rd position of real crops also appears at the 7th.
     """
     n = len(images)
     base = int(rng.integers(n))
@@ -553,6 +575,9 @@ def splice_plate(
     by_prov, letter_at = _donors(tuple(labels))
     for k in range(7):
         if rng.random() >= p_swap:
+            continue
+        if k >= 2 and p_anywhere > 0 and rng.random() < p_anywhere:
+            _paste_moved_cell(out, images, labels, chars, k, rng, p_letter)
             continue
         if k == 0:
             provs = sorted(by_prov)
@@ -568,12 +593,40 @@ def splice_plate(
         if b <= a or sb <= sa:
             continue
         cell = cv2.resize(src[:, sa:sb], (b - a, h), interpolation=cv2.INTER_LINEAR)
-        # Match the donor cell's brightness to the base around the seam.
-        gain = (out[:, a:b].reshape(-1, 3).mean(0) + 1) / (cell.reshape(-1, 3).mean(0) + 1)
-        cell = np.clip(cell.astype(np.float32) * np.clip(gain, 0.7, 1.4), 0, 255).astype(np.uint8)
-        out[:, a:b] = cell
+        out[:, a:b] = _match_brightness(cell, out[:, a:b])
         chars[k] = labels[donor][k]
     return out, "".join(chars)
+
+
+def _match_brightness(cell: np.ndarray, around: np.ndarray) -> np.ndarray:
+    """Scale a donor cell's colour channels to the base crop's at the place it goes."""
+    gain = (around.reshape(-1, 3).mean(0) + 1) / (cell.reshape(-1, 3).mean(0) + 1)
+    return np.clip(cell.astype(np.float32) * np.clip(gain, 0.7, 1.4), 0, 255).astype(np.uint8)
+
+
+def _paste_moved_cell(
+    out: np.ndarray,
+    images: Sequence[np.ndarray],
+    labels: Sequence[str],
+    chars: list[str],
+    k: int,
+    rng: np.random.Generator,
+    p_letter: float,
+) -> None:
+    """Put a serial character from any serial position of some crop at position ``k``."""
+    letters = _letter_cells(tuple(labels))
+    if p_letter > 0 and letters and rng.random() < p_letter:
+        donor, j = letters[int(rng.integers(len(letters)))]
+    else:
+        donor, j = int(rng.integers(len(images))), int(rng.integers(2, 7))
+    src = images[donor]
+    a, b = _serial_window(k, out.shape[1])
+    sa, sb = _serial_window(j, src.shape[1])
+    if b <= a or sb <= sa:
+        return
+    cell = cv2.resize(src[:, sa:sb], (b - a, out.shape[0]), interpolation=cv2.INTER_LINEAR)
+    out[:, a:b] = _match_brightness(cell, out[:, a:b])
+    chars[k] = labels[donor][j]
 
 
 class SpliceDataset(Dataset):
@@ -587,17 +640,19 @@ class SpliceDataset(Dataset):
     """
 
     def __init__(self, items: Sequence[tuple[str | os.PathLike, str]], n: int, seed: int = 0,
-                 augment: Callable | None = None, p_swap: float = 0.5, p_letter: float = 0.0):  # fmt: skip
+                 augment: Callable | None = None, p_swap: float = 0.5, p_letter: float = 0.0,
+                 p_anywhere: float = 0.0):  # fmt: skip
         self.images = [read_rgb(p) for p, _ in items]
         self.labels = [lab for _, lab in items]
         self.n, self.seed, self.augment, self.p_swap, self.p_letter = int(n), int(seed), augment, p_swap, p_letter
+        self.p_anywhere = p_anywhere
 
     def __len__(self) -> int:
         return self.n
 
     def sample(self, idx: int) -> tuple[np.ndarray, str]:
         rng = np.random.default_rng([self.seed, idx, 3])
-        return splice_plate(self.images, self.labels, rng, self.p_swap, self.p_letter)
+        return splice_plate(self.images, self.labels, rng, self.p_swap, self.p_letter, self.p_anywhere)
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         rgb, label = self.sample(idx)

@@ -220,6 +220,12 @@ def main(argv: list[str] | None = None) -> int:
         help="chance that a spliced serial cell comes from a crop with a letter there",
     )
     ap.add_argument(
+        "--splice-anywhere",
+        type=float,
+        default=0.0,
+        help="chance that a spliced serial cell comes from any serial position of its donor, not the same one",
+    )
+    ap.add_argument(
         "--real-repeats", type=int, default=12, help="mixed stage: augmented copies of each real crop per epoch"
     )
     ap.add_argument("--mixed-synth", type=int, default=8000, help="mixed stage: synthetic plates per epoch")
@@ -268,7 +274,14 @@ def main(argv: list[str] | None = None) -> int:
         if rep:
             parts.append(PlateDataset(train_real * rep, augment=aug))
         if n_splice:
-            splice = SpliceDataset(train_real, 10**9, seed=3 + 10 * i, augment=aug, p_letter=args.splice_letters)
+            splice = SpliceDataset(
+                train_real,
+                10**9,
+                seed=3 + 10 * i,
+                augment=aug,
+                p_letter=args.splice_letters,
+                p_anywhere=args.splice_anywhere,
+            )
             shifting.append(Shifting(splice, n_splice))
         if n_synth:
             synth = SynthDataset(10**9, seed=2 + 10 * i, real_glyphs=glyphs, latin_fonts=latin)
@@ -300,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         **ckpt.summary,
         "recipe": "python scripts/train_default.py" + (" --quick" if q else "") + (f" --scale {k}" if k != 1 and not q else "")
                   + f" --synth {args.synth} --real-repeats {args.real_repeats} --mixed-synth {args.mixed_synth}"
-                  + f" --splice-letters {args.splice_letters}",
+                  + f" --splice-letters {args.splice_letters} --splice-anywhere {args.splice_anywhere}",
         "data": {
             "real": "data/plates_real (600 crops, LPRNet_Pytorch test set)",
             "heldout": "data/splits/heldout.txt (150 crops, never trained on or selected with)",
@@ -311,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "arch": ARCH,
         "splice_letters": args.splice_letters,
+        "splice_anywhere": args.splice_anywhere,
         "synth": args.synth,
         "real_glyph_templates": "".join(sorted(glyphs)) if glyphs else None,
         "history": histories,

@@ -119,6 +119,37 @@ def test_splice_keeps_label_consistent_with_cells():
     assert lab in labs and any(np.array_equal(out, im) for im in imgs)
 
 
+def test_splice_anywhere_moves_characters_between_serial_positions(monkeypatch):
+    # Crops 440 px wide (1 px = 1 mm) whose every serial character window is painted with
+    # a code for (crop, position): the pasted window must carry the code its label names.
+    from core import synth
+    from core.synth import CHAR_W, CHAR_X
+
+    monkeypatch.setattr(synth, "_match_brightness", lambda cell, around: cell)  # keep the codes exact
+
+    rng = np.random.default_rng(5)
+    labs = ["皖A" + "".join(rng.choice(list(plates.OTHERS), 5)) for _ in range(12)]
+    imgs = []
+    for i in range(len(labs)):
+        im = np.zeros((140, 440, 3), np.uint8)
+        for j in range(2, 7):
+            c = CHAR_X[j] + CHAR_W / 2
+            im[:, int(c - 28) : int(c + 28)] = (10 * i + 10, 40 * j, 128)
+        imgs.append(im)
+    moved = 0
+    for seed in range(40):
+        out, lab = splice_plate(imgs, labs, np.random.default_rng(seed), p_swap=1.0, p_anywhere=1.0)
+        for k in range(2, 7):
+            c = int(CHAR_X[k] + CHAR_W / 2)
+            donor, j = (int(out[70, c, 0]) - 10) // 10, int(out[70, c, 1]) // 40
+            assert lab[k] == labs[donor][j]  # the label follows the pixels
+            moved += j != k
+    assert moved > 100  # most of the 200 serial cells changed position
+    # Letters are found wherever the crops have them when p_letter asks for them.
+    out, lab = splice_plate(imgs, labs, np.random.default_rng(1), p_swap=1.0, p_letter=1.0, p_anywhere=1.0)
+    assert all(ch.isalpha() for ch in lab[2:])
+
+
 def _real_items():
     from core.data import scan_folder
     from core.images import read_rgb
