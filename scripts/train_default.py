@@ -27,7 +27,8 @@ finished before in WORK (marked by WORK/<stage>.done; same seeds, same weights).
 ``--dev`` trains and reports validation figures only (recipe development must never
 look at the held-out crops). ``--synth plate`` switches the synthetic plates to the
 plate-font generator (Latin fonts + glyph templates from the training crops), a variant
-tried with ``--dev`` and not shipped (docs/MODEL.md, "Synthetic-to-real experiments").
+tried with ``--dev`` and not shipped (docs/MODEL.md, "Synthetic-to-real experiments"),
+as was ``--splice-anywhere`` (spliced serial characters moved between positions).
 """
 
 from __future__ import annotations
