@@ -93,7 +93,7 @@ def main() -> int:
         # model only: 8 different batches held in memory (1,024 crops), each in the input form
         # its predictor takes (onnxruntime: resized uint8 pixels, normalised in the graph;
         # PyTorch: preprocessed float32)
-        rgbs = [read_rgb(s.path) for s in samples[: 8 * args.batch_size]]
+        rgbs = [read_rgb(s.file) for s in samples[: 8 * args.batch_size]]
         batches = {
             pred: [np.stack([pred.prepare(im) for im in rgbs[i : i + args.batch_size]])
                    for i in range(0, len(rgbs), args.batch_size)]
@@ -120,7 +120,7 @@ def main() -> int:
             s = scan_folder(tmp)
             preds = []
             for i in range(0, len(s), args.batch_size):
-                ims = [read_rgb(x.path) for x in s[i : i + args.batch_size]]
+                ims = [read_rgb(x.file) for x in s[i : i + args.batch_size]]
                 preds += [p for p, _ in peer.recognize(ims)]
             return len(s) / (time.perf_counter() - t), (s, preds)
 

@@ -104,7 +104,7 @@ def bench_reopen(tmp: Path, n: int) -> dict[str, float]:
 
     t4 = time.perf_counter()
     samples = scan_folder(folder)
-    stats = [(x.rel, *(lambda st: (st.st_size, st.st_mtime_ns))(os.stat(x.path))) for x in samples]
+    stats = [(x.rel, *(lambda st: (st.st_size, st.st_mtime_ns))(os.stat(x.file))) for x in samples]
     t5 = time.perf_counter()
     with Store.open(folder) as s2:
         cached2 = s2.cached_predictions(model, stats)

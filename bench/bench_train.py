@@ -34,7 +34,7 @@ def main() -> int:
     from core.train import TrainConfig, train
 
     torch.set_num_threads(args.threads)
-    items = [(str(s.path), s.label) for s in scan_folder(ROOT / "data" / "plates_real")]
+    items = [(s.file, s.label) for s in scan_folder(ROOT / "data" / "plates_real")]
     print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; torch threads={args.threads}; load {os.getloadavg()}")
     print("| arch | workers | batch | images/s (after warm-up) |")
     print("| --- | ---: | ---: | ---: |")

@@ -60,7 +60,7 @@ class Selection:
     @property
     def items(self) -> list[tuple[str, str]]:
         """``(path, label)`` pairs for :func:`core.train.train`."""
-        return [(str(s.path), s.label) for s in self.samples]
+        return [(s.file, s.label) for s in self.samples]
 
     def summary(self) -> dict[str, int]:
         """Counts for the checkpoint metadata and the panel: ``{"train": n, "<reason>": n, ...}``."""
@@ -369,13 +369,13 @@ def run_finetune(
     else:
         provinces, others = plates.PROVINCES, plates.OTHERS
     train_ds = TolerantPlateDataset(
-        [(str(s.path), s.label) for s in train_samples],
+        [(s.file, s.label) for s in train_samples],
         train_augmentations(config.augment_strength, seed=config.seed),
         provinces,
         others,
         should_stop=should_stop,
     )
-    val_ds = TolerantPlateDataset([(str(s.path), s.label) for s in val_list], None, provinces, others)
+    val_ds = TolerantPlateDataset([(s.file, s.label) for s in val_list], None, provinces, others)
     out = Path(out)
     cpath = curves_path(out)
     summary = {

@@ -343,7 +343,7 @@ def predict_samples(
     if n == 0:
         return []
     ck = predictor.checkpoint
-    ds = InferenceDataset([s.path for s in samples], ck.input_size, ck.mean, ck.std, uint8=predictor.takes_uint8)
+    ds = InferenceDataset([s.file for s in samples], ck.input_size, ck.mean, ck.std, uint8=predictor.takes_uint8)
     if workers is None:
         workers = default_workers(predictor, n)
     workers = min(workers, max(0, (n + batch_size - 1) // batch_size))
@@ -392,7 +392,7 @@ def predict_paths(
     samples = []
     for p in map(Path, paths):
         rel = p.relative_to(root_p).as_posix() if root_p else p.name
-        samples.append(Sample(p, rel, plates.parse_name(p.name)))
+        samples.append(Sample(str(p), rel, plates.parse_name(p.name)))
     predictor = kwargs.pop("predictor", None) or Predictor(kwargs.pop("model_path", None))
     return predict_samples(samples, predictor, **kwargs)
 

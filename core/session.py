@@ -158,7 +158,7 @@ class ReviewSession:
     def _pending(self, rel: str, todo: list[Sample]) -> Pending:
         """A placeholder for a file without a valid prediction; its sample is appended to ``todo``."""
         parsed = plates.parse_name(rel.rsplit("/", 1)[-1])
-        todo.append(Sample(self.folder / rel, rel, parsed))
+        todo.append(Sample(str(self.folder / rel), rel, parsed))
         return Pending(rel, parsed.label, parsed.error)
 
     def cached(self, model_hash: str) -> list:

@@ -84,7 +84,7 @@ class Shifting(Dataset):
 def real_split() -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[tuple[str, str]]]:
     """(train, val, held-out) ``(path, label)`` lists of the real crops."""
     held = set(HELDOUT.read_text(encoding="utf-8").split())
-    items = [(str(s.path), s.label) for s in scan_folder(REAL_DIR) if s.valid]
+    items = [(s.file, s.label) for s in scan_folder(REAL_DIR) if s.valid]
     rest = [it for it in items if Path(it[0]).name not in held]
     heldout = [it for it in items if Path(it[0]).name in held]
     assert len(heldout) == len(held), "held-out list does not match data/plates_real"

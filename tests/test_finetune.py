@@ -35,7 +35,7 @@ def ft_base_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _sample(rel: str) -> Sample:
-    return Sample(Path("/nowhere") / rel, rel, plates.parse_name(rel))
+    return Sample(str(Path("/nowhere") / rel), rel, plates.parse_name(rel))
 
 
 # ---------------------------------------------------------------- selection

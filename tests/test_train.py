@@ -16,7 +16,7 @@ from ._util import copy_real, random_checkpoint
 def items(tmp_path_factory):
     d = tmp_path_factory.mktemp("train")
     copy_real(d, 24, step=11)
-    return [(str(s.path), s.label) for s in scan_folder(d)]
+    return [(s.file, s.label) for s in scan_folder(d)]
 
 
 def test_tiny_run_lowers_the_loss(items, tmp_path):

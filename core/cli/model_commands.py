@@ -150,7 +150,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _train_items(folder: Path) -> list[tuple[str, str]]:
     samples = scan_folder(folder)
-    items = [(str(s.path), s.label) for s in samples if s.valid]
+    items = [(s.file, s.label) for s in samples if s.valid]
     skipped = len(samples) - len(items)
     if skipped:
         print(f"skipping {skipped} files with invalid labels in {folder}", file=sys.stderr)
