@@ -230,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         "--real-repeats", type=int, default=12, help="mixed stage: augmented copies of each real crop per epoch"
     )
     ap.add_argument("--mixed-synth", type=int, default=8000, help="mixed stage: synthetic plates per epoch")
+    ap.add_argument("--mixed-epochs", type=int, default=26, help="mixed stage: epochs")
     ap.add_argument("--synth", choices=("noto", "plate"), default="noto",
                     help="synthetic plates: 'noto' draws characters with Noto Sans CJK only (the bundled model's "
                          "generator); 'plate' adds four Latin fonts and, on half of the training plates, plate-font "
@@ -252,7 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     # name: (real repeats, spliced, synthetic) per epoch, epochs, lr, lr decay per epoch
     stages = {
         "pretrain": ((0, 0, int(60000 * k)), 4, 1e-3, 0.7),
-        "mixed": ((max(1, int(args.real_repeats * k)), int(8000 * k), int(args.mixed_synth * k)), 26, 1e-3, 0.9),
+        "mixed": (
+            (max(1, int(args.real_repeats * k)), int(8000 * k), int(args.mixed_synth * k)),
+            args.mixed_epochs,
+            1e-3,
+            0.9,
+        ),
     }
 
     train_real, val_real, heldout = real_split()
@@ -314,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         **ckpt.summary,
         "recipe": "python scripts/train_default.py" + (" --quick" if q else "") + (f" --scale {k}" if k != 1 and not q else "")
                   + f" --synth {args.synth} --real-repeats {args.real_repeats} --mixed-synth {args.mixed_synth}"
+                  + f" --mixed-epochs {args.mixed_epochs}"
                   + f" --splice-letters {args.splice_letters} --splice-anywhere {args.splice_anywhere}",
         "data": {
             "real": "data/plates_real (600 crops, LPRNet_Pytorch test set)",
