@@ -637,6 +637,7 @@ class SpliceDataset(Dataset):
         n: Samples per epoch.
         seed: Fixes which cells are joined.
         augment: Optional albumentations pipeline applied after splicing.
+        p_swap, p_letter, p_anywhere: Passed to :func:`splice_plate`.
     """
 
     def __init__(self, items: Sequence[tuple[str | os.PathLike, str]], n: int, seed: int = 0,
