@@ -4,14 +4,18 @@ Run:  python bench/bench_train.py [--steps 20] [--threads 2] [--batch-size 64]
 
 Measures every architecture with the notebook's augmentations (+ extras) and data
 loading in the loop (workers=0 and workers=1), as `plate-review train` runs it.
-The first steps are excluded (warm-up).
+The first steps are excluded (warm-up). Then, per architecture, the cancel latency: the
+time from the stop flag being set (mid-run, as the Train panel's Cancel button does) to
+``train`` returning with its checkpoint written (the requirement is < 2 s).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,6 +55,25 @@ def main() -> int:
             span = times[-1] - times[args.warmup - 1]
             ips = (len(times) - args.warmup) * args.batch_size / span
             print(f"| {arch} | {workers} | {args.batch_size} | {ips:.1f} |", flush=True)
+
+    print("\n| arch | batch | cancel -> checkpoint written, s (median of 3) |")
+    print("| --- | ---: | ---: |")
+    with tempfile.TemporaryDirectory() as tmp:
+        for arch in ("lstm", "lstm-fast", "simple"):
+            waits: list[float] = []
+            for _ in range(3):
+                flag: dict[str, float] = {}
+
+                def on_step(s, flag=flag):
+                    if s.step == args.warmup and "t" not in flag:
+                        flag["t"] = time.perf_counter()
+
+                cfg = TrainConfig(arch=arch, epochs=100, batch_size=args.batch_size, workers=0,
+                                  val_split=0.0, device="cpu")  # fmt: skip
+                res = train(cfg, items, out=Path(tmp) / "c.pt", on_step=on_step, should_stop=lambda f=flag: "t" in f)
+                waits.append(time.perf_counter() - flag["t"])
+                assert res.stopped
+            print(f"| {arch} | {args.batch_size} | {statistics.median(waits):.2f} |", flush=True)
     return 0
 
 

@@ -7,7 +7,6 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import shutil  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
 
@@ -127,17 +126,27 @@ def test_one_epoch_reaches_the_plots_then_use_this_model(qtbot, panel, tiny_fold
     _wait_idle(qtbot, panel)
 
 
-def test_cancel_stops_within_two_seconds_and_keeps_a_checkpoint(qtbot, panel):
+def test_cancel_stops_at_the_next_step_and_keeps_a_checkpoint(qtbot, panel, monkeypatch):
+    # Deterministic rather than timed: once Cancel is clicked, at most the optimiser step
+    # already under way may finish. (The latency itself, < 2 s, is measured by
+    # bench/bench_train.py: one step plus the checkpoint write.)
+    steps: list[tuple[int, bool]] = []
+    emit = tw.TrainWorker._emit_step
+
+    def record(self, s):
+        steps.append((s.step, self.stop_flag()))
+        emit(self, s)
+
+    monkeypatch.setattr(tw.TrainWorker, "_emit_step", record)
     panel.epochs_spin.setValue(200)
     assert panel.start()
     qtbot.waitUntil(lambda: panel.progress.value() >= 1, timeout=60000)  # training is really under way
-    t0 = time.perf_counter()
     panel.cancel_button.click()
     _wait_idle(qtbot, panel, timeout=10000)
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 2.0, f"cancel took {elapsed:.2f} s"
+    after_cancel = [step for step, stopping in steps if stopping]
+    assert len(after_cancel) <= 1, f"{len(after_cancel)} steps ran after Cancel"
     r = panel.last_result
-    assert r.stopped
+    assert r.stopped and r.train.steps == steps[-1][0] < 200 * 3
     assert load_checkpoint(r.checkpoint_path).state_dict
     assert "Cancelled" in panel.status_label.text()
     assert panel.start_button.isEnabled()
