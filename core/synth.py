@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 import cv2
@@ -47,6 +47,10 @@ LATIN_FONT_FILES = (
 )
 ATLAS_PATH = FONT_DIR / "plate_glyphs.npz"
 ATLAS_CHARS = plates.PROVINCES + plates.OTHERS
+DEGRADATIONS = ("photometric", "margins", "geometry", "blur", "noise", "jpeg")
+"""What :func:`render_plate` can leave out: illumination gradient, shadow band, dirt, colour
+cast and contrast; crop margins; perspective jitter, slant and skew; Gaussian or motion blur;
+Gaussian noise; JPEG compression."""
 
 # Standard plate geometry (GA 36), in mm: 440 x 140, characters 45 x 90,
 # 12 mm gaps, 34 mm between characters 2 and 3 holding the separator dot.
@@ -304,6 +308,7 @@ def render_plate(
     size: tuple[int, int] | None = None,
     real_glyphs: dict[str, np.ndarray] | None = None,
     latin_fonts: bool = True,
+    skip: Collection[str] = (),
 ) -> np.ndarray:
     """Render one degraded, tightly cropped plate image.
 
@@ -316,12 +321,20 @@ def render_plate(
             half of the plates.
         latin_fonts: Draw letters and digits with the bundled Latin fonts too (False:
             Noto only, the generator of the first bundled models, same random stream).
+        skip: Degradations to leave out, any of :data:`DEGRADATIONS`. Every random
+            value is still drawn, so the plate, its size and the other degradations are
+            those of the full render with the same ``rng`` (for ablations:
+            ``scripts/synth_ablation.py``).
 
     Returns:
         RGB uint8 array of shape ``(height, width, 3)``.
     """
     if not isinstance(rng, np.random.Generator):
         rng = np.random.default_rng(rng)
+    unknown = set(skip) - set(DEGRADATIONS)
+    if unknown:
+        raise ValueError(f"unknown degradations {sorted(unknown)}; known: {', '.join(DEGRADATIONS)}")
+    photo, margins, geometry = ("photometric" not in skip), ("margins" not in skip), ("geometry" not in skip)
     if size is None:
         if rng.random() < 0.6:
             size = (24, 94)
@@ -336,19 +349,27 @@ def render_plate(
     # Illumination gradient and a soft shadow band.
     if rng.random() < 0.7:
         gx, gy = np.meshgrid(np.linspace(-1, 1, pw, dtype=np.float32), np.linspace(-1, 1, ph, dtype=np.float32))
-        plate *= (1 + _u(rng, -0.35, 0.35) * gx + _u(rng, -0.25, 0.25) * gy)[..., None]
+        grad = (1 + _u(rng, -0.35, 0.35) * gx + _u(rng, -0.25, 0.25) * gy)[..., None]
+        if photo:
+            plate *= grad
     if rng.random() < 0.2:
         x0 = int(_u(rng, 0, pw))
-        plate[:, x0 : x0 + int(_u(rng, 0.1, 0.5) * pw)] *= _u(rng, 0.6, 0.85)
+        x1, f = x0 + int(_u(rng, 0.1, 0.5) * pw), _u(rng, 0.6, 0.85)
+        if photo:
+            plate[:, x0:x1] *= f
     # Dirt: dark, low-frequency blotches.
     if rng.random() < 0.3:
         d = cv2.resize(rng.random((6, 18)).astype(np.float32), (pw, ph), interpolation=cv2.INTER_CUBIC)
-        plate *= (1 - _u(rng, 0.1, 0.45) * np.clip(d - 0.5, 0, 1) * 2)[..., None]
+        dirt = (1 - _u(rng, 0.1, 0.45) * np.clip(d - 0.5, 0, 1) * 2)[..., None]
+        if photo:
+            plate *= dirt
     # Plate corners in the output image: tight crop with random margins (negative = cut off).
     mx0, mx1 = (_u(rng, -0.03, 0.06) for _ in range(2))
     my0, my1 = (_u(rng, -0.08, 0.16) for _ in range(2))
     if rng.random() < 0.6:  # most real crops are nearly exact
         mx0, mx1, my0, my1 = (v * 0.3 for v in (mx0, mx1, my0, my1))
+    if not margins:
+        mx0 = mx1 = my0 = my1 = 0.0
     x0, x1 = mx0 * ow, ow * (1 - mx1)
     y0, y1 = my0 * oh, oh * (1 - my1)
     dst = np.float32([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
@@ -356,8 +377,10 @@ def render_plate(
     # Slant (top shifted against bottom) and rotation-like skew (one end higher): real crops
     # reach ~10 degrees (a skew of ~0.6 of the height over the width), most are near level.
     shear = float(np.clip(rng.normal(0, 0.15), -0.45, 0.45)) * oh
-    dst += jit + np.float32([[shear, 0], [shear, 0], [-shear, 0], [-shear, 0]]) / 2
     skew = float(np.clip(rng.normal(0, 0.2), -0.7, 0.7)) * oh
+    if not geometry:
+        jit, shear, skew = jit * 0, 0.0, 0.0
+    dst += jit + np.float32([[shear, 0], [shear, 0], [-shear, 0], [-shear, 0]]) / 2
     dst += np.float32([[0, -skew], [0, skew], [0, skew], [0, -skew]]) / 2
     src = np.float32([[0, 0], [pw, 0], [pw, ph], [0, ph]])
     M = cv2.getPerspectiveTransform(src, dst)
@@ -368,24 +391,34 @@ def render_plate(
                               borderValue=(-1, -1, -1))  # fmt: skip
     mask = cv2.warpPerspective(np.ones((ph, pw), np.float32), M, (ow, oh), flags=cv2.INTER_LINEAR)
     out = np.where(mask[..., None] > 0, out * mask[..., None] + bgimg * (1 - mask[..., None]), bgimg)
-    # Colour cast, contrast, blur, noise.
-    out = out * rng.uniform(0.8, 1.15, 3).astype(np.float32) + rng.uniform(-20, 20, 3).astype(np.float32)
-    c = _u(rng, 0.7, 1.2)
-    out = (out - out.mean()) * c + out.mean() * _u(rng, 0.75, 1.2)
+    # Colour cast, contrast, blur, noise, JPEG.
+    cast = rng.uniform(0.8, 1.15, 3).astype(np.float32)
+    offset = rng.uniform(-20, 20, 3).astype(np.float32)
+    c, level = _u(rng, 0.7, 1.2), _u(rng, 0.75, 1.2)
+    if photo:
+        out = out * cast + offset
+        out = (out - out.mean()) * c + out.mean() * level
     r = rng.random()
     if r < 0.35:
-        out = cv2.GaussianBlur(out, (0, 0), _u(rng, 0.3, 0.9) * oh / 24)
+        blur_sigma = _u(rng, 0.3, 0.9) * oh / 24
+        if "blur" not in skip:
+            out = cv2.GaussianBlur(out, (0, 0), blur_sigma)
     elif r < 0.45:
         k = max(2, int(round(_u(rng, 2, 4) * oh / 24)))
         kern = np.zeros((k, k), np.float32)
         kern[k // 2, :] = 1.0 / k
-        out = cv2.filter2D(out, -1, kern)
+        if "blur" not in skip:
+            out = cv2.filter2D(out, -1, kern)
     if rng.random() < 0.5:
-        out = out + rng.normal(0, _u(rng, 2, 10), out.shape).astype(np.float32)
+        noise = rng.normal(0, _u(rng, 2, 10), out.shape).astype(np.float32)
+        if "noise" not in skip:
+            out = out + noise
     out = np.clip(out, 0, 255).astype(np.uint8)
     if rng.random() < 0.8:
-        ok, buf = cv2.imencode(".jpg", out[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 96))])
-        out = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
+        quality = int(rng.integers(30, 96))
+        if "jpeg" not in skip:
+            ok, buf = cv2.imencode(".jpg", out[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+            out = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
     return np.ascontiguousarray(out)
 
 
@@ -402,12 +435,15 @@ class SynthDataset(Dataset):
             the augmentations draw from numpy's global state (the DataLoader seeds it).
         real_glyphs: Optional plate-font templates from real crops (:func:`real_glyph_masks`).
         latin_fonts: See :func:`render_plate`.
+        skip: Degradations to leave out (:func:`render_plate`); sample ``i`` is otherwise
+            the same plate as without.
     """
 
     def __init__(self, n: int, seed: int = 0, augment: Callable | None = None,
-                 real_glyphs: dict[str, np.ndarray] | None = None, latin_fonts: bool = True):  # fmt: skip
+                 real_glyphs: dict[str, np.ndarray] | None = None, latin_fonts: bool = True,
+                 skip: Collection[str] = ()):  # fmt: skip
         self.n, self.seed, self.augment = int(n), int(seed), augment
-        self.real_glyphs, self.latin_fonts = real_glyphs, latin_fonts
+        self.real_glyphs, self.latin_fonts, self.skip = real_glyphs, latin_fonts, frozenset(skip)
 
     def __len__(self) -> int:
         return self.n
@@ -418,7 +454,8 @@ class SynthDataset(Dataset):
             raise IndexError(idx)
         label = label_for(idx, self.seed)
         rng = np.random.default_rng([self.seed, idx, 2])
-        return render_plate(label, rng, real_glyphs=self.real_glyphs, latin_fonts=self.latin_fonts), label
+        img = render_plate(label, rng, real_glyphs=self.real_glyphs, latin_fonts=self.latin_fonts, skip=self.skip)
+        return img, label
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         rgb, label = self.sample(idx)

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 import torch
 
 from core import plates
 from core.data import encode_label
 from core.synth import (
     ATLAS_CHARS,
+    DEGRADATIONS,
     FONT_DIR,
     FONT_FILES,
     LATIN_FONT_FILES,
@@ -234,3 +236,44 @@ def test_latin_fonts_switch_the_serial_glyphs_only_when_asked():
     assert differ > 15  # the Latin-font generator draws from its own random stream
     again = SynthDataset(30, seed=5, latin_fonts=False)
     assert all(np.array_equal(noto.sample(i)[0], again.sample(i)[0]) for i in range(30))
+
+
+def test_render_can_leave_out_each_degradation_and_keeps_the_rest():
+    with pytest.raises(ValueError, match="unknown degradations"):
+        render_plate("皖A26Y56", 1, skip={"rain"})
+    full = [render_plate(label_for(i, 8), np.random.default_rng([8, i, 2])) for i in range(30)]
+    for name in DEGRADATIONS:
+        left_out = [render_plate(label_for(i, 8), np.random.default_rng([8, i, 2]), skip={name}) for i in range(30)]
+        assert all(a.shape == b.shape for a, b in zip(full, left_out))  # same size: the same random stream
+        assert any(not np.array_equal(a, b) for a, b in zip(full, left_out)), name
+    # All left out: the plate fills the image exactly (no margins, no tilt), so every edge pixel is
+    # plate blue rather than the background around it, and the image is sharper than the full render.
+    clean = [render_plate(label_for(i, 8), np.random.default_rng([8, i, 2]), skip=DEGRADATIONS) for i in range(30)]
+    for im in clean:
+        edges = np.concatenate([im[:, 0], im[:, -1], im[0], im[-1]]).astype(int)
+        assert (edges[:, 2] > edges[:, 0] + 20).mean() > 0.9
+    # Only blur left in: never sharper than the clean plate, clearly blurred on some (45 % are).
+
+    def sharpness(im):
+        return cv2.Laplacian(cv2.cvtColor(im, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()
+
+    blur = [render_plate(label_for(i, 8), np.random.default_rng([8, i, 2]), skip=set(DEGRADATIONS) - {"blur"})
+            for i in range(30)]  # fmt: skip
+    ratios = [sharpness(a) / sharpness(b) for a, b in zip(blur, clean)]
+    assert max(ratios) <= 1.0 + 1e-6 and sum(r < 0.8 for r in ratios) >= 5
+    # Only JPEG left in: the difference from the fully clean plate is compression noise only.
+    jpeg = [render_plate(label_for(i, 8), np.random.default_rng([8, i, 2]), skip=set(DEGRADATIONS) - {"jpeg"})
+            for i in range(30)]  # fmt: skip
+
+    def reencoded(im, q):
+        return cv2.imdecode(cv2.imencode(".jpg", im[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])[1], cv2.IMREAD_COLOR)[
+            ..., ::-1
+        ]
+
+    compressed = [i for i, (a, b) in enumerate(zip(jpeg, clean)) if not np.array_equal(a, b)]
+    assert len(compressed) >= 15  # 80 % are compressed
+    for i in compressed:  # each is the clean plate re-encoded at some quality in 30..95
+        assert any(np.array_equal(jpeg[i], reencoded(clean[i], q)) for q in range(30, 96)), i
+    ds = SynthDataset(5, seed=8, skip={"blur", "noise"})
+    img, label = ds.sample(3)
+    assert label == label_for(3, 8) and img.shape == SynthDataset(5, seed=8).sample(3)[0].shape
