@@ -161,6 +161,30 @@ def encode_label(label: str, provinces: str = plates.PROVINCES, others: str = pl
     return np.array([provinces.index(label[0])] + [others.index(c) for c in label[1:]], dtype=np.int64)
 
 
+def reseed_augmentations(dataset: Dataset, seed: int) -> None:
+    """Give every albumentations pipeline in ``dataset`` a new seed (in a DataLoader worker).
+
+    A seeded pipeline keeps its own random state, which the global seeds do not touch, and
+    each DataLoader worker starts from a copy of the main process's: without a reseed every
+    worker, and every epoch's fresh workers, would repeat the same draws. Walks the torch
+    nesting conventions (``ConcatDataset.datasets``, ``Subset.dataset``) down to datasets
+    with an ``augment`` attribute.
+    """
+    stack, seen = [dataset], set()
+    while stack:
+        d = stack.pop()
+        if id(d) in seen:
+            continue
+        seen.add(id(d))
+        aug = getattr(d, "augment", None)
+        if hasattr(aug, "set_random_seed") and id(aug) not in seen:
+            seen.add(id(aug))
+            aug.set_random_seed((seed + len(seen)) % 2**32)
+        stack.extend(getattr(d, "datasets", None) or ())
+        if isinstance(getattr(d, "dataset", None), Dataset):
+            stack.append(d.dataset)
+
+
 class PlateDataset(Dataset):
     """(image tensor, class indices) for valid labelled samples; used by training.
 

@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from . import plates
-from .data import PlateDataset, train_augmentations
+from .data import PlateDataset, reseed_augmentations, train_augmentations
 from .device import resolve_device
 from .metrics import corpus_cer
 from .models import Checkpoint, ModelConfig, build_model, load_checkpoint, save_checkpoint
@@ -140,9 +140,14 @@ def _seed_all(seed: int) -> None:
 
 
 def _worker_init(worker_id: int) -> None:
+    # torch gives each worker of each epoch its own initial seed; pass it on to every RNG the
+    # data pipeline draws from, the albumentations pipelines' own included.
     s = torch.initial_seed() % (2**32)
     np.random.seed(s)
     random.seed(s)
+    info = torch.utils.data.get_worker_info()
+    if info is not None:
+        reseed_augmentations(info.dataset, s)
 
 
 def _decode(first: torch.Tensor, tail: torch.Tensor, provinces: str, others: str) -> list[str]:
