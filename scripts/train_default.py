@@ -201,6 +201,12 @@ def run_stage(
     return res.best_path, history, res.seconds
 
 
+def read_accuracy(model: torch.nn.Module, ckpt: Checkpoint, images: list[np.ndarray], labels: list[str]):
+    """(exact-match accuracy, CER) of ``model`` on ``images``."""
+    raw, _, _ = predict(model, images, ckpt)
+    return sum(a == b for a, b in zip(raw, labels)) / len(labels), corpus_cer(raw, labels)
+
+
 def real_val_logger(tag: str, out: Path, val_real: list[tuple[str, str]]):
     """Epoch log line plus, when the epoch is a new best, its exact-match accuracy on the real val crops."""
     cb = log_epoch(tag)
@@ -211,17 +217,10 @@ def real_val_logger(tag: str, out: Path, val_real: list[tuple[str, str]]):
         cb(e)
         if e.is_best and out.is_file():
             ck = load_checkpoint(out)
-            raw, _, _ = predict(ck.build(), images, ck)
-            acc = sum(a == b for a, b in zip(raw, labels)) / len(labels)
-            print(f"[{tag}]   real val accuracy {acc:.4f} cer {corpus_cer(raw, labels):.4f}", flush=True)
+            acc, cer = read_accuracy(ck.build(), ck, images, labels)
+            print(f"[{tag}]   real val accuracy {acc:.4f} cer {cer:.4f}", flush=True)
 
     return on_epoch
-
-
-def read_accuracy(model: torch.nn.Module, ckpt: Checkpoint, images: list[np.ndarray], labels: list[str]):
-    """(exact-match accuracy, CER) of ``model`` on ``images``."""
-    raw, _, _ = predict(model, images, ckpt)
-    return sum(a == b for a, b in zip(raw, labels)) / len(labels), corpus_cer(raw, labels)
 
 
 def polish(
