@@ -74,6 +74,8 @@ ARCH = "lstm-fast"
 # trains on and not the held-out synthetic set (424242).
 DEV_SYNTH_SEED, DEV_SYNTH_PER_PROVINCE = 5555, 20
 POLISH_SEED = 50
+# Polish stage per epoch: (real repeats, spliced, synthetic), lr of the first epoch, lr factor per epoch.
+POLISH_DATA, POLISH_LR, POLISH_GAMMA = (6, 4000, 16000), 5e-4, 0.9
 
 
 class Shifting(Dataset):
@@ -262,11 +264,12 @@ def polish(
     base = measure(start)
     print(f"[polish] start {start.name}: {base}", flush=True)
     aug = train_augmentations(1.0, seed=POLISH_SEED + 1)
+    rep, n_splice, n_synth = POLISH_DATA
     shifting = [
-        Shifting(SpliceDataset(train_real, 10**9, seed=POLISH_SEED + 3, augment=aug, **splice_kw), int(4000 * k)),
-        Shifting(SynthDataset(10**9, seed=POLISH_SEED + 2, real_glyphs=glyphs, latin_fonts=latin), int(16000 * k)),
+        Shifting(SpliceDataset(train_real, 10**9, seed=POLISH_SEED + 3, augment=aug, **splice_kw), int(n_splice * k)),
+        Shifting(SynthDataset(10**9, seed=POLISH_SEED + 2, real_glyphs=glyphs, latin_fonts=latin), int(n_synth * k)),
     ]
-    data = ConcatDataset([PlateDataset(train_real * max(1, int(6 * k)), augment=aug), *shifting])
+    data = ConcatDataset([PlateDataset(train_real * max(1, int(rep * k)), augment=aug), *shifting])
     records: list[dict] = []
     seconds, prev = 0.0, start
     for ep in range(epochs):
@@ -274,7 +277,7 @@ def polish(
         if resume and done.is_file() and out.is_file():
             rec = json.loads(done.read_text())
         else:
-            cfg = TrainConfig(arch=ARCH, epochs=1, batch_size=64, lr=5e-4 * 0.9**ep, lr_gamma=1.0,
+            cfg = TrainConfig(arch=ARCH, epochs=1, batch_size=64, lr=POLISH_LR * POLISH_GAMMA**ep, lr_gamma=1.0,
                               seed=POLISH_SEED + 4 + ep, device="cpu", workers=0, init=str(prev))  # fmt: skip
             res = train(cfg, data, val, out=out)
             # (The train() epoch info first: its own "epoch" is always 1 here.)
@@ -431,6 +434,11 @@ def main(argv: list[str] | None = None) -> int:
             "real_train": len(train_real), "real_val": len(val_real),
             **{name: f"{ep} epochs x ({len(train_real)} real x {rep} augmented + {sp} spliced + {sy} synthetic), "
                      f"lr {lr} x{g}/epoch" for name, ((rep, sp, sy), ep, lr, g) in stages.items()},
+            "polish": (f"{polish_info['epochs']} epochs x ({len(train_real)} real x {POLISH_DATA[0]} augmented + "
+                       f"{POLISH_DATA[1]} spliced + {POLISH_DATA[2]} synthetic), lr {POLISH_LR} x{POLISH_GAMMA}/epoch, "
+                       f"one train() per epoch; rule: real val no worse and dev synthetic (seed {DEV_SYNTH_SEED}, "
+                       f"{DEV_SYNTH_PER_PROVINCE}/province) >= +2 points")
+                      if polish_info else None,
             "val": f"{len(val_real)} real + {N_VAL_SYNTH} synthetic (selection by CER)",
         },
         "arch": ARCH,
