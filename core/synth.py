@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -51,6 +52,45 @@ DEGRADATIONS = ("photometric", "margins", "geometry", "blur", "noise", "jpeg")
 """What :func:`render_plate` can leave out: illumination gradient, shadow band, dirt, colour
 cast and contrast; crop margins; perspective jitter, slant and skew; Gaussian or motion blur;
 Gaussian noise; JPEG compression."""
+
+
+@dataclass(frozen=True)
+class Look:
+    """Strengths of the plate's contrast and of the degradations :func:`render_plate` draws.
+
+    Every value only rescales or gates a random draw, so two looks render the same plates
+    (labels, fonts, geometry, margins) from the same random stream.
+    """
+
+    white_min: float = 200.0  # characters' grey level is drawn from [white_min, 255]
+    p_dull: float = 0.1  # dull characters, blended 30 % towards the blue
+    p_thin: float = 0.3  # strokes eroded by one pixel
+    contrast_min: float = 0.7  # global contrast factor drawn from [contrast_min, 1.2]
+    p_blur: float = 0.35  # Gaussian blur (sigma 0.3..0.9 px at 24 px height, times ``blur``)
+    p_motion: float = 0.10  # horizontal motion blur (2..4 px, times ``blur``)
+    blur: float = 1.0
+    noise: float = 1.0  # Gaussian noise sigma 2..10 grey levels, times this (on half the plates)
+    jpeg_min: int = 30  # JPEG quality drawn from [30, 95], raised to at least this
+    antialias: float = 0.5  # Gaussian sigma, in output pixels, before warping the drawn plate down
+
+
+HARSH = Look()
+"""The generator of the bundled models up to session 5: markedly blurrier and lower in contrast
+than the real crops (``scripts/synth_vs_real.py``)."""
+
+MATCHED = Look(
+    white_min=230.0,
+    p_dull=0.08,
+    p_thin=0.1,
+    contrast_min=0.8,
+    p_blur=0.2,
+    p_motion=0.05,
+    blur=0.6,
+    noise=0.7,
+    jpeg_min=50,
+    antialias=0.28,
+)
+"""Calibrated so that contrast and sharpness match the real crops (``scripts/synth_vs_real.py``)."""
 
 # Standard plate geometry (GA 36), in mm: 440 x 140, characters 45 x 90,
 # 12 mm gaps, 34 mm between characters 2 and 3 holding the separator dot.
@@ -194,14 +234,14 @@ def _u(rng: np.random.Generator, a: float, b: float) -> float:
     return float(rng.uniform(a, b))
 
 
-def _plate_colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _plate_colours(rng: np.random.Generator, look: Look) -> tuple[np.ndarray, np.ndarray]:
     """Background blue and character colour, RGB float 0..255."""
     hue = _u(rng, 100, 122)  # OpenCV hue (0..180): blue ~ 105..120
     sat = _u(rng, 150, 255)
     val = _u(rng, 120, 255)
     bg = cv2.cvtColor(np.uint8([[[hue, sat, val]]]), cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
-    fg = np.full(3, _u(rng, 200, 255), np.float32) - rng.uniform(0, 25, 3).astype(np.float32)
-    if rng.random() < 0.1:  # dull, low-contrast characters
+    fg = np.full(3, _u(rng, look.white_min, 255), np.float32) - rng.uniform(0, 25, 3).astype(np.float32)
+    if rng.random() < look.p_dull:  # dull, low-contrast characters
         fg = 0.7 * fg + 0.3 * bg
     return bg, fg
 
@@ -225,6 +265,7 @@ def _draw_plate(
     ppm: float,
     real_glyphs: dict[str, np.ndarray] | None = None,
     latin_fonts: bool = True,
+    look: Look | None = None,
 ) -> np.ndarray:
     """The flat plate, ``ppm`` pixels per mm, RGB float32 0..255.
 
@@ -235,14 +276,15 @@ def _draw_plate(
     """
     glyphs = load_glyphs()
     W, H = int(round(PLATE_W * ppm)), int(round(PLATE_H * ppm))
-    bg, fg = _plate_colours(rng)
+    look = look or HARSH
+    bg, fg = _plate_colours(rng, look)
     alpha = np.zeros((H, W), np.float32)  # foreground (white) coverage
     font = int(rng.integers(2))  # CJK font of the province (and of the rest, unless a Latin font is drawn)
     latin = font
     if latin_fonts and rng.random() >= 0.4:
         latin = len(FONT_FILES) + int(rng.integers(len(LATIN_FONT_FILES)))
     real = real_glyphs if real_glyphs and rng.random() < 0.5 else {}
-    thin = rng.random() < 0.3
+    thin = rng.random() < look.p_thin
     # White frame, ~1.5..3 mm inside the edge, ~1..2 mm thick, rounded corners.
     if rng.random() < 0.9:
         inset, th = _u(rng, 1.0, 3.5) * ppm, max(1, int(round(_u(rng, 0.8, 2.2) * ppm)))
@@ -309,6 +351,7 @@ def render_plate(
     real_glyphs: dict[str, np.ndarray] | None = None,
     latin_fonts: bool = True,
     skip: Collection[str] = (),
+    look: Look | None = None,
 ) -> np.ndarray:
     """Render one degraded, tightly cropped plate image.
 
@@ -325,12 +368,17 @@ def render_plate(
             value is still drawn, so the plate, its size and the other degradations are
             those of the full render with the same ``rng`` (for ablations:
             ``scripts/synth_ablation.py``).
+        look: How strong the character colour, stroke and degradations are: :data:`HARSH`
+            (the default, the generator of the bundled models up to session 5) or
+            :data:`MATCHED` (calibrated to the real crops' contrast and sharpness). Same
+            random stream either way: the plates differ only in those strengths.
 
     Returns:
         RGB uint8 array of shape ``(height, width, 3)``.
     """
     if not isinstance(rng, np.random.Generator):
         rng = np.random.default_rng(rng)
+    look = look or HARSH
     unknown = set(skip) - set(DEGRADATIONS)
     if unknown:
         raise ValueError(f"unknown degradations {sorted(unknown)}; known: {', '.join(DEGRADATIONS)}")
@@ -344,7 +392,7 @@ def render_plate(
     oh, ow = size
     # Draw at about 2-3x the output resolution, then warp down (pre-blurred to avoid aliasing).
     ppm = max(0.35, min(1.0, 2.5 * ow / PLATE_W))
-    plate = _draw_plate(label, rng, ppm, real_glyphs, latin_fonts)
+    plate = _draw_plate(label, rng, ppm, real_glyphs, latin_fonts, look)
     ph, pw = plate.shape[:2]
     # Illumination gradient and a soft shadow band.
     if rng.random() < 0.7:
@@ -384,7 +432,7 @@ def render_plate(
     dst += np.float32([[0, -skew], [0, skew], [0, skew], [0, -skew]]) / 2
     src = np.float32([[0, 0], [pw, 0], [pw, ph], [0, ph]])
     M = cv2.getPerspectiveTransform(src, dst)
-    sigma = 0.5 * pw / ow
+    sigma = look.antialias * pw / ow
     plate = cv2.GaussianBlur(plate, (0, 0), sigma) if sigma > 0.6 else plate
     bgimg = _background(rng, oh, ow)
     out = cv2.warpPerspective(plate, M, (ow, oh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
@@ -394,32 +442,48 @@ def render_plate(
     # Colour cast, contrast, blur, noise, JPEG.
     cast = rng.uniform(0.8, 1.15, 3).astype(np.float32)
     offset = rng.uniform(-20, 20, 3).astype(np.float32)
-    c, level = _u(rng, 0.7, 1.2), _u(rng, 0.75, 1.2)
+    c, level = _u(rng, look.contrast_min, 1.2), _u(rng, 0.75, 1.2)
     if photo:
         out = out * cast + offset
         out = (out - out.mean()) * c + out.mean() * level
     r = rng.random()
     if r < 0.35:
-        blur_sigma = _u(rng, 0.3, 0.9) * oh / 24
-        if "blur" not in skip:
+        blur_sigma = _u(rng, 0.3, 0.9) * look.blur * oh / 24
+        if "blur" not in skip and r < look.p_blur:
             out = cv2.GaussianBlur(out, (0, 0), blur_sigma)
     elif r < 0.45:
-        k = max(2, int(round(_u(rng, 2, 4) * oh / 24)))
+        k = max(2, int(round(_u(rng, 2, 4) * look.blur * oh / 24)))
         kern = np.zeros((k, k), np.float32)
         kern[k // 2, :] = 1.0 / k
-        if "blur" not in skip:
+        if "blur" not in skip and r < 0.35 + look.p_motion:
             out = cv2.filter2D(out, -1, kern)
     if rng.random() < 0.5:
-        noise = rng.normal(0, _u(rng, 2, 10), out.shape).astype(np.float32)
+        noise = rng.normal(0, _u(rng, 2, 10) * look.noise, out.shape).astype(np.float32)
         if "noise" not in skip:
             out = out + noise
     out = np.clip(out, 0, 255).astype(np.uint8)
     if rng.random() < 0.8:
-        quality = int(rng.integers(30, 96))
+        quality = max(look.jpeg_min, int(rng.integers(30, 96)))
         if "jpeg" not in skip:
             ok, buf = cv2.imencode(".jpg", out[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
             out = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
     return np.ascontiguousarray(out)
+
+
+def look_stats(rgb: np.ndarray) -> tuple[float, float, float, float]:
+    """What :class:`Look` is calibrated on, measured on a crop at the real crops' 94x24.
+
+    Returns ``(contrast, sharpness, white, blue)``: the 5-95 % grey-level range, the variance
+    of the Laplacian divided by the squared range (edge sharpness independent of contrast),
+    the median grey of the brightest 8 % of pixels (the characters) and of the darker half
+    (the plate's blue).
+    """
+    g = cv2.cvtColor(cv2.resize(rgb, (94, 24), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+    g = g.astype(np.float32)
+    lo, p50, p92, hi = np.percentile(g, [5, 50, 92, 95])
+    contrast = float(hi - lo)
+    sharpness = float(cv2.Laplacian(g, cv2.CV_32F).var()) / max(contrast, 1.0) ** 2
+    return contrast, sharpness, float(np.median(g[g >= p92])), float(np.median(g[g <= p50]))
 
 
 class SynthDataset(Dataset):
@@ -437,13 +501,15 @@ class SynthDataset(Dataset):
         latin_fonts: See :func:`render_plate`.
         skip: Degradations to leave out (:func:`render_plate`); sample ``i`` is otherwise
             the same plate as without.
+        look: Contrast and degradation strengths (:class:`Look`; :data:`HARSH` by default).
     """
 
     def __init__(self, n: int, seed: int = 0, augment: Callable | None = None,
                  real_glyphs: dict[str, np.ndarray] | None = None, latin_fonts: bool = True,
-                 skip: Collection[str] = ()):  # fmt: skip
+                 skip: Collection[str] = (), look: Look | None = None):  # fmt: skip
         self.n, self.seed, self.augment = int(n), int(seed), augment
         self.real_glyphs, self.latin_fonts, self.skip = real_glyphs, latin_fonts, frozenset(skip)
+        self.look = look or HARSH
 
     def __len__(self) -> int:
         return self.n
@@ -454,7 +520,9 @@ class SynthDataset(Dataset):
             raise IndexError(idx)
         label = label_for(idx, self.seed)
         rng = np.random.default_rng([self.seed, idx, 2])
-        img = render_plate(label, rng, real_glyphs=self.real_glyphs, latin_fonts=self.latin_fonts, skip=self.skip)
+        img = render_plate(
+            label, rng, real_glyphs=self.real_glyphs, latin_fonts=self.latin_fonts, skip=self.skip, look=self.look
+        )
         return img, label
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -62,7 +62,7 @@ from core.data import PlateDataset, preprocess, scan_folder, train_augmentations
 from core.images import read_rgb  # noqa: E402
 from core.metrics import corpus_cer  # noqa: E402
 from core.models import Checkpoint, count_parameters, load_checkpoint, save_checkpoint  # noqa: E402
-from core.synth import SpliceDataset, SynthDataset, real_glyph_masks  # noqa: E402
+from core.synth import HARSH, MATCHED, Look, SpliceDataset, SynthDataset, real_glyph_masks  # noqa: E402
 from core.train import EpochInfo, TrainConfig, train  # noqa: E402
 
 REAL_DIR = ROOT / "data" / "plates_real"
@@ -70,6 +70,7 @@ HELDOUT = ROOT / "data" / "splits" / "heldout.txt"
 OUT = ROOT / "resources" / "models" / "default.pt"
 VAL_SEED, N_VAL_REAL, N_VAL_SYNTH = 7, 60, 120
 ARCH = "lstm-fast"
+LOOKS = {"harsh": HARSH, "matched": MATCHED}  # core.synth.Look of the synthetic plates (--look)
 # The polish stage's own selection set: 20 synthetic plates per province, a seed no stage
 # trains on and not the held-out synthetic set (424242).
 DEV_SYNTH_SEED, DEV_SYNTH_PER_PROVINCE = 5555, 20
@@ -136,20 +137,33 @@ def roc_auc(scores: list[float], positive: list[bool]) -> float | None:
     return wins / (len(pos) * len(neg))
 
 
-def evaluate(ckpt: Checkpoint, heldout: list[tuple[str, str]], n_per_province: int, latin_fonts: bool) -> dict:
-    model = ckpt.build()
-    labels = [lab for _, lab in heldout]
-    raw, cons, conf = predict(model, [read_rgb(p) for p, _ in heldout], ckpt)
-    ok = [p == t for p, t in zip(raw, labels)]
-    errors = [{"file": Path(p).name, "pred": r, "conf": round(c, 4)}
-              for (p, _), r, c, o in zip(heldout, raw, conf, ok) if not o]  # fmt: skip
-    synth = SynthDataset(n_per_province * len(plates.PROVINCES), seed=424242, latin_fonts=latin_fonts)
+def synth_per_province(model: torch.nn.Module, ckpt: Checkpoint, n_per_province: int, latin_fonts: bool,
+                       look: Look) -> tuple[dict[str, float], float, float]:  # fmt: skip
+    """Whole-plate accuracy per province, overall accuracy and CER on the held-out synthetic set
+    (seed 424242, ``n_per_province`` plates per province, rendered with ``look``)."""
+    synth = SynthDataset(n_per_province * len(plates.PROVINCES), seed=424242, latin_fonts=latin_fonts, look=look)
     s_imgs, s_labels = zip(*(synth.sample(i) for i in range(len(synth))))
     s_raw, _, _ = predict(model, list(s_imgs), ckpt)
     per_prov = {}
     for ch in plates.PROVINCES:
         idx = [i for i, lab in enumerate(s_labels) if lab[0] == ch]
         per_prov[ch] = sum(s_raw[i] == s_labels[i] for i in idx) / len(idx)
+    acc = sum(p == t for p, t in zip(s_raw, s_labels)) / len(s_labels)
+    return per_prov, acc, corpus_cer(s_raw, list(s_labels))
+
+
+def evaluate(ckpt: Checkpoint, heldout: list[tuple[str, str]], n_per_province: int, latin_fonts: bool,
+             look: str = "harsh") -> dict:  # fmt: skip
+    """Held-out figures: the real crops, and the synthetic plates per province rendered with
+    the run's ``look`` (keys ``synth_*``) and with every look (``synth_<look>_*``)."""
+    model = ckpt.build()
+    labels = [lab for _, lab in heldout]
+    raw, cons, conf = predict(model, [read_rgb(p) for p, _ in heldout], ckpt)
+    ok = [p == t for p, t in zip(raw, labels)]
+    errors = [{"file": Path(p).name, "pred": r, "conf": round(c, 4)}
+              for (p, _), r, c, o in zip(heldout, raw, conf, ok) if not o]  # fmt: skip
+    synth = {name: synth_per_province(model, ckpt, n_per_province, latin_fonts, lk) for name, lk in LOOKS.items()}
+    per_prov, s_acc, s_cer = synth[look]
     return {
         "heldout_real_n": len(labels),
         "heldout_real_accuracy": sum(ok) / len(ok),
@@ -160,10 +174,13 @@ def evaluate(ckpt: Checkpoint, heldout: list[tuple[str, str]], n_per_province: i
         "heldout_real_errors": errors,
         "heldout_real_min_conf_correct": min((c for c, o in zip(conf, ok) if o), default=None),
         "synth_per_province_n": n_per_province,
+        "synth_look": look,
         "synth_per_province_accuracy": per_prov,
-        "synth_accuracy": sum(p == t for p, t in zip(s_raw, s_labels)) / len(s_labels),
-        "synth_cer": corpus_cer(s_raw, list(s_labels)),
-    }
+        "synth_accuracy": s_acc,
+        "synth_cer": s_cer,
+        **{f"synth_{name}_{key}": v for name, (pp, a, c) in synth.items()
+           for key, v in (("per_province_accuracy", pp), ("accuracy", a), ("cer", c))},
+    }  # fmt: skip
 
 
 def log_epoch(tag: str):
@@ -237,6 +254,7 @@ def polish(
     latin: bool,
     glyphs: dict | None,
     splice_kw: dict,
+    look: Look = HARSH,
 ) -> tuple[Path, list[dict], float, dict]:
     """Stage 3: more synthetic plates for the provinces, without giving up the real crops.
 
@@ -251,7 +269,9 @@ def polish(
     """
     real_images = [read_rgb(p) for p, _ in val_real]
     real_labels = [lab for _, lab in val_real]
-    dev = SynthDataset(DEV_SYNTH_PER_PROVINCE * len(plates.PROVINCES), seed=DEV_SYNTH_SEED, latin_fonts=latin)
+    dev = SynthDataset(
+        DEV_SYNTH_PER_PROVINCE * len(plates.PROVINCES), seed=DEV_SYNTH_SEED, latin_fonts=latin, look=look
+    )
     dev_images, dev_labels = map(list, zip(*(dev.sample(i) for i in range(len(dev)))))
 
     def measure(path: Path) -> dict:
@@ -267,7 +287,10 @@ def polish(
     rep, n_splice, n_synth = POLISH_DATA
     shifting = [
         Shifting(SpliceDataset(train_real, 10**9, seed=POLISH_SEED + 3, augment=aug, **splice_kw), int(n_splice * k)),
-        Shifting(SynthDataset(10**9, seed=POLISH_SEED + 2, real_glyphs=glyphs, latin_fonts=latin), int(n_synth * k)),
+        Shifting(
+            SynthDataset(10**9, seed=POLISH_SEED + 2, real_glyphs=glyphs, latin_fonts=latin, look=look),
+            int(n_synth * k),
+        ),
     ]
     data = ConcatDataset([PlateDataset(train_real * max(1, int(rep * k)), augment=aug), *shifting])
     records: list[dict] = []
@@ -330,6 +353,10 @@ def main(argv: list[str] | None = None) -> int:
                          "templates recovered from the training crops (core.synth.real_glyph_masks): synthetic-only "
                          "pretraining reads 62 %% of the real validation crops instead of 33 %%, but after the mixed "
                          "stage it did not beat 'noto' on validation (docs/MODEL.md)")  # fmt: skip
+    ap.add_argument("--look", choices=sorted(LOOKS), default="harsh",
+                    help="synthetic plates' contrast and degradation strengths: 'harsh' (the bundled model's "
+                         "generator, blurrier and flatter than the real crops) or 'matched' (calibrated to the real "
+                         "crops' contrast and sharpness, scripts/synth_vs_real.py)")  # fmt: skip
     ap.add_argument(
         "--dev",
         action="store_true",
@@ -342,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     q = args.quick
     k = 0.02 if q else args.scale
-    n_per_prov = 4 if q else 50
+    n_per_prov = 4 if q else 100
     # name: (real repeats, spliced, synthetic) per epoch, epochs, lr, lr decay per epoch
     stages = {
         "pretrain": ((0, 0, int(60000 * k)), 4, 1e-3, 0.7),
@@ -357,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     train_real, val_real, heldout = real_split()
     print(f"real crops: train {len(train_real)}, val {len(val_real)}, held-out {len(heldout)}", flush=True)
     latin = args.synth == "plate"
-    val = ConcatDataset([PlateDataset(val_real), SynthDataset(N_VAL_SYNTH, seed=99, latin_fonts=latin)])
+    look = LOOKS[args.look]
+    val = ConcatDataset([PlateDataset(val_real), SynthDataset(N_VAL_SYNTH, seed=99, latin_fonts=latin, look=look)])
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
@@ -385,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             shifting.append(Shifting(splice, n_splice))
         if n_synth:
-            synth = SynthDataset(10**9, seed=2 + 10 * i, real_glyphs=glyphs, latin_fonts=latin)
+            synth = SynthDataset(10**9, seed=2 + 10 * i, real_glyphs=glyphs, latin_fonts=latin, look=look)
             shifting.append(Shifting(synth, n_synth))
         data = ConcatDataset(parts + shifting)
         cfg = TrainConfig(arch=ARCH, epochs=epochs, batch_size=64, lr=lr, lr_gamma=gamma, seed=4 + 10 * i,
@@ -405,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         splice_kw = {"p_letter": args.splice_letters, "p_anywhere": args.splice_anywhere}
         n_polish = 2 if q else args.polish_epochs
         path, records, seconds["polish"], decision = polish(
-            path, work, args.resume, n_polish, k, train_real, val_real, val, latin, glyphs, splice_kw
+            path, work, args.resume, n_polish, k, train_real, val_real, val, latin, glyphs, splice_kw, look
         )
         histories["polish"] = records
         polish_info = {**decision, "epochs": n_polish}
@@ -419,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     # 4. held-out evaluation (once, on the selected checkpoint) and the bundled file
     ckpt = load_checkpoint(path)
     te = time.time()
-    metrics = evaluate(ckpt, heldout, n_per_prov, latin)
+    metrics = evaluate(ckpt, heldout, n_per_prov, latin, args.look)
     seconds["evaluate"] = time.time() - te
     ckpt.metrics = {**ckpt.metrics, **metrics}
     ckpt.summary = {
@@ -427,7 +455,8 @@ def main(argv: list[str] | None = None) -> int:
         "recipe": "python scripts/train_default.py" + (" --quick" if q else "") + (f" --scale {k}" if k != 1 and not q else "")
                   + f" --synth {args.synth} --real-repeats {args.real_repeats} --mixed-synth {args.mixed_synth}"
                   + f" --mixed-epochs {args.mixed_epochs} --polish-epochs {args.polish_epochs}"
-                  + f" --splice-letters {args.splice_letters} --splice-anywhere {args.splice_anywhere}",
+                  + f" --splice-letters {args.splice_letters} --splice-anywhere {args.splice_anywhere}"
+                  + f" --look {args.look}",
         "data": {
             "real": "data/plates_real (600 crops, LPRNet_Pytorch test set)",
             "heldout": "data/splits/heldout.txt (150 crops, never trained on or selected with)",
@@ -445,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         "splice_letters": args.splice_letters,
         "splice_anywhere": args.splice_anywhere,
         "synth": args.synth,
+        "look": {"name": args.look, **vars(look)},
         "real_glyph_templates": "".join(sorted(glyphs)) if glyphs else None,
         "history": histories,
         "selected_stage": chosen,

@@ -11,17 +11,22 @@ import torch
 
 from core import plates
 from core.data import encode_label
+from core.images import read_rgb
 from core.synth import (
     ATLAS_CHARS,
     DEGRADATIONS,
     FONT_DIR,
     FONT_FILES,
+    HARSH,
     LATIN_FONT_FILES,
+    MATCHED,
+    Look,
     SpliceDataset,
     SynthDataset,
     character_cells,
     label_for,
     load_glyphs,
+    look_stats,
     real_glyph_masks,
     render_plate,
     splice_plate,
@@ -154,7 +159,6 @@ def test_splice_anywhere_moves_characters_between_serial_positions(monkeypatch):
 
 def _real_items():
     from core.data import scan_folder
-    from core.images import read_rgb
 
     return [(read_rgb(s.path), s.label) for s in scan_folder(REAL) if s.valid]
 
@@ -277,3 +281,49 @@ def test_render_can_leave_out_each_degradation_and_keeps_the_rest():
     ds = SynthDataset(5, seed=8, skip={"blur", "noise"})
     img, label = ds.sample(3)
     assert label == label_for(3, 8) and img.shape == SynthDataset(5, seed=8).sample(3)[0].shape
+
+
+def test_look_stats_measures_contrast_and_sharpness():
+    rng = np.random.default_rng(0)
+    sharp = np.zeros((24, 94, 3), np.uint8)
+    sharp[4:20, 10:84:6] = 220  # white bars on black
+    contrast, sharpness, white, blue = look_stats(sharp)
+    assert contrast == pytest.approx(220) and white == pytest.approx(220) and blue == pytest.approx(0)
+    blurred = cv2.GaussianBlur(sharp, (0, 0), 1.2)
+    assert look_stats(blurred)[1] < 0.5 * sharpness
+    dim = (sharp * 0.5).astype(np.uint8)  # half the contrast, same edges: same normalised sharpness
+    assert look_stats(dim)[0] == pytest.approx(110, abs=1)
+    assert look_stats(dim)[1] == pytest.approx(sharpness, rel=0.05)
+    flat = np.full((24, 94, 3), 90, np.uint8) + rng.integers(0, 2, (24, 94, 3), dtype=np.uint8)
+    assert look_stats(flat)[0] <= 1
+
+
+def test_a_look_only_rescales_the_draws():
+    # Same random stream: the same labels and plate sizes; a Look equal to HARSH renders the
+    # default plates bit for bit, MATCHED renders different (cleaner) pixels.
+    default, same = SynthDataset(12, seed=21), SynthDataset(12, seed=21, look=Look())
+    matched = SynthDataset(12, seed=21, look=MATCHED)
+    assert Look() == HARSH
+    for i in range(12):
+        (a, la), (b, lb), (c, lc) = default.sample(i), same.sample(i), matched.sample(i)
+        assert la == lb == lc and a.shape == c.shape
+        assert np.array_equal(a, b)
+    assert sum(not np.array_equal(default.sample(i)[0], matched.sample(i)[0]) for i in range(12)) >= 10
+
+
+def test_matched_look_is_calibrated_to_the_real_crops_and_harsh_is_not():
+    # What MATCHED was tuned on (scripts/synth_vs_real.py): the real crops' median contrast and
+    # contrast-normalised sharpness, and how few real crops are flatter or blurrier.
+    real = np.array([look_stats(read_rgb(f)) for f in sorted(REAL.glob("*.jpg"))[::3]])
+    real_med, real_p5 = np.median(real, 0), np.percentile(real, 5, 0)
+
+    def stats(look):
+        ds = SynthDataset(150, seed=424242, latin_fonts=False, look=look)
+        return np.array([look_stats(ds.sample(i)[0]) for i in range(150)])
+
+    matched, harsh = stats(MATCHED), stats(HARSH)
+    for j in (0, 1):  # contrast, sharpness
+        assert np.median(matched[:, j]) == pytest.approx(real_med[j], rel=0.15), j
+        assert (matched[:, j] < real_p5[j]).mean() < 0.12, j
+    assert np.median(harsh[:, 1]) < 0.7 * real_med[1]  # the old generator: much blurrier
+    assert (harsh[:, 1] < real_p5[1]).mean() > 0.25
