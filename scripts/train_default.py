@@ -36,6 +36,8 @@ look at the held-out crops). ``--synth plate`` switches the synthetic plates to 
 plate-font generator (Latin fonts + glyph templates from the training crops), a variant
 tried with ``--dev`` and not shipped (docs/MODEL.md, "Synthetic-to-real experiments"),
 as was ``--splice-anywhere`` (spliced serial characters moved between positions).
+``--look matched`` renders the synthetic plates with the contrast and sharpness of the real
+crops (core.synth.MATCHED); tried in session 6 and not shipped (docs/MODEL.md).
 """
 
 from __future__ import annotations
@@ -369,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     q = args.quick
     k = 0.02 if q else args.scale
-    n_per_prov = 4 if q else 100
+    n_per_prov = 4 if q else 50
     # name: (real repeats, spliced, synthetic) per epoch, epochs, lr, lr decay per epoch
     stages = {
         "pretrain": ((0, 0, int(60000 * k)), 4, 1e-3, 0.7),
