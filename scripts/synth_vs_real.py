@@ -22,12 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from train_default import real_split  # noqa: E402
+from train_default import LOOKS, real_split  # noqa: E402
 
 from core.images import read_rgb  # noqa: E402
-from core.synth import HARSH, MATCHED, Look, SynthDataset, look_stats  # noqa: E402
+from core.synth import Look, SynthDataset, look_stats  # noqa: E402
 
-LOOKS = {"harsh": HARSH, "matched": MATCHED}
 NAMES = ("contrast", "sharpness", "white", "blue")
 
 
