@@ -265,7 +265,7 @@ def _draw_plate(
     ppm: float,
     real_glyphs: dict[str, np.ndarray] | None = None,
     latin_fonts: bool = True,
-    look: Look | None = None,
+    look: Look = HARSH,
 ) -> np.ndarray:
     """The flat plate, ``ppm`` pixels per mm, RGB float32 0..255.
 
@@ -276,7 +276,6 @@ def _draw_plate(
     """
     glyphs = load_glyphs()
     W, H = int(round(PLATE_W * ppm)), int(round(PLATE_H * ppm))
-    look = look or HARSH
     bg, fg = _plate_colours(rng, look)
     alpha = np.zeros((H, W), np.float32)  # foreground (white) coverage
     font = int(rng.integers(2))  # CJK font of the province (and of the rest, unless a Latin font is drawn)
@@ -351,7 +350,7 @@ def render_plate(
     real_glyphs: dict[str, np.ndarray] | None = None,
     latin_fonts: bool = True,
     skip: Collection[str] = (),
-    look: Look | None = None,
+    look: Look = HARSH,
 ) -> np.ndarray:
     """Render one degraded, tightly cropped plate image.
 
@@ -378,7 +377,6 @@ def render_plate(
     """
     if not isinstance(rng, np.random.Generator):
         rng = np.random.default_rng(rng)
-    look = look or HARSH
     unknown = set(skip) - set(DEGRADATIONS)
     if unknown:
         raise ValueError(f"unknown degradations {sorted(unknown)}; known: {', '.join(DEGRADATIONS)}")
@@ -506,10 +504,10 @@ class SynthDataset(Dataset):
 
     def __init__(self, n: int, seed: int = 0, augment: Callable | None = None,
                  real_glyphs: dict[str, np.ndarray] | None = None, latin_fonts: bool = True,
-                 skip: Collection[str] = (), look: Look | None = None):  # fmt: skip
+                 skip: Collection[str] = (), look: Look = HARSH):  # fmt: skip
         self.n, self.seed, self.augment = int(n), int(seed), augment
         self.real_glyphs, self.latin_fonts, self.skip = real_glyphs, latin_fonts, frozenset(skip)
-        self.look = look or HARSH
+        self.look = look
 
     def __len__(self) -> int:
         return self.n
