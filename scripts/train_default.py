@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import random
@@ -82,19 +83,30 @@ POLISH_DATA, POLISH_LR, POLISH_GAMMA = (6, 4000, 16000), 5e-4, 0.9
 
 
 class Shifting(Dataset):
-    """``n`` items of a huge lazy dataset, moved to fresh indices by :meth:`next_epoch`."""
+    """``n`` items of a huge lazy dataset, moved to fresh indices by :meth:`next_epoch`.
+
+    The offset lives in shared memory so that DataLoader worker processes, which keep
+    their copy of the dataset across epochs (``persistent_workers``), see it move too.
+    The base is ``dataset`` (torch's ``Subset`` convention) so that
+    ``core.data.reseed_augmentations`` finds its augmentation pipeline in the workers.
+    """
 
     def __init__(self, base: Dataset, n: int):
-        self.base, self.n, self.offset = base, n, 0
+        self.dataset, self.n = base, n
+        self._offset = multiprocessing.Value("q", 0, lock=False)
+
+    @property
+    def offset(self) -> int:
+        return self._offset.value
 
     def __len__(self) -> int:
         return self.n
 
     def __getitem__(self, i: int):
-        return self.base[self.offset + i]
+        return self.dataset[self.offset + i]
 
     def next_epoch(self, *_):
-        self.offset += self.n
+        self._offset.value += self.n
 
 
 def real_split() -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[tuple[str, str]]]:
@@ -257,6 +269,7 @@ def polish(
     glyphs: dict | None,
     splice_kw: dict,
     look: Look = HARSH,
+    loader: dict | None = None,
 ) -> tuple[Path, list[dict], float, dict]:
     """Stage 3: more synthetic plates for the provinces, without giving up the real crops.
 
@@ -303,7 +316,7 @@ def polish(
             rec = json.loads(done.read_text())
         else:
             cfg = TrainConfig(arch=ARCH, epochs=1, batch_size=64, lr=POLISH_LR * POLISH_GAMMA**ep, lr_gamma=1.0,
-                              seed=POLISH_SEED + 4 + ep, device="cpu", workers=0, init=str(prev))  # fmt: skip
+                              seed=POLISH_SEED + 4 + ep, init=str(prev), **{"device": "cpu", "workers": 0, **(loader or {})})  # fmt: skip
             res = train(cfg, data, val, out=out)
             # (The train() epoch info first: its own "epoch" is always 1 here.)
             rec = {**vars(res.history[-1]), **measure(out), "epoch": ep + 1, "seconds": res.seconds}
@@ -331,6 +344,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny budget: checks the recipe runs end to end")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every stage's images per epoch")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="training device: cpu (the bundled model's), cuda or auto")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="DataLoader worker processes rendering the training images (0: in the training thread)",
+    )
     ap.add_argument(
         "--splice-letters",
         type=float,
@@ -368,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="skip stages that finished earlier in WORK (same seeds, so the same weights)")  # fmt: skip
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    loader = {"device": args.device, "workers": args.workers}
     t0 = time.time()
     q = args.quick
     k = 0.02 if q else args.scale
@@ -419,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
             shifting.append(Shifting(synth, n_synth))
         data = ConcatDataset(parts + shifting)
         cfg = TrainConfig(arch=ARCH, epochs=epochs, batch_size=64, lr=lr, lr_gamma=gamma, seed=4 + 10 * i,
-                          device="cpu", workers=0, init=str(path) if path else None)  # fmt: skip
+                          init=str(path) if path else None, **loader)  # fmt: skip
         path, histories[name], seconds[name] = run_stage(
             name, work, args.resume, cfg, data, val, shifting, real_val_logger(name, work / f"{name}.pt", val_real)
         )
@@ -435,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         splice_kw = {"p_letter": args.splice_letters, "p_anywhere": args.splice_anywhere}
         n_polish = 2 if q else args.polish_epochs
         path, records, seconds["polish"], decision = polish(
-            path, work, args.resume, n_polish, k, train_real, val_real, val, latin, glyphs, splice_kw, look
+            path, work, args.resume, n_polish, k, train_real, val_real, val, latin, glyphs, splice_kw, look, loader
         )
         histories["polish"] = records
         polish_info = {**decision, "epochs": n_polish}
@@ -458,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
                   + f" --synth {args.synth} --real-repeats {args.real_repeats} --mixed-synth {args.mixed_synth}"
                   + f" --mixed-epochs {args.mixed_epochs} --polish-epochs {args.polish_epochs}"
                   + f" --splice-letters {args.splice_letters} --splice-anywhere {args.splice_anywhere}"
-                  + f" --look {args.look}",
+                  + f" --look {args.look}" + (f" --device {args.device} --workers {args.workers}" if args.device != "cpu" else ""),
         "data": {
             "real": "data/plates_real (600 crops, LPRNet_Pytorch test set)",
             "heldout": "data/splits/heldout.txt (150 crops, never trained on or selected with)",
@@ -483,8 +504,10 @@ def main(argv: list[str] | None = None) -> int:
         "polish": polish_info,
         "params": count_parameters(ckpt.build()),
         "seconds_per_stage": {k: round(v, 1) for k, v in seconds.items()},
-        "seconds_total": round(sum(seconds.values()), 1), "threads": args.threads,
+        "seconds_total": round(sum(seconds.values()), 1), "threads": args.threads, **loader,
         "machine": f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+                   + (f"GPU {torch.cuda.get_device_name()}, " if args.device != "cpu" and torch.cuda.is_available() else "")
+                   + f"torch {torch.__version__}, "
                    f"load average at the end {os.getloadavg()[0]:.1f}",
     }  # fmt: skip
     out = save_checkpoint(ckpt, args.out)
