@@ -8,15 +8,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import albumentations as A
-import cv2
-import numpy as np
-import torch
-from torch.utils.data import Dataset
+# albumentations asks PyPI for a newer version of itself on import: a network request every
+# time the app starts, and a 2 s timeout plus a warning on an offline machine. A desktop tool
+# must not phone home; a user who wants the check can still set the variable to 0.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from . import plates
-from .images import ImageReadError, read_rgb
-from .models import INPUT_SIZE, MEAN, STD
+import albumentations as A  # noqa: E402
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.data import Dataset  # noqa: E402
+
+from . import plates  # noqa: E402
+from .images import ImageReadError, read_rgb  # noqa: E402
+from .models import INPUT_SIZE, MEAN, STD  # noqa: E402
 
 STORE_DIRNAME = ".plate-review"
 
