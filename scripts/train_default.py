@@ -38,6 +38,10 @@ tried with ``--dev`` and not shipped (docs/MODEL.md, "Synthetic-to-real experime
 as was ``--splice-anywhere`` (spliced serial characters moved between positions).
 ``--look matched`` renders the synthetic plates with the contrast and sharpness of the real
 crops (core.synth.MATCHED); tried in session 6 and not shipped (docs/MODEL.md).
+``--device cuda --workers N`` trains on a GPU, with N DataLoader processes rendering the
+images. On one H200 with 14 workers, the pretrain stage at ``--scale 3`` took 255 s
+(~2,850 images/s), about 9x the 2-core CPU. The step loop of this small model, not the GPU,
+bounds it (docs/BENCHMARKS.md, "GPU").
 """
 
 from __future__ import annotations
