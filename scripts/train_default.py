@@ -1,7 +1,13 @@
 """Reproduce the bundled default model, resources/models/default.pt, from scratch.
 
-    python scripts/train_default.py            # ~1 h on an idle 2-core CPU
+    python scripts/train_default.py --device cuda --workers 14   # the bundled file: --scale 3 (default)
+    python scripts/train_default.py            # the same on the CPU: ~2.5 h on an idle 2-core CPU
+    python scripts/train_default.py --scale 1  # a third of the images: 56 min on 2 cores (session 5's model)
     python scripts/train_default.py --quick    # a few minutes, smoke test of the recipe
+
+The bundled file (session 7) pretrained on an H200 (255 s) and ran the other stages on a
+2-core CPU with ``--resume`` (1 h 53 min); docs/MODEL.md. The numbers below are per unit of
+``--scale``.
 
 Recipe (seeds fixed):
 
@@ -346,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--work", default=str(ROOT / "runs" / "default"), help="intermediate checkpoints")
     ap.add_argument("--quick", action="store_true", help="tiny budget: checks the recipe runs end to end")
-    ap.add_argument("--scale", type=float, default=1.0, help="multiply every stage's images per epoch")
+    ap.add_argument("--scale", type=float, default=3.0,
+                    help="multiply every stage's images per epoch (3: the bundled file; 1: 56 min on 2 CPU cores)")  # fmt: skip
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="training device: cpu (the bundled model's), cuda or auto")
     ap.add_argument(
