@@ -355,13 +355,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny budget: checks the recipe runs end to end")
     ap.add_argument("--scale", type=float, default=3.0,
                     help="multiply every stage's images per epoch (3: the bundled file; 1: 56 min on 2 CPU cores)")  # fmt: skip
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: the CPUs left over by --workers, at least 1)")  # fmt: skip
     ap.add_argument("--device", default="cpu", help="training device: cpu (the bundled model's), cuda or auto")
     ap.add_argument(
         "--workers",
         type=int,
-        default=0,
-        help="DataLoader worker processes rendering the training images (0: in the training thread)",
+        default=1,
+        help="DataLoader worker processes rendering the training images (0: in the training thread; "
+        "1 on a 2-core CPU is 1.6x faster than 0 with 2 threads)",
     )
     ap.add_argument(
         "--splice-letters",
@@ -399,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true",
                     help="skip stages that finished earlier in WORK (same seeds, so the same weights)")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.threads is None:
+        args.threads = max(1, (os.cpu_count() or 2) - args.workers)
     torch.set_num_threads(args.threads)
     loader = {"device": args.device, "workers": args.workers}
     t0 = time.time()

@@ -108,3 +108,20 @@ def test_dataloader_workers_do_not_repeat_augmentations():
     # 14 of 16 differ (an image can come out unchanged when no transform fires); without the
     # reseed only 3 do.
     assert len(images) == 16 and len(set(images)) >= 12
+
+
+@pytest.mark.parametrize(("amp", "native_bf16", "precision"), [
+    (True, True, "bfloat16 autocast"), (True, False, "float32"), (False, True, "float32"),
+])  # fmt: skip
+def test_cpu_precision_follows_the_cpu(items, monkeypatch, amp, native_bf16, precision):
+    """bf16 autocast on the CPU only where it is native (else oneDNN emulates it, slower), and
+    the saved weights are float32 and in the standard layout whatever the training layout."""
+    import core.train as core_train
+
+    monkeypatch.setattr(core_train, "cpu_bf16", lambda: native_bf16)
+    cfg = TrainConfig(arch="lstm-fast", epochs=1, batch_size=8, max_steps=2, device="cpu", amp=amp, seed=0)
+    res = train(cfg, items[:16], items[16:])
+    assert res.checkpoint.summary["precision"] == precision
+    for name, t in res.checkpoint.state_dict.items():
+        assert t.is_contiguous(), name  # not channels_last: loads and exports like any checkpoint
+        assert not t.is_floating_point() or t.dtype == torch.float32, name
