@@ -127,10 +127,19 @@ def cpu_bf16() -> bool:
         return False
 
 
+#: Train in NHWC (channels-last) on the CPU, where oneDNN's convolutions are faster in it
+#: (bench/bench_train.py turns it off to measure the difference).
+NHWC_ON_CPU = True
+
+
+def _nhwc(device: torch.device) -> bool:
+    return NHWC_ON_CPU and device.type == "cpu"
+
+
 def _to_device(x: torch.Tensor, device: torch.device, non_blocking: bool = False) -> torch.Tensor:
-    """A batch on ``device``; NHWC on the CPU, where oneDNN's convolutions are faster in it."""
+    """A batch on ``device``, in the model's memory layout."""
     x = x.to(device, non_blocking=non_blocking)
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cpu" else x
+    return x.contiguous(memory_format=torch.channels_last) if _nhwc(device) else x
 
 
 def plate_loss(first_logits: torch.Tensor, tail_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -269,7 +278,7 @@ def train(
         raise ValueError("no training samples (all unreadable, invalid or excluded?)")
 
     model.to(device)
-    if device.type == "cpu":  # NHWC convolutions: 1.3x the fp32 training step (docs/BENCHMARKS.md)
+    if _nhwc(device):  # 1.3x the float32 training step on the CPU (docs/BENCHMARKS.md)
         model.to(memory_format=torch.channels_last)
     if world > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
