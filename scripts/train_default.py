@@ -1,13 +1,14 @@
 """Reproduce the bundled default model, resources/models/default.pt, from scratch.
 
-    python scripts/train_default.py --device cuda --workers 14   # the bundled file: --scale 3 (default)
-    python scripts/train_default.py            # the same on the CPU: ~2.5 h on an idle 2-core CPU
-    python scripts/train_default.py --scale 1  # a third of the images: 56 min on 2 cores (session 5's model)
-    python scripts/train_default.py --quick    # a few minutes, smoke test of the recipe
+    python scripts/train_default.py            # the bundled file (--scale 3): 74 min on an idle 2-core CPU
+    python scripts/train_default.py --device cuda --workers 14   # the same recipe on a GPU
+    python scripts/train_default.py --scale 1  # a third of the images: ~25 min on 2 cores (not timed)
+    python scripts/train_default.py --quick    # about a minute, smoke test of the recipe
 
-The bundled file (session 7) pretrained on an H200 (255 s) and ran the other stages on a
-2-core CPU with ``--resume`` (1 h 53 min); docs/MODEL.md. The numbers below are per unit of
-``--scale``.
+The bundled file (session 8) is one run of the first command on the 2-core AMD EPYC
+(Zen 4): 4,427 s, with one DataLoader worker rendering images and one torch thread
+training in bf16 autocast (core.train; docs/MODEL.md). The numbers below are per unit
+of ``--scale``.
 
 Recipe (seeds fixed):
 
@@ -33,8 +34,10 @@ Recipe (seeds fixed):
 5. Evaluate once on the held-out crops (accuracy, CER, confidence ROC AUC) and on
    50 held-out synthetic plates per province; record everything in the checkpoint.
 
-About 1.1M training images, ~1 h on an idle 2-core CPU (docs/MODEL.md has the
-timings of the run that made the bundled file). ``--resume`` skips every stage (and
+About 1.1M training images per unit of ``--scale`` (docs/MODEL.md has the timings of
+the run that made the bundled file). The figures depend a little on the machine: the
+augmentation stream on ``--workers``, and the arithmetic on whether the CPU has native
+bf16 (elsewhere training runs in float32, slower). ``--resume`` skips every stage (and
 polish epoch) that finished before in WORK (marked by WORK/<stage>.done; same seeds,
 same weights: the augmentation pipelines are seeded too).
 ``--dev`` trains and reports validation figures only (recipe development must never
@@ -354,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default=str(ROOT / "runs" / "default"), help="intermediate checkpoints")
     ap.add_argument("--quick", action="store_true", help="tiny budget: checks the recipe runs end to end")
     ap.add_argument("--scale", type=float, default=3.0,
-                    help="multiply every stage's images per epoch (3: the bundled file; 1: 56 min on 2 CPU cores)")  # fmt: skip
+                    help="multiply every stage's images per epoch (3: the bundled file, 74 min on 2 CPU cores; 1: a third)")  # fmt: skip
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads (default: the CPUs left over by --workers, at least 1)")  # fmt: skip
     ap.add_argument("--device", default="cpu", help="training device: cpu (the bundled model's), cuda or auto")
@@ -495,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
                   + f" --synth {args.synth} --real-repeats {args.real_repeats} --mixed-synth {args.mixed_synth}"
                   + f" --mixed-epochs {args.mixed_epochs} --polish-epochs {args.polish_epochs}"
                   + f" --splice-letters {args.splice_letters} --splice-anywhere {args.splice_anywhere}"
-                  + f" --look {args.look}" + (f" --device {args.device} --workers {args.workers}" if args.device != "cpu" else ""),
+                  + f" --look {args.look} --device {args.device} --workers {args.workers} --threads {args.threads}",
         "data": {
             "real": "data/plates_real (600 crops, LPRNet_Pytorch test set)",
             "heldout": "data/splits/heldout.txt (150 crops, never trained on or selected with)",
