@@ -59,6 +59,7 @@ from core.finetune import (
     read_curves,
     read_states,
 )
+from core.models import CheckpointError, load_checkpoint
 from core.predict import Progress
 from core.train import EpochInfo, StepInfo, TrainConfig
 
@@ -626,7 +627,17 @@ class TrainPanel(QWidget):
 
     @Slot(int)
     def _on_base_combo_changed(self, _index: int = -1) -> None:
-        self.arch_combo.setEnabled(not self.is_running() and self.base_combo.currentData() == SCRATCH)
+        base = self.base_combo.currentData()
+        if base not in (SCRATCH, OTHER) and base:
+            # Fine-tuning keeps the base's architecture: show it (the combo is disabled then).
+            try:
+                arch = load_checkpoint(base).config.arch
+            except CheckpointError:
+                arch = None  # reported when training starts
+            i = self.arch_combo.findData(arch)
+            if i >= 0:
+                self.arch_combo.setCurrentIndex(i)
+        self.arch_combo.setEnabled(not self.is_running() and base == SCRATCH)
 
     @Slot(int)
     def _on_val_combo_changed(self, _index: int = -1) -> None:

@@ -267,3 +267,20 @@ def test_attach_to_main_window_wires_folder_model_selection_and_close(qtbot, tin
     p.shutdown = lambda *a: stopped.append(True) or True
     win.close()
     assert stopped == [True]
+
+
+def test_architecture_shows_the_base_checkpoints(qtbot, panel, tmp_path):
+    """Fine-tuning keeps the base's architecture, so the (disabled) combo must show it, not a default."""
+    fast = tmp_path / "fast.pt"
+    save_checkpoint(
+        Checkpoint(ModelConfig(arch="lstm-fast"), build_model(ModelConfig(arch="lstm-fast")).state_dict()), fast
+    )
+    panel.set_current_model(fast)
+    assert panel.base_combo.currentIndex() == 0
+    assert panel.arch_combo.currentData() == "lstm-fast"
+    assert not panel.arch_combo.isEnabled()
+    panel.base_combo.setCurrentIndex(panel.base_combo.findData(tp.SCRATCH))
+    assert panel.arch_combo.isEnabled()
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    panel.set_current_model(tmp_path / "bad.pt")  # a damaged file: no crash, reported at training time
+    assert panel.base_combo.currentIndex() == 0
