@@ -93,7 +93,6 @@ DEV_SYNTH_SEED, DEV_SYNTH_PER_PROVINCE = 5555, 20
 POLISH_SEED = 50
 # Polish stage per epoch: (real repeats, spliced, synthetic), lr of the first epoch, lr factor per epoch.
 POLISH_DATA, POLISH_LR, POLISH_GAMMA = (6, 4000, 16000), 5e-4, 0.9
-CPU = {"device": "cpu", "workers": 0}  # train() in this process on the CPU (--device, --workers)
 
 
 class Shifting(Dataset):
@@ -282,8 +281,8 @@ def polish(
     latin: bool,
     glyphs: dict | None,
     splice_kw: dict,
-    look: Look = HARSH,
-    loader: dict | None = None,
+    look: Look,
+    loader: dict,
 ) -> tuple[Path, list[dict], float, dict]:
     """Stage 3: more synthetic plates for the provinces, without giving up the real crops.
 
@@ -330,7 +329,7 @@ def polish(
             rec = json.loads(done.read_text())
         else:
             cfg = TrainConfig(arch=ARCH, epochs=1, batch_size=64, lr=POLISH_LR * POLISH_GAMMA**ep, lr_gamma=1.0,
-                              seed=POLISH_SEED + 4 + ep, init=str(prev), **(loader or CPU))  # fmt: skip
+                              seed=POLISH_SEED + 4 + ep, init=str(prev), **loader)  # fmt: skip
             res = train(cfg, data, val, out=out)
             # (The train() epoch info first: its own "epoch" is always 1 here.)
             rec = {**vars(res.history[-1]), **measure(out), "epoch": ep + 1, "seconds": res.seconds}
