@@ -259,6 +259,17 @@ def _paste_glyph(alpha: np.ndarray, mask: np.ndarray, x: float, y: float, w: flo
     np.maximum(alpha[y0:y1, x0:x1], sub, out=alpha[y0:y1, x0:x1])
 
 
+def _blend(alpha: np.ndarray, bg: np.ndarray, fg: np.ndarray) -> np.ndarray:
+    """``bg * (1 - alpha) + fg * alpha`` per channel: (H, W) coverage, RGB colours -> (H, W, 3).
+
+    Computed one channel plane at a time: the same float32 operations as the broadcast
+    ``bg[None, None] * (1 - alpha[..., None]) + ...``, so the same bits, about 4x faster
+    (numpy's broadcast over a last axis of 3 loops per pixel).
+    """
+    inv = 1 - alpha
+    return cv2.merge([inv * bg[c] + alpha * fg[c] for c in range(3)])
+
+
 def _draw_plate(
     label: str,
     rng: np.random.Generator,
@@ -322,7 +333,7 @@ def _draw_plate(
     # Separator dot.
     cv2.circle(alpha, (int(round((DOT_X + dx_all) * ppm)), int(round((70 + dy_all) * ppm))),
                max(1, int(round(_u(rng, 3.5, 5.5) * ppm))), 1.0, -1, lineType=cv2.LINE_AA)  # fmt: skip
-    img = bg[None, None, :] * (1 - alpha[..., None]) + fg[None, None, :] * alpha[..., None]
+    img = _blend(alpha, bg, fg)
     # Rivets: two small (light or dark) dots near the top, sometimes the bottom too.
     if rng.random() < 0.6:
         col = rng.uniform(40, 230, 3).astype(np.float32) if rng.random() < 0.5 else fg * 0.9
@@ -394,10 +405,10 @@ def render_plate(
     ph, pw = plate.shape[:2]
     # Illumination gradient and a soft shadow band.
     if rng.random() < 0.7:
-        gx, gy = np.meshgrid(np.linspace(-1, 1, pw, dtype=np.float32), np.linspace(-1, 1, ph, dtype=np.float32))
-        grad = (1 + _u(rng, -0.35, 0.35) * gx + _u(rng, -0.25, 0.25) * gy)[..., None]
+        gx, gy = np.linspace(-1, 1, pw, dtype=np.float32), np.linspace(-1, 1, ph, dtype=np.float32)
+        grad = (1 + _u(rng, -0.35, 0.35) * gx)[None, :] + (_u(rng, -0.25, 0.25) * gy)[:, None]
         if photo:
-            plate *= grad
+            plate *= cv2.merge([grad] * 3)  # not grad[..., None]: the same product, 2x faster
     if rng.random() < 0.2:
         x0 = int(_u(rng, 0, pw))
         x1, f = x0 + int(_u(rng, 0.1, 0.5) * pw), _u(rng, 0.6, 0.85)
@@ -406,9 +417,9 @@ def render_plate(
     # Dirt: dark, low-frequency blotches.
     if rng.random() < 0.3:
         d = cv2.resize(rng.random((6, 18)).astype(np.float32), (pw, ph), interpolation=cv2.INTER_CUBIC)
-        dirt = (1 - _u(rng, 0.1, 0.45) * np.clip(d - 0.5, 0, 1) * 2)[..., None]
+        dirt = 1 - _u(rng, 0.1, 0.45) * np.clip(d - 0.5, 0, 1) * 2
         if photo:
-            plate *= dirt
+            plate *= cv2.merge([dirt] * 3)
     # Plate corners in the output image: tight crop with random margins (negative = cut off).
     mx0, mx1 = (_u(rng, -0.03, 0.06) for _ in range(2))
     my0, my1 = (_u(rng, -0.08, 0.16) for _ in range(2))
@@ -436,7 +447,8 @@ def render_plate(
     out = cv2.warpPerspective(plate, M, (ow, oh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                               borderValue=(-1, -1, -1))  # fmt: skip
     mask = cv2.warpPerspective(np.ones((ph, pw), np.float32), M, (ow, oh), flags=cv2.INTER_LINEAR)
-    out = np.where(mask[..., None] > 0, out * mask[..., None] + bgimg * (1 - mask[..., None]), bgimg)
+    mask = cv2.merge([mask] * 3)  # (H, W, 3) rather than broadcast (H, W, 1): same values, faster
+    out = np.where(mask > 0, out * mask + bgimg * (1 - mask), bgimg)
     # Colour cast, contrast, blur, noise, JPEG.
     cast = rng.uniform(0.8, 1.15, 3).astype(np.float32)
     offset = rng.uniform(-20, 20, 3).astype(np.float32)

@@ -327,3 +327,19 @@ def test_matched_look_is_calibrated_to_the_real_crops_and_harsh_is_not():
         assert (matched[:, j] < real_p5[j]).mean() < 0.12, j
     assert np.median(harsh[:, 1]) < 0.7 * real_med[1]  # the old generator: much blurrier
     assert (harsh[:, 1] < real_p5[1]).mean() > 0.25
+
+
+def test_planar_blend_is_the_broadcast_formula_bit_for_bit():
+    # The bundled model was trained on plates drawn with the broadcast formula; the faster
+    # per-plane version must not change a bit of them.
+    from core.synth import _blend
+
+    rng = np.random.default_rng(3)
+    alpha = rng.random((75, 235), dtype=np.float32)
+    alpha[::7] = 0.0
+    alpha[:, ::5] = 1.0
+    bg, fg = rng.uniform(0, 255, 3).astype(np.float32), rng.uniform(0, 255, 3).astype(np.float32)
+    want = bg[None, None, :] * (1 - alpha[..., None]) + fg[None, None, :] * alpha[..., None]
+    got = _blend(alpha, bg, fg)
+    assert got.dtype == np.float32 and got.shape == want.shape
+    assert np.array_equal(got, want)
