@@ -47,7 +47,7 @@ def child(kind: str, steps: int, warmup: int = 3) -> float:
         t = time.perf_counter()
         for i in range(50, 1050):
             ds.sample(i)
-        return (time.perf_counter() - t)  # s per 1,000 plates = ms per plate
+        return time.perf_counter() - t  # s per 1,000 plates = ms per plate
 
     from core.data import scan_folder
     from core.train import TrainConfig, train

@@ -5,9 +5,10 @@ Training allocates and frees the same large buffers at every step: a batch of 64
 hundred kB each. glibc's malloc serves blocks above its mmap threshold (128 kB to 32 MB,
 adjusted on the fly) with fresh ``mmap`` pages and unmaps them on ``free``, and trims the
 heap top beyond 2x that, so every step pays a page fault per 4 kB touched. On the 2-core
-development VM a fault costs ~2 us: rendering a plate took 0.99 ms with the defaults and
-0.85 ms with the thresholds below, and an ``lstm-fast`` training step of 64 crops 44 ms
-against 34 ms (2 threads; docs/BENCHMARKS.md, "malloc").
+development VM a fault costs ~2 us. With the thresholds below (``bench/bench_malloc.py``,
+docs/BENCHMARKS.md): a synthetic plate renders in 0.79 ms instead of 0.91 ms, the Train
+panel fine-tunes ``lstm-fast`` at 1.10x and the recipe's pretrain stream runs at 1.15x
+the images/s.
 
 :func:`retain_freed_memory` raises both thresholds, so such blocks come from the heap and
 are reused. The cost is that up to ``trim`` bytes of freed memory stay with the process.

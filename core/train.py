@@ -251,7 +251,7 @@ def train(
     """
     rank, world, local_rank = _dist_info()
     is_main = rank == 0
-    retain_freed_memory()  # 1.3x the CPU training step, 1.15x plate rendering (core/malloc.py)
+    retain_freed_memory()  # 1.1-1.15x CPU training images/s (core/malloc.py)
     _seed_all(config.seed + rank)
     if world > 1 and torch.cuda.is_available() and config.device in ("auto", "cuda"):
         device = torch.device("cuda", local_rank)
