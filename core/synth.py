@@ -263,7 +263,7 @@ def _blend(alpha: np.ndarray, bg: np.ndarray, fg: np.ndarray) -> np.ndarray:
     """``bg * (1 - alpha) + fg * alpha`` per channel: (H, W) coverage, RGB colours -> (H, W, 3).
 
     Computed one channel plane at a time: the same float32 operations as the broadcast
-    ``bg[None, None] * (1 - alpha[..., None]) + ...``, so the same bits, about 4x faster
+    ``bg[None, None] * (1 - alpha[..., None]) + ...``, so the same bits, about 3x faster
     (numpy's broadcast over a last axis of 3 loops per pixel).
     """
     inv = 1 - alpha
