@@ -219,6 +219,13 @@ def evaluate(ckpt: Checkpoint, heldout: list[tuple[str, str]], n_per_province: i
     }  # fmt: skip
 
 
+def print_heldout(metrics: dict) -> None:
+    """The held-out figures, then the held-out real errors on one line."""
+    show = {k: v for k, v in metrics.items() if k != "heldout_real_errors"}
+    print(json.dumps(show, ensure_ascii=False, indent=1))
+    print("errors:", json.dumps(metrics["heldout_real_errors"], ensure_ascii=False))
+
+
 def evaluate_only(path: Path, n_per_province: int) -> int:
     """``--evaluate``: the held-out figures of an existing checkpoint, written back into it.
 
@@ -235,9 +242,7 @@ def evaluate_only(path: Path, n_per_province: int) -> int:
     metrics = evaluate(ckpt, heldout, n_per_province, summary.get("synth") == "plate", summary["look"]["name"])
     ckpt.metrics = {**ckpt.metrics, **metrics}
     save_checkpoint(ckpt, path)
-    show = {k: v for k, v in metrics.items() if k != "heldout_real_errors"}
-    print(json.dumps(show, ensure_ascii=False, indent=1))
-    print("errors:", json.dumps(metrics["heldout_real_errors"], ensure_ascii=False))
+    print_heldout(metrics)
     print(f"updated the held-out figures in {path} ({time.time() - t:.0f} s)")
     return 0
 
@@ -566,9 +571,7 @@ def main(argv: list[str] | None = None) -> int:
                    f"load average at the end {os.getloadavg()[0]:.1f}",
     }  # fmt: skip
     out = save_checkpoint(ckpt, args.out)
-    show = {k: v for k, v in metrics.items() if k != "heldout_real_errors"}
-    print(json.dumps(show, ensure_ascii=False, indent=1))
-    print("errors:", json.dumps(metrics["heldout_real_errors"], ensure_ascii=False))
+    print_heldout(metrics)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB); stages {seconds}; this run {time.time() - t0:.0f} s")
     return 0
 
