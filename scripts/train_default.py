@@ -102,6 +102,10 @@ HELDOUT_SYNTH_PER_PROVINCE = 200
 POLISH_SEED = 50
 # Polish stage per epoch: (real repeats, spliced, synthetic), lr of the first epoch, lr factor per epoch.
 POLISH_DATA, POLISH_LR, POLISH_GAMMA = (6, 4000, 16000), 5e-4, 0.9
+# --refit: the mixed stage's length when no real crops are left to select an epoch with.
+# The validated recipe (the same stages on 390 crops, the 60 val crops selecting) picked
+# mixed epoch 23 of 26 in sessions 8 and 9 (docs/MODEL.md, "Session 10").
+REFIT_MIXED_EPOCHS = 23
 
 
 class Shifting(Dataset):
@@ -320,6 +324,7 @@ def polish(
     splice_kw: dict,
     look: Look,
     loader: dict,
+    refit: bool = False,
 ) -> tuple[Path, list[dict], float, dict]:
     """Stage 3: more synthetic plates for the provinces, without giving up the real crops.
 
@@ -329,8 +334,10 @@ def polish(
     on the dev synthetic set. The rule (fixed before the first run, docs/MODEL.md): an
     epoch may ship only if the real validation crops do not get worse than ``start``
     (CER and accuracy) and its dev-synthetic whole-plate accuracy is >= 2 points higher;
-    of those, the highest dev-synthetic accuracy. Returns (checkpoint to ship, per-epoch
-    records, seconds, decision).
+    of those, the highest dev-synthetic accuracy. With ``refit`` (``val_real`` empty: its
+    crops are in ``train_real``) there is nothing real to select with, and the last epoch
+    ships; the dev synthetic set is still measured, for the record. Returns (checkpoint to
+    ship, per-epoch records, seconds, decision).
     """
     real_images = [read_rgb(p) for p, _ in val_real]
     real_labels = [lab for _, lab in val_real]
@@ -342,7 +349,7 @@ def polish(
     def measure(path: Path) -> dict:
         ck = load_checkpoint(path)
         model = ck.build()
-        acc, cer = read_accuracy(model, ck, real_images, real_labels)
+        acc, cer = read_accuracy(model, ck, real_images, real_labels) if real_images else (None, None)
         dev_acc, _ = read_accuracy(model, ck, dev_images, dev_labels)
         return {"real_val_accuracy": acc, "real_val_cer": cer, "dev_synth_accuracy": dev_acc}
 
@@ -367,7 +374,7 @@ def polish(
         else:
             cfg = TrainConfig(arch=ARCH, epochs=1, batch_size=64, lr=POLISH_LR * POLISH_GAMMA**ep, lr_gamma=1.0,
                               seed=POLISH_SEED + 4 + ep, init=str(prev), **loader)  # fmt: skip
-            res = train(cfg, data, val, out=out)
+            res = train(cfg, data, None if refit else val, out=out)
             # (The train() epoch info first: its own "epoch" is always 1 here.)
             rec = {**vars(res.history[-1]), **measure(out), "epoch": ep + 1, "seconds": res.seconds}
             done.write_text(json.dumps(rec))
@@ -375,9 +382,12 @@ def polish(
             sh.next_epoch()
         seconds += rec["seconds"]
         records.append(rec)
-        print(f"[polish] epoch {ep + 1}/{epochs} real val {rec['real_val_accuracy']:.4f} cer {rec['real_val_cer']:.4f} "
-              f"dev synth {rec['dev_synth_accuracy']:.4f} {rec['seconds']:.0f}s", flush=True)  # fmt: skip
+        real = "" if refit else f"real val {rec['real_val_accuracy']:.4f} cer {rec['real_val_cer']:.4f} "
+        print(f"[polish] epoch {ep + 1}/{epochs} {real}dev synth {rec['dev_synth_accuracy']:.4f} {rec['seconds']:.0f}s",
+              flush=True)  # fmt: skip
         prev = out
+    if refit:
+        return prev, records, seconds, {"start": base, "chosen_epoch": epochs, "rule": "refit: the last epoch"}
     ok = [r for r in records
           if r["real_val_cer"] <= base["real_val_cer"] and r["real_val_accuracy"] >= base["real_val_accuracy"]
           and r["dev_synth_accuracy"] >= base["dev_synth_accuracy"] + 0.02]  # fmt: skip
@@ -420,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
         "--real-repeats", type=int, default=12, help="mixed stage: augmented copies of each real crop per epoch"
     )
     ap.add_argument("--mixed-synth", type=int, default=8000, help="mixed stage: synthetic plates per epoch")
-    ap.add_argument("--mixed-epochs", type=int, default=26, help="mixed stage: epochs")
+    ap.add_argument("--mixed-epochs", type=int, default=None,
+                    help=f"mixed stage: epochs (default 26, or {REFIT_MIXED_EPOCHS} with --refit)")  # fmt: skip
     ap.add_argument("--polish-epochs", type=int, default=16, help="polish stage: epochs (0: no polish stage)")
     ap.add_argument("--synth", choices=("noto", "plate"), default="noto",
                     help="synthetic plates: 'noto' draws characters with Noto Sans CJK only (the bundled model's "
@@ -437,12 +448,24 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="recipe development: train and report validation only, never touch the held-out crops",
     )
+    ap.add_argument(
+        "--refit",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="train the mixed and polish stages on all 450 non-held-out crops (the 60 validation crops too) "
+        f"for the epochs the validated recipe selected (mixed {REFIT_MIXED_EPOCHS}, polish: the last), "
+        "with no selection on real crops",
+    )
     ap.add_argument("--evaluate", metavar="CKPT",
                     help="train nothing: recompute the held-out figures of CKPT (a checkpoint this script wrote) "
                          "and store them in it; its weights are not touched")  # fmt: skip
     ap.add_argument("--resume", action="store_true",
                     help="skip stages that finished earlier in WORK (same seeds, so the same weights)")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.refit and args.dev:
+        ap.error("--refit trains on the validation crops, so it has no validation figures for --dev")
+    if args.mixed_epochs is None:
+        args.mixed_epochs = REFIT_MIXED_EPOCHS if args.refit else 26
     if args.threads is None:
         args.threads = max(1, (os.cpu_count() or 2) - args.workers)
     torch.set_num_threads(args.threads)
@@ -466,6 +489,11 @@ def main(argv: list[str] | None = None) -> int:
 
     train_real, val_real, heldout = real_split()
     print(f"real crops: train {len(train_real)}, val {len(val_real)}, held-out {len(heldout)}", flush=True)
+    # What the stages that see real crops train on. The pretrain stage (synthetic only) keeps
+    # the validation crops for its selection either way, so its weights do not depend on --refit.
+    fit_real, fit_val_real = (sorted(train_real + val_real), []) if args.refit else (train_real, val_real)
+    if args.refit:
+        print(f"--refit: mixed and polish stages train on {len(fit_real)} real crops, no real selection", flush=True)
     latin = args.synth == "plate"
     look = LOOKS[args.look]
     val = ConcatDataset([PlateDataset(val_real), SynthDataset(N_VAL_SYNTH, seed=99, latin_fonts=latin, look=look)])
@@ -484,10 +512,10 @@ def main(argv: list[str] | None = None) -> int:
         # Seeded: an albumentations pipeline keeps its own random state, which no global seed sets.
         aug = train_augmentations(1.0, seed=1 + 10 * i)
         if rep:
-            parts.append(PlateDataset(train_real * rep, augment=aug))
+            parts.append(PlateDataset(fit_real * rep, augment=aug))
         if n_splice:
             splice = SpliceDataset(
-                train_real,
+                fit_real,
                 10**9,
                 seed=3 + 10 * i,
                 augment=aug,
@@ -501,23 +529,26 @@ def main(argv: list[str] | None = None) -> int:
         data = ConcatDataset(parts + shifting)
         cfg = TrainConfig(arch=ARCH, epochs=epochs, batch_size=64, lr=lr, lr_gamma=gamma, seed=4 + 10 * i,
                           init=str(path) if path else None, **loader)  # fmt: skip
+        refit_stage = args.refit and rep > 0  # no real crops left to validate on: the last epoch ships
         path, histories[name], seconds[name] = run_stage(
-            name, work, args.resume, cfg, data, val, shifting, real_val_logger(name, work / f"{name}.pt", val_real)
-        )
+            name, work, args.resume, cfg, data, None if refit_stage else val, shifting,
+            log_epoch(name) if refit_stage else real_val_logger(name, work / f"{name}.pt", val_real),
+        )  # fmt: skip
         if rep:  # only stages that saw real crops compete for shipping
             best = min((e["val_cer"], e["val_loss"]) for e in histories[name])
             candidates.append((best, name, path))
 
     # Selection across stages, by validation only: a later stage ships only if it beat the earlier ones.
     _, chosen, path = min(candidates)
-    print(f"selected {chosen} by validation CER", flush=True)
+    print(f"selected {chosen}" + (" (--refit: its last epoch)" if args.refit else " by validation CER"), flush=True)
     polish_info = None
     if args.polish_epochs > 0:
         splice_kw = {"p_letter": args.splice_letters, "p_anywhere": args.splice_anywhere}
         n_polish = 2 if q else args.polish_epochs
         path, records, seconds["polish"], decision = polish(
-            path, work, args.resume, n_polish, k, train_real, val_real, val, latin, glyphs, splice_kw, look, loader
-        )
+            path, work, args.resume, n_polish, k, fit_real, fit_val_real, val, latin, glyphs, splice_kw, look, loader,
+            refit=args.refit,
+        )  # fmt: skip
         histories["polish"] = records
         polish_info = {**decision, "epochs": n_polish}
         if decision["chosen_epoch"]:
@@ -539,19 +570,26 @@ def main(argv: list[str] | None = None) -> int:
                   + f" --synth {args.synth} --real-repeats {args.real_repeats} --mixed-synth {args.mixed_synth}"
                   + f" --mixed-epochs {args.mixed_epochs} --polish-epochs {args.polish_epochs}"
                   + f" --splice-letters {args.splice_letters} --splice-anywhere {args.splice_anywhere}"
-                  + f" --look {args.look} --device {args.device} --workers {args.workers} --threads {args.threads}",
+                  + f" --look {args.look} --device {args.device} --workers {args.workers} --threads {args.threads}"
+                  + (" --refit" if args.refit else ""),
         "data": {
             "real": "data/plates_real (600 crops, LPRNet_Pytorch test set)",
             "heldout": "data/splits/heldout.txt (150 crops, never trained on or selected with)",
-            "real_train": len(train_real), "real_val": len(val_real),
-            **{name: f"{ep} epochs x ({len(train_real)} real x {rep} augmented + {sp} spliced + {sy} synthetic), "
+            "real_train": len(fit_real), "real_val": len(fit_val_real),
+            "refit": (f"mixed and polish stages on the {len(fit_real)} non-held-out crops (the {len(val_real)} "
+                      "validation crops too), fixed epochs, no selection on real crops; the pretrain stage "
+                      "selects with the validation crops as without --refit") if args.refit else None,
+            **{name: f"{ep} epochs x ({len(fit_real) if rep else 0} real x {rep} augmented + {sp} spliced + {sy} synthetic), "
                      f"lr {lr} x{g}/epoch" for name, ((rep, sp, sy), ep, lr, g) in stages.items()},
-            "polish": (f"{polish_info['epochs']} epochs x ({len(train_real)} real x {POLISH_DATA[0]} augmented + "
-                       f"{POLISH_DATA[1]} spliced + {POLISH_DATA[2]} synthetic), lr {POLISH_LR} x{POLISH_GAMMA}/epoch, "
-                       f"one train() per epoch; rule: real val no worse and dev synthetic (seed {DEV_SYNTH_SEED}, "
-                       f"{DEV_SYNTH_PER_PROVINCE}/province) >= +2 points")
+            "polish": (f"{polish_info['epochs']} epochs x ({len(fit_real)} real x {max(1, int(POLISH_DATA[0] * k))} "
+                       f"augmented + {int(POLISH_DATA[1] * k)} spliced + {int(POLISH_DATA[2] * k)} synthetic), "
+                       f"lr {POLISH_LR} x{POLISH_GAMMA}/epoch, "
+                       f"one train() per epoch; rule: " + ("the last epoch (--refit)" if args.refit else
+                       f"real val no worse and dev synthetic (seed {DEV_SYNTH_SEED}, "
+                       f"{DEV_SYNTH_PER_PROVINCE}/province) >= +2 points"))
                       if polish_info else None,
-            "val": f"{len(val_real)} real + {N_VAL_SYNTH} synthetic (selection by CER)",
+            "val": f"{len(val_real)} real + {N_VAL_SYNTH} synthetic (selection by CER)"
+                   + (" in the pretrain stage only" if args.refit else ""),
         },
         "arch": ARCH,
         "splice_letters": args.splice_letters,
