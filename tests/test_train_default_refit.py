@@ -55,9 +55,10 @@ def calls(monkeypatch):
 
 
 def test_refit_trains_mixed_and_polish_on_the_validation_crops_too(tmp_path, calls):
+    # --refit is the default (the bundled file's recipe), so no flag is given.
     train_real, val_real, heldout = td.real_split()
     out = tmp_path / "m.pt"
-    assert td.main(["--quick", "--refit", "--work", str(tmp_path / "w"), "--out", str(out)]) == 0
+    assert td.main(["--quick", "--work", str(tmp_path / "w"), "--out", str(out)]) == 0
     pretrain, mixed, *polish = calls
     assert len(polish) == 2  # --quick: two polish epochs
     # The pretrain stage is synthetic only and still selects with the validation crops.
@@ -73,7 +74,7 @@ def test_refit_trains_mixed_and_polish_on_the_validation_crops_too(tmp_path, cal
     ck = load_checkpoint(out)
     assert ck.summary["data"]["real_train"] == 450 and ck.summary["data"]["real_val"] == 0
     assert ck.summary["polish"]["chosen_epoch"] == 2  # the last polish epoch ships
-    assert ck.summary["recipe"].endswith("--refit")
+    assert ck.summary["recipe"].endswith(" --refit")
 
 
 def test_without_refit_the_validation_crops_stay_out_of_training(tmp_path, calls):
