@@ -155,6 +155,8 @@ class Predictor:
         model_path: Checkpoint file; ``None`` = the bundled default model.
         device: ``auto`` (cuda, mps, cpu), ``cpu``, ``cuda`` or ``mps``.
         backend: ``auto`` (onnxruntime on CPU when installed, else torch), ``onnx`` or ``torch``.
+            ``onnx`` with device ``auto`` runs on the CPU (onnxruntime's CPU provider) even
+            where a GPU is present; with an explicit GPU device it falls back to torch.
         threads: CPU threads for the model (default: torch's setting).
 
     Raises:
@@ -172,6 +174,8 @@ class Predictor:
         self.model_path = Path(model_path) if model_path else default_model_path()
         self.checkpoint = load_checkpoint(self.model_path)
         self.model_hash = file_sha256(self.model_path)
+        if backend == "onnx" and device == "auto":
+            device = "cpu"  # onnxruntime runs here on the CPU: asking for it picks the CPU, even beside a GPU
         self.device = resolve_device(device)
         self.threads = threads or torch.get_num_threads()
         if backend == "auto":

@@ -4,6 +4,7 @@ import random
 
 import numpy as np
 import pytest
+import torch
 from torchmetrics.text import CharErrorRate
 
 from core import predict as predict_mod
@@ -175,3 +176,12 @@ def test_onnx_export_replaces_the_old_float_input_export(tmp_path):
     p = Predictor(ck, backend="onnx")
     assert p.takes_uint8 and predict_mod.onnx_cache_path(ck, sha).exists()
     assert not old.exists()
+
+
+def test_onnx_backend_with_auto_device_runs_on_the_cpu_beside_a_gpu(ckpt, monkeypatch):
+    """On a CUDA machine `auto` means the GPU, but onnxruntime here is the CPU provider:
+    asking for it must give the CPU, not a silent switch to PyTorch on the GPU."""
+    real = predict_mod.resolve_device
+    monkeypatch.setattr(predict_mod, "resolve_device", lambda d: torch.device("cuda") if d == "auto" else real(d))
+    p = Predictor(ckpt, backend="onnx")
+    assert p.backend == "onnx" and p.device.type == "cpu" and p.takes_uint8
