@@ -44,7 +44,11 @@ class TrainConfig:
         val_split: Fraction held out for validation when no validation set is given.
         seed: Seed for the split, the shuffling, augmentations and initial weights.
         device: ``auto`` (cuda, mps, cpu), ``cpu``, ``cuda`` or ``mps``.
-        workers: DataLoader worker processes (0 = load in the training thread).
+        workers: DataLoader worker processes (0 = load in the training thread); ``None`` =
+            :func:`default_workers` for the device the run lands on.
+        start_method: How worker processes start (``None``: the platform's default, fork on
+            Linux; ``"spawn"`` where the caller has threads of its own, e.g. the GUI, which a
+            fork could copy mid-use).
         augment_strength: 0 = the notebook's augmentations only; 1 = plus margins, colour, JPEG, noise.
         dropout: Dropout probability of a model built from scratch.
         weight_decay: Adam weight decay.
@@ -64,7 +68,8 @@ class TrainConfig:
     val_split: float = 0.1
     seed: int = 0
     device: str = "auto"
-    workers: int = 0
+    workers: int | None = None
+    start_method: str | None = None
     augment_strength: float = 1.0
     dropout: float = 0.2
     weight_decay: float = 0.0
@@ -167,6 +172,20 @@ def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+#: Augmentation workers on a GPU: one decodes and augments ~1,000 real crops/s, which held a
+#: CUDA fine-tune at ~820 images/s on an H200 with none (docs/BENCHMARKS.md, "GPU").
+GPU_WORKERS = 6
+
+
+def default_workers(device: torch.device) -> int:
+    """DataLoader workers for ``workers=None``: none on the CPU, where the training step and
+    the augmentation share the cores (no worker measured 1.36x one on 2 cores,
+    docs/BENCHMARKS.md); on a GPU up to :data:`GPU_WORKERS`, leaving one core for the loop."""
+    if device.type == "cpu":
+        return 0
+    return max(0, min(GPU_WORKERS, (os.cpu_count() or 1) - 1))
 
 
 def _worker_init(worker_id: int) -> None:
@@ -280,6 +299,7 @@ def train(
     if len(train_ds) == 0:
         raise ValueError("no training samples (all unreadable, invalid or excluded?)")
 
+    workers = default_workers(device) if config.workers is None else config.workers
     model.to(device)
     if _nhwc(device):  # 1.3x the float32 training step on the CPU (docs/BENCHMARKS.md)
         model.to(memory_format=torch.channels_last)
@@ -295,15 +315,19 @@ def train(
         batch_size=config.batch_size,
         shuffle=sampler is None,
         sampler=sampler,
-        num_workers=config.workers,
+        num_workers=workers,
         generator=g,
         worker_init_fn=_worker_init,
         drop_last=len(train_ds) > config.batch_size * world,
         pin_memory=pin,
-        persistent_workers=config.workers > 0,
+        persistent_workers=workers > 0,
+        multiprocessing_context=config.start_method if workers else None,
     )
     val_dl = (
-        DataLoader(val_ds, batch_size=max(64, config.batch_size), num_workers=config.workers, pin_memory=pin)
+        DataLoader(
+            val_ds, batch_size=max(64, config.batch_size), num_workers=workers, pin_memory=pin,
+            persistent_workers=workers > 0, multiprocessing_context=config.start_method if workers else None,
+        )
         if val_ds is not None and len(val_ds) > 0 and is_main
         else None
     )
@@ -332,6 +356,7 @@ def train(
         "init": config.init,
         "world_size": world,
         "device": str(device),
+        "workers": workers,
         "precision": f"{str(amp_dtype).removeprefix('torch.')} autocast" if use_amp else "float32",
         **(extra_summary or {}),
     }

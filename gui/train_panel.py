@@ -421,7 +421,8 @@ class TrainPanel(QWidget):
             val_split=self.val_split_spin.value(),
             device=self.device_combo.currentData(),
             init=init,
-            workers=0,
+            workers=None,  # none on the CPU, augmentation workers on a GPU (core.train.default_workers)
+            start_method="spawn",  # this process runs Qt's threads: a fork could copy them mid-use
         )
 
     def start(self) -> bool:

@@ -125,3 +125,35 @@ def test_cpu_precision_follows_the_cpu(items, monkeypatch, amp, native_bf16, pre
     for name, t in res.checkpoint.state_dict.items():
         assert t.is_contiguous(), name  # not channels_last: loads and exports like any checkpoint
         assert not t.is_floating_point() or t.dtype == torch.float32, name
+
+
+def test_default_workers_follow_the_device(monkeypatch):
+    import core.train as tr
+
+    assert tr.default_workers(torch.device("cpu")) == 0  # the step and the augmentation share the cores
+    for cpus, want in ((16, tr.GPU_WORKERS), (3, 2), (1, 0)):
+        monkeypatch.setattr(tr.os, "cpu_count", lambda c=cpus: c)
+        assert tr.default_workers(torch.device("cuda")) == want
+
+
+def test_workers_start_as_asked(items, monkeypatch):
+    """``workers=None`` resolves per device; a spawned worker really trains (the GUI's way)."""
+    import core.train as tr
+
+    made = []
+
+    real_loader = tr.DataLoader
+
+    def recording_loader(*a, **kw):
+        made.append(kw)
+        return real_loader(*a, **kw)
+
+    monkeypatch.setattr(tr, "DataLoader", recording_loader)
+    cfg = TrainConfig(arch="simple", epochs=1, max_steps=2, batch_size=4, device="cpu", val_split=0.25)
+    res = train(cfg, items[:12])
+    assert res.checkpoint.summary["workers"] == 0 and all(kw["num_workers"] == 0 for kw in made)
+
+    made.clear()
+    res = train(TrainConfig(**{**cfg.__dict__, "workers": 1, "start_method": "spawn"}), items[:12])
+    assert res.checkpoint.summary["workers"] == 1 and res.checkpoint.summary["steps"] == 2
+    assert [kw["multiprocessing_context"] for kw in made] == ["spawn", "spawn"]

@@ -104,6 +104,9 @@ def test_one_epoch_reaches_the_plots_then_use_this_model(qtbot, panel, tiny_fold
     assert ck_path.parent == tiny_folder / ".plate-review" / "models"
     ck = load_checkpoint(ck_path)
     assert ck.summary["base"] == str(panel_base_ckpt) and ck.summary["selection"]["selected"] == 16
+    # workers per device (none here on the CPU); spawned, never forked from this Qt process
+    assert ck.summary["workers"] == 0 and panel.train_config().start_method == "spawn"
+    assert panel.train_config().workers is None
     rows = read_curves(r.curves_path)
     assert sum(row.train_loss is not None for row in rows) == 3 and sum(row.is_validation for row in rows) == 1
     assert len(r.val_samples) == 4
