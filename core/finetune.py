@@ -155,6 +155,21 @@ def curves_path(checkpoint: str | os.PathLike) -> Path:
     return p.with_name(p.stem + ".curves.csv")
 
 
+def skipped_path(checkpoint: str | os.PathLike) -> Path:
+    """The list of files a run skipped, next to its checkpoint: ``<stem>.skipped.tsv``."""
+    p = Path(checkpoint)
+    return p.with_name(p.stem + ".skipped.tsv")
+
+
+def read_skipped(path: str | os.PathLike) -> dict[str, str]:
+    """``{file: reason}`` from a :func:`skipped_path` file (empty when there is none)."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            return {row[0]: row[1] for row in csv.reader(f, delimiter="\t") if len(row) == 2}
+    except FileNotFoundError:
+        return {}
+
+
 # --------------------------------------------------------------------------- curves
 
 
@@ -269,13 +284,31 @@ class TolerantPlateDataset(PlateDataset):
     image is returned instead, so the batch being assembled when the user cancels
     costs nothing (``core.train`` polls ``should_stop`` before using it and drops it).
     Use it for training data only, never for validation.
+
+    DataLoader workers (forked or spawned) read from copies of this object: what they put
+    in :attr:`bad` never reaches the caller. So each skip is also appended to
+    ``skipped_log`` (one short line per write, safe from several processes), which
+    :func:`read_skipped` reads back after the run. A spawned worker gets no
+    ``should_stop`` (a thread lock cannot cross processes); the training loop still polls it.
     """
 
-    def __init__(self, *args: Any, should_stop: Callable[[], bool] | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, should_stop: Callable[[], bool] | None = None,
+                 skipped_log: str | os.PathLike | None = None, **kwargs: Any):  # fmt: skip
         super().__init__(*args, **kwargs)
         self.bad: dict[str, str] = {}
         self.should_stop = should_stop
+        self.skipped_log = skipped_log
         self._blank: torch.Tensor | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "should_stop": None}
+
+    def _skip(self, path: str, reason: str) -> None:
+        seen = path in self.bad  # by this process: written once, not once per epoch
+        self.bad[path] = reason
+        if self.skipped_log is not None and not seen:
+            with open(self.skipped_log, "a", encoding="utf-8", newline="") as f:
+                csv.writer(f, delimiter="\t").writerow([path, " ".join(reason.split())])
 
     def __getitem__(self, idx: int):
         if self.should_stop is not None and self.should_stop():
@@ -288,9 +321,9 @@ class TolerantPlateDataset(PlateDataset):
             try:
                 return super().__getitem__(j)
             except ImageReadError as e:
-                self.bad[self.items[j][0]] = e.reason
+                self._skip(self.items[j][0], e.reason)
             except Exception as e:  # a decoder or augmentation crash on one file
-                self.bad[self.items[j][0]] = f"{type(e).__name__}: {e}"
+                self._skip(self.items[j][0], f"{type(e).__name__}: {e}")
         raise ImageReadError(self.items[idx][0], "no readable image among 20 consecutive training files")
 
 
@@ -368,15 +401,18 @@ def run_finetune(
         del base
     else:
         provinces, others = plates.PROVINCES, plates.OTHERS
+    out = Path(out)
+    skip_log = skipped_path(out)
+    skip_log.unlink(missing_ok=True)  # a list from an earlier run to the same path
     train_ds = TolerantPlateDataset(
         [(s.file, s.label) for s in train_samples],
         train_augmentations(config.augment_strength, seed=config.seed),
         provinces,
         others,
         should_stop=should_stop,
+        skipped_log=skip_log,
     )
-    val_ds = TolerantPlateDataset([(s.file, s.label) for s in val_list], None, provinces, others)
-    out = Path(out)
+    val_ds = TolerantPlateDataset([(s.file, s.label) for s in val_list], None, provinces, others, skipped_log=skip_log)
     cpath = curves_path(out)
     summary = {
         "selection": selection.summary(),
@@ -405,7 +441,7 @@ def run_finetune(
             should_stop=should_stop,
             extra_summary=summary,
         )
-    skipped = {**train_ds.bad, **val_ds.bad}
+    skipped = {**train_ds.bad, **val_ds.bad, **read_skipped(skip_log)}  # the workers' skips too
     return FinetuneResult(result, result.best_path, cpath, val_list, selection, config, skipped)
 
 

@@ -325,8 +325,12 @@ def train(
     )
     val_dl = (
         DataLoader(
-            val_ds, batch_size=max(64, config.batch_size), num_workers=workers, pin_memory=pin,
-            persistent_workers=workers > 0, multiprocessing_context=config.start_method if workers else None,
+            val_ds,
+            batch_size=max(64, config.batch_size),
+            num_workers=workers,
+            pin_memory=pin,
+            persistent_workers=workers > 0,
+            multiprocessing_context=config.start_method if workers else None,
         )
         if val_ds is not None and len(val_ds) > 0 and is_main
         else None

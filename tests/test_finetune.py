@@ -14,6 +14,7 @@ import core.finetune as ft
 from core import plates
 from core.data import Sample, scan_folder
 from core.models import Checkpoint, ModelConfig, build_model, load_checkpoint, save_checkpoint
+from core.predict import StopFlag
 from core.train import EpochInfo, StepInfo, TrainConfig
 
 REAL = Path(__file__).resolve().parents[1] / "data" / "plates_real"
@@ -144,15 +145,20 @@ def test_compare_models_on_real_predictions(tmp_path, ft_base_ckpt):
 # ---------------------------------------------------------------- run_finetune: bad files
 
 
-def test_finetune_skips_an_unreadable_file_and_logs_curves(tmp_path, ft_base_ckpt):
+@pytest.mark.parametrize("workers, start", [(0, None), (2, "spawn")], ids=["in-process", "spawned-workers"])
+def test_finetune_skips_an_unreadable_file_and_logs_curves(tmp_path, ft_base_ckpt, workers, start):
+    """Also with DataLoader workers (the GUI spawns them on a GPU): their skips reach the result."""
     folder = _copy_crops(tmp_path / "d", 6)
     (folder / "0999-皖A12345.jpg").write_bytes(b"not a jpeg")
     sel = ft.folder_selection(folder, states={})
     out = tmp_path / "m.pt"
     # 7 samples, batch 4 (last partial batch dropped): one step
-    cfg = TrainConfig(epochs=1, batch_size=4, device="cpu", init=str(ft_base_ckpt), val_split=0.0)
-    r = ft.run_finetune(cfg, sel, out)
-    assert any(Path(p).name == "0999-皖A12345.jpg" for p in r.skipped)
+    cfg = TrainConfig(epochs=1, batch_size=4, device="cpu", init=str(ft_base_ckpt), val_split=0.0,
+                      workers=workers, start_method=start)  # fmt: skip
+    stop = StopFlag()  # holds a thread lock, which a spawned worker cannot receive
+    r = ft.run_finetune(cfg, sel, out, should_stop=stop)
+    assert [Path(p).name for p in r.skipped] == ["0999-皖A12345.jpg"]
+    assert "0999-皖A12345.jpg" in ft.skipped_path(out).read_text(encoding="utf-8")
     assert load_checkpoint(r.checkpoint_path).summary["selection"]["selected"] == 7
     rows = ft.read_curves(r.curves_path)
     assert [row.step for row in rows if row.train_loss is not None] == [1]

@@ -155,6 +155,22 @@ def test_cancel_stops_at_the_next_step_and_keeps_a_checkpoint(qtbot, panel, monk
     assert panel.start_button.isEnabled()
 
 
+def test_trains_and_cancels_with_spawned_workers_as_on_a_gpu(qtbot, panel, monkeypatch):
+    """On a GPU the panel's runs get augmentation workers, spawned from this Qt process."""
+    import core.train as ct
+
+    monkeypatch.setattr(ct, "default_workers", lambda device: 2)
+    panel.epochs_spin.setValue(200)
+    assert panel.start()
+    qtbot.waitUntil(lambda: panel.progress.value() >= 1 or not panel.is_running(), timeout=120000)
+    assert panel.is_running(), panel.status_label.text()
+    panel.cancel_button.click()
+    _wait_idle(qtbot, panel, timeout=15000)
+    r = panel.last_result
+    assert r.stopped and r.train.steps < 200 * 3
+    assert load_checkpoint(r.checkpoint_path).summary["workers"] == 2
+
+
 def test_out_of_memory_offers_half_the_batch(qtbot, panel, monkeypatch):
     calls = []
 

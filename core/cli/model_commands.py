@@ -62,8 +62,12 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--val-split", type=fraction, default=0.1)
     t.add_argument("--val", help="validation folder (instead of --val-split)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--workers", type=int_at_least(0), default=None,
-                   help="augmentation processes (default: none on the CPU, up to 6 on a GPU)")
+    t.add_argument(
+        "--workers",
+        type=int_at_least(0),
+        default=None,
+        help="augmentation processes (default: none on the CPU, up to 6 on a GPU)",
+    )
     t.add_argument("--max-steps", type=int_at_least(1), default=None)
     t.add_argument("--device", **dev)
     t.set_defaults(func=cmd_train)
