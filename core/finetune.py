@@ -285,11 +285,11 @@ class TolerantPlateDataset(PlateDataset):
     costs nothing (``core.train`` polls ``should_stop`` before using it and drops it).
     Use it for training data only, never for validation.
 
-    DataLoader workers (forked or spawned) read from copies of this object: what they put
-    in :attr:`bad` never reaches the caller. So each skip is also appended to
-    ``skipped_log`` (one short line per write, safe from several processes), which
-    :func:`read_skipped` reads back after the run. A spawned worker gets no
-    ``should_stop`` (a thread lock cannot cross processes); the training loop still polls it.
+    DataLoader workers read from copies of this object: what they put in :attr:`bad` never
+    reaches the caller. So each skip is also appended to ``skipped_log`` (one short line per
+    write, safe from several processes), which :func:`read_skipped` reads back after the
+    run. A worker that receives the object pickled (spawn, forkserver) gets no
+    ``should_stop`` (a thread lock cannot be pickled); the training loop still polls it.
     """
 
     def __init__(self, *args: Any, should_stop: Callable[[], bool] | None = None,

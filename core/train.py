@@ -175,8 +175,9 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-#: Augmentation workers on a GPU: one decodes and augments ~1,000 real crops/s, which held a
-#: CUDA fine-tune at ~820 images/s on an H200 with none (docs/BENCHMARKS.md, "GPU").
+#: Augmentation workers on a GPU. With none, the training thread's own decoding and
+#: augmentation held a CUDA fine-tune at ~780 images/s on an H200; 6 reached ~2,000
+#: (docs/BENCHMARKS.md, "GPU, session 11").
 GPU_WORKERS = 6
 
 
