@@ -175,7 +175,9 @@ def main() -> int:
         print(
             f"| ours end to end (folder -> CSV), decoding between model calls: the default here | {med['ours_e2e']:.0f} |"
         )
-        print(f"| ours end to end, 1 DataLoader worker process (spawn) | {med['ours_e2e_1worker']:.0f} |")
+        print(
+            f"| ours end to end, 1 DataLoader worker process (forkserver; spawn on Windows) | {med['ours_e2e_1worker']:.0f} |"
+        )
         print(f"| ours model only, onnxruntime, batch {args.batch_size} | {med['ours_onnx']:.0f} |")
         print(f"| ours model only, PyTorch eager channels_last, batch {args.batch_size} | {med['ours_torch']:.0f} |")
         if ours_dev:

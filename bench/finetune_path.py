@@ -21,9 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core import finetune as ft  # noqa: E402
+from core.data import thread_safe_start_method  # noqa: E402
 from core.models import load_checkpoint  # noqa: E402
 from core.predict import StopFlag, default_model_path  # noqa: E402
-from core.train import TrainConfig, thread_safe_start_method  # noqa: E402
+from core.train import TrainConfig  # noqa: E402
 
 CORRUPT = "9999-皖A12345.jpg"
 

@@ -24,7 +24,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import plates
-from .data import InferenceDataset, Sample, collate_inference, normalisation_terms, preprocess, resize_for_model
+from .data import (
+    InferenceDataset,
+    Sample,
+    collate_inference,
+    normalisation_terms,
+    preload_forkserver,
+    preprocess,
+    resize_for_model,
+    thread_safe_start_method,
+)
 from .device import describe_device, resolve_device
 from .metrics import cer as char_error_rate
 from .models import Checkpoint, CheckpointError, file_sha256, load_checkpoint
@@ -351,6 +360,9 @@ def predict_samples(
     if workers is None:
         workers = default_workers(predictor, n)
     workers = min(workers, max(0, (n + batch_size - 1) // batch_size))
+    start_method = thread_safe_start_method() if workers else None
+    if start_method == "forkserver":
+        preload_forkserver()
     loader = DataLoader(
         ds,
         batch_size=batch_size,
@@ -359,8 +371,8 @@ def predict_samples(
         collate_fn=collate_inference,
         prefetch_factor=4 if workers else None,
         pin_memory=predictor.device.type == "cuda",
-        # fork would copy a torch/ORT thread pool mid-use; spawn is safe everywhere (and the only way on macOS/Windows)
-        multiprocessing_context="spawn" if workers else None,
+        # fork would copy a torch/ORT thread pool mid-use; a forkserver (spawn on Windows) is safe
+        multiprocessing_context=start_method,
         persistent_workers=False,
     )
     results: list[PredictionResult | None] = [None] * n

@@ -9,7 +9,6 @@ DistributedDataParallel (gloo on CPU, nccl on GPU).
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import random
 import time
@@ -25,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from . import plates
-from .data import PlateDataset, reseed_augmentations, train_augmentations
+from .data import PlateDataset, preload_forkserver, reseed_augmentations, train_augmentations
 from .device import resolve_device
 from .malloc import retain_freed_memory
 from .metrics import corpus_cer
@@ -49,7 +48,7 @@ class TrainConfig:
             :func:`default_workers` for the device the run lands on.
         start_method: How worker processes start (``None``: the platform's default, fork on
             Linux). A caller with threads of its own (the GUI) must not fork: use
-            :func:`thread_safe_start_method`.
+            :func:`core.data.thread_safe_start_method`.
         augment_strength: 0 = the notebook's augmentations only; 1 = plus margins, colour, JPEG, noise.
         dropout: Dropout probability of a model built from scratch.
         weight_decay: Adam weight decay.
@@ -190,24 +189,6 @@ def default_workers(device: torch.device) -> int:
     return max(0, min(GPU_WORKERS, (os.cpu_count() or 1) - 1))
 
 
-def thread_safe_start_method() -> str:
-    """How a process with threads of its own (the GUI) should start DataLoader workers.
-
-    ``forkserver`` where the platform has it: workers fork from a single-threaded server
-    that has imported torch, OpenCV and albumentations once (:func:`_preload_forkserver`),
-    so 6 workers start in ~0.3 s after the first run, against ~7 s per run with ``spawn``,
-    which imports everything again in every worker (2 cores; on a 16-core GPU machine a
-    15-epoch panel fine-tune with spawned workers took 83 s, most of it start-up).
-    ``spawn`` elsewhere (Windows).
-    """
-    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-
-
-def _preload_forkserver() -> None:
-    # Takes effect when the server starts (the first forkserver run of this process).
-    multiprocessing.set_forkserver_preload(["core.train"])
-
-
 def _worker_init(worker_id: int) -> None:
     # torch gives each worker of each epoch its own initial seed; pass it on to every RNG the
     # data pipeline draws from, the albumentations pipelines' own included.
@@ -321,7 +302,7 @@ def train(
 
     workers = default_workers(device) if config.workers is None else config.workers
     if workers and config.start_method == "forkserver":
-        _preload_forkserver()
+        preload_forkserver()
     model.to(device)
     if _nhwc(device):  # 1.3x the float32 training step on the CPU (docs/BENCHMARKS.md)
         model.to(memory_format=torch.channels_last)

@@ -48,7 +48,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.data import scan_folder
+from core.data import scan_folder, thread_safe_start_method
 from core.finetune import (
     Comparison,
     CrossValResult,
@@ -61,7 +61,7 @@ from core.finetune import (
 )
 from core.models import CheckpointError, load_checkpoint
 from core.predict import Progress
-from core.train import EpochInfo, StepInfo, TrainConfig, thread_safe_start_method
+from core.train import EpochInfo, StepInfo, TrainConfig
 
 from .curves import CurvesWidget
 from .train_worker import CompareWorker, CrossValWorker, TrainWorker, start_worker

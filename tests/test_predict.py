@@ -53,9 +53,14 @@ def test_results_for_every_image_file(folder, ckpt):
         assert r.correct == (r.prediction == r.label)
 
 
-def test_workers_and_backends_agree(folder, ckpt):
+def test_workers_and_backends_agree(folder, ckpt, monkeypatch):
     samples = scan_folder(folder)
+    made = []
+    real_loader = predict_mod.DataLoader
+    monkeypatch.setattr(predict_mod, "DataLoader", lambda *a, **kw: made.append(kw) or real_loader(*a, **kw))
     onnx = predict_samples(samples, Predictor(ckpt, backend="onnx"), batch_size=8, workers=1)
+    # never a plain fork of this (maybe threaded, e.g. the GUI's) process
+    assert made[0]["multiprocessing_context"] in ("forkserver", "spawn")
     torch_ = predict_samples(samples, Predictor(ckpt, backend="torch"), batch_size=5, workers=0)
     for a, b in zip(onnx, torch_):
         assert a.rel == b.rel and a.error == b.error
