@@ -171,7 +171,7 @@ def thread_safe_start_method() -> str:
     """How a process with threads of its own (the GUI) should start DataLoader workers.
 
     ``forkserver`` where the platform has it: workers fork from a single-threaded server
-    that has imported torch, OpenCV and albumentations once (:func:`preload_forkserver`), so
+    that has imported torch, OpenCV and albumentations once (:func:`worker_start_method`), so
     6 workers start in ~0.3 s after the first run, against ~7 s per run with ``spawn``, which
     imports everything again in every worker (2 cores; on a 16-core GPU machine a 15-epoch
     panel fine-tune with spawned workers took 83 s, most of it start-up). ``spawn`` elsewhere
@@ -180,11 +180,14 @@ def thread_safe_start_method() -> str:
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
-def preload_forkserver() -> None:
-    """Have the forkserver import this module (and so torch, OpenCV, albumentations) before
-    it forks workers. Takes effect when the server starts: the first forkserver use in this
+def worker_start_method(method: str | None) -> str | None:
+    """``method`` for a DataLoader's ``multiprocessing_context``, ready to use: a forkserver
+    is told to import this module (and so torch, OpenCV, albumentations) before it forks
+    workers. That takes effect when the server starts, the first forkserver use in this
     process."""
-    multiprocessing.set_forkserver_preload([__name__])
+    if method == "forkserver":
+        multiprocessing.set_forkserver_preload([__name__])
+    return method
 
 
 def reseed_augmentations(dataset: Dataset, seed: int) -> None:

@@ -29,10 +29,10 @@ from .data import (
     Sample,
     collate_inference,
     normalisation_terms,
-    preload_forkserver,
     preprocess,
     resize_for_model,
     thread_safe_start_method,
+    worker_start_method,
 )
 from .device import describe_device, resolve_device
 from .metrics import cer as char_error_rate
@@ -360,9 +360,6 @@ def predict_samples(
     if workers is None:
         workers = default_workers(predictor, n)
     workers = min(workers, max(0, (n + batch_size - 1) // batch_size))
-    start_method = thread_safe_start_method() if workers else None
-    if start_method == "forkserver":
-        preload_forkserver()
     loader = DataLoader(
         ds,
         batch_size=batch_size,
@@ -372,7 +369,7 @@ def predict_samples(
         prefetch_factor=4 if workers else None,
         pin_memory=predictor.device.type == "cuda",
         # fork would copy a torch/ORT thread pool mid-use; a forkserver (spawn on Windows) is safe
-        multiprocessing_context=start_method,
+        multiprocessing_context=worker_start_method(thread_safe_start_method()) if workers else None,
         persistent_workers=False,
     )
     results: list[PredictionResult | None] = [None] * n

@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from . import plates
-from .data import PlateDataset, preload_forkserver, reseed_augmentations, train_augmentations
+from .data import PlateDataset, reseed_augmentations, train_augmentations, worker_start_method
 from .device import resolve_device
 from .malloc import retain_freed_memory
 from .metrics import corpus_cer
@@ -301,8 +301,7 @@ def train(
         raise ValueError("no training samples (all unreadable, invalid or excluded?)")
 
     workers = default_workers(device) if config.workers is None else config.workers
-    if workers and config.start_method == "forkserver":
-        preload_forkserver()
+    start_method = worker_start_method(config.start_method) if workers else None
     model.to(device)
     if _nhwc(device):  # 1.3x the float32 training step on the CPU (docs/BENCHMARKS.md)
         model.to(memory_format=torch.channels_last)
@@ -324,7 +323,7 @@ def train(
         drop_last=len(train_ds) > config.batch_size * world,
         pin_memory=pin,
         persistent_workers=workers > 0,
-        multiprocessing_context=config.start_method if workers else None,
+        multiprocessing_context=start_method,
     )
     val_dl = (
         DataLoader(
@@ -333,7 +332,7 @@ def train(
             num_workers=workers,
             pin_memory=pin,
             persistent_workers=workers > 0,
-            multiprocessing_context=config.start_method if workers else None,
+            multiprocessing_context=start_method,
         )
         if val_ds is not None and len(val_ds) > 0 and is_main
         else None
