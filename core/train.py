@@ -58,6 +58,8 @@ class TrainConfig:
             that computes it natively (AVX512-BF16 or AMX; :func:`cpu_bf16`). Weights,
             loss and validation stay float32.
         val_every_steps: Also validate every N steps (live curves on long epochs); ``None`` = per epoch.
+        province_weight: Weight of the province character in the loss, against 1 for each of
+            the other six (:func:`plate_loss`; 1 = the notebook's loss).
     """
 
     arch: str = "lstm"
@@ -77,6 +79,7 @@ class TrainConfig:
     max_steps: int | None = None
     amp: bool = True
     val_every_steps: int | None = None
+    province_weight: float = 1.0
 
 
 @dataclass
@@ -148,11 +151,14 @@ def _to_device(x: torch.Tensor, device: torch.device, non_blocking: bool = False
     return x.contiguous(memory_format=torch.channels_last) if _nhwc(device) else x
 
 
-def plate_loss(first_logits: torch.Tensor, tail_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The notebook's loss: (CE(province) + 6 * CE(tail)) / 7."""
+def plate_loss(
+    first_logits: torch.Tensor, tail_logits: torch.Tensor, target: torch.Tensor, province_weight: float = 1.0
+) -> torch.Tensor:
+    """The notebook's loss, (CE(province) + 6 * CE(tail)) / 7, with the province's weight
+    ``province_weight`` instead of 1: (w * CE(province) + 6 * CE(tail)) / (w + 6)."""
     first = nn.functional.cross_entropy(first_logits.reshape(-1, first_logits.shape[-1]), target[:, 0])
     tail = nn.functional.cross_entropy(tail_logits.reshape(-1, tail_logits.shape[-1]), target[:, 1:].reshape(-1))
-    return (first + 6 * tail) / 7
+    return (province_weight * first + 6 * tail) / (province_weight + 6)
 
 
 def split_items(
@@ -415,7 +421,7 @@ def train(
             x, y = _to_device(x, device, pin), y.to(device, non_blocking=pin)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 first, tail = model(x)
-                loss = plate_loss(first.float(), tail.float(), y)
+                loss = plate_loss(first.float(), tail.float(), y, config.province_weight)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)

@@ -330,6 +330,7 @@ def polish(
     look: Look,
     loader: dict,
     refit: bool = False,
+    province_weight: float = 1.0,
 ) -> tuple[Path, list[dict], float, dict]:
     """Stage 3: more synthetic plates for the provinces, without giving up the real crops.
 
@@ -342,7 +343,8 @@ def polish(
     of those, the highest dev-synthetic accuracy. With ``refit`` (``val_real`` empty: its
     crops are in ``train_real``) there is nothing real to select with, and the last epoch
     ships; the dev synthetic set is still measured, for the record. Returns (checkpoint to
-    ship, per-epoch records, seconds, decision).
+    ship, per-epoch records, seconds, decision). ``province_weight``: the province
+    character's weight in the loss (``core.train.plate_loss``; 1 = the notebook's).
     """
     real_images = [read_rgb(p) for p, _ in val_real]
     real_labels = [lab for _, lab in val_real]
@@ -378,7 +380,8 @@ def polish(
             rec = json.loads(done.read_text())
         else:
             cfg = TrainConfig(arch=ARCH, epochs=1, batch_size=64, lr=POLISH_LR * POLISH_GAMMA**ep, lr_gamma=1.0,
-                              seed=POLISH_SEED + 4 + ep, init=str(prev), **loader)  # fmt: skip
+                              seed=POLISH_SEED + 4 + ep, init=str(prev), province_weight=province_weight,
+                              **loader)  # fmt: skip
             res = train(cfg, data, None if refit else val, out=out)
             # (The train() epoch info first: its own "epoch" is always 1 here.)
             rec = {**vars(res.history[-1]), **measure(out), "epoch": ep + 1, "seconds": res.seconds}
@@ -438,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mixed-epochs", type=int, default=None,
                     help=f"mixed stage: epochs (default 26, or {REFIT_MIXED_EPOCHS} with --refit)")  # fmt: skip
     ap.add_argument("--polish-epochs", type=int, default=16, help="polish stage: epochs (0: no polish stage)")
+    ap.add_argument("--polish-province-weight", type=float, default=1.0,
+                    help="polish stage: weight of the province character in the loss, against 1 for each of the "
+                         "other six (1: the notebook's loss)")  # fmt: skip
     ap.add_argument("--synth", choices=("noto", "plate"), default="noto",
                     help="synthetic plates: 'noto' draws characters with Noto Sans CJK only (the bundled model's "
                          "generator); 'plate' adds four Latin fonts and, on half of the training plates, plate-font "
@@ -555,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
         n_polish = 2 if q else args.polish_epochs
         path, records, seconds["polish"], decision = polish(
             path, work, args.resume, n_polish, k, fit_real, fit_val_real, val, latin, glyphs, splice_kw, look, loader,
-            refit=args.refit,
+            refit=args.refit, province_weight=args.polish_province_weight,
         )  # fmt: skip
         histories["polish"] = records
         polish_info = {**decision, "epochs": n_polish}
@@ -577,6 +583,7 @@ def main(argv: list[str] | None = None) -> int:
         "recipe": "python scripts/train_default.py" + (" --quick" if q else "") + (f" --scale {k}" if k != 1 and not q else "")
                   + f" --synth {args.synth} --real-repeats {args.real_repeats} --mixed-synth {args.mixed_synth}"
                   + f" --mixed-epochs {args.mixed_epochs} --polish-epochs {args.polish_epochs}"
+                  + f" --polish-province-weight {args.polish_province_weight}"
                   + f" --splice-letters {args.splice_letters} --splice-anywhere {args.splice_anywhere}"
                   + f" --look {args.look} --device {args.device} --workers {args.workers} --threads {args.threads}"
                   + (" --refit" if args.refit else " --no-refit"),

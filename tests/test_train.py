@@ -89,6 +89,30 @@ def test_split_and_loss():
     tail = torch.zeros(2, 6, 35)
     y = torch.zeros(2, 7, dtype=torch.long)
     assert plate_loss(first, tail, y).item() == pytest.approx((math.log(31) + 6 * math.log(35)) / 7, rel=1e-5)
+    weighted = plate_loss(first, tail, y, province_weight=3.0).item()
+    assert weighted == pytest.approx((3 * math.log(31) + 6 * math.log(35)) / 9, rel=1e-5)
+
+
+def test_province_weight_reaches_the_loss(items, monkeypatch):
+    # TrainConfig.province_weight must reach every training step's loss; 1 is the notebook's loss.
+    import core.train as ct
+
+    seen = []
+    real = ct.plate_loss
+
+    def spy(first, tail, y, province_weight=1.0):
+        seen.append(province_weight)
+        return real(first, tail, y, province_weight)
+
+    monkeypatch.setattr(ct, "plate_loss", spy)
+    train(TrainConfig(epochs=1, max_steps=2, batch_size=4, device="cpu", workers=0, province_weight=2.5), items)
+    assert 2.5 in seen
+    first = torch.randn(3, 1, 31)
+    tail = torch.randn(3, 6, 35)
+    y = torch.randint(0, 31, (3, 7))
+    ce = torch.nn.functional.cross_entropy
+    notebook = (ce(first[:, 0], y[:, 0]) + 6 * ce(tail.reshape(-1, 35), y[:, 1:].reshape(-1))) / 7
+    assert torch.equal(real(first, tail, y), notebook)  # weight 1: the bundled model's arithmetic, bit for bit
 
 
 def test_dataloader_workers_do_not_repeat_augmentations():
