@@ -331,6 +331,9 @@ def polish(
     loader: dict,
     refit: bool = False,
     province_weight: float = 1.0,
+    name: str = "polish",
+    seed: int = POLISH_SEED,
+    lr: float = POLISH_LR,
 ) -> tuple[Path, list[dict], float, dict]:
     """Stage 3: more synthetic plates for the provinces, without giving up the real crops.
 
@@ -345,6 +348,8 @@ def polish(
     ships; the dev synthetic set is still measured, for the record. Returns (checkpoint to
     ship, per-epoch records, seconds, decision). ``province_weight``: the province
     character's weight in the loss (``core.train.plate_loss``; 1 = the notebook's).
+    ``name``, ``seed`` and ``lr`` let a later stage run the same loop (WORK/<name>_<epoch>.pt,
+    its own seeds, lr ``lr`` x 0.9 per epoch).
     """
     real_images = [read_rgb(p) for p, _ in val_real]
     real_labels = [lab for _, lab in val_real]
@@ -361,13 +366,13 @@ def polish(
         return {"real_val_accuracy": acc, "real_val_cer": cer, "dev_synth_accuracy": dev_acc}
 
     base = measure(start)
-    print(f"[polish] start {start.name}: {base}", flush=True)
-    aug = train_augmentations(1.0, seed=POLISH_SEED + 1)
+    print(f"[{name}] start {start.name}: {base}", flush=True)
+    aug = train_augmentations(1.0, seed=seed + 1)
     rep, n_splice, n_synth = POLISH_DATA
     shifting = [
-        Shifting(SpliceDataset(train_real, 10**9, seed=POLISH_SEED + 3, augment=aug, **splice_kw), int(n_splice * k)),
+        Shifting(SpliceDataset(train_real, 10**9, seed=seed + 3, augment=aug, **splice_kw), int(n_splice * k)),
         Shifting(
-            SynthDataset(10**9, seed=POLISH_SEED + 2, real_glyphs=glyphs, latin_fonts=latin, look=look),
+            SynthDataset(10**9, seed=seed + 2, real_glyphs=glyphs, latin_fonts=latin, look=look),
             int(n_synth * k),
         ),
     ]
@@ -375,12 +380,12 @@ def polish(
     records: list[dict] = []
     seconds, prev = 0.0, start
     for ep in range(epochs):
-        out, done = work / f"polish_{ep + 1}.pt", work / f"polish_{ep + 1}.done"
+        out, done = work / f"{name}_{ep + 1}.pt", work / f"{name}_{ep + 1}.done"
         if resume and done.is_file() and out.is_file():
             rec = json.loads(done.read_text())
         else:
-            cfg = TrainConfig(arch=ARCH, epochs=1, batch_size=64, lr=POLISH_LR * POLISH_GAMMA**ep, lr_gamma=1.0,
-                              seed=POLISH_SEED + 4 + ep, init=str(prev), province_weight=province_weight,
+            cfg = TrainConfig(arch=ARCH, epochs=1, batch_size=64, lr=lr * POLISH_GAMMA**ep, lr_gamma=1.0,
+                              seed=seed + 4 + ep, init=str(prev), province_weight=province_weight,
                               **loader)  # fmt: skip
             res = train(cfg, data, None if refit else val, out=out)
             # (The train() epoch info first: its own "epoch" is always 1 here.)
@@ -391,7 +396,7 @@ def polish(
         seconds += rec["seconds"]
         records.append(rec)
         real = "" if refit else f"real val {rec['real_val_accuracy']:.4f} cer {rec['real_val_cer']:.4f} "
-        print(f"[polish] epoch {ep + 1}/{epochs} {real}dev synth {rec['dev_synth_accuracy']:.4f} {rec['seconds']:.0f}s",
+        print(f"[{name}] epoch {ep + 1}/{epochs} {real}dev synth {rec['dev_synth_accuracy']:.4f} {rec['seconds']:.0f}s",
               flush=True)  # fmt: skip
         prev = out
     if refit:
@@ -402,7 +407,7 @@ def polish(
     if not ok:
         return start, records, seconds, {"start": base, "chosen_epoch": None}
     best = max(ok, key=lambda r: (r["dev_synth_accuracy"], -r["real_val_cer"], -r["epoch"]))
-    return work / f"polish_{best['epoch']}.pt", records, seconds, {"start": base, "chosen_epoch": best["epoch"]}
+    return work / f"{name}_{best['epoch']}.pt", records, seconds, {"start": base, "chosen_epoch": best["epoch"]}
 
 
 def main(argv: list[str] | None = None) -> int:
