@@ -111,6 +111,9 @@ POLISH_DATA, POLISH_LR, POLISH_GAMMA = (6, 4000, 16000), 5e-4, 0.9
 # The validated recipe (the same stages on 390 crops, the 60 val crops selecting) picked
 # mixed epoch 23 of 26 in sessions 8 and 9 (docs/MODEL.md, "Session 10").
 REFIT_MIXED_EPOCHS = 23
+# Province stage (--province-epochs; session 12): the polish stage's data mix with new seeds,
+# lr 2e-4 x 0.9 per epoch, the province character weighted --province-weight in the loss.
+PROVINCE_SEED, PROVINCE_LR = 60, 2e-4
 
 
 class Shifting(Dataset):
@@ -410,6 +413,84 @@ def polish(
     return work / f"{name}_{best['epoch']}.pt", records, seconds, {"start": base, "chosen_epoch": best["epoch"]}
 
 
+def province_stage(start: Path, work: Path, args: argparse.Namespace, k: float, fit_real: list, fit_val_real: list,
+                   val: Dataset, latin: bool, glyphs: dict | None, look: Look, loader: dict,
+                   seconds: dict, histories: dict) -> tuple[Path, dict]:  # fmt: skip
+    """Stage 5 (``--province-epochs``): ``polish``'s loop again from ``start``, with the
+    province weighted ``--province-weight`` in the loss; records its seconds and history."""
+    n = 2 if args.quick else args.province_epochs
+    splice_kw = {"p_letter": args.splice_letters, "p_anywhere": args.splice_anywhere}
+    path, records, seconds["province"], decision = polish(
+        start, work, args.resume, n, k, fit_real, fit_val_real, val, latin, glyphs, splice_kw, look, loader,
+        refit=args.refit, province_weight=args.province_weight, name="province", seed=PROVINCE_SEED, lr=PROVINCE_LR,
+    )  # fmt: skip
+    histories["province"] = records
+    print(f"province: ships {path.name} ({decision})", flush=True)
+    return path, {**decision, "epochs": n, "province_weight": args.province_weight, "lr": PROVINCE_LR,
+                  "lr_gamma": POLISH_GAMMA, "seed": PROVINCE_SEED}  # fmt: skip
+
+
+def machine(device: str) -> str:
+    """The machine a stage ran on, for the checkpoint's summary."""
+    return (f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+            + (f"GPU {torch.cuda.get_device_name()}, " if device != "cpu" and torch.cuda.is_available() else "")
+            + f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+            f"load average at the end {os.getloadavg()[0]:.1f}")  # fmt: skip
+
+
+def continue_with_province_stage(args: argparse.Namespace, k: float, n_per_prov: int, loader: dict) -> int:
+    """``--start CKPT``: only stage 5 and the evaluation, from CKPT (a file this script wrote).
+
+    What stages 1-4 would have computed is CKPT itself, so this is the recipe with
+    ``--province-epochs`` resumed after the polish stage. CKPT's summary (recipe, data,
+    history, stage seconds) is kept and extended with the new stage's.
+    """
+    src = load_checkpoint(args.start)
+    if "recipe" not in src.summary or "look" not in src.summary:
+        raise SystemExit(f"{args.start}: not a checkpoint written by this script (no recipe in its summary)")
+    train_real, val_real, heldout = real_split()
+    fit_real = sorted(train_real + val_real)
+    latin, look_name = src.summary.get("synth") == "plate", src.summary["look"]["name"]
+    look = LOOKS[look_name]
+    glyphs = real_glyph_masks([(read_rgb(p), lab) for p, lab in train_real]) if latin else None
+    val = ConcatDataset([PlateDataset(val_real), SynthDataset(N_VAL_SYNTH, seed=99, latin_fonts=latin, look=look)])
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    seconds = dict(src.summary.get("seconds_per_stage", {}))
+    seconds.pop("evaluate", None)
+    histories = dict(src.summary.get("history", {}))
+    path, info = province_stage(Path(args.start), work, args, k, fit_real, [], val, latin, glyphs, look, loader,
+                                seconds, histories)  # fmt: skip
+    ckpt = load_checkpoint(path)
+    te = time.time()
+    metrics = evaluate(ckpt, heldout, n_per_prov, latin, look_name)
+    seconds["evaluate"] = time.time() - te
+    ckpt.metrics = {**ckpt.metrics, **metrics}
+    ckpt.summary = {
+        **ckpt.summary,
+        **src.summary,
+        "recipe": src.summary["recipe"]
+        + f" --province-epochs {info['epochs']} --province-weight {args.province_weight}",
+        "data": {
+            **src.summary.get("data", {}),
+            "province": f"{info['epochs']} epochs of the polish stage's data mix (seeds from {PROVINCE_SEED}), "
+            f"lr {PROVINCE_LR} x{POLISH_GAMMA}/epoch, province weight {args.province_weight} in the "
+            "loss, one train() per epoch; the last epoch ships",
+        },  # fmt: skip
+        "history": histories,
+        "selected_stage": f"province epoch {info['chosen_epoch']}",
+        "province": info,
+        "started_from": f"{Path(args.start).name}: stages 1-4 of the recipe, as written by it",
+        "seconds_per_stage": {name: round(v, 1) for name, v in seconds.items()},
+        "seconds_total": round(sum(seconds.values()), 1),
+        "machine_province_stage": machine(args.device),
+    }
+    out = save_checkpoint(ckpt, args.out)
+    print_heldout(metrics)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB); province stage {seconds['province']:.0f} s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(OUT))
@@ -449,6 +530,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--polish-province-weight", type=float, default=1.0,
                     help="polish stage: weight of the province character in the loss, against 1 for each of the "
                          "other six (1: the notebook's loss)")  # fmt: skip
+    ap.add_argument("--province-epochs", type=int, default=0,
+                    help="stage 5 after the polish stage: epochs of the polish data mix (new seeds, lr 2e-4 x0.9) "
+                         "with the province character weighted --province-weight in the loss (0: no such stage)")  # fmt: skip
+    ap.add_argument(
+        "--province-weight",
+        type=float,
+        default=3.0,
+        help="stage 5: weight of the province character in the loss, against 1 for each other one",
+    )
+    ap.add_argument("--start", metavar="CKPT",
+                    help="run only stage 5 (--province-epochs) and the evaluation, continuing CKPT, a file this "
+                         "script wrote (stages 1-4 are then CKPT's; its summary is kept and extended)")  # fmt: skip
     ap.add_argument("--synth", choices=("noto", "plate"), default="noto",
                     help="synthetic plates: 'noto' draws characters with Noto Sans CJK only (the bundled model's "
                          "generator); 'plate' adds four Latin fonts and, on half of the training plates, plate-font "
@@ -495,6 +588,10 @@ def main(argv: list[str] | None = None) -> int:
     n_per_prov = 4 if q else HELDOUT_SYNTH_PER_PROVINCE
     if args.evaluate:
         return evaluate_only(Path(args.evaluate), n_per_prov)
+    if args.start:
+        if not args.refit or args.province_epochs <= 0:
+            ap.error("--start continues a --refit checkpoint with stage 5: it needs --province-epochs N")
+        return continue_with_province_stage(args, k, n_per_prov, loader)
     # name: (real repeats, spliced, synthetic) per epoch, epochs, lr, lr decay per epoch
     stages = {
         "pretrain": ((0, 0, int(60000 * k)), 4, 1e-3, 0.7),
@@ -573,6 +670,12 @@ def main(argv: list[str] | None = None) -> int:
         if decision["chosen_epoch"]:
             chosen = f"polish epoch {decision['chosen_epoch']}"
         print(f"polish: ships {chosen} ({decision})", flush=True)
+    province_info = None
+    if args.province_epochs > 0:
+        path, province_info = province_stage(path, work, args, k, fit_real, fit_val_real, val, latin, glyphs, look,
+                                             loader, seconds, histories)  # fmt: skip
+        if province_info["chosen_epoch"]:
+            chosen = f"province epoch {province_info['chosen_epoch']}"
     if args.dev:
         print(f"--dev: no held-out evaluation; stages {seconds}; this run {time.time() - t0:.0f} s")
         return 0
@@ -589,6 +692,8 @@ def main(argv: list[str] | None = None) -> int:
                   + f" --synth {args.synth} --real-repeats {args.real_repeats} --mixed-synth {args.mixed_synth}"
                   + f" --mixed-epochs {args.mixed_epochs} --polish-epochs {args.polish_epochs}"
                   + f" --polish-province-weight {args.polish_province_weight}"
+                  + (f" --province-epochs {args.province_epochs} --province-weight {args.province_weight}"
+                     if args.province_epochs > 0 else "")
                   + f" --splice-letters {args.splice_letters} --splice-anywhere {args.splice_anywhere}"
                   + f" --look {args.look} --device {args.device} --workers {args.workers} --threads {args.threads}"
                   + (" --refit" if args.refit else " --no-refit"),
@@ -620,13 +725,11 @@ def main(argv: list[str] | None = None) -> int:
         "history": histories,
         "selected_stage": chosen,
         "polish": polish_info,
+        "province": province_info,
         "params": count_parameters(ckpt.build()),
         "seconds_per_stage": {k: round(v, 1) for k, v in seconds.items()},
         "seconds_total": round(sum(seconds.values()), 1), "threads": args.threads, **loader,
-        "machine": f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
-                   + (f"GPU {torch.cuda.get_device_name()}, " if args.device != "cpu" and torch.cuda.is_available() else "")
-                   + f"torch {torch.__version__}, "
-                   f"load average at the end {os.getloadavg()[0]:.1f}",
+        "machine": machine(args.device),
     }  # fmt: skip
     out = save_checkpoint(ckpt, args.out)
     print_heldout(metrics)

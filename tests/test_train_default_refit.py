@@ -92,3 +92,40 @@ def test_refit_refuses_dev(capsys):
     with pytest.raises(SystemExit):
         td.main(["--refit", "--dev"])
     assert "--refit trains on the validation crops" in capsys.readouterr().err
+
+
+def test_province_stage_follows_the_polish_stage_with_its_weight(tmp_path, calls):
+    out = tmp_path / "m.pt"
+    assert td.main(["--quick", "--work", str(tmp_path / "w"), "--out", str(out), "--province-epochs", "2"]) == 0
+    _, _, *later = calls
+    polish, province = later[:2], later[2:]
+    assert [c["cfg"].province_weight for c in polish] == [1.0, 1.0]
+    assert [c["cfg"].province_weight for c in province] == [3.0, 3.0]
+    assert province[0]["cfg"].init.endswith("polish_2.pt")  # stage 5 continues the polish stage's output
+    assert province[0]["cfg"].lr == td.PROVINCE_LR
+    ck = load_checkpoint(out)
+    assert ck.summary["province"]["chosen_epoch"] == 2 and ck.summary["selected_stage"] == "province epoch 2"
+    assert "--province-epochs 2 --province-weight 3.0" in ck.summary["recipe"]
+
+
+def test_start_continues_a_checkpoint_with_the_province_stage_only(tmp_path, calls):
+    first = tmp_path / "first.pt"
+    assert td.main(["--quick", "--work", str(tmp_path / "w1"), "--out", str(first)]) == 0
+    n_before = len(calls)
+    src = load_checkpoint(first)
+    out = tmp_path / "second.pt"
+    argv = ["--quick", "--start", str(first), "--province-epochs", "2", "--province-weight", "6"]
+    assert td.main([*argv, "--work", str(tmp_path / "w2"), "--out", str(out)]) == 0
+    province = calls[n_before:]
+    assert len(province) == 2 and province[0]["cfg"].init == str(first)
+    assert all(c["cfg"].province_weight == 6.0 and c["val"] is None for c in province)
+    ck = load_checkpoint(out)
+    assert ck.summary["recipe"] == src.summary["recipe"] + " --province-epochs 2 --province-weight 6.0"
+    assert set(ck.summary["history"]) == {*src.summary["history"], "province"}
+    assert "province" in ck.summary["seconds_per_stage"] and "heldout_real_accuracy" in ck.metrics
+
+
+def test_start_needs_the_province_stage(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        td.main(["--start", str(tmp_path / "x.pt")])
+    assert "needs --province-epochs" in capsys.readouterr().err
