@@ -51,6 +51,7 @@ def calls(monkeypatch):
 
     monkeypatch.setattr(td, "train", fake_train)
     monkeypatch.setattr(td, "HELDOUT_SYNTH_PER_PROVINCE", 1)
+    monkeypatch.setattr(td, "DEV_SYNTH_PER_PROVINCE", 1)  # the set each polish epoch is measured on
     return recorded
 
 
