@@ -1,6 +1,6 @@
 """Reproduce the bundled default model, resources/models/default.pt, from scratch.
 
-    python scripts/train_default.py            # the bundled file (--scale 3, --refit): 62 min on a 2-core CPU
+    python scripts/train_default.py            # the bundled file (--scale 3, --refit): 62 min on a 2-core bf16 CPU (4-5 h without bf16)
     python scripts/train_default.py --device cuda --workers 14   # the same recipe on a GPU
     python scripts/train_default.py --scale 1  # a third of the images: ~25 min on 2 cores (not timed)
     python scripts/train_default.py --quick    # about a minute, smoke test of the recipe
@@ -60,6 +60,12 @@ crops (core.synth.MATCHED); tried in session 6 and not shipped (docs/MODEL.md).
 images. On one H200 with 14 workers, the pretrain stage at ``--scale 3`` took 255 s
 (~2,850 images/s), about 9x the 2-core CPU. The step loop of this small model, not the GPU,
 bounds it (docs/BENCHMARKS.md, "GPU").
+``--province-epochs N`` adds a fifth stage after the polish stage: N more epochs of its data
+mix (new seeds, lr 2e-4 x 0.9) with the province character weighted ``--province-weight``
+in the loss; ``--start CKPT`` runs only that stage and the evaluation from CKPT (e.g. the
+bundled file). Tried in session 12 (4 epochs, weights 1, 3, 6): province errors on the dev
+synthetic plates fell 18 %, serial errors rose, and no arm met the rule, so it is off by
+default (docs/MODEL.md, "Session 12").
 """
 
 from __future__ import annotations
@@ -497,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default=str(ROOT / "runs" / "default"), help="intermediate checkpoints")
     ap.add_argument("--quick", action="store_true", help="tiny budget: checks the recipe runs end to end")
     ap.add_argument("--scale", type=float, default=3.0,
-                    help="multiply every stage's images per epoch (3: the bundled file, 62 min on 2 CPU cores; 1: a third)")  # fmt: skip
+                    help="multiply every stage's images per epoch (3: the bundled file, 62 min on 2 CPU cores with native bf16; 1: a third)")  # fmt: skip
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads (default: the CPUs left over by --workers, at least 1)")  # fmt: skip
     ap.add_argument("--device", default="cpu", help="training device: cpu (the bundled model's), cuda or auto")
