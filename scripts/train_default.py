@@ -90,11 +90,12 @@ sys.path.insert(0, str(ROOT))
 
 from core import plates  # noqa: E402
 from core.data import PlateDataset, preprocess, scan_folder, train_augmentations  # noqa: E402
+from core.device import resolve_device  # noqa: E402
 from core.images import read_rgb  # noqa: E402
 from core.metrics import corpus_cer  # noqa: E402
 from core.models import Checkpoint, count_parameters, load_checkpoint, save_checkpoint  # noqa: E402
 from core.synth import HARSH, MATCHED, Look, SpliceDataset, SynthDataset, real_glyph_masks  # noqa: E402
-from core.train import EpochInfo, TrainConfig, train  # noqa: E402
+from core.train import EpochInfo, TrainConfig, cpu_bf16, train  # noqa: E402
 
 REAL_DIR = ROOT / "data" / "plates_real"
 HELDOUT = ROOT / "data" / "splits" / "heldout.txt"
@@ -120,6 +121,12 @@ REFIT_MIXED_EPOCHS = 23
 # Province stage (--province-epochs; session 12): the polish stage's data mix with new seeds,
 # lr 2e-4 x 0.9 per epoch, the province character weighted --province-weight in the loss.
 PROVINCE_SEED, PROVINCE_LR = 60, 2e-4
+# Said at the start of a CPU run where core.train cannot use bf16 (measured in session 12).
+SLOW_CPU_NOTE = (
+    "this CPU has no native bf16 (AVX512-BF16 or AMX), so training runs in float32, 4-5x slower than on the "
+    "CPU the bundled file was made on: the full recipe takes about 4-5 hours on 2 cores instead of 62 minutes "
+    "(docs/BENCHMARKS.md, 'Session 12')"
+)
 
 
 class Shifting(Dataset):
@@ -594,6 +601,8 @@ def main(argv: list[str] | None = None) -> int:
     n_per_prov = 4 if q else HELDOUT_SYNTH_PER_PROVINCE
     if args.evaluate:
         return evaluate_only(Path(args.evaluate), n_per_prov)
+    if resolve_device(args.device).type == "cpu" and not cpu_bf16():
+        print(f"note: {SLOW_CPU_NOTE}", flush=True)
     if args.start:
         if not args.refit or args.province_epochs <= 0:
             ap.error("--start continues a --refit checkpoint with stage 5: it needs --province-epochs N")

@@ -130,3 +130,12 @@ def test_start_needs_the_province_stage(tmp_path, capsys):
     with pytest.raises(SystemExit):
         td.main(["--start", str(tmp_path / "x.pt")])
     assert "needs --province-epochs" in capsys.readouterr().err
+
+
+def test_a_cpu_without_bf16_is_told_the_recipe_is_slow(tmp_path, calls, monkeypatch, capsys):
+    monkeypatch.setattr(td, "cpu_bf16", lambda: False)
+    assert td.main(["--quick", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "m.pt")]) == 0
+    assert td.SLOW_CPU_NOTE in capsys.readouterr().out
+    monkeypatch.setattr(td, "cpu_bf16", lambda: True)
+    assert td.main(["--quick", "--resume", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "m.pt")]) == 0
+    assert td.SLOW_CPU_NOTE not in capsys.readouterr().out
