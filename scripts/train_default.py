@@ -251,6 +251,14 @@ def print_heldout(metrics: dict) -> None:
     print("errors:", json.dumps(metrics["heldout_real_errors"], ensure_ascii=False))
 
 
+def load_script_checkpoint(path: Path) -> Checkpoint:
+    """A checkpoint this script wrote (its summary holds the recipe and the look), else exit."""
+    ckpt = load_checkpoint(path)
+    if "recipe" not in ckpt.summary or "look" not in ckpt.summary:
+        raise SystemExit(f"{path}: not a checkpoint written by this script (no recipe in its summary)")
+    return ckpt
+
+
 def evaluate_only(path: Path, n_per_province: int) -> int:
     """``--evaluate``: the held-out figures of an existing checkpoint, written back into it.
 
@@ -258,10 +266,8 @@ def evaluate_only(path: Path, n_per_province: int) -> int:
     with, from its summary. The weights and the summary (recipe, per-stage seconds) stay as
     they are.
     """
-    ckpt = load_checkpoint(path)
+    ckpt = load_script_checkpoint(path)
     summary = ckpt.summary
-    if "recipe" not in summary or "look" not in summary:
-        raise SystemExit(f"{path}: not a checkpoint written by this script (no recipe in its summary)")
     _, _, heldout = real_split()
     t = time.time()
     metrics = evaluate(ckpt, heldout, n_per_province, summary.get("synth") == "plate", summary["look"]["name"])
@@ -458,9 +464,7 @@ def continue_with_province_stage(args: argparse.Namespace, k: float, n_per_prov:
     ``--province-epochs`` resumed after the polish stage. CKPT's summary (recipe, data,
     history, stage seconds) is kept and extended with the new stage's.
     """
-    src = load_checkpoint(args.start)
-    if "recipe" not in src.summary or "look" not in src.summary:
-        raise SystemExit(f"{args.start}: not a checkpoint written by this script (no recipe in its summary)")
+    src = load_script_checkpoint(Path(args.start))
     train_real, val_real, heldout = real_split()
     fit_real = sorted(train_real + val_real)
     latin, look_name = src.summary.get("synth") == "plate", src.summary["look"]["name"]
