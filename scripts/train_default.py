@@ -345,7 +345,7 @@ def polish(
     k: float,
     train_real: list[tuple[str, str]],
     val_real: list[tuple[str, str]],
-    val: Dataset,
+    val: Dataset | None,
     latin: bool,
     glyphs: dict | None,
     splice_kw: dict,
@@ -433,7 +433,7 @@ def polish(
 
 
 def province_stage(start: Path, work: Path, args: argparse.Namespace, k: float, fit_real: list, fit_val_real: list,
-                   val: Dataset, latin: bool, glyphs: dict | None, look: Look, loader: dict,
+                   val: Dataset | None, latin: bool, glyphs: dict | None, look: Look, loader: dict,
                    seconds: dict, histories: dict) -> tuple[Path, dict]:  # fmt: skip
     """Stage 5 (``--province-epochs``): ``polish``'s loop again from ``start``, with the
     province weighted ``--province-weight`` in the loss; records its seconds and history."""
@@ -470,13 +470,13 @@ def continue_with_province_stage(args: argparse.Namespace, k: float, n_per_prov:
     latin, look_name = src.summary.get("synth") == "plate", src.summary["look"]["name"]
     look = LOOKS[look_name]
     glyphs = real_glyph_masks([(read_rgb(p), lab) for p, lab in train_real]) if latin else None
-    val = ConcatDataset([PlateDataset(val_real), SynthDataset(N_VAL_SYNTH, seed=99, latin_fonts=latin, look=look)])
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     seconds = dict(src.summary.get("seconds_per_stage", {}))
     seconds.pop("evaluate", None)
     histories = dict(src.summary.get("history", {}))
-    path, info = province_stage(Path(args.start), work, args, k, fit_real, [], val, latin, glyphs, look, loader,
+    # --refit: nothing real is left to validate on, so the stage gets no validation set.
+    path, info = province_stage(Path(args.start), work, args, k, fit_real, [], None, latin, glyphs, look, loader,
                                 seconds, histories)  # fmt: skip
     ckpt = load_checkpoint(path)
     te = time.time()
@@ -484,8 +484,8 @@ def continue_with_province_stage(args: argparse.Namespace, k: float, n_per_prov:
     seconds["evaluate"] = time.time() - te
     ckpt.metrics = {**ckpt.metrics, **metrics}
     ckpt.summary = {
-        **ckpt.summary,
         **src.summary,
+        **ckpt.summary,  # the last train() call's own record (precision, steps, ...), as in main()
         "recipe": src.summary["recipe"]
         + f" --province-epochs {info['epochs']} --province-weight {args.province_weight}",
         "data": {
