@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rapidfuzz.distance import Levenshtein
-from torchmetrics.functional.text import char_error_rate
 
 
 def cer(prediction: str, label: str) -> float:
@@ -26,6 +25,8 @@ def corpus_cer(predictions: Sequence[str], labels: Sequence[str]) -> float:
     """Total edit distance over total label length, as torchmetrics.CharErrorRate computes it."""
     if not labels:
         return 0.0
+    from torchmetrics.functional.text import char_error_rate  # imports torch: only when asked
+
     return float(char_error_rate(list(predictions), list(labels)))
 
 

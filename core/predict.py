@@ -13,8 +13,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
 from importlib import resources as importlib_resources
 from pathlib import Path
 from typing import Any
@@ -35,9 +34,11 @@ from .data import (
     worker_start_method,
 )
 from .device import describe_device, resolve_device
+from .label_score import label_char_probs, label_score
 from .metrics import cer as char_error_rate
 from .models import Checkpoint, CheckpointError, file_sha256, load_checkpoint
 from .progress import Progress
+from .records import PredictionResult
 
 log = logging.getLogger(__name__)
 
@@ -47,55 +48,6 @@ ONNX_OPSET = 17
 def default_model_path() -> Path:
     """The checkpoint bundled with the app (resources/models/default.pt)."""
     return Path(str(importlib_resources.files("resources").joinpath("models/default.pt")))
-
-
-@dataclass
-class PredictionResult:
-    """The model's reading of one file, compared with the label in its name.
-
-    Attributes:
-        rel: Path relative to the dataset folder.
-        label: Label read from the file name ("" when none).
-        label_error: Why the label is invalid, or ``None``.
-        prediction: Predicted plate ("" when the image is unreadable).
-        probs: Probability of each predicted character (7 values).
-        runner_up: Second-best character at each position.
-        runner_up_probs: Probability of each runner-up.
-        confidence: Product of ``probs``: the model's probability of the whole plate.
-        cer: Character error rate of ``prediction`` against ``label`` (``None`` if unreadable or no label).
-        correct: Exact match (``None`` if unreadable).
-        error: Why the image could not be read, or ``None``.
-    """
-
-    rel: str
-    label: str
-    label_error: str | None = None
-    prediction: str = ""
-    probs: list[float] = field(default_factory=list)
-    runner_up: str = ""
-    runner_up_probs: list[float] = field(default_factory=list)
-    confidence: float = 0.0
-    cer: float | None = None
-    correct: bool | None = None
-    error: str | None = None
-
-    @property
-    def unreadable(self) -> bool:
-        return self.error is not None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def worst_first_key(r: PredictionResult) -> tuple:
-    """Sort key: unreadable, then invalid labels, then CER descending, ties by confidence ascending."""
-    group = 0 if r.error is not None else 1 if r.label_error else 2
-    return (group, -(r.cer or 0.0), r.confidence, r.rel)
-
-
-def sort_worst_first(results: Iterable[PredictionResult]) -> list[PredictionResult]:
-    """Results ordered for review, worst first (see :func:`worst_first_key`)."""
-    return sorted(results, key=worst_first_key)
 
 
 class _ExportModule(torch.nn.Module):
@@ -259,15 +211,19 @@ class Predictor:
             first, tail = first.float().softmax(-1), tail.float().softmax(-1)
         return first.cpu().numpy(), tail.cpu().numpy()
 
-    def decode(self, first: np.ndarray, tail: np.ndarray) -> list[tuple[str, list[float], str, list[float]]]:
-        """Top-2 characters and probabilities per position, with the plate grammar applied.
+    def apply_grammar(self, tail: np.ndarray) -> np.ndarray:
+        """The tail head's probabilities with the plate grammar applied (a copy).
 
         The city code (position 2) is always a letter, so digits are masked there and
         that position's probabilities renormalised.
         """
-        tail = tail.copy()
+        tail = np.nan_to_num(tail, nan=0.0, posinf=0.0, neginf=0.0)
         t1 = tail[:, 0, :] * self._letter_mask
         tail[:, 0, :] = t1 / np.maximum(t1.sum(-1, keepdims=True), 1e-12)
+        return tail
+
+    def decode(self, first: np.ndarray, tail: np.ndarray) -> list[tuple[str, list[float], str, list[float]]]:
+        """Top-2 characters and probabilities per position; ``tail`` from :meth:`apply_grammar`."""
         f_idx, f_p = _top2(first)
         t_idx, t_p = _top2(tail)
         prov, oth = self.checkpoint.provinces, self.checkpoint.others
@@ -295,8 +251,21 @@ def _has_onnxruntime() -> bool:
     return True
 
 
-def make_result(sample: Sample, decoded: tuple[str, list[float], str, list[float]] | None, error: str | None):
-    """Build the :class:`PredictionResult` of one sample from its decoded output or read error."""
+def make_result(
+    sample: Sample,
+    decoded: tuple[str, list[float], str, list[float]] | None,
+    error: str | None,
+    label_probs: list[float] | None = None,
+) -> PredictionResult:
+    """Build the :class:`PredictionResult` of one sample from its decoded output or read error.
+
+    Args:
+        sample: The sample.
+        decoded: One item of :meth:`Predictor.decode`.
+        error: Why the image could not be read (then ``decoded`` is ``None``).
+        label_probs: The model's probabilities of the label's characters
+            (:func:`core.label_score.label_char_probs`), ``None`` when the label is invalid.
+    """
     r = PredictionResult(rel=sample.rel, label=sample.label, label_error=sample.parsed.error)
     if error is not None:
         r.error = error
@@ -308,7 +277,24 @@ def make_result(sample: Sample, decoded: tuple[str, list[float], str, list[float
     if sample.label:
         r.cer = char_error_rate(pred, sample.label)
         r.correct = pred == sample.label
+    if label_probs is not None:
+        r.label_probs = label_probs
+        r.label_score = label_score(label_probs)[0]
     return r
+
+
+def results_from_outputs(
+    predictor: Predictor, samples: Sequence[Sample], first: np.ndarray, tail: np.ndarray
+) -> list[PredictionResult]:
+    """The records of a batch of samples from the model's raw outputs (the one place they are made)."""
+    first = np.nan_to_num(first, nan=0.0, posinf=0.0, neginf=0.0)
+    tail = predictor.apply_grammar(tail)
+    ck = predictor.checkpoint
+    out = []
+    for b, (s, dec) in enumerate(zip(samples, predictor.decode(first, tail))):
+        lp = label_char_probs(s.label, first[b], tail[b], ck.provinces, ck.others) if s.valid else None
+        out.append(make_result(s, dec, None, lp))
+    return out
 
 
 def default_workers(predictor: Predictor, n: int) -> int:
@@ -381,9 +367,9 @@ def predict_samples(
         batch_results = []
         if len(idx):
             first, tail = predictor.probabilities(xs)
-            for i, dec in zip(idx, predictor.decode(first, tail)):
-                results[i] = make_result(samples[i], dec, None)
-                batch_results.append(results[i])
+            for i, r in zip(idx, results_from_outputs(predictor, [samples[i] for i in idx], first, tail)):
+                results[i] = r
+                batch_results.append(r)
         for i, err in errors:
             results[i] = make_result(samples[i], None, err)
             batch_results.append(results[i])
@@ -431,5 +417,4 @@ __all__ = [
     "StopFlag",
     "default_model_path",
     "predict_samples",
-    "sort_worst_first",
 ]

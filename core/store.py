@@ -39,6 +39,8 @@ from typing import Any, NamedTuple
 
 from . import plates
 from .gc_pause import gc_paused
+from .label_score import label_score
+from .records import PredictionResult, relabelled
 
 STORE_DIRNAME = ".plate-review"  # same as core.data.STORE_DIRNAME (not imported: core.data pulls torch)
 STORE_FILENAME = "store.sqlite"
@@ -93,41 +95,10 @@ class FileStat(NamedTuple):
     mtime_ns: int
 
 
-@dataclass
-class PredictionRecord:
-    """One cached prediction; the same fields as ``core.predict.PredictionResult``.
+#: The prediction record the cache stores (one record type for the whole app).
+PredictionRecord = PredictionResult
 
-    Attributes:
-        rel: Path relative to the dataset folder ('/' separators).
-        label: The label the file name carried when predicted.
-        label_error: Why that label is invalid, or ``None``.
-        prediction: The predicted plate ("" when the image was unreadable).
-        probs: Max probability of each of the 7 characters.
-        runner_up: The second-best character at each position.
-        runner_up_probs: Their probabilities.
-        confidence: Overall confidence of the prediction.
-        cer: Character error rate of prediction vs label, or ``None``.
-        correct: Whether prediction == label, or ``None``.
-        error: Why the image could not be read, or ``None``.
-    """
-
-    rel: str
-    label: str
-    label_error: str | None
-    prediction: str
-    probs: list[float]
-    runner_up: str
-    runner_up_probs: list[float]
-    confidence: float
-    cer: float | None
-    correct: bool | None
-    error: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-_FIELDS = tuple(f for f in PredictionRecord.__dataclass_fields__)
+_FIELDS = tuple(f for f in PredictionResult.__dataclass_fields__)
 
 
 class CachedPrediction(tuple):
@@ -135,9 +106,9 @@ class CachedPrediction(tuple):
 
     A tuple of the raw database row (``rel, size, mtime_ns, label, label_error,
     prediction, probs blob, runner_up, runner_up_probs blob, confidence, cer, correct,
-    error``), made without a Python ``__init__``; ``probs`` and ``runner_up_probs`` are
-    decoded from their blobs each time they are read (7 floats, ~1 us), which only
-    the inspector does, for one sample at a time.
+    error, label_probs blob, label_score``), made without a Python ``__init__``; the
+    probability lists are decoded from their blobs each time they are read (7 floats,
+    ~1 us), which only the inspector does, for one sample at a time.
     """
 
     __slots__ = ()
@@ -156,6 +127,16 @@ class CachedPrediction(tuple):
     confidence = property(itemgetter(9))
     cer = property(itemgetter(10))
     error = property(itemgetter(12))
+    label_score = property(itemgetter(14), doc="How likely the label is right (core.label_score), or None.")
+
+    @property
+    def label_probs(self) -> list[float]:
+        return _blob_to_floats(self[13])
+
+    @property
+    def suspect(self) -> int | None:
+        """Position of the label's most suspicious character, or ``None``."""
+        return label_score(self.label_probs or None)[1]
 
     @property
     def probs(self) -> list[float]:
@@ -173,15 +154,15 @@ class CachedPrediction(tuple):
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _FIELDS}
 
-    def to_record(self) -> PredictionRecord:
-        """A mutable :class:`PredictionRecord` copy."""
-        return PredictionRecord(**self.as_dict())
+    def to_record(self) -> PredictionResult:
+        """A mutable :class:`core.records.PredictionResult` copy."""
+        return PredictionResult(**self.as_dict())
 
     def __repr__(self) -> str:
         return f"CachedPrediction(rel={self.rel!r}, label={self.label!r}, prediction={self.prediction!r})"
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, (CachedPrediction, PredictionRecord)):
+        if isinstance(other, (CachedPrediction, PredictionResult)):
             return self.as_dict() == other.as_dict()
         return NotImplemented
 
@@ -227,7 +208,7 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS predictions(
     model TEXT NOT NULL, rel TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
     label TEXT, label_error TEXT, prediction TEXT, probs BLOB, runner_up TEXT, runner_up_probs BLOB,
-    confidence REAL, cer REAL, correct INTEGER, error TEXT, updated REAL,
+    confidence REAL, cer REAL, correct INTEGER, error TEXT, updated REAL, label_probs BLOB, label_score REAL,
     PRIMARY KEY(model, rel)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS predictions_rel ON predictions(rel);
 CREATE TABLE IF NOT EXISTS states(
@@ -249,7 +230,7 @@ CREATE INDEX IF NOT EXISTS journal_pending ON journal(status) WHERE status = 'pe
 
 _PRED_COLS = (
     "rel, size, mtime_ns, label, label_error, prediction, probs, runner_up, runner_up_probs, "
-    "confidence, cer, correct, error"
+    "confidence, cer, correct, error, label_probs, label_score"
 )
 
 
@@ -276,23 +257,6 @@ def _field(rec: Any, name: str, default: Any = None) -> Any:
     if isinstance(rec, Mapping):
         return rec.get(name, default)
     return getattr(rec, name, default)
-
-
-def _levenshtein(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
-
-
-def cer(prediction: str, label: str) -> float:
-    """Character error rate: edit distance / label length, as ``core.metrics.cer`` computes it."""
-    if not label:
-        return 1.0 if prediction else 0.0
-    return _levenshtein(prediction, label) / len(label)
 
 
 def scan_files(folder: str | os.PathLike, recursive: bool = True) -> list[FileStat]:
@@ -429,11 +393,44 @@ class Store:
         # FULL: a committed 'pending' journal entry must survive a power cut before the rename.
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.executescript(_SCHEMA)
+        self._migrate()
         self.conn.execute(
             "INSERT OR IGNORE INTO meta(key, value) VALUES('schema', ?), ('dataset', ?)",
             (str(SCHEMA_VERSION), str(folder)),
         )
         self._hold_owner_lock()
+
+    def _migrate(self) -> None:
+        """Bring a store written by an earlier version up to this schema (idempotent).
+
+        Stores from before label scores get the two columns, filled from each row's two best
+        characters per position (:func:`core.records.relabelled`), so no prediction is redone.
+        """
+        cols = {r[1] for r in self.conn.execute("PRAGMA table_info(predictions)")}
+        if "label_score" in cols:
+            return
+        with self._tx() as c:
+            c.execute("ALTER TABLE predictions ADD COLUMN label_probs BLOB")
+            c.execute("ALTER TABLE predictions ADD COLUMN label_score REAL")
+            rows = c.execute("SELECT model, rel, prediction, probs, runner_up, runner_up_probs FROM predictions "
+                             "WHERE prediction != ''").fetchall()  # fmt: skip
+            updates = []
+            for model, rel, pred, probs, runner, rprobs in rows:
+                new = relabelled(
+                    PredictionResult(
+                        rel,
+                        "",
+                        prediction=pred,
+                        probs=_blob_to_floats(probs),
+                        runner_up=runner or "",
+                        runner_up_probs=_blob_to_floats(rprobs),
+                    ),
+                    rel,
+                )
+                updates.append((_floats_to_blob(new["label_probs"]), new["label_score"], model, rel))
+            c.executemany(
+                "UPDATE predictions SET label_probs = ?, label_score = ? WHERE model = ? AND rel = ?", updates
+            )
 
     # ----------------------------------------------------------------- opening
 
@@ -583,12 +580,13 @@ class Store:
                 _field(rec, "prediction", ""), _floats_to_blob(_field(rec, "probs")), _field(rec, "runner_up", ""),
                 _floats_to_blob(_field(rec, "runner_up_probs")), _field(rec, "confidence"), _field(rec, "cer"),
                 None if correct is None else int(bool(correct)), _field(rec, "error"), now,
+                _floats_to_blob(_field(rec, "label_probs")), _field(rec, "label_score"),
             ))  # fmt: skip
         with self._tx() as c:
             c.executemany(
                 "INSERT OR REPLACE INTO predictions(model, rel, size, mtime_ns, label, label_error, prediction, "
-                "probs, runner_up, runner_up_probs, confidence, cer, correct, error, updated) "
-                "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "probs, runner_up, runner_up_probs, confidence, cer, correct, error, updated, label_probs, "
+                "label_score) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 rows,
             )
         return len(rows)
@@ -828,14 +826,26 @@ class Store:
             c.execute("DELETE FROM states WHERE rel = ?", (e.dst,))
         # Renaming keeps size and mtime, so cached predictions stay valid under the new name.
         c.execute("DELETE FROM predictions WHERE rel = ?", (e.dst,))
-        parsed = plates.parse_name(e.dst.rsplit("/", 1)[-1])
-        rows = c.execute("SELECT model, prediction FROM predictions WHERE rel = ?", (e.src,)).fetchall()
-        for model, pred in rows:
+        rows = c.execute("SELECT model, prediction, probs, runner_up, runner_up_probs FROM predictions WHERE rel = ?",
+                         (e.src,)).fetchall()  # fmt: skip
+        for model, pred, probs, runner, rprobs in rows:
+            new = relabelled(
+                PredictionResult(
+                    e.src,
+                    "",
+                    prediction=pred or "",
+                    probs=_blob_to_floats(probs),
+                    runner_up=runner or "",
+                    runner_up_probs=_blob_to_floats(rprobs),
+                ),
+                e.dst,
+            )
             c.execute(
-                "UPDATE predictions SET rel = ?, label = ?, label_error = ?, cer = ?, correct = ? "
-                "WHERE model = ? AND rel = ?",
-                (e.dst, parsed.label, parsed.error, cer(pred, parsed.label) if pred else None,
-                 int(pred == parsed.label) if pred else None, model, e.src),
+                "UPDATE predictions SET rel = ?, label = ?, label_error = ?, cer = ?, correct = ?, label_probs = ?, "
+                "label_score = ? WHERE model = ? AND rel = ?",
+                (e.dst, new["label"], new["label_error"], new["cer"],
+                 None if new["correct"] is None else int(new["correct"]), _floats_to_blob(new["label_probs"]),
+                 new["label_score"], model, e.src),
             )  # fmt: skip
         if e.kind == "do":
             c.execute(

@@ -20,11 +20,16 @@ from PySide6.QtWidgets import (
 )
 
 from core.images import ImageReadError, read_rgb
+from core.label_score import LIKELY_ERROR_THRESHOLD
 
 from . import style
 from .fonts import plate_font
 from .label_editor import LabelEditor
 from .table_model import Row
+
+#: A label character is framed as suspicious when the label score is at most this (the likely-error
+#: threshold would hide the weakest character of a merely doubtful label).
+SUSPECT_BELOW = 0.5
 
 
 class ImageView(QWidget):
@@ -97,11 +102,16 @@ class ImageView(QWidget):
 
 
 class CharGrid(QWidget):
-    """Label and prediction aligned character by character, with probabilities and runner-ups."""
+    """Label and prediction aligned character by character, with probabilities and runner-ups.
+
+    The label's most suspicious character (the weakest in the label score) is framed in red,
+    and the ``p(label)`` line gives the model's probability of each of the label's characters.
+    """
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self._row: Row | None = None
+        self.suspect: int | None = None  # position of the label's weakest character, when it is suspicious
         self._big = plate_font(17, bold=True)
         self._small = plate_font(8.5)
         self.setMinimumHeight(self.sizeHint().height())
@@ -109,11 +119,13 @@ class CharGrid(QWidget):
 
     def set_row(self, row: Row | None) -> None:
         self._row = row
+        score = row.label_score if row is not None else None
+        self.suspect = row.suspect if score is not None and score <= SUSPECT_BELOW else None
         self.update()
 
     def sizeHint(self) -> QSize:  # noqa: N802
         fb, fs = QFontMetrics(self._big), QFontMetrics(self._small)
-        return QSize(420, 2 * (fb.height() + 10) + 2 * (fs.height() + 4) + 18)
+        return QSize(420, 2 * (fb.height() + 10) + 3 * (fs.height() + 4) + 21)
 
     def paintEvent(self, event) -> None:  # noqa: N802
         row = self._row
@@ -127,7 +139,13 @@ class CharGrid(QWidget):
         cell_w = max(30, min(56, (self.width() - label_w - 4) // n))
         hb, hs = fb.height() + 10, fs.height() + 4
         y = 2
-        rows = [("Label", "label"), ("Prediction", "pred"), ("p", "prob"), ("Runner-up", "runner")]
+        rows = [
+            ("p(label)", "lprob"),
+            ("Label", "label"),
+            ("Prediction", "pred"),
+            ("p", "prob"),
+            ("Runner-up", "runner"),
+        ]
         for title, kind in rows:
             h = hb if kind in ("label", "pred") else hs
             p.setFont(self._small)
@@ -147,11 +165,14 @@ class CharGrid(QWidget):
             bg = QColor("#ffffff")
             fg = QColor(style.TEXT)
             border = QColor(style.BORDER)
+            width = 1
             if kind == "pred" and differs:
                 bg, fg, border = style.BAD_BG, style.BAD, style.BAD
             elif kind == "label" and row is not None and row.label_error and text:
                 bg, fg = style.WARN_BG, style.WARN
-            p.setPen(QPen(border, 1))
+            elif kind == "label" and i == self.suspect:
+                bg, fg, border, width = style.BAD_BG, style.BAD, style.BAD, 3
+            p.setPen(QPen(border, width))
             p.setBrush(bg)
             p.drawRoundedRect(QRectF(r).adjusted(0.5, 0.5, -0.5, -0.5), 5, 5)
             p.setFont(self._big)
@@ -159,8 +180,8 @@ class CharGrid(QWidget):
             p.drawText(r, Qt.AlignmentFlag.AlignCenter, text or ("·" if row else ""))
             return
         p.setFont(self._small)
-        if kind == "prob":
-            probs = row.probs if row else []
+        if kind in ("prob", "lprob"):
+            probs = (row.probs if kind == "prob" else row.label_probs) if row else []
             if i < len(probs):
                 v = probs[i]
                 bar = QRect(r.left() + 2, r.bottom() - 2, max(1, round((r.width() - 4) * v)), 2)
@@ -296,6 +317,11 @@ class Inspector(QFrame):
         facts = []
         if rgb is not None:
             facts.append(f"{rgb.shape[1]}×{rgb.shape[0]} px")
+        if row.label_score is not None:
+            pos = row.suspect
+            weakest = f", weakest: {pos + 1} '{row.label[pos]}'" if pos is not None and pos < len(row.label) else ""
+            likely = "  ⚠ likely label error" if row.label_score <= LIKELY_ERROR_THRESHOLD else ""
+            facts.append(f"label score {row.label_score:.3f}{weakest}{likely}")
         if row.prediction:
             facts.append(f"CER {row.cer:.2f}" if row.cer is not None else "no CER")
             facts.append(f"confidence {row.confidence:.1%}")

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from core import session as sess
+from core.label_score import LIKELY_ERROR_THRESHOLD
 from core.predict import Progress
 
 from .inspector import Inspector
@@ -52,7 +53,7 @@ SHORTCUTS = [
     ("Ctrl+Shift+Z / Ctrl+Y", "redo"),
     ("Browse", ""),
     ("Ctrl+F", "filter by file name, label or prediction"),
-    ("Alt+1 … Alt+4", "quick filters: mismatches, unreviewed, invalid labels, unreadable"),
+    ("Alt+1 … Alt+5", "quick filters: likely label errors, mismatches, unreviewed, invalid labels, unreadable"),
     ("Ctrl+0 / Ctrl+1", "image: fit / actual pixels"),
     ("Files", ""),
     ("Ctrl+O", "open a dataset folder (or drop a folder on the window)"),
@@ -181,9 +182,11 @@ class MainWindow(QMainWindow):
         self.act_fit = self._action("Zoom to Fit", lambda: self.inspector.fit_btn.setChecked(True), K("Ctrl+0"))
         self.act_one = self._action("Actual Pixels", lambda: self.inspector.one_btn.setChecked(True), K("Ctrl+1"))
         self.quick_actions: dict[str, QAction] = {}
-        names = {"mismatches": "Mismatches", "unreviewed": "Unreviewed", "invalid": "Invalid labels",
-                 "unreadable": "Unreadable"}  # fmt: skip
-        tips = {"mismatches": "Only samples whose prediction differs from the label (or that have a problem)",
+        names = {"likely": "Likely label errors", "mismatches": "Mismatches", "unreviewed": "Unreviewed",
+                 "invalid": "Invalid labels", "unreadable": "Unreadable"}  # fmt: skip
+        tips = {"likely": f"Only samples whose label score is at or below {LIKELY_ERROR_THRESHOLD}: the model "
+                          "confidently reads another character than the label has",
+                "mismatches": "Only samples whose prediction differs from the label (or that have a problem)",
                 "unreviewed": "Only samples not yet verified or fixed", "invalid": "Only file names that are not a valid plate",
                 "unreadable": "Only images that cannot be read"}  # fmt: skip
         for i, (key, text) in enumerate(names.items(), start=1):
@@ -594,10 +597,13 @@ class MainWindow(QMainWindow):
 
     @Slot(dict)
     def show_crossval(self, results: dict) -> None:
-        """Show k-fold out-of-sample scores ({rel: PredictionResult}) in the CV CER column."""
+        """Show k-fold out-of-sample label scores ({rel: PredictionResult}); they order the review."""
         self.model.set_crossval(results)
         n = sum(1 for rel in results if self.model.row_of(rel) is not None)
-        self.statusBar().showMessage(f"Cross-validated scores for {n:,} samples: sort by the CV CER column", 8000)
+        self.model.resort()
+        self.statusBar().showMessage(
+            f"Cross-validated label scores for {n:,} samples: they now order the review (CV score column)", 8000
+        )
 
     # ------------------------------------------------------------------ selection
 
@@ -754,7 +760,7 @@ class MainWindow(QMainWindow):
         self.filter_edit.selectAll()
 
     def set_quick_filter(self, name: str, on: bool) -> None:
-        """Turn a quick filter (mismatches, unreviewed, invalid, unreadable) on or off."""
+        """Turn a quick filter (likely, mismatches, unreviewed, invalid, unreadable) on or off."""
         a = self.quick_actions[name]
         if a.isChecked() != on:
             a.setChecked(on)
@@ -772,6 +778,7 @@ class MainWindow(QMainWindow):
         if s["accuracy"] is not None:
             parts.append(f"accuracy {s['accuracy']:.1%}")
             parts.append(f"CER {s['cer']:.3f}")
+        parts.append(f"{s['likely_errors']:,} likely label errors")
         parts.append(f"{s['reviewed']:,} reviewed")
         self.counts_label.setText("   ·   ".join(parts))
         self.counts = s

@@ -5,8 +5,9 @@ gives the same keys per cell), because a proxy comparing 200,000 rows through Py
 ``data()`` calls takes seconds; the proxy only filters (``filterAcceptsRow``) and
 forwards ``sort()`` to the source. Filter results are numpy masks over the source's
 columns; the proxy judges a single row in Python only when that row changed (see
-``ResultsProxy``). Default order: worst first (CER column descending: unreadable,
-invalid labels, then CER descending, ties by confidence ascending).
+``ResultsProxy``). Default order: the review order of ``core.label_score.review_key``
+(Label score column ascending: missing files, unreadable, invalid labels, then label
+score ascending, the cross-validated score where there is one).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from PySide6.QtGui import QColor, QFontMetrics, QKeyEvent, QPainter, QPen, QPixm
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QStyle, QStyledItemDelegate, QTableView
 
 from core.gc_pause import gc_paused
-from core.session import INVALID, MISSING, UNREADABLE, UNREVIEWED, cer_of, label_info
+from core.label_score import LIKELY_ERROR_THRESHOLD, review_keys_arrays
+from core.records import relabelled
+from core.session import INVALID, MISSING, UNREADABLE, UNREVIEWED
 
 from . import style
 from .fonts import plate_font
@@ -39,8 +42,11 @@ from .fonts import plate_font
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 ROW_ROLE = Qt.ItemDataRole.UserRole + 2
 
-COL_IMAGE, COL_FILE, COL_LABEL, COL_PRED, COL_CER, COL_CONF, COL_STATE, COL_CV = range(8)
-HEADERS = ["Image", "File", "Label", "Prediction", "CER", "Confidence", "State", "CV CER"]
+COL_IMAGE, COL_FILE, COL_LABEL, COL_PRED, COL_SCORE, COL_CER, COL_CONF, COL_STATE, COL_CV = range(9)
+HEADERS = ["Image", "File", "Label", "Prediction", "Label score", "CER", "Confidence", "State", "CV score"]
+SCORE_TIP = ("Label score: the probability the model gives to the label's weakest character. "
+             f"Low = the label is likely wrong (at or below {LIKELY_ERROR_THRESHOLD}: counted as a likely label "
+             "error). Sorted ascending, this is the review order.")  # fmt: skip
 THUMB_SIZE = QSize(112, 28)
 _STATE_ORDER = {MISSING: 0, UNREADABLE: 1, INVALID: 2, UNREVIEWED: 3, "fixed": 4, "verified": 5}
 _STATE_TEXT = {UNREVIEWED: "", "verified": "✓ verified", "fixed": "✎ fixed", UNREADABLE: "⚠ unreadable",
@@ -56,7 +62,7 @@ class Row:
     """One sample in the table: its prediction (if any) and its review state."""
 
     __slots__ = ("rel", "label", "label_error", "prediction", "_rec", "confidence", "cer", "correct", "error",
-                 "state", "missing", "_hay", "k")  # fmt: skip
+                 "label_score", "_label_probs", "state", "missing", "_hay", "k")  # fmt: skip
 
     def __init__(self, rec, state: str = UNREVIEWED):
         self.rel: str = rec.rel
@@ -70,8 +76,23 @@ class Row:
         self.cer: float | None = rec.cer
         self.correct: bool | None = rec.correct
         self.error: str | None = rec.error
+        self.label_score: float | None = rec.label_score
+        self._label_probs: list[float] | None = None  # None: the record's (decoded when read)
         self._hay: str | None = None
         self.k = -1  # record index in the model (set by ResultsModel)
+
+    @property
+    def label_probs(self) -> list[float]:
+        """The model's probability of each of the label's characters (empty when there is no score)."""
+        return self._rec.label_probs if self._label_probs is None else self._label_probs
+
+    @property
+    def suspect(self) -> int | None:
+        """Position of the label's most suspicious character (the weakest), or ``None``."""
+        lp = self.label_probs
+        if not lp:
+            return None
+        return min(range(len(lp)), key=lp.__getitem__)
 
     @property
     def probs(self) -> list[float]:
@@ -92,6 +113,8 @@ class Row:
         self.cer = rec.cer
         self.correct = rec.correct
         self.error = rec.error
+        self.label_score = rec.label_score
+        self._label_probs = None
         self._hay = None
 
     @property
@@ -102,13 +125,14 @@ class Row:
         return self._hay
 
     def rename(self, rel: str) -> None:
-        """The file now has another name: take its label from it and recompute CER."""
+        """The file now has another name: take its label from it; CER and label score follow."""
         self.rel = rel
         self._hay = None
-        self.label, self.label_error = label_info(rel)
+        new = relabelled(self, rel)
+        self.label, self.label_error = new["label"], new["label_error"]
         if self.prediction:
-            self.cer = cer_of(self.prediction, self.label) if self.label else None
-            self.correct = self.prediction == self.label
+            self.cer, self.correct = new["cer"], new["correct"]
+            self.label_score, self._label_probs = new["label_score"], new["label_probs"]
         self.missing = False
 
     @property
@@ -129,8 +153,8 @@ class Row:
             return INVALID
         return self.state
 
-    def worst_key(self) -> tuple:
-        """Ascending key whose descending order is worst first (core.predict.worst_first_key)."""
+    def cer_key(self) -> tuple:
+        """Ascending key of the CER column (descending: ``core.label_score.review_key(by="cer")``)."""
         group = 3 if self.missing else 2 if self.error else 1 if self.label_error else 0
         return (group, -1.0 if self.cer is None else self.cer, -self.confidence)
 
@@ -138,17 +162,21 @@ class Row:
 _STATE_NAMES0 = (UNREVIEWED, "verified", "fixed", UNREADABLE, INVALID, MISSING)  # state codes 0..5
 _S_UNREVIEWED, _S_VERIFIED, _S_FIXED, _S_UNREADABLE, _S_INVALID, _S_MISSING = range(6)
 _COLS = {"err": np.bool_, "lerr": np.bool_, "pred": np.bool_, "correct": np.bool_, "cer": np.float64,
-         "conf": np.float64, "state": np.int16, "missing": np.bool_, "cv": np.float64}  # fmt: skip
-_CER_OF = attrgetter("cer")
-_ATTRS = tuple(map(attrgetter, ("rel", "label", "label_error", "prediction", "confidence", "cer", "error")))
+         "conf": np.float64, "state": np.int16, "missing": np.bool_, "score": np.float64,
+         "cv": np.float64}  # fmt: skip
+_SCORE_OF = attrgetter("label_score")
+_ATTRS = tuple(map(attrgetter, ("rel", "label", "label_error", "prediction", "confidence", "cer", "error",
+                                "label_score")))  # fmt: skip
 
 
 def _perm_from_keys(keys: tuple[np.ndarray, ...], col: int, descending: bool) -> np.ndarray:
-    """Stable permutation ordering the rows the keys describe (the first key is the primary one)."""
-    if len(keys) > 1:  # (primary, cer, conf): worst first when descending, ties by confidence ascending
-        if descending:
-            return np.lexsort(tuple(k if i == len(keys) - 1 else -k for i, k in enumerate(keys))[::-1])
-        return np.lexsort(tuple(-k if i == len(keys) - 1 else k for i, k in enumerate(keys))[::-1])
+    """Stable permutation ordering the rows the keys describe (the first key is the primary one).
+
+    Several keys are numeric and ascending in the column's ascending order; descending
+    reverses every key (ties stay in their current order).
+    """
+    if len(keys) > 1:
+        return np.lexsort(tuple(-k if descending else k for k in keys)[::-1])
     (k,) = keys
     if descending:
         if k.dtype.kind in "fiu":
@@ -159,7 +187,10 @@ def _perm_from_keys(keys: tuple[np.ndarray, ...], col: int, descending: bool) ->
 
 def _sort_key(row: Row, col: int):
     if col == COL_CER:
-        return row.worst_key()
+        return row.cer_key()
+    if col == COL_SCORE:
+        return (3 if row.missing else 0 if row.error else 1 if row.label_error else 2,
+                2.0 if row.label_score is None else row.label_score)  # fmt: skip
     if col == COL_CONF:
         return -1.0 if row.error else row.confidence
     if col == COL_LABEL:
@@ -215,8 +246,8 @@ class ResultsModel(QAbstractTableModel):
     def __init__(self, thumbnails=None, parent=None):
         super().__init__(parent)
         self.thumbnails = thumbnails
-        self.sort_column = COL_CER
-        self.sort_order = Qt.SortOrder.DescendingOrder
+        self.sort_column = COL_SCORE
+        self.sort_order = Qt.SortOrder.AscendingOrder
         self._proxy_ref = None  # weakref to the ResultsProxy over this model (set by the proxy)
         self._last_perm: np.ndarray | None = None
         self._state_names: list[str] = list(_STATE_NAMES0)
@@ -267,7 +298,7 @@ class ResultsModel(QAbstractTableModel):
         if not m:
             return
         with gc_paused():  # one C-level pass per attribute (~3x cheaper than a tuple per record)
-            rel, label, lerr, pred, conf, cer, err = (list(map(get, recs)) for get in _ATTRS)
+            rel, label, lerr, pred, conf, cer, err, score = (list(map(get, recs)) for get in _ATTRS)
         start, end = self._n, self._n + m
         cap = len(self._a["cer"])
         if end > cap:
@@ -283,6 +314,7 @@ class ResultsModel(QAbstractTableModel):
         a["correct"][start:end] = np.fromiter(map(eq, pred, label), np.bool_, m)  # as PredictionResult.correct
         a["cer"][start:end] = np.nan_to_num(np.array(cer, np.float64), nan=-1.0)
         a["conf"][start:end] = np.nan_to_num(np.array(conf, np.float64), nan=0.0)
+        a["score"][start:end] = np.array(score, np.float64)  # None: nan
         a["missing"][start:end] = False
         a["cv"][start:end] = np.nan
         if states:
@@ -330,6 +362,7 @@ class ResultsModel(QAbstractTableModel):
         a["correct"][k] = bool(r.correct)
         a["cer"][k] = -1.0 if r.cer is None else r.cer
         a["conf"][k] = r.confidence or 0.0
+        a["score"][k] = np.nan if r.label_score is None else r.label_score
         a["state"][k] = self._code(r.state)
         a["missing"][k] = r.missing
         if self._rel[k] != r.rel:
@@ -382,12 +415,22 @@ class ResultsModel(QAbstractTableModel):
         g[self._col("missing")] = 3
         return g
 
+    def _effective_score(self) -> np.ndarray:
+        """The label score that orders the review, by k: the cross-validated one where there is one."""
+        cv = self._col("cv")
+        return np.where(np.isnan(cv), self._col("score"), cv)
+
     def _keys(self, col: int) -> tuple[np.ndarray, ...]:
-        """Sort keys of column ``col`` by k (numeric columns from the arrays, strings cached)."""
+        """Sort keys of column ``col`` by k, ascending in the column's ascending order."""
+        if col == COL_SCORE:  # core.label_score.review_key, with missing files first
+            group, score, neg_cer = review_keys_arrays(
+                self._col("err"), self._col("lerr"), self._effective_score(), self._col("cer")
+            )
+            return np.where(self._col("missing"), -1, group).astype(np.int8), score, neg_cer
         if col == COL_CER:
-            return self._group(), self._col("cer"), self._col("conf")
+            return self._group(), self._col("cer"), -self._col("conf")
         if col == COL_CV:
-            return np.nan_to_num(self._col("cv"), nan=-1.0), self._col("cer"), self._col("conf")
+            return np.nan_to_num(self._col("cv"), nan=2.0), -self._col("cer")
         if col == COL_CONF:
             return (np.where(self._col("err"), -1.0, self._col("conf")),)
         if col == COL_STATE:
@@ -401,8 +444,8 @@ class ResultsModel(QAbstractTableModel):
 
     def _set_cv(self, k: int, res) -> None:
         self._cv_rec[k] = res
-        cer = getattr(res, "cer", None)
-        self._a["cv"][k] = np.nan if cer is None else cer
+        score = getattr(res, "label_score", None)
+        self._a["cv"][k] = np.nan if score is None else score
 
     # ------------------------------------------------------------ Qt API
 
@@ -417,7 +460,10 @@ class ResultsModel(QAbstractTableModel):
             if role == Qt.ItemDataRole.DisplayRole:
                 return HEADERS[section]
             if role == Qt.ItemDataRole.ToolTipRole and section == COL_CV:
-                return "Cross-validated CER: out-of-sample prediction from k-fold fine-tuning (Train panel)"
+                return ("Cross-validated label score: from a model that never trained on the sample (k-fold "
+                        "fine-tuning, Train panel). Where present, it orders the review.")  # fmt: skip
+            if role == Qt.ItemDataRole.ToolTipRole and section == COL_SCORE:
+                return SCORE_TIP
         return None
 
     def data(self, index: QModelIndex, role=Qt.ItemDataRole.DisplayRole):
@@ -429,16 +475,19 @@ class ResultsModel(QAbstractTableModel):
         if col == COL_CV:
             cv = self._a["cv"][k]
             if role == Qt.ItemDataRole.DisplayRole:
-                return "" if cv != cv else f"{cv:.2f}"
+                return "" if cv != cv else f"{cv:.3f}"
             if role == SORT_ROLE:
-                return -1.0 if cv != cv else float(cv)
+                return 2.0 if cv != cv else float(cv)
+            if role == Qt.ItemDataRole.ForegroundRole:
+                return style.BAD if cv == cv and cv <= LIKELY_ERROR_THRESHOLD else None
             if role == Qt.ItemDataRole.ToolTipRole:
                 res = self._cv_rec.get(k)
                 if res is None:
                     return None
                 if getattr(res, "error", None):
                     return f"CV: unreadable ({res.error})"
-                return f"CV prediction: {res.prediction or '—'}  (confidence {(res.confidence or 0.0):.1%})"
+                return (f"CV prediction: {res.prediction or '—'}  (CER {res.cer if res.cer is not None else 0:.2f}, "
+                        f"confidence {(res.confidence or 0.0):.1%})")  # fmt: skip
             if role == Qt.ItemDataRole.TextAlignmentRole:
                 return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             if role == ROW_ROLE:
@@ -451,6 +500,9 @@ class ResultsModel(QAbstractTableModel):
                 return row.label or "—"
             if col == COL_PRED:
                 return row.prediction or ("unreadable" if row.error else "")
+            if col == COL_SCORE:
+                s = self._score_shown(k)
+                return "" if s is None else f"{s:.3f}"
             if col == COL_CER:
                 return "" if row.cer is None else f"{row.cer:.2f}"
             if col == COL_CONF:
@@ -459,7 +511,10 @@ class ResultsModel(QAbstractTableModel):
                 return _STATE_TEXT.get(row.display_state, row.display_state)
             return None
         if role == SORT_ROLE:
-            return _sort_key(row, col) if col != COL_CER else row.worst_key()[1]
+            if col == COL_SCORE:
+                s = self._score_shown(k)
+                return 2.0 if s is None else s
+            return _sort_key(row, col) if col != COL_CER else row.cer_key()[1]
         if role == ROW_ROLE:
             return row
         if role == Qt.ItemDataRole.DecorationRole and col == COL_IMAGE and self.thumbnails is not None:
@@ -474,10 +529,13 @@ class ResultsModel(QAbstractTableModel):
                 return style.BAD
             if col == COL_PRED and row.error:
                 return style.BAD
+            if col == COL_SCORE:
+                s = self._score_shown(k)
+                return style.BAD if s is not None and s <= LIKELY_ERROR_THRESHOLD else None
             return None
         if role == Qt.ItemDataRole.FontRole and col in (COL_LABEL, COL_PRED):
             return self._plate_font
-        if role == Qt.ItemDataRole.TextAlignmentRole and col in (COL_CER, COL_CONF):
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (COL_SCORE, COL_CER, COL_CONF):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ToolTipRole:
             if row.missing:
@@ -486,9 +544,29 @@ class ResultsModel(QAbstractTableModel):
                 return f"Unreadable image: {row.error}"
             if col == COL_LABEL and row.label_error:
                 return f"Invalid label: {row.label_error}"
+            if col == COL_SCORE:
+                return self._score_tip(k, row)
             if col == COL_IMAGE and self.thumbnails is not None:
                 return self.thumbnails.failure(row.rel)
         return None
+
+    def _score_shown(self, k: int) -> float | None:
+        """The label score that orders row ``k`` (cross-validated where there is one)."""
+        cv = self._a["cv"][k]
+        if cv == cv:
+            return float(cv)
+        s = self._a["score"][k]
+        return None if s != s else float(s)
+
+    def _score_tip(self, k: int, row: Row) -> str | None:
+        s = self._score_shown(k)
+        if s is None:
+            return None
+        cv = self._cv_rec.get(k) if self._a["cv"][k] == self._a["cv"][k] else None
+        src = "cross-validated (a model that never saw this crop)" if cv is not None else "this model"
+        pos = cv.suspect if cv is not None else row.suspect
+        where = f"; weakest: character {pos + 1} '{row.label[pos]}'" if pos is not None and pos < len(row.label) else ""
+        return f"Label score {s:.4f} from {src}{where}. " + SCORE_TIP
 
     def _placeholder_pixmap(self) -> QPixmap:
         if self._placeholder is None:
@@ -684,7 +762,7 @@ class ResultsModel(QAbstractTableModel):
                 ks, vals = list(compress(ks, keep)), list(compress(vals, keep))
             self._cv_rec = dict(zip(ks, vals))
             if ks:
-                self._a["cv"][np.array(ks, np.int64)] = np.array(list(map(_CER_OF, vals)), np.float64)  # None: nan
+                self._a["cv"][np.array(ks, np.int64)] = np.array(list(map(_SCORE_OF, vals)), np.float64)  # None: nan
         if len(self._order):
             # Not a filter input: keep a dynamic proxy from re-filtering every row (a Python call each).
             proxy = self._proxy_ref() if self._proxy_ref is not None else None
@@ -692,7 +770,7 @@ class ResultsModel(QAbstractTableModel):
             if dynamic:
                 proxy.setDynamicSortFilter(False)
             try:
-                self.dataChanged.emit(self.index(0, COL_CV), self.index(len(self._order) - 1, COL_CV))
+                self.dataChanged.emit(self.index(0, COL_SCORE), self.index(len(self._order) - 1, COL_CV))
             finally:
                 if dynamic:
                     proxy.setDynamicSortFilter(True)
@@ -755,6 +833,8 @@ class ResultsModel(QAbstractTableModel):
             mask &= lerr
         if "unreadable" in q:
             mask &= err
+        if "likely" in q:
+            mask &= self._effective_score() <= LIKELY_ERROR_THRESHOLD  # nan: False
         if text:
             hay = self._haystack()
             idx = np.flatnonzero(mask)
@@ -766,9 +846,12 @@ class ResultsModel(QAbstractTableModel):
         """:func:`stats` over the rows (or the records where ``mask``, by k), with numpy."""
         err, lerr, pred = self._col("err"), self._col("lerr"), self._col("pred")
         correct, cer, state = self._col("correct"), self._col("cer"), self._col("state")
+        likely = self._effective_score() <= LIKELY_ERROR_THRESHOLD
         n = len(self._order)
         if mask is not None:
-            err, lerr, pred, correct, cer, state = (x[mask] for x in (err, lerr, pred, correct, cer, state))
+            err, lerr, pred, correct, cer, state, likely = (
+                x[mask] for x in (err, lerr, pred, correct, cer, state, likely)
+            )
             n = int(np.count_nonzero(mask))
         ok = ~err & ~lerr
         scored = ok & pred
@@ -783,6 +866,7 @@ class ResultsModel(QAbstractTableModel):
             "reviewed": int(np.count_nonzero((state == _S_VERIFIED) | (state == _S_FIXED))),
             "unreadable": int(np.count_nonzero(err)),
             "invalid": int(np.count_nonzero(~err & lerr)),
+            "likely_errors": int(np.count_nonzero(likely)),
         }
 
     def _on_thumbnails_ready(self, rel: str) -> None:
@@ -818,7 +902,7 @@ class ResultsProxy(QSortFilterProxyModel):
     avoids re-maps altogether (see :meth:`sort`).
     """
 
-    QUICK_FILTERS = ("mismatches", "unreviewed", "invalid", "unreadable")
+    QUICK_FILTERS = ("likely", "mismatches", "unreviewed", "invalid", "unreadable")
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -954,6 +1038,11 @@ class ResultsProxy(QSortFilterProxyModel):
                 return False
             if "unreadable" in q and not row.error:
                 return False
+            if "likely" in q:
+                src = self.sourceModel()
+                score = src._score_shown(row.k) if isinstance(src, ResultsModel) else row.label_score
+                if score is None or score > LIKELY_ERROR_THRESHOLD:
+                    return False
         return not self._text or self._text in row.haystack
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex) -> bool:  # noqa: N802
@@ -1019,6 +1108,7 @@ def stats(rows: list[Row]) -> dict:
         "reviewed": reviewed,
         "unreadable": unreadable,
         "invalid": invalid,
+        "likely_errors": sum(r.label_score is not None and r.label_score <= LIKELY_ERROR_THRESHOLD for r in rows),
     }
 
 
@@ -1092,13 +1182,13 @@ class ReviewTable(QTableView):
         hh = self.horizontalHeader()
         hh.setHighlightSections(False)
         hh.setStretchLastSection(True)
-        hh.setSortIndicator(COL_CER, Qt.SortOrder.DescendingOrder)
+        hh.setSortIndicator(COL_SCORE, Qt.SortOrder.AscendingOrder)
 
     def setModel(self, model) -> None:  # noqa: N802
         super().setModel(model)
         hh = self.horizontalHeader()
         hh.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        widths = {COL_IMAGE: THUMB_SIZE.width() + 12, COL_FILE: 190, COL_LABEL: 96, COL_PRED: 100, COL_CER: 52,
+        widths = {COL_IMAGE: THUMB_SIZE.width() + 12, COL_FILE: 190, COL_LABEL: 96, COL_PRED: 100, COL_SCORE: 80, COL_CER: 52,
                   COL_CONF: 84, COL_STATE: 96, COL_CV: 64}  # fmt: skip
         for col, w in widths.items():
             self.setColumnWidth(col, w)
@@ -1151,6 +1241,7 @@ class ReviewTable(QTableView):
 __all__ = [
     "COL_CER",
     "COL_CV",
+    "COL_SCORE",
     "HEADERS",
     "ResultsModel",
     "ResultsProxy",

@@ -47,13 +47,26 @@ def test_predict_csv_contract(folder, ckpt, tmp_path, capsys):
     assert len(body) == 18
     # unreadable first (empty prediction/cer, error filled), then invalid labels, then CER descending
     assert [r["file"] for r in body[:2]] == sorted(["0998-皖AI2345.jpg", "test/0999-皖A12345.jpg"])
-    assert all(r["error"] and r["prediction"] == "" and r["cer"] == "" for r in body[:2])
-    assert body[2]["file"] == "0997-皖AI2346.jpg" and body[2]["error"] == ""
+    assert all(r["error"] and r["prediction"] == "" and r["cer"] == "" and r["label_score"] == "" for r in body[:2])
+    assert body[2]["file"] == "0997-皖AI2346.jpg" and body[2]["error"] == "" and body[2]["label_score"] == ""
     rest = body[3:]
-    keys = [(-float(r["cer"]), float(r["confidence"])) for r in rest]
-    assert keys == sorted(keys)
+    scores = [float(r["label_score"]) for r in rest]
+    assert scores == sorted(scores) and all(0.0 <= s <= 1.0 for s in scores)
     assert all(r["correct"] in ("0", "1") for r in rest)
     assert any(r["file"].startswith("train/") for r in rest)  # relative to FOLDER, recursive
+
+
+def test_predict_sort_cer_gives_the_cer_order(folder, ckpt, tmp_path):
+    out = tmp_path / "results.csv"
+    args = ["predict", str(folder), "--model", str(ckpt), "--out", str(out), "--workers", "0", "--sort", "cer"]
+    assert main(args) == 0
+    with open(out, encoding="utf-8", newline="") as f:
+        body = list(csv.DictReader(f))
+    assert CSV_HEADER == ["file", "label", "prediction", "cer", "correct", "confidence", "label_score", "error"]
+    keys = [(-float(r["cer"]), float(r["confidence"])) for r in body[3:]]
+    assert keys == sorted(keys)
+    by_score = [float(r["label_score"]) for r in body[3:]]
+    assert by_score != sorted(by_score)  # a random model: the two orders differ
 
 
 def test_eval_prints_positions_and_confusions(folder, ckpt, capsys):

@@ -11,7 +11,7 @@ from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QApplication
 
 from gui.main_window import MainWindow
-from gui.table_model import COL_CER, COL_FILE
+from gui.table_model import COL_CER, COL_FILE, COL_SCORE
 
 CORRUPT = "0998-皖A12345.jpg"
 IGNORED_QT_MESSAGES = ("propagateSizeHints",)  # the offscreen platform plugin says this on every show()
@@ -64,9 +64,9 @@ def test_open_predicts_everything_worst_first(qtbot, window, dataset):
     assert len(rows) == 21
     assert rows[0].rel == CORRUPT and rows[0].error  # unreadable first
     readable = [r for r in rows if not r.error and not r.label_error]
-    cers = [r.cer for r in readable]
-    assert cers == sorted(cers, reverse=True)
-    assert window.proxy.sourceModel().sort_column == COL_CER
+    scores = [r.label_score for r in readable]
+    assert scores == sorted(scores) and None not in scores  # likeliest label errors first
+    assert window.proxy.sourceModel().sort_column == COL_SCORE
     # The app picked the first row for the user while predicting; after the final sort the worst row has it.
     assert current(window).rel == CORRUPT
     assert "CPU" in window.model_label.text() and "m.pt" in window.model_label.text()
@@ -77,6 +77,43 @@ def test_open_predicts_everything_worst_first(qtbot, window, dataset):
     assert rels == sorted(rels)
     window.table.sortByColumn(COL_CER, Qt.SortOrder.DescendingOrder)
     assert rows_in_view(window)[0].rel == CORRUPT
+    cers = [r.cer for r in rows_in_view(window) if not r.error and not r.label_error]
+    assert cers == sorted(cers, reverse=True)
+    window.table.sortByColumn(COL_SCORE, Qt.SortOrder.AscendingOrder)
+    assert rows_in_view(window)[0].rel == CORRUPT
+
+
+def test_a_confident_disagreement_comes_before_an_unsure_one(qtbot, tmp_path):
+    """With the bundled model on real crops: a label the model confidently contradicts (one character
+    changed) is the first row; a crop the model misreads unsurely, with the same CER, comes later."""
+    from tests.conftest import REAL_CROPS
+
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    crops = sorted(REAL_CROPS.glob("*.jpg"))
+    for src in crops[300:318]:
+        (folder / src.name).write_bytes(src.read_bytes())
+    # a crop the bundled model misreads with low confidence (one character, score ~0.35)
+    unsure = next(p for p in crops if p.name.startswith("0202-"))
+    (folder / unsure.name).write_bytes(unsure.read_bytes())
+    # a clear crop with one character of its label changed: 5 -> S at the 6th position
+    clear = next(p for p in crops if p.name.startswith("0085-"))  # 皖A55756
+    wrong = "0085-皖A557S6.jpg"
+    (folder / wrong).write_bytes(clear.read_bytes())
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(settings=settings)  # the bundled model
+    qtbot.addWidget(win)
+    win.show()
+    open_and_wait(qtbot, win, folder)
+    rows = rows_in_view(win)
+    by_rel = {r.rel: r for r in rows}
+    assert by_rel[wrong].cer == by_rel[unsure.name].cer == pytest.approx(1 / 7)
+    assert rows[0].rel == wrong and rows[0].suspect == 5
+    assert [r.rel for r in rows].index(unsure.name) > 0
+    assert "1 likely label error" in win.counts_label.text()
+    win.table.select_proxy_row(0)
+    assert win.inspector.chars.suspect == 5  # the inspector marks the suspicious character
+    win.close()
 
 
 def test_second_open_uses_the_cache(qtbot, window, dataset):
@@ -125,8 +162,8 @@ def test_reopen_shows_the_cache_before_the_scan_then_reconciles(qtbot, window, d
     assert sorted(batches) == sorted([changed, "0999-皖A99999.jpg", added])  # only these were predicted again
     assert all(r.prediction or r.error for r in rows_in_view(window))
     assert window.counts["n"] == len(on_disk) and f"{len(on_disk)} samples" in window.counts_label.text()
-    cers = [r.cer for r in rows_in_view(window) if not r.error and not r.label_error]
-    assert cers == sorted(cers, reverse=True)  # worst first again after the run
+    scores = [r.label_score for r in rows_in_view(window) if not r.error and not r.label_error]
+    assert scores == sorted(scores)  # review order again after the run
 
 
 def test_type_a_label_renames_the_file_then_undo_redo(qtbot, window, dataset):
@@ -230,16 +267,17 @@ def test_crossval_results_from_the_train_panel_become_a_sortable_column(qtbot, w
     open_and_wait(qtbot, window, dataset)
     panel = window.train_dock.widget()
     rels = sorted(r.rel for r in rows_in_view(window))
-    cv = {rel: PredictionResult(rel=rel, label="", prediction="京A00000", confidence=0.9, cer=i / 20)
-          for i, rel in enumerate(rels[:10])}  # fmt: skip
+    cv = {rel: PredictionResult(rel=rel, label="", prediction="京A00000", confidence=0.9, cer=0.5,
+                                label_score=i / 20) for i, rel in enumerate(rels[:10])}  # fmt: skip
     panel.sig_crossval_results.emit(cv)
     i = window.model.row_of(rels[9])
-    assert window.model.index(i, COL_CV).data() == f"{9 / 20:.2f}"
+    assert window.model.index(i, COL_CV).data() == f"{9 / 20:.3f}"
     assert "京A00000" in window.model.index(i, COL_CV).data(Qt.ItemDataRole.ToolTipRole)
     window.table.sortByColumn(COL_CV, Qt.SortOrder.DescendingOrder)
-    assert [r.rel for r in rows_in_view(window)][:10] == rels[:10][::-1]
     keys = [window.proxy.index(r, COL_CV).data(SORT_ROLE) for r in range(window.proxy.rowCount())]
-    assert keys == sorted(keys, reverse=True) and keys[-1] == -1.0
+    assert keys == sorted(keys, reverse=True) and keys[-1] == 0.0
+    window.table.sortByColumn(COL_CV, Qt.SortOrder.AscendingOrder)
+    assert [r.rel for r in rows_in_view(window)][:10] == rels[:10]
 
 
 def test_invalid_label_filter(qtbot, window, dataset):

@@ -9,9 +9,11 @@ from torchmetrics.text import CharErrorRate
 
 from core import predict as predict_mod
 from core.data import scan_folder
+from core.label_score import sort_for_review
 from core.metrics import cer, corpus_cer
 from core.plates import LETTERS, is_valid_label
-from core.predict import PredictionResult, Predictor, StopFlag, predict_samples, sort_worst_first
+from core.predict import PredictionResult, Predictor, StopFlag, predict_samples
+from tests.conftest import REAL_CROPS
 
 from ._util import copy_real, random_checkpoint
 
@@ -107,7 +109,7 @@ def test_progress_reports(folder, ckpt):
     assert [p.done for p in got] == [10, 20, 22] and got[-1].total == 22
 
 
-def test_worst_first_order():
+def test_cer_order_is_the_old_worst_first():
     mk = PredictionResult
     rs = [
         mk("a", "皖A00000", prediction="皖A00000", cer=0.0, confidence=0.9),
@@ -117,7 +119,38 @@ def test_worst_first_order():
         mk("e", "x", label_error="bad", prediction="皖A00001", cer=1.0),
         mk("f", "皖A00000", error="corrupt"),
     ]
-    assert [r.rel for r in sort_worst_first(rs)] == ["f", "e", "c", "d", "b", "a"]
+    assert [r.rel for r in sort_for_review(rs, "cer")] == ["f", "e", "c", "d", "b", "a"]
+
+
+def test_review_order_puts_confident_disagreement_first():
+    mk = PredictionResult
+    rs = [
+        mk("ok", "皖A00000", prediction="皖A00000", cer=0.0, confidence=0.9, label_score=0.9),
+        # the model is unsure and wrong: its own mistake, CER 2/7
+        mk("unsure", "皖A00000", prediction="皖A00B80", cer=2 / 7, confidence=0.1, label_score=0.3),
+        # the model is sure the 5th character is not what the label says: a label error, CER 1/7
+        mk("sure", "皖A00000", prediction="皖A00800", cer=1 / 7, confidence=0.95, label_score=0.002),
+        mk("pending", "皖A00000"),
+        mk("bad", "x", label_error="bad", prediction="皖A00001", cer=1.0),
+        mk("corrupt", "皖A00000", error="corrupt"),
+    ]
+    assert [r.rel for r in sort_for_review(rs)] == ["corrupt", "bad", "sure", "unsure", "ok", "pending"]
+
+
+def test_predicted_records_carry_the_label_score(tmp_path):
+    """Real crops: a label whose character the model reads confidently as another gets a low
+    score with that character marked; the correct label scores high."""
+    src = sorted(REAL_CROPS.glob("*.jpg"))[0]
+    right = src.name
+    label = right.split("-", 1)[1][:-4]
+    wrong_label = label[:6] + ("1" if label[6] != "1" else "2")
+    (tmp_path / right).write_bytes(src.read_bytes())
+    (tmp_path / f"9999-{wrong_label}.jpg").write_bytes(src.read_bytes())
+    res = {r.label: r for r in predict_samples(scan_folder(tmp_path), Predictor(), workers=0)}
+    good, bad = res[label], res[wrong_label]
+    assert good.correct and good.label_score > 0.5 and len(good.label_probs) == 7
+    assert bad.label_score < 0.05 and bad.suspect == 6
+    assert good.prediction == bad.prediction  # the same pixels, the same reading
 
 
 def test_cer_matches_torchmetrics():

@@ -12,6 +12,7 @@ from tqdm import tqdm
 from ..data import scan_folder
 from ..distributed import cleanup_distributed, init_distributed, is_main_process
 from ..errors import CliError
+from ..label_score import LIKELY_ERROR_THRESHOLD, SORT_ORDERS, sort_for_review
 from ..metrics import corpus_cer, evaluate_strings
 from ..models import ARCHITECTURES
 from ..predict import PredictionResult, Predictor
@@ -44,6 +45,10 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("folder", help="dataset folder (labels in file names)")
     p.add_argument("--model", help="checkpoint (default: the bundled model)")
     p.add_argument("--out", default="results.csv", help="CSV to write (default: results.csv)")
+    p.add_argument(
+        "--sort", choices=SORT_ORDERS, default="score",
+        help="row order: score = likeliest label errors first (default); cer = largest CER first",
+    )  # fmt: skip
     p.add_argument("--device", **dev)
     p.add_argument("--batch-size", type=int_at_least(1), default=128)
     p.add_argument("--workers", type=int_at_least(0), default=None, help="decode processes (default: auto)")
@@ -124,7 +129,7 @@ def summary_line(results: list[PredictionResult], seconds: float) -> str:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     results, predictor, seconds = _run_predict(args)
-    write_results_csv(results, args.out)
+    write_results_csv(results, args.out, sort=args.sort)
     for r in results:
         if r.error is not None:
             print(f"unreadable: {r.rel}: {r.error}", file=sys.stderr)
@@ -149,6 +154,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print("most frequent confusions (label -> predicted: count):")
         for a, b, c in rep.confusions:
             print(f"  {a} -> {b}: {c}")
+    likely = [
+        r for r in sort_for_review(scored) if r.label_score is not None and r.label_score <= LIKELY_ERROR_THRESHOLD
+    ]
+    print(f"likely label errors (label score <= {LIKELY_ERROR_THRESHOLD}): {len(likely)}")
+    for r in likely[:10]:
+        print(f"  {r.rel}: label {r.label}, read {r.prediction}, label score {r.label_score:.4f}")
+    if len(likely) > 10:
+        print(f"  ... and {len(likely) - 10} more (plate-review predict lists them all, first)")
     print(summary_line(results, seconds))
     return 0
 

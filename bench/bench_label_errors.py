@@ -1,0 +1,329 @@
+"""How well the review order finds wrong labels: injected label errors on held-out real crops.
+
+Run:  python bench/bench_label_errors.py [--seeds 10] [--rate 0.05] [--cv] [--cv-time 5000]
+
+For each seed, 5 % of the held-out crops (data/splits/heldout.txt: never trained on by the
+bundled model) get one character of their label swapped for a visually confusable one
+(0/D/Q, 8/B, 2/Z, 5/S, 1/7/T, 6/G, or another province), by renaming copies in a temporary
+folder. Then, with k = the number of injected errors:
+
+* for each candidate label score (computed from the model's full outputs, in memory) and for
+  the old CER order: precision at k, recall at 2k, and the ROC AUC of the score;
+* the app's own order: the rows of `plate-review predict`'s CSV (its default order), run
+  as a user runs it, precision at k and recall at 2k;
+* with ``--cv``: the same figures from cross-validated scores (`crossval_scores`, 5 folds of
+  fine-tuning from the bundled model, out-of-fold probabilities), on the first seed;
+* with ``--cv-time N``: seconds for cross-validated scoring of an N-crop folder (copies of the
+  600 real crops) on this machine, with the default settings of the GUI's CV run.
+
+"Precision at k" counts the injected errors among the first k rows; the held-out set also
+holds one crop whose label no reader can produce (0295, see data/README.md), which counts as
+a non-error here, so 100 % is not always reachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# Visually confusable characters (both directions); the province swaps to another province.
+CONFUSABLE = {
+    "0": "DQ", "D": "0Q", "Q": "0D", "8": "B", "B": "8", "2": "Z", "Z": "2", "5": "S", "S": "5",
+    "1": "7T", "7": "1T", "T": "17", "6": "G", "G": "6",
+}  # fmt: skip
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def inject(label: str, rng: random.Random) -> str | None:
+    """One confusable single-character change that keeps the label valid, or None."""
+    from core.plates import LETTERS, PROVINCES, is_valid_label
+
+    options = [(0, p) for p in PROVINCES if p != label[0]][:1]  # one province option, drawn below
+    for i, ch in enumerate(label[1:], 1):
+        for alt in CONFUSABLE.get(ch, ""):
+            if i == 1 and alt not in LETTERS:
+                continue
+            options.append((i, alt))
+    rng.shuffle(options)
+    for i, alt in options:
+        if i == 0:
+            alt = rng.choice([p for p in PROVINCES if p != label[0]])
+        new = label[:i] + alt + label[i + 1 :]
+        if is_valid_label(new):
+            return new
+    return None
+
+
+def auc(scores: list[float], positive: list[bool]) -> float:
+    """ROC AUC of 'low score = positive' (ties count half)."""
+    import numpy as np
+
+    s = np.asarray(scores, float)
+    y = np.asarray(positive, bool)
+    pos, neg = -s[y], -s[~y]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    gt = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(gt / (len(pos) * len(neg)))
+
+
+def at_k(order: list[str], errors: set[str]) -> tuple[float, float]:
+    """(precision at k, recall at 2k) of a ranked list of rels, k = len(errors)."""
+    k = len(errors)
+    return sum(r in errors for r in order[:k]) / k, sum(r in errors for r in order[: 2 * k]) / k
+
+
+def candidate_scores(first, tail, labels, provinces, others, class_thresholds=None):
+    """Candidate label scores from full outputs (rows: samples). Higher = label more likely right."""
+    import numpy as np
+
+    from core.label_score import label_char_probs
+
+    out = {"weakest char (shipped)": [], "whole plate": [], "margin": [], "per-class threshold": []}
+    for b, lab in enumerate(labels):
+        lp = np.array(label_char_probs(lab, first[b], tail[b], provinces, others))
+        best_other = []
+        for i, ch in enumerate(lab):
+            dist = first[b].reshape(-1) if i == 0 else tail[b, i - 1]
+            j = (provinces if i == 0 else others).find(ch)
+            best_other.append(float(np.delete(dist, j).max()))
+        out["weakest char (shipped)"].append(float(lp.min()))
+        out["whole plate"].append(float(lp.prod()))
+        out["margin"].append(float(((lp - np.array(best_other)) + 1).min() / 2))
+        if class_thresholds is not None:
+            t = np.array([class_thresholds.get((min(i, 2), ch), 0.5) for i, ch in enumerate(lab)])
+            out["per-class threshold"].append(float(np.minimum(lp / t, 1.0).min()))
+    if class_thresholds is None:
+        del out["per-class threshold"]
+    return out
+
+
+def class_thresholds(first, tail, labels, provinces, others):
+    """Confident learning's per-class threshold: mean self-confidence of each character
+    (province, city letter, serial character kept apart) over the samples labelled with it."""
+    from collections import defaultdict
+
+    from core.label_score import label_char_probs
+
+    acc = defaultdict(list)
+    for b, lab in enumerate(labels):
+        lp = label_char_probs(lab, first[b], tail[b], provinces, others)
+        for i, ch in enumerate(lab):
+            acc[(min(i, 2), ch)].append(lp[i])
+    return {k: sum(v) / len(v) for k, v in acc.items()}
+
+
+def outputs(predictor, files):
+    """Full probabilities (grammar applied) of a list of image files."""
+    import numpy as np
+
+    from core.images import read_rgb
+
+    batch = np.stack([predictor.prepare(read_rgb(f)) for f in files])
+    first, tail = predictor.probabilities(batch)
+    return np.nan_to_num(first), predictor.apply_grammar(tail)
+
+
+def make_folder(crops: list[Path], dst: Path, seed: int, rate: float) -> tuple[set[str], dict[str, str]]:
+    """Copy crops into ``dst`` with labels injected for a ``rate`` part. Returns (error rels, {rel: label})."""
+    from core.plates import build_name, parse_name
+
+    rng = random.Random(seed)
+    n_err = max(1, round(rate * len(crops)))
+    chosen = set(rng.sample(range(len(crops)), n_err))
+    errors, labels = set(), {}
+    for i, src in enumerate(crops):
+        parsed = parse_name(src.name)
+        label = parsed.label
+        if i in chosen:
+            new = inject(label, rng)
+            if new is not None:
+                name = build_name(parsed, new)
+                errors.add(name)
+                label = new
+            else:
+                name = src.name
+        else:
+            name = src.name
+        shutil.copy2(src, dst / name)
+        labels[name] = label
+    return errors, labels
+
+
+def app_order(folder: Path, out_csv: Path) -> list[str]:
+    """The rows of `plate-review predict FOLDER`'s CSV, as a user runs it (no cache: every seed's own run)."""
+    from core.cli import main as cli_main
+
+    rc = cli_main(["predict", str(folder), "--out", str(out_csv), "--no-cache"])
+    if rc != 0:
+        raise SystemExit(f"plate-review predict exited {rc}")
+    with open(out_csv, encoding="utf-8", newline="") as f:
+        return [row["file"] for row in csv.DictReader(f)]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--rate", type=float, default=0.05, help="part of the rows given a wrong label")
+    ap.add_argument("--cv", action="store_true", help="also score with 5-fold cross-validation (first seed)")
+    ap.add_argument("--cv-epochs", type=int, default=1)
+    ap.add_argument("--cv-time", type=int, default=0, help="time cross-validated scoring of an N-crop folder")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from core.label_score import LIKELY_ERROR_THRESHOLD, sort_for_review
+    from core.plates import parse_name
+    from core.predict import Predictor
+
+    data = ROOT / "data" / "plates_real"
+    held = [data / n for n in (ROOT / "data" / "splits" / "heldout.txt").read_text(encoding="utf-8").split()]
+    predictor = Predictor(threads=args.threads)
+    ck = predictor.checkpoint
+    print(f"machine: {cpu_name()}, {os.cpu_count()} cores; model: {predictor.description}")
+    print(f"{len(held)} held-out crops, {args.rate:.0%} injected label errors, seeds 0..{args.seeds - 1}")
+
+    first, tail = outputs(predictor, [str(p) for p in held])
+    by_name = {p.name: i for i, p in enumerate(held)}
+    preds = predictor.decode(first, tail)
+
+    figures: dict[str, list[tuple[float, float, float]]] = {}
+    thresholds_hits = {t: [0, 0, 0] for t in (0.002, 0.005, 0.01, 0.02, 0.05, 0.1)}  # flagged, true, total errors
+    tmp = Path(tempfile.mkdtemp(prefix="bench-label-errors-"))
+    try:
+        for seed in range(args.seeds):
+            folder = tmp / f"seed{seed}"
+            folder.mkdir()
+            errors, labels = make_folder(held, folder, seed, args.rate)
+            names = sorted(labels)
+            # the crop each (possibly renamed) file was copied from: same id prefix
+            src_of = {n: next(p.name for p in held if parse_name(p.name).id == parse_name(n).id) for n in names}
+            rows = [by_name[src_of[n]] for n in names]
+            lab = [labels[n] for n in names]
+            f, t = first[rows], tail[rows]
+            cands = candidate_scores(f, t, lab, ck.provinces, ck.others,
+                                     class_thresholds(f, t, lab, ck.provinces, ck.others))  # fmt: skip
+            positive = [n in errors for n in names]
+            for name, sc in cands.items():
+                order = [names[i] for i in np.argsort(sc, kind="stable")]
+                figures.setdefault(name, []).append((*at_k(order, errors), auc(sc, positive)))
+            # old order: CER descending, ties by confidence ascending
+            from core.metrics import cer
+
+            cer_rows = []
+            for i, n in enumerate(names):
+                pred, probs = preds[rows[i]][0], preds[rows[i]][1]
+                cer_rows.append((-cer(pred, lab[i]), float(np.prod(probs)), n))
+            order = [n for *_, n in sorted(cer_rows)]
+            figures.setdefault("CER order (before)", []).append((*at_k(order, errors), float("nan")))
+            # the app, end to end
+            order = app_order(folder, tmp / f"seed{seed}.csv")
+            figures.setdefault("plate-review predict CSV", []).append((*at_k(order, errors), float("nan")))
+            shipped = cands["weakest char (shipped)"]
+            for thr, acc in thresholds_hits.items():
+                flagged = [n for n, s in zip(names, shipped) if s <= thr]
+                acc[0] += len(flagged)
+                acc[1] += sum(n in errors for n in flagged)
+                acc[2] += len(errors)
+            if args.cv and seed == 0:
+                figures.update(crossval_figures(folder, errors, args.cv_epochs))
+            shutil.rmtree(folder)
+
+        k = round(args.rate * len(held))
+        print(f"\nk = {k} injected errors per seed; mean over {args.seeds} seeds (min-max of precision at k)")
+        print("| ranking | precision at k | recall at 2k | ROC AUC |\n|---|---|---|---|")
+        for name, rows_ in figures.items():
+            p = [r[0] for r in rows_]
+            r2 = [r[1] for r in rows_]
+            a = [r[2] for r in rows_ if r[2] == r[2]]
+            auc_s = f"{np.mean(a):.3f}" if a else "-"
+            print(f"| {name} | {np.mean(p):.1%} ({min(p):.0%}-{max(p):.0%}) | {np.mean(r2):.1%} | {auc_s} |")
+        print(f"\nthreshold for 'likely label error' on the shipped score (shipped: {LIKELY_ERROR_THRESHOLD}):")
+        print("| score <= | flagged per seed | precision | recall |\n|---|---|---|---|")
+        for thr, (fl, tp, tot) in thresholds_hits.items():
+            print(f"| {thr} | {fl / args.seeds:.1f} | {tp / max(fl, 1):.1%} | {tp / tot:.1%} |")
+        if args.cv_time:
+            cv_time(args.cv_time, tmp, args.cv_epochs)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    del sort_for_review
+    return 0
+
+
+def crossval_figures(folder: Path, errors: set[str], epochs: int) -> dict:
+    """Cross-validated label scores of a folder: precision at k, recall at 2k, AUC."""
+    from core.data import scan_folder
+    from core.finetune import crossval_scores
+    from core.label_score import sort_for_review
+    from core.predict import default_model_path
+    from core.train import TrainConfig
+
+    samples = scan_folder(folder)
+    t0 = time.perf_counter()
+    cv = crossval_scores(samples, k=5, init=default_model_path(), config=TrainConfig(epochs=epochs))
+    secs = time.perf_counter() - t0
+    recs = list(cv.results.values())
+    order = [r.rel for r in sort_for_review(recs)]
+    scores = [r.label_score if r.label_score is not None else 1.0 for r in recs]
+    name = f"cross-validated, weakest char (5 folds, {epochs} epoch, {len(samples)} crops, {secs:.0f} s)"
+    return {name: [(*at_k(order, errors), auc(scores, [r.rel in errors for r in recs]))]}
+
+
+def cv_time(n: int, tmp: Path, epochs: int) -> None:
+    """Seconds for cross-validated scoring of an n-crop folder (copies of the 600 real crops)."""
+    from core.data import scan_folder
+    from core.finetune import crossval_scores
+    from core.plates import parse_name
+    from core.predict import default_model_path
+    from core.train import TrainConfig
+
+    src = sorted((ROOT / "data" / "plates_real").glob("*.jpg"))
+    folder = tmp / "cv-time"
+    folder.mkdir()
+    for i in range(n):
+        s = src[i % len(src)]
+        target = folder / f"{i:06d}-{parse_name(s.name).label}.jpg"
+        try:
+            os.link(s, target)
+        except OSError:
+            shutil.copy2(s, target)
+    samples = scan_folder(folder)
+    t0 = time.perf_counter()
+    last = [0.0]
+
+    def progress(p) -> None:
+        if time.perf_counter() - last[0] > 30:
+            last[0] = time.perf_counter()
+            print(f"  {time.perf_counter() - t0:6.0f} s  {p.message}", flush=True)
+
+    cv = crossval_scores(samples, k=5, init=default_model_path(), config=TrainConfig(epochs=epochs), progress=progress)
+    secs = time.perf_counter() - t0
+    print(f"\ncross-validated scoring of {n} crops, 5 folds x {epochs} epoch from the bundled model: "
+          f"{secs:.0f} s ({len(cv.results) / secs:.1f} crops/s overall)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""How likely a sample's label is right: the one label score of the app, and the review order.
+
+A reader that confidently disagrees with a label points at a label error; a reader that
+is unsure points at its own error. So the score is built from the probability the reader
+gives to the label's *own* characters (cleanlab's "self-confidence", per character), not
+from how sure it is of its own prediction:
+
+    label_score = min over positions i of p_i(label[i])
+
+the probability of the label's weakest character, in [0, 1], higher = the label is more
+likely right, with that position kept as the most suspicious character. The form was chosen
+by measurement (``bench/bench_label_errors.py``, docs/BENCHMARKS.md): on the held-out crops
+with injected confusable-character errors it ranked the errors first as well as the
+whole-plate probability and better than the margin and per-class-threshold forms.
+
+:func:`review_key` is the one review order of the app (the CSV, ``eval``, the GUI, the
+benchmark): unreadable files, then invalid labels, then label score ascending.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+#: Label score at or below which a label is counted as a likely error (the GUI's count and
+#: the user guide). Chosen on the benchmark: see docs/BENCHMARKS.md "Label errors".
+LIKELY_ERROR_THRESHOLD = 0.05
+
+
+def label_char_probs(
+    label: str, first: np.ndarray, tail: np.ndarray, provinces: str, others: str
+) -> list[float] | None:
+    """The reader's probability of each of the label's own characters, from its full outputs.
+
+    Args:
+        label: A valid 7-character label.
+        first: Province probabilities ``(n_provinces,)`` (or ``(1, n_provinces)``).
+        tail: Probabilities of the other 6 positions ``(6, n_others)``.
+        provinces, others: The model's alphabets.
+
+    Returns:
+        7 probabilities, or ``None`` when the label has a character the model cannot read.
+    """
+    if len(label) != 1 + len(tail):
+        return None
+    i0 = provinces.find(label[0])
+    idx = [others.find(c) for c in label[1:]]
+    if i0 < 0 or min(idx) < 0:
+        return None
+    first = np.asarray(first).reshape(-1)
+    tail = np.asarray(tail)
+    return [float(first[i0]), *tail[np.arange(len(idx)), idx].tolist()]
+
+
+def label_char_probs_from_top2(
+    label: str, prediction: str, probs: Sequence[float], runner_up: str, runner_up_probs: Sequence[float]
+) -> list[float] | None:
+    """The same probabilities, recovered from a stored record's two best characters per position.
+
+    Used when a file is renamed after it was predicted (the full outputs are not kept).
+    Where the label's character is the best or second-best one the value is exact; otherwise
+    it is bounded above by what the two best leave (``1 - p1 - p2``) and by ``p2``, which
+    is what it is taken to be.
+    """
+    if not prediction or len(label) != len(prediction) or len(probs) != len(label):
+        return None
+    out = []
+    for i, ch in enumerate(label):
+        if ch == prediction[i]:
+            out.append(float(probs[i]))
+        elif i < len(runner_up) and ch == runner_up[i] and i < len(runner_up_probs):
+            out.append(float(runner_up_probs[i]))
+        else:
+            p2 = float(runner_up_probs[i]) if i < len(runner_up_probs) else 0.0
+            out.append(max(0.0, min(p2, 1.0 - float(probs[i]) - p2)))
+    return out
+
+
+def label_score(char_probs: Sequence[float] | None) -> tuple[float | None, int | None]:
+    """The label score and the position of its most suspicious character.
+
+    Args:
+        char_probs: From :func:`label_char_probs` (``None``: no score).
+
+    Returns:
+        ``(score, position)``: the probability of the weakest of the label's characters
+        (non-finite values count as 0) and its position (0-based), or ``(None, None)``.
+    """
+    if char_probs is None or len(char_probs) == 0:
+        return None, None
+    p = np.nan_to_num(np.asarray(char_probs, np.float64), nan=0.0, posinf=0.0, neginf=0.0).clip(0.0, 1.0)
+    i = int(np.argmin(p))
+    return float(p[i]), i
+
+
+# ---------------------------------------------------------------- review order
+
+#: Primary groups of the review order, first shown first.
+GROUP_UNREADABLE, GROUP_INVALID, GROUP_SCORED = 0, 1, 2
+
+#: Sort orders a results list can be written in.
+SORT_ORDERS = ("score", "cer")
+
+
+def review_group(error: Any, label_error: Any) -> int:
+    """0 unreadable, 1 invalid label, 2 the rest."""
+    return GROUP_UNREADABLE if error is not None else GROUP_INVALID if label_error else GROUP_SCORED
+
+
+def review_key(r: Any, by: str = "score") -> tuple:
+    """The one review order, as an ascending sort key of a prediction record.
+
+    ``by="score"`` (the default): unreadable, invalid labels, then label score ascending
+    (the likeliest label errors first; records without a score after the scored ones),
+    ties by CER descending, then file. ``by="cer"``: the same groups, then CER descending,
+    ties by confidence ascending (the order before label scores existed).
+    """
+    group = review_group(r.error, r.label_error)
+    cer = r.cer if r.cer is not None else -1.0
+    if by == "cer":
+        return (group, -cer, r.confidence or 0.0, r.rel)
+    if by != "score":
+        raise ValueError(f"unknown review order {by!r}; expected one of {', '.join(SORT_ORDERS)}")
+    s = r.label_score
+    return (group, 2.0 if s is None else s, -cer, r.rel)
+
+
+def sort_for_review(records: Iterable[Any], by: str = "score") -> list[Any]:
+    """Records in review order (see :func:`review_key`)."""
+    return sorted(records, key=lambda r: review_key(r, by))
+
+
+def review_keys_arrays(
+    error: np.ndarray, label_error: np.ndarray, score: np.ndarray, cer: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`review_key` (``by="score"``) as numpy columns, for ``np.lexsort`` over many rows.
+
+    Args:
+        error, label_error: Boolean columns (unreadable, invalid label).
+        score: Label scores (NaN where none).
+        cer: CER (negative where none).
+
+    Returns:
+        ``(group, score, -cer)``, each ascending in review order.
+    """
+    group = np.where(error, GROUP_UNREADABLE, np.where(label_error, GROUP_INVALID, GROUP_SCORED)).astype(np.int8)
+    return group, np.where(np.isnan(score), 2.0, score), -cer
