@@ -174,6 +174,20 @@ class Checkpoint:
         model.load_state_dict(self.state_dict)
         return model.eval()
 
+    def trained_on(self, folder: str | os.PathLike) -> bool:
+        """Whether this model was trained on the dataset ``folder`` (its training summary names it).
+
+        Its label scores on that folder are then in-sample: a model tends to agree with the
+        labels it trained on, right or wrong, so cross-validated scores are the ones to trust.
+        """
+        dataset = self.summary.get("dataset")
+        if not dataset:
+            return False
+        try:
+            return Path(str(dataset)).resolve() == Path(folder).resolve()
+        except OSError:
+            return False
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": CHECKPOINT_FORMAT,

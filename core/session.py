@@ -24,8 +24,8 @@ from . import plates
 from . import relabel as _relabel
 from . import store as _store
 from .data import Sample
-from .metrics import cer as char_error_rate
 from .progress import Progress
+from .records import PredictionResult
 
 log = logging.getLogger(__name__)
 
@@ -53,36 +53,6 @@ class EditOutcome:
     states: dict[str, str] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
-
-
-def label_info(rel: str) -> tuple[str, str | None]:
-    """``(label, label_error)`` that the file name ``rel`` carries."""
-    p = plates.parse_name(rel.rsplit("/", 1)[-1])
-    return p.label, p.error
-
-
-def cer_of(prediction: str, label: str) -> float | None:
-    """CER of a prediction against a label, ``None`` when there is no prediction."""
-    if not prediction:
-        return None
-    return char_error_rate(prediction, label)
-
-
-class Pending:
-    """A sample without a prediction yet (the attributes of a PredictionResult, empty)."""
-
-    __slots__ = ("rel", "label", "label_error")
-    prediction = ""
-    probs: list = []
-    runner_up = ""
-    runner_up_probs: list = []
-    confidence = 0.0
-    cer = None
-    correct = None
-    error = None
-
-    def __init__(self, rel: str, label: str, label_error: str | None):
-        self.rel, self.label, self.label_error = rel, label, label_error
 
 
 class ReviewSession:
@@ -143,7 +113,7 @@ class ReviewSession:
 
         Returns:
             ``(records, todo)``: one record per file in scan order (a cached prediction,
-            or a :class:`Pending` placeholder), and the samples without a valid prediction.
+            or a record with only the label: not predicted yet), and the samples without a valid prediction.
         """
         files = self.scan() if files is None else files
         cached = self.cached_predictions(model_hash, files)
@@ -155,11 +125,11 @@ class ReviewSession:
             records.append(rec)
         return records, todo
 
-    def _pending(self, rel: str, todo: list[Sample]) -> Pending:
-        """A placeholder for a file without a valid prediction; its sample is appended to ``todo``."""
+    def _pending(self, rel: str, todo: list[Sample]) -> PredictionResult:
+        """The record of a file without a valid prediction (label only); its sample is appended to ``todo``."""
         parsed = plates.parse_name(rel.rsplit("/", 1)[-1])
         todo.append(Sample(str(self.folder / rel), rel, parsed))
-        return Pending(rel, parsed.label, parsed.error)
+        return PredictionResult(rel, parsed.label, parsed.error)
 
     def cached(self, model_hash: str) -> list:
         """The cached predictions of ``model_hash`` as last stored, by rel, without looking at the disk.
@@ -186,7 +156,7 @@ class ReviewSession:
 
         Returns:
             ``(stale, pending, todo)``: rels of records whose file is gone or changed (not to
-            be shown), a :class:`Pending` placeholder per file without a valid prediction
+            be shown), a record with only the label per file without a valid prediction
             (new or changed, scan order), and their samples, to predict.
         """
         valid, stale = _store.split_cached(records, files)
@@ -263,6 +233,23 @@ class ReviewSession:
         auto = {r.rel: UNREADABLE if r.error else INVALID for r in results if r.error or r.label_error}
         if auto:
             self.store.set_states(auto, source=_store.MODEL)
+
+    # ---------------------------------------------------------- cross-validation
+
+    def save_crossval(self, results: dict, info: dict) -> None:
+        """Keep k-fold out-of-sample predictions ``{rel: record}`` so they survive a restart."""
+        if self.store is not None:
+            self.store.put_crossval(results.values(), info)
+
+    def crossval(self, files: list[tuple[str, int, int]] | None = None) -> dict:
+        """The stored cross-validated predictions still valid for the files (scanned when ``None``)."""
+        if self.store is None:
+            return {}
+        return self.store.crossval(self.scan() if files is None else files)
+
+    def crossval_info(self) -> dict | None:
+        """What the stored cross-validated scores came from, or ``None``."""
+        return self.store.crossval_info() if self.store is not None else None
 
     # --------------------------------------------------------------- states
 

@@ -44,6 +44,9 @@ from .records import PredictionResult, relabelled
 
 STORE_DIRNAME = ".plate-review"  # same as core.data.STORE_DIRNAME (not imported: core.data pulls torch)
 STORE_FILENAME = "store.sqlite"
+#: The model key under which cross-validated (out-of-fold) predictions are kept in ``predictions``:
+#: they follow renames and are checked against the files like any cached prediction.
+CROSSVAL_MODEL = "crossval"
 SCHEMA_VERSION = 1
 
 UNREVIEWED = "unreviewed"
@@ -590,6 +593,39 @@ class Store:
                 rows,
             )
         return len(rows)
+
+    def put_crossval(self, results: Iterable[Any], info: Mapping[str, Any]) -> int:
+        """Keep the latest cross-validated scores, replacing earlier ones (one transaction each).
+
+        Args:
+            results: Out-of-fold prediction records (``core.finetune.CrossValResult.results`` values).
+            info: What made them (folds, base model, time), returned by :meth:`crossval_info`.
+
+        Returns:
+            The number of records stored.
+        """
+        import json
+
+        with self._tx() as c:
+            c.execute("DELETE FROM predictions WHERE model = ?", (CROSSVAL_MODEL,))
+            c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('crossval', ?)", (json.dumps(dict(info)),))
+        return self.put_predictions(CROSSVAL_MODEL, results)
+
+    def crossval(self, files: Iterable[tuple[str, int, int]]) -> dict[str, CachedPrediction]:
+        """The stored cross-validated predictions still valid for the files (``{rel: record}``)."""
+        return self.cached_predictions(CROSSVAL_MODEL, files)
+
+    def crossval_info(self) -> dict[str, Any] | None:
+        """What the stored cross-validated scores came from (see :meth:`put_crossval`), or ``None``."""
+        import json
+
+        with self._lock:
+            r = self.conn.execute("SELECT value FROM meta WHERE key = 'crossval'").fetchone()
+        try:
+            info = json.loads(r[0]) if r else None
+        except ValueError:
+            return None
+        return info if isinstance(info, dict) else None
 
     def prediction_models(self) -> list[str]:
         """Model hashes that have cached predictions."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QThread, QTimer, Signal, Slot
@@ -427,6 +428,7 @@ class MainWindow(QMainWindow):
         worker.sig_opened.connect(self._on_worker_opened)
         worker.sig_loaded.connect(self._on_worker_loaded)
         worker.sig_reconciled.connect(self._on_worker_reconciled)
+        worker.sig_crossval.connect(self._on_worker_crossval)
         worker.sig_model.connect(self._on_worker_model)
         worker.sig_batch.connect(self._on_worker_batch)
         worker.sig_progress.connect(self._on_worker_progress)
@@ -518,12 +520,26 @@ class MainWindow(QMainWindow):
         if self.model.remove(stale) and current is not None and self.proxy.proxy_row_of(current.rel) is None:
             self.table.select_proxy_row(0)
 
+    @Slot(object)
+    def _on_worker_crossval(self, results: dict) -> None:
+        """Cross-validated scores stored by an earlier run: they order the review again."""
+        if self.sender() is not self.worker:
+            return
+        self.model.set_crossval(results)
+        self.model.resort()
+
     @Slot(object, str)
     def _on_worker_model(self, predictor, text: str) -> None:
         if predictor is not None:
             self.predictor = predictor
-            self.model_label.setText(text)
-            self.model_label.setToolTip(str(predictor.model_path))
+            in_sample = self.folder is not None and predictor.checkpoint.trained_on(self.folder)
+            self.model_label.setText(f"{text}  ·  ⚠ trained on this folder" if in_sample else text)
+            self.model_label.setToolTip(
+                f"{predictor.model_path}\n\nThis model was trained on this folder: it tends to agree with the labels "
+                "it learnt, right or wrong, so its label scores miss errors. Run cross-validated scoring "
+                "(Train panel) for out-of-sample scores; they then order the review." if in_sample
+                else str(predictor.model_path)
+            )  # fmt: skip
         else:
             self.model_label.setText(text.splitlines()[0][:120])
             # No model: show every sample with its label so names can still be reviewed.
@@ -601,6 +617,10 @@ class MainWindow(QMainWindow):
         self.model.set_crossval(results)
         n = sum(1 for rel in results if self.model.row_of(rel) is not None)
         self.model.resort()
+        if self.session is not None and results:
+            cv = getattr(self.train_dock.widget(), "last_crossval", None) if self.train_dock else None
+            self.session.save_crossval(results, {"folds": getattr(cv, "k", None), "samples": len(results),
+                                                 "created": time.time()})  # fmt: skip
         self.statusBar().showMessage(
             f"Cross-validated label scores for {n:,} samples: they now order the review (CV score column)", 8000
         )

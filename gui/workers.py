@@ -49,7 +49,9 @@ class OpenWorker(QObject):
     for 200,000 records)."""
     sig_reconciled = Signal(object, object)
     """What the scan found, after ``sig_loaded``: (rels whose cached row is stale: file gone or
-    changed; a ``Pending`` record per file without a valid prediction, predicted next)."""
+    changed; a label-only record per file without a valid prediction, predicted next)."""
+    sig_crossval = Signal(object)
+    """Stored cross-validated predictions still valid after the scan ({rel: record}), after ``sig_reconciled``."""
     sig_model = Signal(object, str)
     """The predictor is ready (Predictor or None, and a description or why it failed)."""
     sig_batch = Signal(object)
@@ -121,6 +123,9 @@ class OpenWorker(QObject):
                 return
             stale, pending, todo = session.reconcile(model_hash, records, files)
             self.sig_reconciled.emit(stale, pending)
+            cv = session.crossval(files)
+            if cv:
+                self.sig_crossval.emit(cv)
         if not todo or self.stop_flag():
             return
         predictor = self.predictor

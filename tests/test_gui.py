@@ -280,6 +280,46 @@ def test_crossval_results_from_the_train_panel_become_a_sortable_column(qtbot, w
     assert [r.rel for r in rows_in_view(window)][:10] == rels[:10]
 
 
+def test_crossval_scores_survive_a_restart_and_order_the_review(qtbot, window, dataset, tmp_path, random_checkpoint):
+    from core.predict import PredictionResult
+    from gui.table_model import COL_CV
+
+    open_and_wait(qtbot, window, dataset)
+    rels = sorted(r.rel for r in rows_in_view(window) if not r.error)
+    # out-of-fold scores: the last file is the likeliest label error
+    cv = {rel: PredictionResult(rel=rel, label="", prediction="京A00000", probs=[0.9] * 7, runner_up="京B11111",
+                                runner_up_probs=[0.05] * 7, confidence=0.5, cer=0.5, label_probs=[0.9] * 7,
+                                label_score=1.0 - i / 40) for i, rel in enumerate(rels)}  # fmt: skip
+    window.train_dock.widget().sig_crossval_results.emit(cv)
+    window.close()
+    settings = QSettings(str(tmp_path / "settings2.ini"), QSettings.Format.IniFormat)
+    again = MainWindow(model_path=random_checkpoint, settings=settings)
+    qtbot.addWidget(again)
+    again.show()
+    open_and_wait(qtbot, again, dataset)
+    i = again.model.row_of(rels[-1])
+    assert again.model.index(i, COL_CV).data() == f"{1.0 - (len(rels) - 1) / 40:.3f}"
+    shown = [r.rel for r in rows_in_view(again)]
+    assert shown[0] == CORRUPT and shown[1:] == rels[::-1]  # the cross-validated score orders the review
+    again.close()
+
+
+def test_a_model_trained_on_the_folder_says_so(qtbot, window, dataset, tmp_path):
+    from core.models import load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(window.model_path)
+    ck.summary["dataset"] = str(dataset)
+    path = tmp_path / "trained-here.pt"
+    save_checkpoint(ck, path)
+    assert ck.trained_on(dataset) and not ck.trained_on(tmp_path)
+    open_and_wait(qtbot, window, dataset)
+    assert "trained on this folder" not in window.model_label.text()
+    with qtbot.waitSignal(window.sig_run_finished, timeout=60000):
+        window.set_model(path)
+    assert "trained on this folder" in window.model_label.text()
+    assert "cross-validated" in window.model_label.toolTip()
+
+
 def test_invalid_label_filter(qtbot, window, dataset):
     bad = dataset / "0997-皖AI2345.jpg"
     (dataset / sorted(os.listdir(dataset))[1]).rename(bad)

@@ -88,6 +88,69 @@ def test_cached_predictions_follow_renames(ds: Path):
         assert rel not in got and got[new].label == "皖A12345" and got[new].correct is True and got[new].cer == 0.0
 
 
+def test_label_score_follows_renames(ds: Path):
+    """After a rename the cached label score is that of the new label, from the two best characters."""
+    files = scan_files(ds)
+    rel = files[0].rel
+    with Store.open(ds) as s:
+        s.put_predictions("m", [_rec(rel, prediction="皖A12345", runner_up="京B12346", label="x",
+                                     probs=[0.99, 0.99, 0.99, 0.99, 0.99, 0.99, 0.7],
+                                     runner_up_probs=[0.005, 0.005, 0.005, 0.005, 0.005, 0.005, 0.2],
+                                     label_probs=[0.99] * 7, label_score=0.99)])  # fmt: skip
+        new = R.relabel(s, [(rel, "皖A12346")]).renamed[0][1]  # the runner-up at the last position
+        got = s.cached_predictions("m", scan_files(ds))[new]
+        assert got.label_score == pytest.approx(0.2) and got.suspect == 6
+        new2 = R.relabel(s, [(new, "皖A12349")]).renamed[0][1]  # neither of the two best: bounded by what is left
+        got = s.cached_predictions("m", scan_files(ds))[new2]
+        assert got.label_score == pytest.approx(0.1) and got.label_probs[:6] == pytest.approx([0.99] * 6)
+
+
+def test_crossval_scores_survive_a_restart_and_follow_the_files(ds: Path):
+    from core.records import PredictionResult
+
+    files = scan_files(ds)
+    rels = [f.rel for f in files]
+    cv = [PredictionResult(r, "皖A12345", prediction="皖A12345", probs=[0.9] * 7, runner_up="京B00000",
+                           runner_up_probs=[0.05] * 7, cer=0.0, correct=True, label_probs=[0.9] * 7,
+                           label_score=0.1 * i) for i, r in enumerate(rels)]  # fmt: skip
+    with Store.open(ds) as s:
+        assert s.put_crossval(cv, {"folds": 5}) == len(rels)
+        assert s.cached_predictions("other-model", files) == {}
+    (ds / rels[1]).unlink()
+    with open(ds / rels[2], "ab") as f:
+        f.write(b"\0")  # changed content: its out-of-fold score no longer applies
+    with Store.open(ds) as s:
+        assert s.crossval_info() == {"folds": 5}
+        got = s.crossval(scan_files(ds))
+        assert set(got) == set(rels) - {rels[1], rels[2]}
+        assert got[rels[3]].label_score == pytest.approx(0.3)
+        # a newer run replaces the older one entirely
+        s.put_crossval(cv[:1], {"folds": 2})
+        assert set(s.crossval(scan_files(ds))) == {rels[0]} and s.crossval_info()["folds"] == 2
+
+
+def test_old_store_gets_label_scores_without_predicting_again(ds: Path):
+    """A store written before label scores (no label_probs/label_score columns) is migrated on open."""
+    import sqlite3
+
+    files = scan_files(ds)
+    rel = files[0].rel
+    label = rel.rsplit("-", 1)[1][:-4]
+    with Store.open(ds) as s:
+        s.put_predictions("m", [_rec(rel, prediction=label, label=label, cer=0.0, correct=True)])
+        path = s.path
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE p2 AS SELECT model, rel, size, mtime_ns, label, label_error, prediction, probs, "
+                "runner_up, runner_up_probs, confidence, cer, correct, error, updated FROM predictions")  # fmt: skip
+    con.execute("DROP TABLE predictions")
+    con.execute("ALTER TABLE p2 RENAME TO predictions")
+    con.commit()
+    con.close()
+    with Store.open(ds) as s:
+        got = s.cached_predictions("m", files)[rel]
+        assert got.label_score == pytest.approx(0.9) and got.label_probs == pytest.approx([0.9] * 7)
+
+
 def test_states_and_model_rerun_keeps_human_decisions(ds: Path):
     files = scan_files(ds)
     a, b, c = (f.rel for f in files[:3])
@@ -150,7 +213,8 @@ def test_real_probe_detects_unwritable_folder(tmp_path: Path, monkeypatch: pytes
 
 def test_cached_rows_before_the_scan_then_reconcile(ds: Path):
     """The rows of the last session come back without a scan; reconcile finds what changed behind the app's back."""
-    from core.session import Pending, ReviewSession
+    from core.records import PredictionResult
+    from core.session import ReviewSession
 
     files = scan_files(ds)
     with Store.open(ds) as s:
@@ -170,7 +234,9 @@ def test_cached_rows_before_the_scan_then_reconcile(ds: Path):
         stale, pending, todo = session.reconcile("m", rows, now)
         assert sorted(stale) == sorted([gone, changed, renamed])
         assert sorted(p.rel for p in pending) == sorted([changed, new_name, "sub/added-皖B12345.jpg"])
-        assert all(isinstance(p, Pending) for p in pending) and [t.rel for t in todo] == [p.rel for p in pending]
+        assert all(isinstance(p, PredictionResult) and not p.prediction for p in pending) and [t.rel for t in todo] == [
+            p.rel for p in pending
+        ]
         shown = {r.rel for r in rows} - set(stale) | {p.rel for p in pending}
         assert shown == {f.rel for f in now}  # nothing lost, nothing twice
         # The same split as load(); predictions of files that are gone are dropped from the store.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from tqdm import tqdm
@@ -13,6 +14,7 @@ from ..errors import CliError
 from ..finetune import crossval_scores, read_states, write_crossval_csv
 from ..models import ARCHITECTURES
 from ..predict import Progress, default_model_path
+from ..session import ReviewSession
 from ..train import TrainConfig
 from .argtypes import int_at_least
 
@@ -74,6 +76,9 @@ def cmd_crossval(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     write_crossval_csv(cv, args.out)
+    with ReviewSession(folder) as session:  # the GUI shows them, and they order its review, after a restart
+        session.save_crossval(cv.results, {"folds": cv.k, "samples": len(cv.results), "base": init or "scratch",
+                                           "created": time.time(), "stopped": cv.stopped})  # fmt: skip
     scored = [r for r in cv.results.values() if r.cer is not None and not r.label_error]
     acc = sum(bool(r.correct) for r in scored) / len(scored) if scored else 0.0
     mean_cer = sum(r.cer for r in scored) / len(scored) if scored else 0.0

@@ -212,7 +212,10 @@ def _train(args: argparse.Namespace) -> int:
         (bar.write if not bar.disable else print)(msg)
 
     try:
-        result = train(config, items, val_items, out=args.out, on_step=on_step, on_epoch=on_epoch)
+        result = train(
+            config, items, val_items, out=args.out, on_step=on_step, on_epoch=on_epoch,
+            extra_summary={"dataset": str(Path(args.folder).resolve())},
+        )  # fmt: skip
     finally:
         bar.close()
     if main_process:
