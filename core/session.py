@@ -77,7 +77,8 @@ class ReviewSession:
                 self.notices.append(self.store.notice)
             self.notices.extend(self.store.messages)
         self._states: dict[str, str] = {}
-        self._undo: list[tuple] = []  # ("rename",) | ("state", rel, old, new)
+        # ("rename",) | ("state", rel, old, new) | ("states", [(rel, old, new)]) | ("batch", [(rel, old, new)], renamed)
+        self._undo: list[tuple] = []
         self._redo: list[tuple] = []
 
     # ------------------------------------------------------------ lifecycle
@@ -265,12 +266,17 @@ class ReviewSession:
         return self._states.get(rel, UNREVIEWED)
 
     def _write_state(self, rel: str, state: str) -> None:
+        self._write_states({rel: state})
+
+    def _write_states(self, states: dict[str, str]) -> None:
         if self.store is not None:
-            self.store.set_state(rel, state)
-        elif state == UNREVIEWED:
-            self._states.pop(rel, None)
-        else:
-            self._states[rel] = state
+            self.store.set_states(states)
+            return
+        for rel, state in states.items():
+            if state == UNREVIEWED:
+                self._states.pop(rel, None)
+            else:
+                self._states[rel] = state
 
     def set_state(self, rel: str, state: str) -> EditOutcome:
         """Record a human review decision (undoable in this session)."""
@@ -283,6 +289,72 @@ class ReviewSession:
         self._undo.append(("state", rel, old, state))
         self._redo.clear()
         return EditOutcome(states={rel: state})
+
+    def set_states(self, rels: list[str], state: str) -> EditOutcome:
+        """One review decision for many samples (a selection): one undo entry.
+
+        Files that no longer exist are reported and left out.
+        """
+        if state not in REVIEW_STATES:
+            raise ValueError(f"unknown review state {state!r}")
+        out = EditOutcome()
+        changes = self._state_changes(rels, state, out)
+        if changes:
+            self._write_states({rel: new for rel, _old, new in changes})
+            self._undo.append(("states", changes))
+            self._redo.clear()
+            out.states.update({rel: new for rel, _old, new in changes})
+        return out
+
+    def _state_changes(self, rels: list[str], state: str, out: EditOutcome) -> list[tuple[str, str, str]]:
+        changes = []
+        for rel in rels:
+            if not (self.folder / rel).exists():
+                out.missing.append(rel)
+                out.messages.append(f"{rel}: file not found (deleted or moved?)")
+                continue
+            changes.append((rel, self.get_state(rel), state))
+        return changes
+
+    def accept_predictions(self, items: list[tuple[str, str, str]]) -> EditOutcome:
+        """Accept the model's reading for many samples at once, as one undo step.
+
+        Args:
+            items: ``(rel, label, prediction)`` per sample. A sample whose label already is its
+                prediction is marked verified; the others are renamed to carry the prediction
+                (state fixed). Samples without a valid prediction are reported and left out.
+
+        Raises:
+            SessionError: renames are needed and unavailable.
+        """
+        out = EditOutcome()
+        same, renames = [], []
+        for rel, label, pred in items:
+            if not pred or plates.label_error(pred):
+                out.messages.append(f"{rel}: no valid prediction to accept")
+            elif pred == label:
+                same.append(rel)
+            else:
+                renames.append((rel, pred))
+        if renames and not self.can_rename:
+            raise SessionError("renaming needs the dataset store (core.store / core.relabel), which is unavailable")
+        changes = self._state_changes(same, VERIFIED, out)
+        if changes:
+            self._write_states({rel: new for rel, _old, new in changes})
+            out.states.update({rel: new for rel, _old, new in changes})
+        renamed = False
+        if renames:
+            rep = _relabel.relabel(self.store, renames, description=f"accept {len(renames)} predictions")
+            sub = self._outcome(rep)
+            out.renamed += sub.renamed
+            out.states.update(sub.states)
+            out.missing += sub.missing
+            out.messages += sub.messages
+            renamed = rep.step is not None
+        if changes or renamed:
+            self._undo.append(("batch", changes, renamed))
+            self._redo.clear()
+        return out
 
     # -------------------------------------------------------------- renames
 
@@ -340,6 +412,16 @@ class ReviewSession:
             self._write_state(rel, old)
             self._redo.append(entry)
             return EditOutcome(states={rel: old})
+        if entry[0] in ("states", "batch"):
+            changes = entry[1]
+            self._write_states({rel: old for rel, old, _new in changes})
+            out = EditOutcome(states={rel: old for rel, old, _new in changes})
+            if entry[0] == "batch" and entry[2] and self.can_rename:
+                sub = self._outcome(_relabel.undo(self.store))
+                out.renamed, out.missing, out.messages = sub.renamed, sub.missing, sub.messages
+                out.states.update(sub.states)
+            self._redo.append(entry)
+            return out
         if not self.can_rename:
             return EditOutcome(messages=["nothing to undo"])
         rep = _relabel.undo(self.store)
@@ -355,6 +437,15 @@ class ReviewSession:
             self._write_state(rel, new)
             self._undo.append(entry)
             return EditOutcome(states={rel: new})
+        if entry[0] in ("states", "batch"):
+            out = EditOutcome()
+            if entry[0] == "batch" and entry[2] and self.can_rename:
+                out = self._outcome(_relabel.redo(self.store))
+            changes = entry[1]
+            self._write_states({rel: new for rel, _old, new in changes})
+            out.states.update({rel: new for rel, _old, new in changes})
+            self._undo.append(entry)
+            return out
         if not self.can_rename:
             return EditOutcome(messages=["nothing to redo"])
         rep = _relabel.redo(self.store)

@@ -50,6 +50,10 @@ SHORTCUTS = [
     ("E / F2", "type a label (Enter applies, Esc returns to the table)"),
     ("Ctrl+P", "in the label field: pick the province by pinyin (wan → 皖), Enter picks"),
     ("X", "mark the crop unreadable (no plate can be read from it)"),
+    (
+        "Shift/Ctrl+click, Shift+↓",
+        "select many rows: Enter accepts every prediction, Space verifies every label (one undo step)",
+    ),
     ("Ctrl+Z", "undo the last change (renames are undone on disk)"),
     ("Ctrl+Shift+Z / Ctrl+Y", "redo"),
     ("Browse", ""),
@@ -194,8 +198,12 @@ class MainWindow(QMainWindow):
             a = self._action(text, lambda on, k=key: self.set_quick_filter(k, on), K(f"Alt+{i}"), tips[key], True)
             self.quick_actions[key] = a
         # Menu entries for keys handled by the table (listed with their key, not grabbing it window-wide).
-        self.act_accept = QAction("Accept Prediction\tEnter", self, triggered=self.accept_prediction)
-        self.act_verify = QAction("Label Is Right (Verify)\tSpace", self, triggered=self.verify_label)
+        self.act_accept = QAction(
+            "Accept Prediction (of Every Selected Row)\tEnter", self, triggered=self.accept_prediction
+        )
+        self.act_verify = QAction(
+            "Label Is Right (Verify Every Selected Row)\tSpace", self, triggered=self.verify_label
+        )
         self.act_edit = QAction("Edit Label…\tE", self, triggered=self.edit_label)
         self.act_unreadable = QAction("Mark Unreadable\tX", self, triggered=self.mark_unreadable)
         self.act_next = QAction("Next Sample\tJ", self, triggered=lambda: self._move(1))
@@ -692,9 +700,43 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"Renamed {old} → {new}", 6000)
         self._update_undo_actions()
 
+    def selected_rows(self) -> list[Row]:
+        """The rows selected in the table, in display order."""
+        out = []
+        for p in self.table.selected_proxy_rows():
+            row = self.proxy.row_at(p)
+            if row is not None:
+                out.append(row)
+        return out
+
+    def _act_many(self, fn, rows: list[Row]) -> None:
+        """Run a batch edit on selected rows, apply its outcome, keep the first row current."""
+        first = self.table.selected_proxy_rows()[0]
+        try:
+            out = fn(rows)
+        except sess.SessionError as e:
+            self.statusBar().showMessage(str(e), 8000)
+            return
+        self._apply(out)
+        done = len(out.renamed) + len([r for r in out.states if r not in {n for _, n in out.renamed}])
+        self.statusBar().showMessage(
+            f"{done:,} of {len(rows):,} selected samples done (Ctrl+Z undoes them together)"
+            + (f"; {'; '.join(out.messages[:3])}" if out.messages else ""), 10000)  # fmt: skip
+        self.table.select_proxy_row(first)
+        self.inspector.show_row(self._current_row())
+        self.table.setFocus()
+
     @Slot()
     def accept_prediction(self) -> None:
-        """Rename the current file to its prediction (state fixed), then go to the next sample."""
+        """Rename the current file to its prediction (state fixed), then go to the next sample.
+
+        With several rows selected: accept every prediction of the selection, as one undo step.
+        """
+        rows = self.selected_rows()
+        if len(rows) > 1 and self.session is not None:
+            self._act_many(lambda rs: self.session.accept_predictions(
+                [(r.rel, r.label, r.prediction) for r in rs if not r.missing]), rows)  # fmt: skip
+            return
 
         def do(row: Row):
             if row.missing:
@@ -709,7 +751,12 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def verify_label(self) -> None:
-        """Keep the label, mark it verified, go to the next sample."""
+        """Keep the label, mark it verified, go to the next sample (all selected ones: one undo step)."""
+        rows = self.selected_rows()
+        if len(rows) > 1 and self.session is not None:
+            self._act_many(lambda rs: self.session.set_states(
+                [r.rel for r in rs if not r.label_error and not r.missing], sess.VERIFIED), rows)  # fmt: skip
+            return
 
         def do(row: Row):
             if row.label_error:

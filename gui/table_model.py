@@ -21,7 +21,10 @@ from operator import attrgetter, eq
 import numpy as np
 from PySide6.QtCore import (
     QAbstractTableModel,
+    QItemSelection,
+    QItemSelectionModel,
     QModelIndex,
+    QPersistentModelIndex,
     QRect,
     QSize,
     QSortFilterProxyModel,
@@ -1151,7 +1154,8 @@ class ReviewTable(QTableView):
     """The results view; review keys act on the current row when it has focus.
 
     J / Down: next, K / Up: previous, Enter: accept prediction, Space: verify label,
-    E / F2: edit label, X: mark unreadable.
+    E / F2: edit label, X: mark unreadable. With several rows selected, Enter and Space act
+    on all of them (one undo step).
     """
 
     sig_accept = Signal()
@@ -1166,7 +1170,8 @@ class ReviewTable(QTableView):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        # Shift/Ctrl+click and Shift+arrows select many rows for the batch actions (Enter, Space).
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setAlternatingRowColors(True)
         self.setShowGrid(False)
@@ -1195,6 +1200,11 @@ class ReviewTable(QTableView):
         hh.setSectionResizeMode(COL_FILE, QHeaderView.ResizeMode.Stretch)
         hh.setStretchLastSection(False)
 
+    def selected_proxy_rows(self) -> list[int]:
+        """The selected rows (proxy numbering), top to bottom."""
+        sm = self.selectionModel()
+        return sorted({i.row() for i in sm.selectedRows()}) if sm is not None else []
+
     def current_proxy_row(self) -> int:
         idx = self.currentIndex()
         return idx.row() if idx.isValid() else -1
@@ -1209,10 +1219,35 @@ class ReviewTable(QTableView):
         self.setCurrentIndex(idx)
         self.selectRow(row)
         self.scrollTo(idx)
+        self._anchor = QPersistentModelIndex(idx)
+
+    def _extend_selection(self, delta: int) -> None:
+        """Shift+Down/Up: select from the anchor (the row last made current alone) to the moved current row."""
+        model = self.model()
+        cur = self.current_proxy_row()
+        if model is None or cur < 0:
+            return
+        new = max(0, min(cur + delta, model.rowCount() - 1))
+        anchor = getattr(self, "_anchor", None)
+        a = anchor.row() if anchor is not None and anchor.isValid() else cur
+        sm = self.selectionModel()
+        flags = QItemSelectionModel.SelectionFlag
+        sm.setCurrentIndex(model.index(new, COL_FILE), flags.NoUpdate)
+        sel = QItemSelection(model.index(min(a, new), 0), model.index(max(a, new), model.columnCount() - 1))
+        sm.select(sel, flags.ClearAndSelect | flags.Rows)
+        self.scrollTo(model.index(new, COL_FILE))
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        super().mousePressEvent(event)
+        if not event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+            self._anchor = QPersistentModelIndex(self.currentIndex())
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
         key = event.key()
         mods = event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+        if mods == Qt.KeyboardModifier.ShiftModifier and key in (Qt.Key.Key_Down, Qt.Key.Key_Up):
+            self._extend_selection(1 if key == Qt.Key.Key_Down else -1)
+            return
         if mods == Qt.KeyboardModifier.NoModifier:
             if key == Qt.Key.Key_J:
                 self.select_proxy_row(self.current_proxy_row() + 1)
@@ -1233,6 +1268,8 @@ class ReviewTable(QTableView):
                 self.sig_unreadable.emit()
                 return
         super().keyPressEvent(event)
+        if not mods & Qt.KeyboardModifier.ShiftModifier:
+            self._anchor = QPersistentModelIndex(self.currentIndex())
 
     def keyboardSearch(self, search: str) -> None:  # noqa: N802
         """Disabled: letters are review keys, not type-ahead search."""

@@ -320,6 +320,39 @@ def test_a_model_trained_on_the_folder_says_so(qtbot, window, dataset, tmp_path)
     assert "cross-validated" in window.model_label.toolTip()
 
 
+def test_batch_accept_and_verify_are_one_undo_step(qtbot, window, dataset):
+    open_and_wait(qtbot, window, dataset)
+    t = window.table
+    t.select_proxy_row(1)
+    for _ in range(4):  # Shift+Down extends the selection: rows 1..5
+        qtbot.keyClick(t, Qt.Key.Key_Down, Qt.KeyboardModifier.ShiftModifier)
+    rows = window.selected_rows()
+    assert len(rows) == 5 and CORRUPT not in {r.rel for r in rows}
+    before = sorted(p.name for p in dataset.iterdir() if p.is_file())
+    expected = {r.prediction for r in rows}
+    qtbot.keyClick(t, Qt.Key.Key_Return)
+    after = sorted(p.name for p in dataset.iterdir() if p.is_file())
+    renamed = [r for r in rows if r.label != r.prediction]  # the rows now carry their predictions
+    assert {r.label for r in rows} == expected and all(r.state in ("fixed", "verified") for r in rows)
+    assert after != before or not renamed
+    qtbot.keySequence(window, QKeySequence("Ctrl+Z"))  # one step undoes the whole selection
+    assert sorted(p.name for p in dataset.iterdir() if p.is_file()) == before
+    assert all(r.state == "unreviewed" for r in rows)
+    qtbot.keySequence(window, QKeySequence("Ctrl+Shift+Z"))
+    assert sorted(p.name for p in dataset.iterdir() if p.is_file()) == after
+    qtbot.keySequence(window, QKeySequence("Ctrl+Z"))
+    # Space on a selection: every label verified, one undo.
+    t.select_proxy_row(6)
+    for _ in range(2):
+        qtbot.keyClick(t, Qt.Key.Key_Down, Qt.KeyboardModifier.ShiftModifier)
+    rows = window.selected_rows()
+    qtbot.keyClick(t, Qt.Key.Key_Space)
+    assert len(rows) == 3 and all(r.state == "verified" for r in rows)
+    assert all(window.session.get_state(r.rel) == "verified" for r in rows)
+    qtbot.keySequence(window, QKeySequence("Ctrl+Z"))
+    assert all(r.state == "unreviewed" for r in rows)
+
+
 def test_invalid_label_filter(qtbot, window, dataset):
     bad = dataset / "0997-皖AI2345.jpg"
     (dataset / sorted(os.listdir(dataset))[1]).rename(bad)
