@@ -21,6 +21,7 @@ import torch  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402
 
 from . import plates  # noqa: E402
+from .duplicates import image_hash  # noqa: E402
 from .images import ImageReadError, read_rgb  # noqa: E402
 from .models import INPUT_SIZE, MEAN, STD  # noqa: E402
 
@@ -257,6 +258,8 @@ class InferenceDataset(Dataset):
 
     ``uint8=True`` yields :func:`resize_for_model` pixels (HWC uint8) for a model that
     normalises itself (the ONNX export); otherwise :func:`preprocess` output (CHW float32).
+    Each item also carries the crop's perceptual hash (:func:`core.duplicates.image_hash`),
+    taken from the decoded pixels while they are at hand, for near-duplicate detection.
     """
 
     def __init__(
@@ -273,22 +276,28 @@ class InferenceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, idx: int) -> tuple[int, np.ndarray | None, str | None]:
+    def __getitem__(self, idx: int) -> tuple[int, np.ndarray | None, str | None, int | None]:
         try:
             rgb = read_rgb(self.paths[idx])
             if self.uint8:
-                return idx, resize_for_model(rgb, self.input_size), None
-            return idx, preprocess(rgb, self.input_size, self.mean, self.std), None
+                x = resize_for_model(rgb, self.input_size)
+            else:
+                x = preprocess(rgb, self.input_size, self.mean, self.std)
         except ImageReadError as e:
-            return idx, None, e.reason
+            return idx, None, e.reason, None
         except Exception as e:  # a decoder crash on one file must not stop the run
-            return idx, None, f"cannot decode: {type(e).__name__}: {e}"
+            return idx, None, f"cannot decode: {type(e).__name__}: {e}", None
+        try:
+            h = image_hash(rgb)
+        except Exception:  # a hash is a hint: never a reason to lose the prediction
+            h = None
+        return idx, x, None, h
 
 
-def collate_inference(batch: list[tuple[int, np.ndarray | None, str | None]]):
-    """Stack readable crops; keep indices and errors of the unreadable ones."""
-    ok = [(i, x) for i, x, err in batch if x is not None]
-    errors = [(i, err) for i, x, err in batch if x is None]
-    idx = [i for i, _ in ok]
-    xs = np.stack([x for _, x in ok]) if ok else np.zeros((0, 3, *INPUT_SIZE), np.float32)  # unused when empty
-    return idx, xs, errors
+def collate_inference(batch: list[tuple[int, np.ndarray | None, str | None, int | None]]):
+    """Stack readable crops; keep indices and errors of the unreadable ones, and the hashes."""
+    ok = [(i, x, h) for i, x, err, h in batch if x is not None]
+    errors = [(i, err) for i, x, err, _h in batch if x is None]
+    idx = [i for i, _, _ in ok]
+    xs = np.stack([x for _, x, _ in ok]) if ok else np.zeros((0, 3, *INPUT_SIZE), np.float32)  # unused when empty
+    return idx, xs, errors, [h for _, _, h in ok]

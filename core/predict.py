@@ -284,16 +284,26 @@ def make_result(
 
 
 def results_from_outputs(
-    predictor: Predictor, samples: Sequence[Sample], first: np.ndarray, tail: np.ndarray
+    predictor: Predictor,
+    samples: Sequence[Sample],
+    first: np.ndarray,
+    tail: np.ndarray,
+    hashes: Sequence[int | None] | None = None,
 ) -> list[PredictionResult]:
-    """The records of a batch of samples from the model's raw outputs (the one place they are made)."""
+    """The records of a batch of samples from the model's raw outputs (the one place they are made).
+
+    ``hashes``: the crops' perceptual hashes (:func:`core.duplicates.image_hash`), if taken.
+    """
     first = np.nan_to_num(first, nan=0.0, posinf=0.0, neginf=0.0)
     tail = predictor.apply_grammar(tail)
     ck = predictor.checkpoint
     out = []
     for b, (s, dec) in enumerate(zip(samples, predictor.decode(first, tail))):
         lp = label_char_probs(s.label, first[b], tail[b], ck.provinces, ck.others) if s.valid else None
-        out.append(make_result(s, dec, None, lp))
+        r = make_result(s, dec, None, lp)
+        if hashes is not None:
+            r.image_hash = hashes[b]
+        out.append(r)
     return out
 
 
@@ -361,13 +371,14 @@ def predict_samples(
     results: list[PredictionResult | None] = [None] * n
     done = 0
     t0 = time.perf_counter()
-    for idx, xs, errors in loader:
+    for idx, xs, errors, hashes in loader:
         if should_stop and should_stop():
             break
         batch_results = []
         if len(idx):
             first, tail = predictor.probabilities(xs)
-            for i, r in zip(idx, results_from_outputs(predictor, [samples[i] for i in idx], first, tail)):
+            batch = results_from_outputs(predictor, [samples[i] for i in idx], first, tail, hashes)
+            for i, r in zip(idx, batch):
                 results[i] = r
                 batch_results.append(r)
         for i, err in errors:

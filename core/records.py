@@ -37,6 +37,8 @@ class PredictionResult:
             the label is invalid or the file unreadable).
         label_score: How likely the label is right (:func:`core.label_score.label_score`),
             ``None`` when there is no score.
+        image_hash: The crop's 64-bit perceptual hash (:func:`core.duplicates.image_hash`,
+            signed), for near-duplicate detection; ``None`` when not taken.
     """
 
     rel: str
@@ -52,6 +54,7 @@ class PredictionResult:
     error: str | None = None
     label_probs: list[float] = field(default_factory=list)
     label_score: float | None = None
+    image_hash: int | None = None
 
     @property
     def unreadable(self) -> bool:

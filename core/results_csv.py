@@ -25,7 +25,7 @@ def result_row(r: PredictionResult) -> list[Any]:
         "" if r.cer is None else f"{r.cer:.4f}",
         "" if r.correct is None else int(r.correct),
         "" if r.error is not None else f"{r.confidence:.4f}",
-        "" if r.label_score is None else f"{r.label_score:.4f}",
+        "" if r.label_score is None else f"{r.label_score:.6f}",
     ]
 
 

@@ -235,6 +235,20 @@ class ReviewSession:
         if auto:
             self.store.set_states(auto, source=_store.MODEL)
 
+    # ---------------------------------------------------------- near duplicates
+
+    @staticmethod
+    def duplicate_groups(records) -> list:
+        """Crops that are (nearly) the same picture, from the records' perceptual hashes.
+
+        Returns:
+            ``core.duplicates.DuplicateGroup`` per group of 2+ crops (labels as the records
+            carry them); a group whose labels differ holds a label error for certain.
+        """
+        from .duplicates import near_duplicate_groups
+
+        return near_duplicate_groups((r.rel, getattr(r, "image_hash", None), r.label) for r in records)
+
     # ---------------------------------------------------------- cross-validation
 
     def save_crossval(self, results: dict, info: dict) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PySide6.QtCore import QRect, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPen
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QIcon, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QButtonGroup,
     QFrame,
@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QSizePolicy,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -198,6 +199,72 @@ class CharGrid(QWidget):
             p.drawText(r, Qt.AlignmentFlag.AlignCenter, txt)
 
 
+class DuplicateStrip(QFrame):
+    """The crops that are (nearly) the same picture as the inspected one, side by side, with their labels.
+
+    A click on one selects it in the table (``sig_select``). Hidden when there are none.
+    """
+
+    sig_select = Signal(str)
+    """The user clicked a duplicate (its rel)."""
+
+    MAX_SHOWN = 4
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("duplicates")
+        self.title = QLabel()
+        self.title.setWordWrap(True)
+        self._buttons = QHBoxLayout()
+        self._buttons.setSpacing(6)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(4)
+        lay.addWidget(self.title)
+        lay.addLayout(self._buttons)
+        self.rels: list[str] = []
+        self.hide()
+
+    def set_rows(self, root: Path | None, row: Row | None, others: list[Row]) -> None:
+        while self._buttons.count():
+            item = self._buttons.takeAt(0)
+            if item.widget() is not None:
+                item.widget().deleteLater()
+        self.rels = [r.rel for r in others]
+        if row is None or not others:
+            self.hide()
+            return
+        conflict = any(r.label != row.label for r in others)
+        self.title.setText(
+            f"⧉ The same picture under {'another label' if conflict else 'the same label'}"
+            + (": one of these labels is wrong." if conflict else ".")
+        )
+        self.title.setStyleSheet(f"color: {(style.BAD if conflict else style.MUTED_C).name()}; font-weight: 600;")
+        for r in others[: self.MAX_SHOWN]:
+            b = QToolButton()
+            b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextUnderIcon)
+            b.setText(r.label or "—")
+            b.setFont(plate_font(10, bold=r.label != row.label))
+            b.setToolTip(f"{r.rel}\nClick to inspect it")
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            if root is not None:
+                try:
+                    rgb = np.ascontiguousarray(read_rgb(root / r.rel))
+                    img = QImage(rgb.data, rgb.shape[1], rgb.shape[0], rgb.strides[0], QImage.Format.Format_RGB888)
+                    pm = QPixmap.fromImage(img.scaled(QSize(120, 32), Qt.AspectRatioMode.KeepAspectRatio,
+                                                      Qt.TransformationMode.SmoothTransformation))  # fmt: skip
+                    b.setIcon(QIcon(pm))
+                    b.setIconSize(pm.size())
+                except ImageReadError:
+                    pass
+            b.clicked.connect(lambda _checked=False, rel=r.rel: self.sig_select.emit(rel))
+            self._buttons.addWidget(b)
+        if len(others) > self.MAX_SHOWN:
+            self._buttons.addWidget(QLabel(f"+{len(others) - self.MAX_SHOWN} more"))
+        self._buttons.addStretch(1)
+        self.show()
+
+
 class Inspector(QFrame):
     """Right-hand panel: image, file facts, character comparison, actions, label editor."""
 
@@ -211,6 +278,8 @@ class Inspector(QFrame):
     """The user left the editor without applying."""
     sig_missing = Signal(str)
     """The selected file does not exist any more (rel)."""
+    sig_select = Signal(str)
+    """The user asked to inspect another sample (rel), e.g. a near duplicate."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -245,6 +314,10 @@ class Inspector(QFrame):
         )
         self.problem.hide()
         self.chars = CharGrid()
+        self.duplicates = DuplicateStrip()
+        self.duplicates.sig_select.connect(self.sig_select)
+        #: Set by the window: ``rel -> [Row]`` of the crops that are the same picture.
+        self.duplicates_provider = None
         self.accept_btn = QPushButton("Accept prediction   Enter")
         self.accept_btn.setObjectName("primary")
         self.verify_btn = QPushButton("Label is right   Space")
@@ -276,6 +349,7 @@ class Inspector(QFrame):
         lay.addWidget(self.facts)
         lay.addWidget(self.problem)
         lay.addWidget(self.chars)
+        lay.addWidget(self.duplicates)
         lay.addLayout(actions)
         lay.addSpacing(4)
         lay.addWidget(fix_title)
@@ -287,6 +361,8 @@ class Inspector(QFrame):
         """Show a sample (``None``: nothing selected)."""
         self.row = row
         self.chars.set_row(row)
+        provider = self.duplicates_provider
+        self.duplicates.set_rows(self.root, row, provider(row.rel) if provider is not None and row is not None else [])
         if row is None:
             self.title.setText("No sample selected")
             self.facts.setText("Open a folder (Ctrl+O) or drop one on the window.")

@@ -58,7 +58,11 @@ SHORTCUTS = [
     ("Ctrl+Shift+Z / Ctrl+Y", "redo"),
     ("Browse", ""),
     ("Ctrl+F", "filter by file name, label or prediction"),
-    ("Alt+1 … Alt+5", "quick filters: likely label errors, mismatches, unreviewed, invalid labels, unreadable"),
+    (
+        "Alt+1 … Alt+6",
+        "quick filters: likely label errors, same picture with another label, mismatches, "
+        "unreviewed, invalid labels, unreadable",
+    ),
     ("Ctrl+0 / Ctrl+1", "image: fit / actual pixels"),
     ("Files", ""),
     ("Ctrl+O", "open a dataset folder (or drop a folder on the window)"),
@@ -139,6 +143,8 @@ class MainWindow(QMainWindow):
         self.inspector.sig_submit.connect(self._on_inspector_submit)
         self.inspector.sig_cancel_edit.connect(self._on_inspector_cancel_edit)
         self.inspector.sig_missing.connect(self._on_inspector_missing)
+        self.inspector.sig_select.connect(self._on_inspector_select)
+        self.inspector.duplicates_provider = self.model.duplicates_of
         self.model.sig_changed.connect(self._counts_timer.start)
         self.model.sig_thumbnail.connect(self.table.viewport().update)
         self.proxy.rowsInserted.connect(self._counts_timer.start)
@@ -187,10 +193,13 @@ class MainWindow(QMainWindow):
         self.act_fit = self._action("Zoom to Fit", lambda: self.inspector.fit_btn.setChecked(True), K("Ctrl+0"))
         self.act_one = self._action("Actual Pixels", lambda: self.inspector.one_btn.setChecked(True), K("Ctrl+1"))
         self.quick_actions: dict[str, QAction] = {}
-        names = {"likely": "Likely label errors", "mismatches": "Mismatches", "unreviewed": "Unreviewed",
-                 "invalid": "Invalid labels", "unreadable": "Unreadable"}  # fmt: skip
+        names = {"likely": "Likely label errors", "duplicates": "Same picture, other label",
+                 "mismatches": "Mismatches", "unreviewed": "Unreviewed", "invalid": "Invalid labels",
+                 "unreadable": "Unreadable"}  # fmt: skip
         tips = {"likely": f"Only samples whose label score is at or below {LIKELY_ERROR_THRESHOLD}: the model "
                           "confidently reads another character than the label has",
+                "duplicates": "Only crops that are (nearly) the same picture as another crop with a different "
+                              "label: one of the labels is wrong for certain",
                 "mismatches": "Only samples whose prediction differs from the label (or that have a problem)",
                 "unreviewed": "Only samples not yet verified or fixed", "invalid": "Only file names that are not a valid plate",
                 "unreadable": "Only images that cannot be read"}  # fmt: skip
@@ -437,6 +446,7 @@ class MainWindow(QMainWindow):
         worker.sig_loaded.connect(self._on_worker_loaded)
         worker.sig_reconciled.connect(self._on_worker_reconciled)
         worker.sig_crossval.connect(self._on_worker_crossval)
+        worker.sig_duplicates.connect(self._on_worker_duplicates)
         worker.sig_model.connect(self._on_worker_model)
         worker.sig_batch.connect(self._on_worker_batch)
         worker.sig_progress.connect(self._on_worker_progress)
@@ -535,6 +545,14 @@ class MainWindow(QMainWindow):
             return
         self.model.set_crossval(results)
         self.model.resort()
+
+    @Slot(object)
+    def _on_worker_duplicates(self, groups: list) -> None:
+        """Near-duplicate crops of the folder: flagged where their labels differ."""
+        if self.sender() is not self.worker:
+            return
+        self.model.set_duplicates(groups)
+        self.inspector.show_row(self._current_row())
 
     @Slot(object, str)
     def _on_worker_model(self, predictor, text: str) -> None:
@@ -656,6 +674,20 @@ class MainWindow(QMainWindow):
     @Slot()
     def _on_table_current_changed(self, current, previous) -> None:
         self.inspector.show_row(self._current_row())
+
+    @Slot(str)
+    def _on_inspector_select(self, rel: str) -> None:
+        """Inspect another sample (a near duplicate); clears a filter that hides it."""
+        p = self.proxy.proxy_row_of(rel)
+        if p is None:
+            self.filter_edit.clear()
+            for name, a in self.quick_actions.items():
+                if a.isChecked() and name != "duplicates":
+                    self.set_quick_filter(name, False)
+            p = self.proxy.proxy_row_of(rel)
+        if p is not None:
+            self.table.select_proxy_row(p)
+            self.table.setFocus()
 
     @Slot(str)
     def _on_inspector_missing(self, rel: str) -> None:
@@ -846,6 +878,8 @@ class MainWindow(QMainWindow):
             parts.append(f"accuracy {s['accuracy']:.1%}")
             parts.append(f"CER {s['cer']:.3f}")
         parts.append(f"{s['likely_errors']:,} likely label errors")
+        if s.get("duplicate_conflicts"):
+            parts.append(f"{s['duplicate_conflicts']:,} same-picture conflicts")
         parts.append(f"{s['reviewed']:,} reviewed")
         self.counts_label.setText("   ·   ".join(parts))
         self.counts = s

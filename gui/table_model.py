@@ -256,6 +256,7 @@ class ResultsModel(QAbstractTableModel):
         self._state_names: list[str] = list(_STATE_NAMES0)
         self._state_code: dict[str, int] = {s: i for i, s in enumerate(_STATE_NAMES0)}
         self._cv_src: dict = {}  # the latest cross-validation results, {rel: PredictionResult}
+        self._dup_groups: list[list[str]] = []  # near-duplicate crops (rels), from the last run
         self._plate_font = plate_font(11)
         self._placeholder: QPixmap | None = None
         self._reset_data()
@@ -511,7 +512,10 @@ class ResultsModel(QAbstractTableModel):
             if col == COL_CONF:
                 return f"{row.confidence:.1%}" if row.prediction else ""
             if col == COL_STATE:
-                return _STATE_TEXT.get(row.display_state, row.display_state)
+                text = _STATE_TEXT.get(row.display_state, row.display_state)
+                if self._dup_groups and row.display_state == UNREVIEWED and self.in_conflict(row.rel):
+                    return "⧉ duplicate"
+                return text
             return None
         if role == SORT_ROLE:
             if col == COL_SCORE:
@@ -779,6 +783,41 @@ class ResultsModel(QAbstractTableModel):
                     proxy.setDynamicSortFilter(True)
         self.sig_changed.emit()
 
+    def set_duplicates(self, groups: Iterable) -> None:
+        """Near-duplicate groups (``core.duplicates.DuplicateGroup``): membership by picture; whether a
+        group is a conflict (labels differ) is judged on the labels the rows carry now."""
+        self._dup_groups = [list(g.rels) for g in groups]
+        self.sig_changed.emit()
+        if len(self._order):
+            self.dataChanged.emit(self.index(0, COL_STATE), self.index(len(self._order) - 1, COL_STATE))
+
+    def _dup_ks(self) -> list[list[int]]:
+        index = self._kindex()
+        return [[k for k in map(index.get, g) if k is not None] for g in self._dup_groups]
+
+    def conflict_mask(self) -> np.ndarray:
+        """By k: the crop is (nearly) the same picture as another crop with a different label."""
+        mask = np.zeros(self._n, np.bool_)
+        for ks in self._dup_ks():
+            if len({self._label[k] for k in ks}) > 1:
+                mask[ks] = True
+        return mask
+
+    def duplicates_of(self, rel: str) -> list[Row]:
+        """The other rows that show (nearly) the same picture as ``rel`` (any labels)."""
+        k0 = self._kindex().get(rel)
+        if k0 is None:
+            return []
+        for ks in self._dup_ks():
+            if k0 in ks:
+                return [self._row(k) for k in ks if k != k0]
+        return []
+
+    def in_conflict(self, rel: str) -> bool:
+        """Whether ``rel`` has a near duplicate with another label."""
+        row_label = self._label[self._kindex()[rel]] if rel in self._kindex() else None
+        return any(r.label != row_label for r in self.duplicates_of(rel))
+
     def crossval_of(self, rel: str):
         """The cross-validation result of the sample ``rel`` now has, or ``None``."""
         k = self._kindex().get(rel)
@@ -838,6 +877,8 @@ class ResultsModel(QAbstractTableModel):
             mask &= err
         if "likely" in q:
             mask &= self._effective_score() <= LIKELY_ERROR_THRESHOLD  # nan: False
+        if "duplicates" in q:
+            mask &= self.conflict_mask()
         if text:
             hay = self._haystack()
             idx = np.flatnonzero(mask)
@@ -850,10 +891,11 @@ class ResultsModel(QAbstractTableModel):
         err, lerr, pred = self._col("err"), self._col("lerr"), self._col("pred")
         correct, cer, state = self._col("correct"), self._col("cer"), self._col("state")
         likely = self._effective_score() <= LIKELY_ERROR_THRESHOLD
+        conflicts = self.conflict_mask()
         n = len(self._order)
         if mask is not None:
-            err, lerr, pred, correct, cer, state, likely = (
-                x[mask] for x in (err, lerr, pred, correct, cer, state, likely)
+            err, lerr, pred, correct, cer, state, likely, conflicts = (
+                x[mask] for x in (err, lerr, pred, correct, cer, state, likely, conflicts)
             )
             n = int(np.count_nonzero(mask))
         ok = ~err & ~lerr
@@ -870,6 +912,7 @@ class ResultsModel(QAbstractTableModel):
             "unreadable": int(np.count_nonzero(err)),
             "invalid": int(np.count_nonzero(~err & lerr)),
             "likely_errors": int(np.count_nonzero(likely)),
+            "duplicate_conflicts": int(np.count_nonzero(conflicts)),
         }
 
     def _on_thumbnails_ready(self, rel: str) -> None:
@@ -905,7 +948,7 @@ class ResultsProxy(QSortFilterProxyModel):
     avoids re-maps altogether (see :meth:`sort`).
     """
 
-    QUICK_FILTERS = ("likely", "mismatches", "unreviewed", "invalid", "unreadable")
+    QUICK_FILTERS = ("likely", "duplicates", "mismatches", "unreviewed", "invalid", "unreadable")
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -1041,6 +1084,10 @@ class ResultsProxy(QSortFilterProxyModel):
                 return False
             if "unreadable" in q and not row.error:
                 return False
+            if "duplicates" in q:
+                src = self.sourceModel()
+                if not isinstance(src, ResultsModel) or not src.in_conflict(row.rel):
+                    return False
             if "likely" in q:
                 src = self.sourceModel()
                 score = src._score_shown(row.k) if isinstance(src, ResultsModel) else row.label_score
@@ -1112,6 +1159,7 @@ def stats(rows: list[Row]) -> dict:
         "unreadable": unreadable,
         "invalid": invalid,
         "likely_errors": sum(r.label_score is not None and r.label_score <= LIKELY_ERROR_THRESHOLD for r in rows),
+        "duplicate_conflicts": 0,  # known to the model only (ResultsModel.conflict_mask)
     }
 
 

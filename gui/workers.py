@@ -50,6 +50,9 @@ class OpenWorker(QObject):
     sig_reconciled = Signal(object, object)
     """What the scan found, after ``sig_loaded``: (rels whose cached row is stale: file gone or
     changed; a label-only record per file without a valid prediction, predicted next)."""
+    sig_duplicates = Signal(object)
+    """Groups of near-duplicate crops over every predicted file (list of core.duplicates.DuplicateGroup),
+    at the end of a run that was not cancelled."""
     sig_crossval = Signal(object)
     """Stored cross-validated predictions still valid after the scan ({rel: record}), after ``sig_reconciled``."""
     sig_model = Signal(object, str)
@@ -123,10 +126,14 @@ class OpenWorker(QObject):
                 return
             stale, pending, todo = session.reconcile(model_hash, records, files)
             self.sig_reconciled.emit(stale, pending)
+            stale_set = set(stale)
+            current = {r.rel: r for r in records if r.rel not in stale_set}
             cv = session.crossval(files)
             if cv:
                 self.sig_crossval.emit(cv)
         if not todo or self.stop_flag():
+            if not self.stop_flag():
+                self.sig_duplicates.emit(session.duplicate_groups(current.values()))
             return
         predictor = self.predictor
         if predictor is None:
@@ -139,7 +146,7 @@ class OpenWorker(QObject):
             self.predictor = predictor
         self.sig_model.emit(predictor, predictor.description)
         self._phase("Predicting…", 0, len(todo))
-        session.predict(
+        fresh = session.predict(
             todo,
             predictor,
             files,
@@ -148,6 +155,10 @@ class OpenWorker(QObject):
             on_batch=self.sig_batch.emit,
             should_stop=self.stop_flag,
         )
+        if not self.stop_flag():
+            current.update((r.rel, r) for r in fresh)
+            self._phase("Looking for near-duplicate crops…")
+            self.sig_duplicates.emit(session.duplicate_groups(current.values()))
 
 
 def start_worker(worker: QObject, parent: QObject | None = None) -> QThread:

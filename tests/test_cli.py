@@ -69,6 +69,15 @@ def test_predict_sort_cer_gives_the_cer_order(folder, ckpt, tmp_path):
     assert by_score != sorted(by_score)  # a random model: the two orders differ
 
 
+def test_predict_reports_the_same_picture_under_two_labels(folder, ckpt, tmp_path, capsys):
+    src = sorted((folder / "train").iterdir())[0]
+    (folder / "0990-京A00000.jpg").write_bytes(src.read_bytes())
+    assert main(["predict", str(folder), "--model", str(ckpt), "--out", str(tmp_path / "r.csv"), "--workers", "0"]) == 0
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if x.startswith("same picture, different labels:"))
+    assert "0990-京A00000.jpg (京A00000)" in line and f"train/{src.name}" in line
+
+
 def test_eval_prints_positions_and_confusions(folder, ckpt, capsys):
     assert main(["eval", str(folder), "--model", str(ckpt), "--workers", "0"]) == 0
     out = capsys.readouterr().out

@@ -353,6 +353,31 @@ def test_batch_accept_and_verify_are_one_undo_step(qtbot, window, dataset):
     assert all(r.state == "unreviewed" for r in rows)
 
 
+def test_near_duplicates_with_different_labels_are_flagged_side_by_side(qtbot, window, dataset):
+    import cv2
+    import numpy as np
+
+    src = sorted(p for p in dataset.iterdir() if p.is_file() and p.name != CORRUPT)[3]
+    img = cv2.imdecode(np.fromfile(src, np.uint8), cv2.IMREAD_COLOR)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 75])  # the same picture, re-encoded
+    other = "0990-京A00000.jpg"
+    buf.tofile(dataset / other)
+    open_and_wait(qtbot, window, dataset)
+    window.set_quick_filter("duplicates", True)
+    assert sorted(r.rel for r in rows_in_view(window)) == sorted([src.name, other])
+    assert window.counts["duplicate_conflicts"] == 2 and "same-picture conflicts" in window.counts_label.text()
+    from gui.table_model import COL_STATE
+
+    assert window.proxy.index(0, COL_STATE).data() == "⧉ duplicate"
+    window.table.select_proxy_row(0)
+    strip = window.inspector.duplicates
+    assert strip.isVisible() and len(strip.rels) == 1 and "wrong" in strip.title.text()
+    first = current(window).rel
+    strip.sig_select.emit(strip.rels[0])  # a click on the duplicate inspects it
+    assert current(window).rel != first and current(window).rel in (src.name, other)
+    window.set_quick_filter("duplicates", False)
+
+
 def test_invalid_label_filter(qtbot, window, dataset):
     bad = dataset / "0997-皖AI2345.jpg"
     (dataset / sorted(os.listdir(dataset))[1]).rename(bad)

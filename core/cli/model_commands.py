@@ -127,12 +127,22 @@ def summary_line(results: list[PredictionResult], seconds: float) -> str:
     )
 
 
+def report_duplicates(results: list[PredictionResult]) -> int:
+    """Print (stderr) each group of near-duplicate crops whose labels differ; return how many groups."""
+    groups = [g for g in ReviewSession.duplicate_groups(results) if g.labels_differ]
+    for g in groups:
+        same = " = ".join(f"{rel} ({label})" for rel, label in zip(g.rels, g.labels))
+        print(f"same picture, different labels: {same}", file=sys.stderr)
+    return len(groups)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     results, predictor, seconds = _run_predict(args)
     write_results_csv(results, args.out, sort=args.sort)
     for r in results:
         if r.error is not None:
             print(f"unreadable: {r.rel}: {r.error}", file=sys.stderr)
+    report_duplicates(results)
     print(f"model: {predictor.description}", file=sys.stderr)
     print(f"wrote {args.out}", file=sys.stderr)
     print(summary_line(results, seconds))
