@@ -211,7 +211,7 @@ def main() -> int:
     preds = predictor.decode(first, tail)
 
     figures: dict[str, list[tuple[float, float, float]]] = {}
-    thresholds_hits = {t: [0, 0, 0] for t in (0.002, 0.005, 0.01, 0.02, 0.05, 0.1)}  # flagged, true, total errors
+    thresholds_hits = {t: [0, 0, 0] for t in (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)}  # flagged, true, total errors
     tmp = Path(tempfile.mkdtemp(prefix="bench-label-errors-"))
     try:
         for seed in range(args.seeds):

@@ -15,7 +15,9 @@ ORG, APP = "PlateReview", "Plate Review"
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="plate-review gui", description="Review licence-plate labels, worst first.")
+    p = argparse.ArgumentParser(
+        prog="plate-review gui", description="Review licence-plate labels, likeliest label errors first."
+    )
     p.add_argument("folder", nargs="?", help="dataset folder (default: the bundled sample folder)")
     p.add_argument("--model", help="checkpoint to predict with (default: the bundled model)")
     p.add_argument("--no-store", action="store_true", help="do not write .plate-review/ (no cache, no renames)")

@@ -26,7 +26,7 @@ from core.label_score import LIKELY_ERROR_THRESHOLD
 from . import style
 from .fonts import plate_font
 from .label_editor import LabelEditor
-from .table_model import Row
+from .table_model import Row, score_text
 
 #: A label character is framed as suspicious when the label score is at most this (the likely-error
 #: threshold would hide the weakest character of a merely doubtful label).
@@ -236,7 +236,7 @@ class DuplicateStrip(QFrame):
             return
         conflict = any(r.label != row.label for r in others)
         self.title.setText(
-            f"⧉ The same picture under {'another label' if conflict else 'the same label'}"
+            f"⚠ The same picture under {'another label' if conflict else 'the same label'}"
             + (": one of these labels is wrong." if conflict else ".")
         )
         self.title.setStyleSheet(f"color: {(style.BAD if conflict else style.MUTED_C).name()}; font-weight: 600;")
@@ -397,7 +397,7 @@ class Inspector(QFrame):
             pos = row.suspect
             weakest = f", weakest: {pos + 1} '{row.label[pos]}'" if pos is not None and pos < len(row.label) else ""
             likely = "  ⚠ likely label error" if row.label_score <= LIKELY_ERROR_THRESHOLD else ""
-            facts.append(f"label score {row.label_score:.3f}{weakest}{likely}")
+            facts.append(f"label score {score_text(row.label_score)}{weakest}{likely}")
         if row.prediction:
             facts.append(f"CER {row.cer:.2f}" if row.cer is not None else "no CER")
             facts.append(f"confidence {row.confidence:.1%}")

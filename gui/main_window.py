@@ -1,4 +1,4 @@
-"""The main window: open a folder, browse worst first, inspect, fix labels in a keystroke or two."""
+"""The main window: open a folder, browse the likeliest label errors first, inspect, fix labels in a keystroke or two."""
 
 from __future__ import annotations
 
@@ -631,7 +631,7 @@ class MainWindow(QMainWindow):
         n = self.model.rowCount()
         self.statusBar().showMessage(
             f"Cancelled: {n:,} samples shown; Predict Again (Ctrl+R) finishes the rest" if cancelled
-            else f"{n:,} samples, worst first", 8000
+            else f"{n:,} samples, likeliest label errors first", 8000
         )  # fmt: skip
         self._update_undo_actions()
         self._update_counts()
@@ -920,7 +920,7 @@ class MainWindow(QMainWindow):
             self,
             "About Plate Review",
             "<b>Plate Review</b><br>Find and fix wrong labels in licence-plate OCR datasets:"
-            " worst predictions first, safe renames with undo.",
+            " likeliest label errors first, safe renames with undo.",
         )
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802

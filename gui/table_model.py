@@ -172,6 +172,13 @@ _ATTRS = tuple(map(attrgetter, ("rel", "label", "label_error", "prediction", "co
                                 "label_score")))  # fmt: skip
 
 
+def score_text(s: float | None) -> str:
+    """A label score as the table shows it (three decimals; the smallest ones as '<0.001')."""
+    if s is None:
+        return ""
+    return "<0.001" if s < 0.0005 else f"{s:.3f}"
+
+
 def _perm_from_keys(keys: tuple[np.ndarray, ...], col: int, descending: bool) -> np.ndarray:
     """Stable permutation ordering the rows the keys describe (the first key is the primary one).
 
@@ -479,7 +486,7 @@ class ResultsModel(QAbstractTableModel):
         if col == COL_CV:
             cv = self._a["cv"][k]
             if role == Qt.ItemDataRole.DisplayRole:
-                return "" if cv != cv else f"{cv:.3f}"
+                return score_text(None if cv != cv else float(cv))
             if role == SORT_ROLE:
                 return 2.0 if cv != cv else float(cv)
             if role == Qt.ItemDataRole.ForegroundRole:
@@ -505,8 +512,7 @@ class ResultsModel(QAbstractTableModel):
             if col == COL_PRED:
                 return row.prediction or ("unreadable" if row.error else "")
             if col == COL_SCORE:
-                s = self._score_shown(k)
-                return "" if s is None else f"{s:.3f}"
+                return score_text(self._score_shown(k))
             if col == COL_CER:
                 return "" if row.cer is None else f"{row.cer:.2f}"
             if col == COL_CONF:
@@ -514,7 +520,7 @@ class ResultsModel(QAbstractTableModel):
             if col == COL_STATE:
                 text = _STATE_TEXT.get(row.display_state, row.display_state)
                 if self._dup_groups and row.display_state == UNREVIEWED and self.in_conflict(row.rel):
-                    return "⧉ duplicate"
+                    return "⚠ duplicate"
                 return text
             return None
         if role == SORT_ROLE:
@@ -1241,8 +1247,8 @@ class ReviewTable(QTableView):
         super().setModel(model)
         hh = self.horizontalHeader()
         hh.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        widths = {COL_IMAGE: THUMB_SIZE.width() + 12, COL_FILE: 190, COL_LABEL: 96, COL_PRED: 100, COL_SCORE: 80, COL_CER: 52,
-                  COL_CONF: 84, COL_STATE: 96, COL_CV: 64}  # fmt: skip
+        widths = {COL_IMAGE: THUMB_SIZE.width() + 12, COL_FILE: 190, COL_LABEL: 96, COL_PRED: 100, COL_SCORE: 100, COL_CER: 52,
+                  COL_CONF: 84, COL_STATE: 96, COL_CV: 84}  # fmt: skip
         for col, w in widths.items():
             self.setColumnWidth(col, w)
         hh.setSectionResizeMode(COL_FILE, QHeaderView.ResizeMode.Stretch)

@@ -368,7 +368,7 @@ def test_near_duplicates_with_different_labels_are_flagged_side_by_side(qtbot, w
     assert window.counts["duplicate_conflicts"] == 2 and "same-picture conflicts" in window.counts_label.text()
     from gui.table_model import COL_STATE
 
-    assert window.proxy.index(0, COL_STATE).data() == "⧉ duplicate"
+    assert window.proxy.index(0, COL_STATE).data() == "⚠ duplicate"
     window.table.select_proxy_row(0)
     strip = window.inspector.duplicates
     assert strip.isVisible() and len(strip.rels) == 1 and "wrong" in strip.title.text()
