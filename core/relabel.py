@@ -31,6 +31,7 @@ from pathlib import Path
 
 from . import plates
 from .progress import Progress
+from .safepaths import disk_problem, pair_problem, rel_problem
 from .store import (
     CANCELLED,
     DONE,
@@ -233,8 +234,18 @@ def relabel(
 
     Returns:
         The report; the files that vanished or changed behind the app's back are in
-        ``failed`` and the store forgets their review state.
+        ``failed`` and the store forgets their review state. A path that is not a plain
+        image file inside the dataset folder (``..``, absolute, through a link, in
+        ``.plate-review``) is refused and reported; nothing is touched for it.
+
+    Raises:
+        core.store.StoreError: another process kept the folder busy too long.
     """
+    with store.mutating():
+        return _relabel(store, changes, state, description, chunk, progress, should_stop)
+
+
+def _relabel(store, changes, state, description, chunk, progress, should_stop) -> RelabelReport:
     root = store.folder
     report = RelabelReport()
     sources = store.state_sources()
@@ -245,7 +256,11 @@ def relabel(
     state_only: dict[str, str] = {}
     for ch in changes:
         ch = ch if isinstance(ch, Change) else Change(*ch)
-        rel = ch.rel.replace(os.sep, "/")
+        rel = ch.rel
+        why = rel_problem(rel) or disk_problem(root, rel)
+        if why and why != "file not found":
+            report.failed.append((rel, f"refused: {why}; nothing touched"))
+            continue
         label = plates.normalize_label(ch.label)
         err = plates.label_error(label)
         if err:
@@ -299,13 +314,29 @@ def relabel(
     return report
 
 
-def _revert(store: Store, steps: int, kind: str, progress, should_stop, chunk: int) -> RelabelReport:
+def _revert(store: Store, steps: int, kind: str, progress, should_stop, chunk: int,
+            only: int | None = None) -> RelabelReport:  # fmt: skip
+    with store.mutating():
+        return _revert_locked(store, steps, kind, progress, should_stop, chunk, only)
+
+
+def _revert_locked(store: Store, steps: int, kind: str, progress, should_stop, chunk: int,
+                   only: int | None) -> RelabelReport:  # fmt: skip
     root = store.folder
     report = RelabelReport()
     for _ in range(max(1, steps)):
         step = store.undo_target() if kind == "undo" else store.redo_target()
         if step is None:
             report.messages.append(f"nothing to {kind}")
+            break
+        if only is not None and step != only:
+            info = store.step_info(step)
+            report.messages.append(
+                f"not undone: the last change to this folder is step {step} ({info.description if info else '?'}), "
+                "made by another Plate Review process; undo it there, or close and reopen the folder to take "
+                "over its history" if kind == "undo" else
+                f"not redone: step {step} is not the one this window undid"
+            )  # fmt: skip
             break
         report.step = step
         items = store.step_items(step)
@@ -317,6 +348,10 @@ def _revert(store: Store, steps: int, kind: str, progress, should_stop, chunk: i
             if applied != (1 if kind == "undo" else 0):
                 continue
             src, want = (b, a) if kind == "undo" else (a, b)
+            why = pair_problem(a, b) or disk_problem(root, src) or disk_problem(root, want)
+            if why:
+                report.failed.append((src, f"{kind} of step {step}: refused: {why}; nothing touched"))
+                continue
             try:
                 st = os.lstat(root / src)
             except OSError:
@@ -327,6 +362,10 @@ def _revert(store: Store, steps: int, kind: str, progress, should_stop, chunk: i
                 JournalEntry(kind, src, dst, step, seq, st.st_ino if st else None, st.st_size if st else None,
                              st.st_mtime_ns if st else None, None, None, state, source)
             )  # fmt: skip
+        if not entries:  # nothing left to do in this step (settled after an interruption): say so
+            store.end_step(step)
+            report.messages.append(f"step {step}: nothing left to {kind}")
+            continue
         try:
             _execute(store, entries, report, chunk, progress, should_stop)
         finally:
@@ -343,13 +382,16 @@ def undo(
     chunk: int = DEFAULT_CHUNK,
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    only: int | None = None,
 ) -> RelabelReport:
     """Undo the last ``steps`` relabel actions: files get their previous names and review states back.
 
     When a previous name has been taken meanwhile, the file gets a collision-suffixed
     variant of it (nothing is overwritten). Survives restarts: the history is in the store.
+    ``only``: undo only if the latest step is this one (a window undoes its own steps, not
+    another process's); otherwise nothing is done and a message says whose step it is.
     """
-    return _revert(store, steps, "undo", progress, should_stop, chunk)
+    return _revert(store, steps, "undo", progress, should_stop, chunk, only)
 
 
 def redo(
@@ -359,9 +401,13 @@ def redo(
     chunk: int = DEFAULT_CHUNK,
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    only: int | None = None,
 ) -> RelabelReport:
-    """Re-apply the last ``steps`` undone actions (a new relabel discards the redo stack)."""
-    return _revert(store, steps, "redo", progress, should_stop, chunk)
+    """Re-apply the last ``steps`` undone actions (a new relabel discards the redo stack).
+
+    ``only``: redo only if the next step to redo is this one.
+    """
+    return _revert(store, steps, "redo", progress, should_stop, chunk, only)
 
 
 # ------------------------------------------------------------------ CSV corrections
@@ -420,6 +466,10 @@ def relabel_from_csv(
     changes: list[Change] = []
     for row in rows:
         rel = row.file.replace("\\", "/").removeprefix("./")
+        why = rel_problem(rel) or disk_problem(root, rel)
+        if why and why != "file not found":
+            report.failed.append((rel, f"line {row.line}: {rel}: refused: {why}; nothing touched"))
+            continue
         label = plates.normalize_label(row.label)
         err = plates.label_error(label)
         if err:

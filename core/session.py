@@ -77,7 +77,8 @@ class ReviewSession:
                 self.notices.append(self.store.notice)
             self.notices.extend(self.store.messages)
         self._states: dict[str, str] = {}
-        # ("rename",) | ("state", rel, old, new) | ("states", [(rel, old, new)]) | ("batch", [(rel, old, new)], renamed)
+        # ("rename", step) | ("state", rel, old, new) | ("states", [(rel, old, new)])
+        # | ("batch", [(rel, old, new)], step or None); step: the store's undo step this session made
         self._undo: list[tuple] = []
         self._redo: list[tuple] = []
 
@@ -356,17 +357,18 @@ class ReviewSession:
         if changes:
             self._write_states({rel: new for rel, _old, new in changes})
             out.states.update({rel: new for rel, _old, new in changes})
-        renamed = False
+        step = None
         if renames:
-            rep = _relabel.relabel(self.store, renames, description=f"accept {len(renames)} predictions")
+            changes_ = [_relabel.Change(rel, pred, self.store.known_identity(rel)) for rel, pred in renames]
+            rep = _relabel.relabel(self.store, changes_, description=f"accept {len(renames)} predictions")
             sub = self._outcome(rep)
             out.renamed += sub.renamed
             out.states.update(sub.states)
             out.missing += sub.missing
             out.messages += sub.messages
-            renamed = rep.step is not None
-        if changes or renamed:
-            self._undo.append(("batch", changes, renamed))
+            step = rep.step
+        if changes or step is not None:
+            self._undo.append(("batch", changes, step))
             self._redo.clear()
         return out
 
@@ -384,10 +386,11 @@ class ReviewSession:
             raise SessionError(err)
         if not self.can_rename:
             raise SessionError("renaming needs the dataset store (core.store / core.relabel), which is unavailable")
-        rep = _relabel.relabel(self.store, [(rel, label)], description=f"{rel} -> {label}")
+        expected = self.store.known_identity(rel)  # what the window shows was read from this content
+        rep = _relabel.relabel(self.store, [_relabel.Change(rel, label, expected)], description=f"{rel} -> {label}")
         out = self._outcome(rep)
         if rep.step is not None:
-            self._undo.append(("rename",))
+            self._undo.append(("rename", rep.step))
             self._redo.clear()
         elif not rep.failed:  # same label: only the state changed
             self._undo.append(("state", rel, out.states.get(rel, UNREVIEWED), FIXED))
@@ -419,50 +422,44 @@ class ReviewSession:
         return bool(self._redo) or (self.store is not None and self.store.redo_target() is not None)
 
     def undo(self) -> EditOutcome:
-        """Undo the latest action (a state change or a rename step)."""
-        entry = self._undo.pop() if self._undo else ("rename",)
-        if entry[0] == "state":
-            _, rel, old, new = entry
-            self._write_state(rel, old)
-            self._redo.append(entry)
-            return EditOutcome(states={rel: old})
-        if entry[0] in ("states", "batch"):
-            changes = entry[1]
-            self._write_states({rel: old for rel, old, _new in changes})
-            out = EditOutcome(states={rel: old for rel, old, _new in changes})
-            if entry[0] == "batch" and entry[2] and self.can_rename:
-                sub = self._outcome(_relabel.undo(self.store))
-                out.renamed, out.missing, out.messages = sub.renamed, sub.missing, sub.messages
-                out.states.update(sub.states)
-            self._redo.append(entry)
-            return out
-        if not self.can_rename:
-            return EditOutcome(messages=["nothing to undo"])
-        rep = _relabel.undo(self.store)
-        if rep.step is not None:
-            self._redo.append(("rename",))
-        return self._outcome(rep)
+        """Undo the latest action (a state change or a rename step).
+
+        A rename step is undone only if it is still the folder's latest: when another process
+        renamed files since, nothing is done and the message says whose step that is.
+        """
+        return self._revert("undo")
 
     def redo(self) -> EditOutcome:
         """Redo the latest undone action."""
-        entry = self._redo.pop() if self._redo else ("rename",)
+        return self._revert("redo")
+
+    def _revert(self, kind: str) -> EditOutcome:
+        undo = kind == "undo"
+        stack, other = (self._undo, self._redo) if undo else (self._redo, self._undo)
+        from_stack = bool(stack)
+        entry = stack.pop() if stack else ("rename", None)  # after a restart: the store's history
         if entry[0] == "state":
             _, rel, old, new = entry
-            self._write_state(rel, new)
-            self._undo.append(entry)
-            return EditOutcome(states={rel: new})
+            self._write_state(rel, old if undo else new)
+            other.append(entry)
+            return EditOutcome(states={rel: old if undo else new})
+        step = entry[1] if entry[0] == "rename" else entry[2] if entry[0] == "batch" else None
+        out = EditOutcome()
+        if entry[0] == "rename" or step is not None:
+            if not self.can_rename:
+                return EditOutcome(messages=[f"nothing to {kind}"])
+            fn = _relabel.undo if undo else _relabel.redo
+            rep = fn(self.store, only=step)
+            if rep.step is None:  # refused (another process's step) or nothing to do: keep the entry
+                if from_stack:
+                    stack.append(entry)
+                return self._outcome(rep)
+            out = self._outcome(rep)
+            step = rep.step
         if entry[0] in ("states", "batch"):
-            out = EditOutcome()
-            if entry[0] == "batch" and entry[2] and self.can_rename:
-                out = self._outcome(_relabel.redo(self.store))
             changes = entry[1]
-            self._write_states({rel: new for rel, _old, new in changes})
-            out.states.update({rel: new for rel, _old, new in changes})
-            self._undo.append(entry)
-            return out
-        if not self.can_rename:
-            return EditOutcome(messages=["nothing to redo"])
-        rep = _relabel.redo(self.store)
-        if rep.step is not None:
-            self._undo.append(("rename",))
-        return self._outcome(rep)
+            states = {rel: (old if undo else new) for rel, old, new in changes}
+            self._write_states(states)
+            out.states.update(states)
+        other.append(("rename", step) if entry[0] == "rename" else entry)
+        return out

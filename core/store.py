@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import os
 import sqlite3
+import stat
 import struct
 import threading
 import time
@@ -38,9 +39,20 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import plates
+from .errors import PlateReviewError
 from .gc_pause import gc_paused
 from .label_score import label_score
 from .records import PredictionResult, relabelled
+from .safepaths import disk_problem, pair_problem
+
+_OWNER_CHARS = frozenset("0123456789abcdef")
+#: How long a second process waits for another one's relabel/undo/redo on the same folder.
+LOCK_TIMEOUT_S = 30.0
+
+
+class StoreError(PlateReviewError):
+    """The dataset's store cannot be used; the message names it and the way out."""
+
 
 STORE_DIRNAME = ".plate-review"  # same as core.data.STORE_DIRNAME (not imported: core.data pulls torch)
 STORE_FILENAME = "store.sqlite"
@@ -337,6 +349,52 @@ def split_cached(
     return valid, stale
 
 
+def _set_aside(path: Path, why: str) -> str:
+    """Rename ``path`` (a file, folder or link of the store) aside; returns the notice for the user."""
+    aside = path.with_name(f"{path.name}.quarantined-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}")
+    os.rename(path, aside)  # a rename within the folder: a link is moved, never followed
+    return f"{path}: {why}; set aside as {aside.name} and a new store started (your images are untouched)"
+
+
+def _check_store_dir(d: Path) -> list[str]:
+    """Set aside what a stranger's dataset could plant in its store folder: links instead of files.
+
+    ``.plate-review`` itself, the database and its WAL/SHM files and the ``owners`` folder must
+    be what they claim (no symbolic link that would make the store write elsewhere).
+    """
+    notices = []
+    try:
+        st = os.lstat(d)
+    except FileNotFoundError:
+        return notices
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        return [_set_aside(d, "the store folder is a link or not a folder")]
+    for name, want_dir in ((STORE_FILENAME, False), (STORE_FILENAME + "-wal", False),
+                           (STORE_FILENAME + "-shm", False), ("owners", True)):  # fmt: skip
+        p = d / name
+        try:
+            st = os.lstat(p)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(st.st_mode) or stat.S_ISDIR(st.st_mode) != want_dir:
+            notices.append(_set_aside(p, "a link or the wrong kind of file where the store expects its own"))
+    return notices
+
+
+def repair_store(folder: str | os.PathLike) -> list[str]:
+    """Set the store of ``folder`` aside (database, WAL and SHM files renamed, kept for inspection).
+
+    The next :meth:`Store.open` starts a new one. Returns a line per file set aside.
+    """
+    d, _notice = store_location(Path(folder).resolve())
+    lines = []
+    for name in (STORE_FILENAME, STORE_FILENAME + "-wal", STORE_FILENAME + "-shm"):
+        p = d / name
+        if os.path.lexists(p):
+            lines.append(_set_aside(p, "set aside by repair"))
+    return lines
+
+
 def _dataset_writable(folder: Path) -> bool:
     """Whether the store can live inside the dataset (tries to create ``.plate-review``).
 
@@ -366,8 +424,9 @@ def store_location(folder: str | os.PathLike) -> tuple[Path, str | None]:
         ``(directory, notice)``; ``notice`` is ``None`` for the default location.
     """
     root = Path(folder).resolve()
+    notices = _check_store_dir(root / STORE_DIRNAME) if os.access(root, os.W_OK) else []
     if _dataset_writable(root):
-        return root / STORE_DIRNAME, None
+        return root / STORE_DIRNAME, "\n".join(notices) or None
     key = hashlib.sha256(str(root).encode("utf-8")).hexdigest()[:16]
     d = _user_data_dir() / "datasets" / f"{root.name[:40]}-{key}"
     d.mkdir(parents=True, exist_ok=True)
@@ -392,6 +451,7 @@ class Store:
         self.messages: list[str] = []
         self.owner = uuid.uuid4().hex
         self._lock = threading.RLock()
+        self._mutating = 0
         self.conn = sqlite3.connect(str(db_path), timeout=30.0, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed 'pending' journal entry must survive a power cut before the rename.
@@ -450,17 +510,58 @@ class Store:
             folder: The dataset folder.
             reconcile: Finish renames a killed process left pending (default).
 
+        A store that names paths outside the dataset (in its journal or undo history: a
+        crafted or damaged store) is set aside, never replayed, and a new one started;
+        :attr:`notice` says so. An empty (0-byte) store is set aside the same way.
+
         Raises:
             NotADirectoryError: ``folder`` is not a folder.
+            StoreError: the database is damaged (the message gives the way out:
+                ``plate-review repair FOLDER``).
         """
         root = Path(folder).resolve()
         if not root.is_dir():
             raise NotADirectoryError(f"{folder}: not a folder")
         d, notice = store_location(root)
-        store = cls(root, d / STORE_FILENAME, notice)
+        db = d / STORE_FILENAME
+        notices = [notice] if notice else []
+        if db.exists() and db.stat().st_size == 0 and not Path(f"{db}-wal").exists():
+            notices.append(_set_aside(db, "the store was empty (0 bytes: cut short by a crash or a full disk?); "
+                                          "its undo history is lost"))  # fmt: skip
+        try:
+            store = cls(root, db, "\n".join(notices) or None)
+            problem = store.forged()
+        except sqlite3.DatabaseError as e:
+            raise StoreError(
+                f"{db}: the store is damaged ({e}). Run `plate-review repair {root}` to set it aside and start a "
+                "new one: your images are untouched, the undo history and review states are lost."
+            ) from None
+        if problem:
+            store.close()
+            notices.append(_set_aside(db, f"the store names a path it must not ({problem}): never replayed"))
+            for extra in (Path(f"{db}-wal"), Path(f"{db}-shm")):
+                if extra.exists():
+                    _set_aside(extra, "belongs to the store set aside")
+            store = cls(root, db, "\n".join(notices))
         if reconcile:
             store.reconcile()
         return store
+
+    def forged(self) -> str | None:
+        """The first entry of the journal or undo history that names a path outside the dataset
+        (or a forged owner), or ``None`` when every entry is one this app could have written."""
+        with self._lock:
+            for src, dst, owner in self.conn.execute("SELECT src, dst, owner FROM journal WHERE status = 'pending'"):
+                why = pair_problem(src, dst)
+                if why:
+                    return f"journal: {why}"
+                if owner is not None and not _owner_token_ok(owner):
+                    return f"journal: owner {owner!r} is not a token of this app"
+            for step, a, b in self.conn.execute("SELECT step, a_rel, b_rel FROM step_items"):
+                why = pair_problem(a, b)
+                if why:
+                    return f"undo step {step}: {why}"
+        return None
 
     def close(self) -> None:
         """Checkpoint and close the database; release this instance's owner lock."""
@@ -493,7 +594,7 @@ class Store:
         _OWNER_LOCKS[self.owner] = f
 
     def _owner_alive(self, owner: str | None) -> bool:
-        if not owner:
+        if not owner or not _owner_token_ok(owner):
             return False
         if owner in _OWNER_LOCKS:
             return True
@@ -506,6 +607,40 @@ class Store:
         with contextlib.suppress(OSError):
             p.unlink()
         return False
+
+    @contextlib.contextmanager
+    def mutating(self, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+        """Hold the folder's change lock: relabels, undos and redos of all processes run one at a time.
+
+        Re-entrant within this instance. A second process waits up to ``timeout_s``.
+
+        Raises:
+            StoreError: another process held the lock for longer than ``timeout_s``.
+        """
+        if self._mutating:
+            self._mutating += 1
+            try:
+                yield
+            finally:
+                self._mutating -= 1
+            return
+        f = open(self.path.parent / "changes.lock", "a+b")  # noqa: SIM115 - closed below
+        try:
+            deadline = time.monotonic() + timeout_s
+            while not _try_lock(f):
+                if time.monotonic() > deadline:
+                    raise StoreError(
+                        f"{self.folder}: another Plate Review process is renaming files in this folder; "
+                        "try again when it is done"
+                    )
+                time.sleep(0.05)
+            self._mutating = 1
+            try:
+                yield
+            finally:
+                self._mutating = 0
+        finally:
+            f.close()  # releases the lock
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -632,6 +767,14 @@ class Store:
             return None
         return info if isinstance(info, dict) else None
 
+    def known_identity(self, rel: str) -> tuple[int, int] | None:
+        """``(size, mtime_ns)`` of ``rel`` when it was last predicted (the content the app showed), or ``None``."""
+        with self._lock:
+            r = self.conn.execute(
+                "SELECT size, mtime_ns FROM predictions WHERE rel = ? ORDER BY updated DESC LIMIT 1", (rel,)
+            ).fetchone()
+        return (int(r[0]), int(r[1])) if r else None
+
     def prediction_models(self) -> list[str]:
         """Model hashes that have cached predictions."""
         with self._lock:
@@ -740,11 +883,19 @@ class Store:
         """Start an undo step; a new action discards the redo stack. Returns the step id."""
         with self._tx() as c:
             c.execute("UPDATE steps SET status = 'discarded' WHERE status = 'undone'")
-            cur = c.execute(
-                "INSERT INTO steps(description, created, status, owner) VALUES(?, ?, 'pending', ?)",
-                (description, time.time(), self.owner),
+            # Never reuse an id: a step deleted after a failure may still have journal rows or items.
+            new_id = 1 + max(
+                c.execute(f"SELECT COALESCE(MAX({col}), 0) FROM {table}").fetchone()[0]
+                for table, col in (("steps", "id"), ("journal", "step"), ("step_items", "step"))
             )
-            return int(cur.lastrowid)
+            last = c.execute("SELECT value FROM meta WHERE key = 'last_step'").fetchone()
+            new_id = max(new_id, int(last[0]) + 1 if last and str(last[0]).isdigit() else 0)
+            c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('last_step', ?)", (str(new_id),))
+            c.execute(
+                "INSERT INTO steps(id, description, created, status, owner) VALUES(?, ?, ?, 'pending', ?)",
+                (new_id, description, time.time(), self.owner),
+            )
+            return new_id
 
     def end_step(self, step: int) -> str | None:
         """Settle a step's status from its items; an empty step is removed. Returns the status."""
@@ -756,12 +907,19 @@ class Store:
         total, applied = c.execute(
             "SELECT COUNT(*), COALESCE(SUM(applied), 0) FROM step_items WHERE step = ?", (step,)
         ).fetchone()
+        pending = c.execute("SELECT COUNT(*) FROM journal WHERE step = ? AND status = 'pending'", (step,)).fetchone()[0]
+        if pending:  # renames not settled yet (a failed commit): the next reconcile settles the step
+            return "pending"
         if total == 0:
             c.execute("DELETE FROM steps WHERE id = ?", (step,))
             return None
         status = "applied" if applied == total else "undone" if applied == 0 else "partial"
         c.execute("UPDATE steps SET status = ?, owner = NULL WHERE id = ?", (status, step))
         return status
+
+    def step_info(self, step: int) -> StepInfo | None:
+        """One step of the undo history, or ``None``."""
+        return next((h for h in self.history() if h.id == step), None)
 
     def history(self) -> list[StepInfo]:
         """The undo history, oldest first (discarded steps excluded)."""
@@ -939,6 +1097,8 @@ class Store:
                     msgs.append(msg)
             if outcomes:
                 self.journal_finish(outcomes)
+                for step in {e.step for e, _, _ in outcomes if e.step}:  # an undo/redo cut short: re-settle
+                    self.end_step(step)
             steps = self.conn.execute("SELECT id, owner FROM steps WHERE status = 'pending'").fetchall()
             for step, owner in steps:
                 if owner not in alive:
@@ -953,6 +1113,11 @@ class Store:
             return msgs
 
 
+def _owner_token_ok(owner: object) -> bool:
+    """An owner token this app writes: 32 lower-case hex digits (it becomes a lock file name)."""
+    return isinstance(owner, str) and len(owner) == 32 and set(owner) <= _OWNER_CHARS
+
+
 def _replace_id(e: JournalEntry, new_id: int) -> JournalEntry:
     d = asdict(e)
     d["id"] = new_id
@@ -965,6 +1130,9 @@ def resolve_interrupted(root: Path, e: JournalEntry) -> tuple[str, str | None]:
     Returns:
         ``(status, message)`` with status ``done``, ``cancelled`` or ``lost``.
     """
+    why = pair_problem(e.src, e.dst) or disk_problem(root, e.src) or disk_problem(root, e.dst)
+    if why:  # never touch what a forged or stale entry names (Store.open sets forged stores aside)
+        return FAILED, f"{e.src}: interrupted rename not settled: {why}; nothing touched"
     src, dst = root / e.src, root / e.dst
     s_ok, d_ok = os.path.lexists(src), os.path.lexists(dst)
     if s_ok and d_ok:

@@ -1,4 +1,4 @@
-"""`plate-review relabel | undo | redo | export`: label changes through the store's journal.
+"""`plate-review relabel | undo | redo | export | repair`: label changes through the store's journal.
 
 Every command opens the dataset's store first, which reconciles renames a killed
 process left unfinished; what that found is printed on stderr.
@@ -31,6 +31,13 @@ def add_label_commands(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("folder", help="dataset folder")
         p.add_argument("--steps", type=int, default=1, metavar="N", help="number of actions (default 1)")
         p.set_defaults(func=cmd_undo if name == "undo" else cmd_redo)
+
+    p = subparsers.add_parser(
+        "repair",
+        help="set a damaged store aside and start a new one (images untouched; history and states are lost)",
+    )
+    p.add_argument("folder", help="dataset folder")
+    p.set_defaults(func=cmd_repair)
 
     p = subparsers.add_parser(
         "export",
@@ -105,6 +112,26 @@ def cmd_undo(args: argparse.Namespace) -> int:
 def cmd_redo(args: argparse.Namespace) -> int:
     """``plate-review redo FOLDER [--steps N]``."""
     return _cmd_history(args, "redo")
+
+
+def cmd_repair(args: argparse.Namespace) -> int:
+    """``plate-review repair FOLDER``: a damaged store is set aside (kept, renamed) and a new one started."""
+    from ..store import STORE_FILENAME, StoreError, repair_store
+
+    if not Path(args.folder).is_dir():
+        raise CliError(f"{args.folder}: not a folder")
+    try:
+        store = Store.open(args.folder)
+    except StoreError:
+        for line in repair_store(args.folder):
+            print(line)
+        store = Store.open(args.folder)
+        store.close()
+        print(f"a new {STORE_FILENAME} is in place; predictions will be computed again at the next run")
+        return 0
+    store.close()
+    print(f"{args.folder}: the store opens fine; nothing to repair")
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
