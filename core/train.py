@@ -182,7 +182,7 @@ def _seed_all(seed: int) -> None:
 
 #: Augmentation workers on a GPU. With none, the training thread's own decoding and
 #: augmentation held a CUDA fine-tune at ~780 images/s on an H200; 6 reached ~2,000
-#: (docs/BENCHMARKS.md, "GPU, session 11").
+#: (docs/BENCHMARKS.md, "GPU").
 GPU_WORKERS = 6
 
 

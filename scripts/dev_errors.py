@@ -2,7 +2,7 @@
 
     python scripts/dev_errors.py [--model resources/models/default.pt] [--other runs/x/default.pt]
 
-Reads the dev synthetic set that recipe decisions since session 11 use (``SynthDataset(31 x
+Reads the dev synthetic set that recipe decisions use (``SynthDataset(31 x
 100, seed=7777)``, the recipe's Noto glyphs; neither a training seed nor the held-out seed
 424242) in both looks (HARSH, MATCHED), and prints for each model: plates wrong, how many
 have the province wrong, how many a serial character (positions 2-7), how many are an ``O``

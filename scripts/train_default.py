@@ -7,7 +7,7 @@
     python scripts/train_default.py --dev      # the validated recipe, validation figures only
     python scripts/train_default.py --evaluate resources/models/default.pt   # held-out figures only
 
-The bundled file (session 10) is one run of the first command on the 2-core AMD EPYC
+The bundled file is one run of the first command on the 2-core AMD EPYC
 (Zen 4): 3,720 s, with one DataLoader worker rendering images and one torch thread
 training in bf16 autocast (core.train; docs/MODEL.md). The numbers below are per unit
 of ``--scale``.
@@ -52,10 +52,10 @@ same weights: the augmentation pipelines are seeded too).
 ``--dev`` trains and reports validation figures only (recipe development must never
 look at the held-out crops). ``--synth plate`` switches the synthetic plates to the
 plate-font generator (Latin fonts + glyph templates from the training crops), a variant
-tried with ``--dev`` and not shipped (docs/MODEL.md, "Synthetic-to-real experiments"),
+tried with ``--dev`` and not shipped (docs/MODEL.md),
 as was ``--splice-anywhere`` (spliced serial characters moved between positions).
 ``--look matched`` renders the synthetic plates with the contrast and sharpness of the real
-crops (core.synth.MATCHED); tried in session 6 and not shipped (docs/MODEL.md).
+crops (core.synth.MATCHED); tried and not shipped (docs/MODEL.md).
 ``--device cuda --workers N`` trains on a GPU, with N DataLoader processes rendering the
 images. On one H200 with 14 workers, the pretrain stage at ``--scale 3`` took 255 s
 (~2,850 images/s), about 9x the 2-core CPU. The step loop of this small model, not the GPU,
@@ -63,9 +63,8 @@ bounds it (docs/BENCHMARKS.md, "GPU").
 ``--province-epochs N`` adds a fifth stage after the polish stage: N more epochs of its data
 mix (new seeds, lr 2e-4 x 0.9) with the province character weighted ``--province-weight``
 in the loss; ``--start CKPT`` runs only that stage and the evaluation from CKPT (e.g. the
-bundled file). Tried in session 12 (4 epochs, weights 1, 3, 6): province errors on the dev
-synthetic plates fell 18 %, serial errors rose, and no arm met the rule, so it is off by
-default (docs/MODEL.md, "Session 12").
+bundled file). Off by default: with 4 epochs at weights 1, 3 and 6, province errors on the
+dev synthetic plates fell 18 % but serial errors rose (docs/MODEL.md, "Known limits").
 """
 
 from __future__ import annotations
@@ -116,16 +115,16 @@ POLISH_SEED = 50
 POLISH_DATA, POLISH_LR, POLISH_GAMMA = (6, 4000, 16000), 5e-4, 0.9
 # --refit: the mixed stage's length when no real crops are left to select an epoch with.
 # The validated recipe (the same stages on 390 crops, the 60 val crops selecting) picked
-# mixed epoch 23 of 26 in sessions 8 and 9 (docs/MODEL.md, "Session 10").
+# mixed epoch 23 of 26 (docs/MODEL.md, "Training").
 REFIT_MIXED_EPOCHS = 23
-# Province stage (--province-epochs; session 12): the polish stage's data mix with new seeds,
+# Province stage (--province-epochs): the polish stage's data mix with new seeds,
 # lr 2e-4 x 0.9 per epoch, the province character weighted --province-weight in the loss.
 PROVINCE_SEED, PROVINCE_LR = 60, 2e-4
-# Said at the start of a CPU run where core.train cannot use bf16 (measured in session 12).
+# Said at the start of a CPU run where core.train cannot use bf16 (docs/BENCHMARKS.md, "Default model recipe").
 SLOW_CPU_NOTE = (
     "this CPU has no native bf16 (AVX512-BF16 or AMX), so training runs in float32, 4-5x slower than on the "
     "CPU the bundled file was made on: the full recipe takes about 4-5 hours on 2 cores instead of 62 minutes "
-    "(docs/BENCHMARKS.md, 'Session 12')"
+    "(docs/BENCHMARKS.md, 'Default model recipe')"
 )
 
 
@@ -580,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="train the mixed and polish stages on all 450 non-held-out crops (the 60 validation crops too) "
         f"for the epochs the validated recipe selected (mixed {REFIT_MIXED_EPOCHS}, polish: the last), "
-        "with no selection on real crops: the bundled file's recipe since session 10, the default unless "
+        "with no selection on real crops: the bundled file's recipe, the default unless "
         "--dev; --no-refit runs the validated recipe (390 crops train, 60 select)",
     )
     ap.add_argument("--evaluate", metavar="CKPT",

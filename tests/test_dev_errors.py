@@ -1,4 +1,4 @@
-"""``scripts/dev_errors.py``: the error breakdown recipe decisions rest on (docs/MODEL.md, session 12)."""
+"""``scripts/dev_errors.py``: the error breakdown recipe decisions rest on (docs/MODEL.md)."""
 
 import json
 
