@@ -29,8 +29,21 @@ def copy_real(dst: Path, n: int, step: int = 7) -> list[Path]:
     return out
 
 
-def random_checkpoint(path: Path, arch: str = "lstm", seed: int = 0) -> Path:
+def random_checkpoint_file(path: Path, arch: str = "lstm", seed: int = 0) -> Path:
     """A valid checkpoint with random weights (for contract tests, not quality)."""
     torch.manual_seed(seed)
     cfg = ModelConfig(arch=arch)
     return save_checkpoint(Checkpoint(cfg, build_model(cfg).state_dict()), path)
+
+
+def script_checkpoint(path: Path, look: str = "matched") -> Path:
+    """A checkpoint that scripts/train_default.py recognises as its own (random weights)."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch="lstm-fast")
+    ck = Checkpoint(
+        config=cfg,
+        state_dict=build_model(cfg).state_dict(),
+        metrics={"val_cer": 0.5, "synth_per_province_n": 50},
+        summary={"recipe": "python scripts/train_default.py", "look": {"name": look}, "synth": "noto"},
+    )
+    return save_checkpoint(ck, path)

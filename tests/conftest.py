@@ -12,8 +12,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-REAL_CROPS = REPO / "data" / "plates_real"
+from ._util import REAL, random_checkpoint_file  # noqa: E402
 
 
 @pytest.fixture
@@ -27,7 +26,7 @@ def real_crops(tmp_path: Path) -> Callable[..., Path]:
     def make(n: int = 20, folder: str = "crops", start: int = 0) -> Path:
         dst = tmp_path / folder
         dst.mkdir(parents=True, exist_ok=True)
-        for src in sorted(REAL_CROPS.glob("*.jpg"))[start : start + n]:
+        for src in sorted(REAL.glob("*.jpg"))[start : start + n]:
             shutil.copy2(src, dst / src.name)
         return dst
 
@@ -37,8 +36,4 @@ def real_crops(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture(scope="session")
 def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint with random weights (tests must not depend on model quality); made once per session."""
-    from core.models import Checkpoint, ModelConfig, build_model, save_checkpoint
-
-    path = tmp_path_factory.mktemp("model") / "m.pt"
-    save_checkpoint(Checkpoint(ModelConfig(), build_model(ModelConfig()).state_dict()), path)
-    return path
+    return random_checkpoint_file(tmp_path_factory.mktemp("model") / "m.pt")

@@ -6,15 +6,13 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch.distributed as dist
 
 from core.models import load_checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
-REAL = REPO / "data" / "plates_real"
+from ._util import REAL, REPO
 
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="no gloo backend")

@@ -3,7 +3,8 @@
 import json
 
 import scripts.dev_errors as de
-from tests.test_train_default_evaluate import _script_checkpoint
+
+from ._util import script_checkpoint
 
 
 def test_breakdown_counts_each_kind_of_error():
@@ -18,7 +19,7 @@ def test_breakdown_counts_each_kind_of_error():
 
 
 def test_compares_two_models_plate_by_plate(tmp_path, capsys):
-    a = _script_checkpoint(tmp_path / "a.pt")
+    a = script_checkpoint(tmp_path / "a.pt")
     assert de.main(["--model", str(a), "--other", str(a), "--per-province", "1", "--threads", "1"]) == 0
     out = json.loads(capsys.readouterr().out)
     for look in ("harsh", "matched"):

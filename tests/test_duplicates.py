@@ -20,7 +20,8 @@ from core.duplicates import (
     near_pairs,
 )
 from core.images import read_rgb, to_rgb8
-from tests.conftest import REAL_CROPS
+
+from ._util import REAL as REAL_CROPS
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 

@@ -86,7 +86,7 @@ def test_open_predicts_everything_worst_first(qtbot, window, dataset):
 def test_a_confident_disagreement_comes_before_an_unsure_one(qtbot, tmp_path):
     """With the bundled model on real crops: a label the model confidently contradicts (one character
     changed) is the first row; a crop the model misreads unsurely, with the same CER, comes later."""
-    from tests.conftest import REAL_CROPS
+    from ._util import REAL as REAL_CROPS
 
     folder = tmp_path / "ds"
     folder.mkdir()
@@ -135,7 +135,7 @@ def test_reopen_shows_the_cache_before_the_scan_then_reconciles(qtbot, window, d
     behind the app's back end up right: never lost, never twice."""
     import shutil
 
-    from tests.conftest import REAL_CROPS
+    from ._util import REAL as REAL_CROPS
 
     open_and_wait(qtbot, window, dataset)
     first = {r.rel for r in rows_in_view(window)}

@@ -13,14 +13,13 @@ from core.label_score import sort_for_review
 from core.metrics import cer, corpus_cer
 from core.plates import LETTERS, is_valid_label
 from core.predict import PredictionResult, Predictor, StopFlag, predict_samples
-from tests.conftest import REAL_CROPS
 
-from ._util import copy_real, random_checkpoint
+from ._util import REAL, copy_real, random_checkpoint_file
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    return random_checkpoint(tmp_path_factory.mktemp("model") / "m.pt")
+    return random_checkpoint_file(tmp_path_factory.mktemp("model") / "m.pt")
 
 
 @pytest.fixture
@@ -82,7 +81,7 @@ def test_onnx_export_is_cached_beside_checkpoint(ckpt, monkeypatch):
 
 
 def test_onnx_cache_goes_to_user_cache_when_model_folder_is_read_only(tmp_path, monkeypatch):
-    ck = random_checkpoint(tmp_path / "ro" / "m.pt")
+    ck = random_checkpoint_file(tmp_path / "ro" / "m.pt")
     monkeypatch.setattr(predict_mod.os, "access", lambda *a: False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     p = Predictor(ck, backend="onnx")
@@ -140,7 +139,7 @@ def test_review_order_puts_confident_disagreement_first():
 def test_predicted_records_carry_the_label_score(tmp_path):
     """Real crops: a label whose character the model reads confidently as another gets a low
     score with that character marked; the correct label scores high."""
-    src = sorted(REAL_CROPS.glob("*.jpg"))[0]
+    src = sorted(REAL.glob("*.jpg"))[0]
     right = src.name
     label = right.split("-", 1)[1][:-4]
     wrong_label = label[:6] + ("1" if label[6] != "1" else "2")
@@ -207,7 +206,7 @@ def test_preprocess_matches_the_notebook_pipeline():
 
 
 def test_onnx_export_replaces_the_old_float_input_export(tmp_path):
-    ck = random_checkpoint(tmp_path / "m.pt")
+    ck = random_checkpoint_file(tmp_path / "m.pt")
     sha = predict_mod.file_sha256(ck)
     old = tmp_path / f"m.pt.{sha[:12]}.onnx"  # what earlier versions cached beside the checkpoint
     old.write_bytes(b"old export")

@@ -209,38 +209,3 @@ def test_real_probe_detects_unwritable_folder(tmp_path: Path, monkeypatch: pytes
 
     monkeypatch.setattr(Path, "mkdir", refuse)
     assert store_mod._dataset_writable(tmp_path) is False
-
-
-def test_cached_rows_before_the_scan_then_reconcile(ds: Path):
-    """The rows of the last session come back without a scan; reconcile finds what changed behind the app's back."""
-    from core.records import PredictionResult
-    from core.session import ReviewSession
-
-    files = scan_files(ds)
-    with Store.open(ds) as s:
-        s.put_predictions("m", [_rec(f.rel) for f in files], {f.rel: (f.size, f.mtime_ns) for f in files})
-    gone, changed, renamed = files[0].rel, files[1].rel, files[2].rel
-    (ds / gone).unlink()
-    with open(ds / changed, "ab") as f:
-        f.write(b"\0")
-    new_name = renamed.rsplit("/", 1)[0] + "/9999-皖A99999.jpg" if "/" in renamed else "9999-皖A99999.jpg"
-    (ds / renamed).rename(ds / new_name)
-    shutil.copy2(sorted(REAL.glob("*.jpg"))[20], ds / "sub" / "added-皖B12345.jpg")
-    with ReviewSession(ds) as session:
-        rows = session.cached("m")
-        assert [r.rel for r in rows] == sorted(f.rel for f in files)  # as last stored, by rel: no scan needed
-        assert session.cached("") == [] and session.cached("other") == []
-        now = session.scan()
-        stale, pending, todo = session.reconcile("m", rows, now)
-        assert sorted(stale) == sorted([gone, changed, renamed])
-        assert sorted(p.rel for p in pending) == sorted([changed, new_name, "sub/added-皖B12345.jpg"])
-        assert all(isinstance(p, PredictionResult) and not p.prediction for p in pending) and [t.rel for t in todo] == [
-            p.rel for p in pending
-        ]
-        shown = {r.rel for r in rows} - set(stale) | {p.rel for p in pending}
-        assert shown == {f.rel for f in now}  # nothing lost, nothing twice
-        # The same split as load(); predictions of files that are gone are dropped from the store.
-        records, todo2 = session.load("m", now)
-        assert {r.rel for r in records} == shown and {t.rel for t in todo2} == {p.rel for p in pending}
-        left = {r.rel for r in session.cached("m")}
-        assert gone not in left and renamed not in left and changed in left

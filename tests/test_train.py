@@ -9,7 +9,7 @@ from core.data import scan_folder
 from core.models import load_checkpoint
 from core.train import TrainConfig, plate_loss, split_items, train
 
-from ._util import REAL, copy_real, random_checkpoint
+from ._util import REAL, copy_real, random_checkpoint_file
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_cancel_keeps_a_loadable_checkpoint(items, tmp_path):
 
 
 def test_fine_tune_starts_from_init(items, tmp_path):
-    init = random_checkpoint(tmp_path / "init.pt", arch="simple", seed=5)
+    init = random_checkpoint_file(tmp_path / "init.pt", arch="simple", seed=5)
     res = train(
         TrainConfig(init=str(init), epochs=1, max_steps=1, batch_size=4, lr=1e-12), items, out=tmp_path / "f.pt"
     )

@@ -6,21 +6,11 @@ import torch
 import scripts.train_default as td
 from core.models import Checkpoint, ModelConfig, build_model, load_checkpoint, save_checkpoint
 
-
-def _script_checkpoint(path, look="matched"):
-    torch.manual_seed(0)
-    cfg = ModelConfig(arch="lstm-fast")
-    ck = Checkpoint(
-        config=cfg,
-        state_dict=build_model(cfg).state_dict(),
-        metrics={"val_cer": 0.5, "synth_per_province_n": 50},
-        summary={"recipe": "python scripts/train_default.py", "look": {"name": look}, "synth": "noto"},
-    )
-    return save_checkpoint(ck, path)
+from ._util import script_checkpoint
 
 
 def test_evaluate_rewrites_the_held_out_figures_and_keeps_the_weights(tmp_path, monkeypatch):
-    path = _script_checkpoint(tmp_path / "m.pt")
+    path = script_checkpoint(tmp_path / "m.pt")
     before = load_checkpoint(path)
     monkeypatch.setattr(td, "HELDOUT_SYNTH_PER_PROVINCE", 2)  # 2 x 31 plates per look: fast
     assert td.main(["--evaluate", str(path)]) == 0
