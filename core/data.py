@@ -6,8 +6,6 @@ import functools
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 # albumentations asks PyPI for a newer version of itself on import: a network request every
 # time the app starts, and a 2 s timeout plus a warning on an offline machine. A desktop tool
@@ -21,70 +19,10 @@ import torch  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402
 
 from . import plates  # noqa: E402
+from .dataset import STORE_DIRNAME, Sample, scan_folder  # noqa: E402, F401  (their home is core.dataset)
 from .duplicates import image_hash  # noqa: E402
 from .images import ImageReadError, read_rgb  # noqa: E402
 from .models import INPUT_SIZE, MEAN, STD  # noqa: E402
-
-STORE_DIRNAME = ".plate-review"
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One image file of a dataset folder and what its name says.
-
-    Attributes:
-        file: Absolute path of the file, as a string (a folder scan makes one per file, and
-            a ``Path`` would cost ~20 us each: 6 % of an end-to-end prediction run, A/B measured).
-        rel: Path relative to the dataset folder, with '/' separators (the stable key).
-        parsed: The label read from the file name (``parsed.error`` when invalid).
-    """
-
-    file: str
-    rel: str
-    parsed: plates.ParsedName
-
-    @property
-    def path(self) -> Path:
-        """:attr:`file` as a ``Path``."""
-        return Path(self.file)
-
-    @property
-    def label(self) -> str:
-        return self.parsed.label
-
-    @property
-    def valid(self) -> bool:
-        return self.parsed.valid
-
-
-def scan_folder(folder: str | os.PathLike, scheme: str | None = None, recursive: bool = True) -> list[Sample]:
-    """List the image files of a dataset folder, sorted by relative path.
-
-    Hidden folders (including the app's own ``.plate-review`` store) are skipped.
-
-    Raises:
-        NotADirectoryError: ``folder`` does not exist or is not a folder.
-    """
-    root = Path(folder).resolve()
-    if not root.is_dir():
-        raise NotADirectoryError(f"{folder}: not a folder")
-    out: list[Sample] = []
-    cut = len(os.path.join(str(root), ""))  # relative paths by slicing: pathlib costs ~20 us a file
-    stack = [root]
-    while stack:
-        d = stack.pop()
-        with os.scandir(d) as it:
-            for e in it:
-                if e.name.startswith("."):
-                    continue
-                if e.is_dir(follow_symlinks=False):
-                    if recursive:
-                        stack.append(Path(e.path))
-                elif plates.is_image_name(e.name):
-                    rel = e.path[cut:] if os.sep == "/" else e.path[cut:].replace(os.sep, "/")
-                    out.append(Sample(e.path, rel, plates.parse_name(e.name, scheme)))
-    out.sort(key=lambda s: s.rel)
-    return out
 
 
 def preprocess(
@@ -269,14 +207,19 @@ class InferenceDataset(Dataset):
         mean: Sequence[float] = MEAN,
         std: Sequence[float] = STD,
         uint8: bool = False,
+        errors: Sequence[str | None] | None = None,
     ):
         self.paths = [str(p) for p in paths]
         self.input_size, self.mean, self.std, self.uint8 = input_size, mean, std, uint8
+        #: Per path, why the scan found it must not be read (``Sample.error``): never opened.
+        self.errors = list(errors) if errors is not None else None
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, idx: int) -> tuple[int, np.ndarray | None, str | None, int | None]:
+        if self.errors is not None and self.errors[idx] is not None:
+            return idx, None, self.errors[idx], None
         try:
             rgb = read_rgb(self.paths[idx])
             if self.uint8:

@@ -11,11 +11,19 @@ a zero-padded running index), plus, beside the splits:
 Files are copied (``shutil.copy2``) or hard-linked, never moved: the source folder is
 not modified. After writing, the output is checked against what was read and an
 :class:`ExportError` is raised if a single readable sample is missing.
+
+A file appears under its final name only once complete (written to a hidden temporary
+beside it, then renamed), and ``.plate-review-export.json`` in the output folder marks an
+export that has not finished: exporting the same folder to it again resumes (complete,
+identical files are kept, temporaries removed), where any other non-empty folder is refused.
+Every CSV cell goes through :func:`core.results_csv.escape_cell` (no spreadsheet formulas).
 """
 
 from __future__ import annotations
 
 import csv
+import filecmp
+import json
 import os
 import random
 import shutil
@@ -26,9 +34,14 @@ from pathlib import Path
 from . import plates
 from .errors import PlateReviewError
 from .progress import Progress
+from .results_csv import escape_cell, printable
 from .store import INVALID, UNREADABLE, UNREVIEWED, Store, scan_files
 
 DEFAULT_SPLIT = {"train": 0.9, "test": 0.1}
+
+#: In the output folder while an export is unfinished: its source and the files it writes.
+MARKER = ".plate-review-export.json"
+_PART_PREFIX, _PART_SUFFIX = ".plate-review-", ".part"  # temporaries: hidden, never a final name
 
 
 class ExportError(PlateReviewError):
@@ -50,6 +63,7 @@ class ExportReport:
         skipped: ``(source rel, reason)`` of samples not exported (also in ``skipped.csv``).
         changed: Exported samples whose label was changed in Plate Review.
         linked: Files hard-linked (the rest were copied).
+        kept: Files an unfinished earlier export had already written completely (not written again).
     """
 
     out: Path
@@ -58,11 +72,14 @@ class ExportReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     changed: int = 0
     linked: int = 0
+    kept: int = 0
 
     def lines(self) -> list[str]:
         """Human summary, last line ``exported=N skipped=N read=N``."""
         out = [f"{name}: {n} file(s) in {self.out / name}" for name, n in self.written.items()]
-        out += [f"skipped {rel}: {why}" for rel, why in self.skipped]
+        out += [f"skipped {printable(rel)}: {printable(why)}" for rel, why in self.skipped]
+        if self.kept:
+            out.append(f"resumed an unfinished export: {self.kept} file(s) were already complete")
         out.append(f"exported={sum(self.written.values())} skipped={len(self.skipped)} read={self.read}")
         return out
 
@@ -93,14 +110,100 @@ def parse_split(text: str) -> dict[str, float]:
     return out
 
 
-def _check_out(root: Path, out: Path) -> None:
+def _part(folder: Path, name: str) -> Path:
+    return folder / f"{_PART_PREFIX}{name}{_PART_SUFFIX}"
+
+
+def _check_out(root: Path, out: Path) -> dict | None:
+    """Refuse a bad output folder; return the marker of an unfinished export of ``root`` there (to resume)."""
     if out == root or out.is_relative_to(root):
         raise ExportError(f"{out}: cannot export into the source folder {root}", refused=True)
-    if out.exists():
-        if not out.is_dir():
-            raise ExportError(f"{out}: exists and is not a folder", refused=True)
-        if any(out.iterdir()):
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        raise ExportError(f"{out}: exists and is not a folder", refused=True)
+    names = set(os.listdir(out))
+    if MARKER not in names:
+        if names - {_part(out, MARKER).name}:  # a marker half written is all an export leaves before its marker
             raise ExportError(f"{out}: folder is not empty; export needs a new or empty folder", refused=True)
+        return None
+    try:
+        marker = json.loads((out / MARKER).read_text(encoding="utf-8"))
+        source, splits, files = marker["source"], list(marker["splits"]), list(marker["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ExportError(
+            f"{out}: holds an unfinished export whose record ({MARKER}) cannot be read; "
+            "delete the folder or choose another", refused=True,
+        ) from None  # fmt: skip
+    if source != str(root):
+        raise ExportError(
+            f"{out}: holds an unfinished export of {source}; export that folder to it again to finish, "
+            "or choose another folder", refused=True,
+        )  # fmt: skip
+    return {"source": source, "splits": splits, "files": files}
+
+
+def _split_name_ok(name: object) -> bool:
+    return isinstance(name, str) and bool(name) and name.replace("_", "").isalnum()
+
+
+def _resume_clean(dest: Path, marker: dict, splits: list[str], files: set[str]) -> None:
+    """Remove what an unfinished export wrote that this one will not: temporaries, files no longer planned.
+
+    Only names the marker lists (``<split>/<file name>``, checked: nothing outside ``dest``)
+    and this module's temporaries are touched.
+    """
+    old_splits = [s for s in marker["splits"] if _split_name_ok(s)]
+    for d in [dest, *(dest / name for name in {*old_splits, *splits})]:
+        try:
+            names = os.listdir(d)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for n in names:
+            if n.startswith(_PART_PREFIX) and n.endswith(_PART_SUFFIX):
+                (d / n).unlink(missing_ok=True)
+    for out_rel in marker["files"]:
+        part, _, name = out_rel.partition("/") if isinstance(out_rel, str) else ("", "", "")
+        if out_rel in files or part not in old_splits or name in ("", ".", "..") or any(c in name for c in "/\\"):
+            continue
+        (dest / part / name).unlink(missing_ok=True)
+    for name in set(old_splits) - set(splits):
+        (dest / f"rec_gt_{name}.txt").unlink(missing_ok=True)
+        try:
+            (dest / name).rmdir()
+        except OSError:  # not empty (not only ours) or gone
+            pass
+
+
+def _write_marker(dest: Path, root: Path, splits: list[str], files: list[str]) -> None:
+    tmp = _part(dest, MARKER)
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"source": str(root), "splits": splits, "files": files}, f)  # ASCII: any path survives
+        f.flush()
+        os.fsync(f.fileno())  # a marker lost to a power cut would make the folder refused, not resumed
+    os.replace(tmp, dest / MARKER)
+
+
+def _same_content(src: str | os.PathLike, dst: Path) -> bool:
+    """Whether ``dst`` exists and holds exactly the bytes of ``src`` (a hard link of it, or an identical copy)."""
+    try:
+        d = os.stat(dst, follow_symlinks=False)
+        s = os.stat(src)
+    except OSError:
+        return False
+    if (s.st_dev, s.st_ino) == (d.st_dev, d.st_ino):
+        return True
+    return s.st_size == d.st_size and filecmp.cmp(src, dst, shallow=False)
+
+
+def _write_csv(path: Path, header: list[str], rows) -> None:
+    """A CSV through a temporary and a rename, every cell through :func:`escape_cell`."""
+    tmp = _part(path.parent, path.name)
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows([escape_cell(c) for c in row] for row in rows)
+    os.replace(tmp, path)
 
 
 def _assign_splits(n: int, split: Mapping[str, float], seed: int) -> list[str]:
@@ -141,29 +244,37 @@ def export_dataset(
         progress: Called every 200 files.
         should_stop: Polled while writing; stopping raises :class:`ExportError`.
 
+    An export that did not finish (killed, stopped, a full disk) is finished by running it
+    again into the same folder: files already complete and identical are kept.
+
     Raises:
-        ExportError: ``out`` is the source, inside it, or not empty (``refused``), the export
-            was stopped, or the written files do not match what was read.
+        ExportError: ``out`` is the source, inside it, or not empty and not an unfinished
+            export of ``folder`` (``refused``), the export was stopped or could not write a
+            file (run it again to finish), or the written files do not match what was read.
         NotADirectoryError: ``folder`` is not a folder.
     """
+    from .data import scan_folder  # torch and OpenCV come with it: not on this module's import
+
     root = Path(folder).resolve()
     dest = Path(out).resolve()
     if not root.is_dir():
         raise NotADirectoryError(f"{folder}: not a folder")
-    _check_out(root, dest)
+    marker = _check_out(root, dest)
     split = dict(DEFAULT_SPLIT if split is None else split)
     states = store.states() if store is not None else {}
     origins = store.origins() if store is not None else {}
     report = ExportReport(dest)
 
-    files = scan_files(root)
+    files = scan_folder(root)  # entries that must not be read come with their reason (Sample.error)
     report.read = len(files)
     keep: list[tuple[str, plates.ParsedName]] = []
     for i, f in enumerate(files):
-        parsed = plates.parse_name(f.rel.rsplit("/", 1)[-1])
+        parsed = f.parsed
         state = states.get(f.rel, UNREVIEWED)
         reason = None
-        if state == UNREADABLE:
+        if f.error is not None:
+            reason = f"unreadable: {f.error}"
+        elif state == UNREADABLE:
             reason = "unreadable (marked in review)"
         elif parsed.error:
             reason = f"invalid label: {parsed.error}"
@@ -173,7 +284,7 @@ def export_dataset(
             from .images import ImageReadError, read_rgb  # cv2: imported only when images are checked
 
             try:
-                read_rgb(root / f.rel)
+                read_rgb(f.file)
             except ImageReadError as e:
                 reason = f"unreadable: {e.reason}"
             except Exception as e:  # a decoder crash on one file is a skip, not a failed export
@@ -190,7 +301,9 @@ def export_dataset(
     taken: set[str] = set()
     plan: list[tuple[str, str, str, plates.ParsedName]] = []  # (source rel, out rel, label, parsed)
     for k, ((rel, parsed), part) in enumerate(zip(keep, splits)):
-        ident = parsed.id if parsed.scheme is plates.Scheme.DL1 and parsed.id else f"{k:0{width}d}"
+        # the source's id only if printable: a tab or a newline in it would split the rec_gt line
+        keep_id = parsed.scheme is plates.Scheme.DL1 and parsed.id and parsed.id.isprintable()
+        ident = parsed.id if keep_id else f"{k:0{width}d}"
         base = plates.ParsedName(rel.rsplit("/", 1)[-1], plates.Scheme.DL1, parsed.label, ident)
         n = 0
         while True:
@@ -202,52 +315,79 @@ def export_dataset(
         plan.append((rel, f"{part}/{name}", parsed.label, parsed))
 
     dest.mkdir(parents=True, exist_ok=True)
+    planned = [out_rel for _, out_rel, _, _ in plan]
+    if marker is not None:
+        _resume_clean(dest, marker, list(split), set(planned))
+    _write_marker(dest, root, list(split), planned)  # before the first file: a rerun knows the folder is ours
     for name in split:
         (dest / name).mkdir(exist_ok=True)
+    unfinished = f"{dest} is incomplete: export to it again to finish"
     for i, (rel, out_rel, _, _) in enumerate(plan):
         if should_stop is not None and should_stop():
-            raise ExportError(f"export stopped after {i} of {len(plan)} files; {dest} is incomplete")
+            raise ExportError(f"export stopped after {i} of {len(plan)} files; {unfinished}")
         src, dst = root / rel, dest / out_rel
-        if link:
-            try:
-                os.link(src, dst)
+        if marker is not None and _same_content(src, dst):  # complete from the unfinished run
+            report.kept += 1
+            continue
+        tmp = _part(dst.parent, str(i))
+        try:
+            tmp.unlink(missing_ok=True)  # never write into a leftover: it may be a hard link to a source
+            if link and _try_link(src, tmp):
                 report.linked += 1
-            except OSError:  # another device or no hard links: copy instead
-                shutil.copy2(src, dst)
-        else:
-            shutil.copy2(src, dst)
+            else:
+                shutil.copy2(src, tmp)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise ExportError(f"cannot write {printable(rel)} to {dst}: {e.strerror or e}; {unfinished}") from e
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        try:
+            os.replace(tmp, dst)  # the final name appears only on a complete file
+        except FileNotFoundError:  # the copy wrote nothing: _verify names the file
+            pass
         if progress is not None and i % 200 == 0:
             progress(Progress(i, len(plan), message="writing"))
 
     by_split: dict[str, list[tuple[str, str]]] = {name: [] for name in split}
-    with open(dest / "manifest.csv", "w", newline="", encoding="utf-8") as mf:
-        w = csv.writer(mf)
-        w.writerow(["file", "label", "original name", "review state"])
-        for rel, out_rel, label, _ in plan:
-            w.writerow([out_rel, label, rel, states.get(rel, UNREVIEWED)])
-            by_split[out_rel.split("/", 1)[0]].append((out_rel, label))
-    with open(dest / "changes.csv", "w", newline="", encoding="utf-8") as cf:
-        w = csv.writer(cf)
-        w.writerow(["file", "original name", "old label", "new label"])
-        for rel, out_rel, label, _ in plan:
-            orig = origins.get(rel)
-            if orig is None:
-                continue
-            old = plates.parse_name(orig.rsplit("/", 1)[-1]).label
-            if old != label:
-                w.writerow([out_rel, orig, old, label])
-                report.changed += 1
-    with open(dest / "skipped.csv", "w", newline="", encoding="utf-8") as sf:
-        w = csv.writer(sf)
-        w.writerow(["file", "reason"])
-        w.writerows(report.skipped)
+    for _rel, out_rel, label, _ in plan:
+        by_split[out_rel.split("/", 1)[0]].append((out_rel, label))
+    _write_csv(
+        dest / "manifest.csv", ["file", "label", "original name", "review state"],
+        ([out_rel, label, rel, states.get(rel, UNREVIEWED)] for rel, out_rel, label, _ in plan),
+    )  # fmt: skip
+    changes = []
+    for rel, out_rel, label, _ in plan:
+        orig = origins.get(rel)
+        if orig is None:
+            continue
+        old = plates.parse_name(orig.rsplit("/", 1)[-1]).label
+        if old != label:
+            changes.append([out_rel, orig, old, label])
+    report.changed = len(changes)
+    _write_csv(dest / "changes.csv", ["file", "original name", "old label", "new label"], changes)
+    _write_csv(dest / "skipped.csv", ["file", "reason"], report.skipped)
     for name, rows in by_split.items():
-        with open(dest / f"rec_gt_{name}.txt", "w", newline="\n", encoding="utf-8") as lf:
+        path = dest / f"rec_gt_{name}.txt"
+        tmp = _part(dest, path.name)
+        with open(tmp, "w", newline="\n", encoding="utf-8") as lf:
             lf.writelines(f"{out_rel}\t{label}\n" for out_rel, label in rows)
+        os.replace(tmp, path)
         report.written[name] = len(rows)
 
     _verify(root, dest, plan, report)
+    if hasattr(os, "sync"):
+        os.sync()  # the files on disk before the marker goes: a power cut cannot leave a "finished" partial export
+    (dest / MARKER).unlink()
     return report
+
+
+def _try_link(src: Path, dst: Path) -> bool:
+    try:
+        os.link(src, dst)
+        return True
+    except OSError:  # another device or no hard links: copy instead
+        return False
 
 
 def _verify(root: Path, dest: Path, plan: list, report: ExportReport) -> None:

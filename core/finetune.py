@@ -164,7 +164,7 @@ def skipped_path(checkpoint: str | os.PathLike) -> Path:
 def read_skipped(path: str | os.PathLike) -> dict[str, str]:
     """``{file: reason}`` from a :func:`skipped_path` file (empty when there is none)."""
     try:
-        with open(path, encoding="utf-8", newline="") as f:
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:  # paths as written
             return {row[0]: row[1] for row in csv.reader(f, delimiter="\t") if len(row) == 2}
     except FileNotFoundError:
         return {}
@@ -307,7 +307,8 @@ class TolerantPlateDataset(PlateDataset):
         seen = path in self.bad  # by this process: written once, not once per epoch
         self.bad[path] = reason
         if self.skipped_log is not None and not seen:
-            with open(self.skipped_log, "a", encoding="utf-8", newline="") as f:
+            # surrogateescape: a path that is not valid UTF-8 (its folder's name) must not end the run here
+            with open(self.skipped_log, "a", encoding="utf-8", errors="surrogateescape", newline="") as f:
                 csv.writer(f, delimiter="\t").writerow([path, " ".join(reason.split())])
 
     def __getitem__(self, idx: int):

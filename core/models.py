@@ -8,8 +8,13 @@ over the 31 provinces and columns 1..6 over the 35 letters/digits.
 from __future__ import annotations
 
 import hashlib
+import io
+import math
 import os
+import stat
+import struct
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +29,27 @@ CHECKPOINT_VERSION = 1
 INPUT_SIZE = (64, 224)  # (height, width): plate ratio ~2:7, one 32-px cell per character
 MEAN = (0.485, 0.456, 0.406)  # albumentations.Normalize defaults (ImageNet)
 STD = (0.229, 0.224, 0.225)
+
+# Limits on a checkpoint file, checked before torch.load: every model file a user is handed is
+# untrusted input, and a zip that claims gigabytes, or a pickle that builds millions of objects,
+# must be refused with a message instead of taking the machine's memory.
+MAX_CHECKPOINT_BYTES = 200 * 1024**2
+"""Largest checkpoint file read (200 MiB). The bundled model is ~5 MB, the largest allowed
+configuration (:data:`MAX_HIDDEN`) ~150 MB."""
+MAX_CHECKPOINT_UNPACKED_BYTES = 1024**3
+"""Largest total uncompressed size of a checkpoint's zip members (1 GiB), read from its central
+directory before anything is unpacked: ``torch.load`` allocates each member at its stated size."""
+MAX_CHECKPOINT_ENTRIES = 10_000
+"""Most members in a checkpoint's zip (a model has one per tensor: ~50). Also bounds the central
+directory to ``MAX_CHECKPOINT_ENTRIES`` KiB, so that reading it cannot take much memory either."""
+MAX_CHECKPOINT_PICKLE_BYTES = 4 * 1024**2
+"""Largest pickle (``data.pkl``) in a checkpoint (4 MiB; a model's is ~20 KB): unpickling builds
+Python objects at up to ~40 bytes of memory per byte of pickle."""
+MAX_HIDDEN = 1024
+"""Largest LSTM hidden size a checkpoint may ask for (the models use 128): the model is built
+at that size before its weights are checked, ~36M parameters at 1024."""
+MAX_INPUT_SIDE = 1024
+"""Largest input height or width a checkpoint may ask for (the models read 64 x 224)."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +165,8 @@ def build_model(config: ModelConfig, provinces: str = plates.PROVINCES, others: 
 
 
 class CheckpointError(Exception):
-    """A checkpoint file is missing, damaged or not a Plate Review checkpoint."""
+    """A checkpoint file is missing, damaged, too large, or not a sound Plate Review checkpoint;
+    ``str(err)`` names the file and the problem."""
 
 
 @dataclass
@@ -231,39 +258,229 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Load a checkpoint safely (``weights_only=True``: a foreign .pt cannot run code).
+    """Load a checkpoint safely and check that it is sound.
+
+    The file is untrusted input: its size, its zip directory (members, unpacked size, pickle
+    size) are checked before it is unpacked, and ``torch.load(weights_only=True)`` reads it (a
+    foreign .pt cannot run code). Then the configuration, the alphabets (characters of
+    :mod:`core.plates`, no duplicates), the input size, the normalisation (finite mean, finite
+    positive std) and the weights (all finite) are checked, and a blank input is run through
+    the model to check its output shapes.
 
     Raises:
-        CheckpointError: the file is missing, damaged, or not a Plate Review checkpoint.
+        CheckpointError: the file is missing, too large, damaged, or not a sound Plate Review
+            checkpoint; the message names the file and the problem.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: model file not found")
+    data = _read_checkpoint_file(path)
+    _check_archive(path, data)
     try:
-        d = torch.load(path, map_location="cpu", weights_only=True)
+        d = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for damaged/unsafe files
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: not a loadable checkpoint ({first})") from None
+    del data
     if not isinstance(d, dict) or d.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a Plate Review checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
-    if d.get("version", 0) > CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {d['version']} is newer than this app understands")
+    version = d.get("version", 0)
+    if type(version) is not int:
+        raise CheckpointError(f"{path}: damaged checkpoint (version {version!r} is not a number)")
+    if version > CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {version} is newer than this app understands")
     try:
         ckpt = Checkpoint(
-            config=ModelConfig(**d["config"]),
+            config=_config(d["config"]),
             state_dict=d["state_dict"],
-            provinces=d["provinces"],
-            others=d["others"],
-            input_size=tuple(d["input_size"]),
-            mean=tuple(d["mean"]),
-            std=tuple(d["std"]),
-            metrics=d.get("metrics", {}),
-            summary=d.get("summary", {}),
+            provinces=_alphabet(d["provinces"], plates.PROVINCES, "provinces"),
+            others=_alphabet(d["others"], plates.OTHERS, "others"),
+            input_size=_input_size(d["input_size"]),
+            mean=_triple(d["mean"], "mean"),
+            std=_triple(d["std"], "std", positive=True),
+            metrics=_mapping(d.get("metrics", {}), "metrics"),
+            summary=_mapping(d.get("summary", {}), "summary"),
         )
-        build_model(ckpt.config, ckpt.provinces, ckpt.others).load_state_dict(ckpt.state_dict)
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        _check_weights(ckpt.state_dict)
+        model = build_model(ckpt.config, ckpt.provinces, ckpt.others)
+        model.load_state_dict(ckpt.state_dict)
+        _check_output_shapes(model.eval(), ckpt)
+    except KeyError as e:
+        raise CheckpointError(f"{path}: damaged checkpoint (no {e} entry)") from None
+    except (TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: damaged checkpoint ({str(e).splitlines()[0]})") from None
     return ckpt
+
+
+def _read_checkpoint_file(path: Path) -> bytes:
+    """The file's bytes, at most :data:`MAX_CHECKPOINT_BYTES` (read once: what is checked is what is loaded)."""
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):  # before opening: opening a named pipe would block
+            raise CheckpointError(f"{path}: model file not found (it is a folder or a device, not a file)")
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if st.st_size > MAX_CHECKPOINT_BYTES:
+                raise CheckpointError(
+                    f"{path}: model file too large ({st.st_size / 2**20:,.1f} MiB; a checkpoint is at most "
+                    f"{MAX_CHECKPOINT_BYTES // 2**20} MiB)"
+                )
+            data = f.read(st.st_size + 1)  # one byte more than the size: a file that grows is seen
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: model file not found") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read the model file ({e.strerror or e})") from None
+    if len(data) > st.st_size:
+        raise CheckpointError(f"{path}: the model file changed while being read")
+    return data
+
+
+def _zip_directory(data: bytes) -> tuple[int, int] | None:
+    """``(entries, central directory bytes)`` from a zip's end records; ``None`` when ``data`` is
+    not a zip whose directory sits right before its end records.
+
+    The records are read as :mod:`zipfile` reads them (the last end record; the zip64 one just
+    before it when there is a zip64 locator), and a zip with data before it or a zip64 locator
+    pointing elsewhere is refused: there PyTorch's reader could see another directory than the
+    one checked here.
+    """
+    pos = data.rfind(b"PK\x05\x06", max(0, len(data) - (22 + 0xFFFF)))
+    if pos < 0 or pos + 22 > len(data):
+        return None
+    entries, cd_size, cd_offset = struct.unpack_from("<HLL", data, pos + 10)
+    end = pos
+    loc = pos - 20
+    if loc >= 0 and data[loc : loc + 4] == b"PK\x06\x07":  # zip64 locator: the zip64 end record precedes it
+        rec = loc - 56
+        (located,) = struct.unpack_from("<Q", data, loc + 8)
+        if rec < 0 or located != rec or data[rec : rec + 4] != b"PK\x06\x06":
+            return None
+        entries, cd_size, cd_offset = struct.unpack_from("<QQQ", data, rec + 32)
+        end = rec
+    if cd_offset + cd_size != end:
+        return None
+    return entries, cd_size
+
+
+def _check_archive(path: Path, data: bytes) -> None:
+    """Refuse, before unpacking, a checkpoint that is not a zip or would unpack to too much."""
+    directory = _zip_directory(data)
+    if directory is None:
+        raise CheckpointError(f"{path}: not a loadable checkpoint (not a zip archive as torch.save writes)")
+    entries, cd_size = directory
+    if entries > MAX_CHECKPOINT_ENTRIES or cd_size > MAX_CHECKPOINT_ENTRIES * 1024:
+        raise CheckpointError(
+            f"{path}: not a Plate Review checkpoint ({entries:,} zip members, {cd_size:,} bytes of zip directory; "
+            f"a checkpoint has at most {MAX_CHECKPOINT_ENTRIES:,} members)"
+        )
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            sizes = {i.filename: i.file_size for i in z.infolist()}
+    except (zipfile.BadZipFile, ValueError, struct.error, OSError) as e:
+        raise CheckpointError(f"{path}: not a loadable checkpoint (damaged zip archive: {e})") from None
+    _check_members(path, sizes)
+    reader_type = getattr(torch._C, "PyTorchFileReader", None)  # private: checked where it exists
+    if reader_type is None or not hasattr(reader_type, "get_record_size"):
+        return
+    try:  # PyTorch's own reader (miniz) must see the same: it allocates each record at the size it reads
+        reader = reader_type(io.BytesIO(data))
+        torch_sizes = {name: reader.get_record_size(name) for name in reader.get_all_records()}
+    except Exception as e:  # torch raises RuntimeError and others for damaged archives
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({first})") from None
+    _check_members(path, torch_sizes)
+
+
+def _check_members(path: Path, sizes: dict[str, int]) -> None:
+    """Member count, total unpacked size and pickle size of a checkpoint's zip within the limits."""
+    if len(sizes) > MAX_CHECKPOINT_ENTRIES:
+        raise CheckpointError(f"{path}: not a Plate Review checkpoint ({len(sizes):,} zip members)")
+    unpacked = sum(sizes.values())
+    if unpacked > MAX_CHECKPOINT_UNPACKED_BYTES:
+        raise CheckpointError(
+            f"{path}: model file unpacks to {unpacked / 2**20:,.0f} MiB, more than the "
+            f"{MAX_CHECKPOINT_UNPACKED_BYTES // 2**20:,} MiB a checkpoint may hold (a decompression bomb?)"
+        )
+    for name, size in sizes.items():
+        if name.endswith(".pkl") and size > MAX_CHECKPOINT_PICKLE_BYTES:
+            raise CheckpointError(
+                f"{path}: not a Plate Review checkpoint (its pickle {name} is {size / 2**20:,.1f} MiB; "
+                f"a checkpoint's is at most {MAX_CHECKPOINT_PICKLE_BYTES // 2**20} MiB)"
+            )
+
+
+def _config(raw: Any) -> ModelConfig:
+    if not isinstance(raw, dict):
+        raise TypeError(f"config is a {type(raw).__name__}, not a mapping")
+    config = ModelConfig(**raw)
+    if not isinstance(config.arch, str) or config.arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {config.arch!r}; known: {sorted(ARCHITECTURES)}")
+    if type(config.hidden) is not int or not 1 <= config.hidden <= MAX_HIDDEN:
+        raise ValueError(f"LSTM hidden size {config.hidden!r} is not a whole number from 1 to {MAX_HIDDEN}")
+    if type(config.dropout) not in (int, float) or not 0.0 <= config.dropout < 1.0:
+        raise ValueError(f"dropout {config.dropout!r} is not a number from 0 to 1")
+    return config
+
+
+def _alphabet(raw: Any, allowed: str, name: str) -> str:
+    """A head's class order: a non-empty string of ``allowed`` characters, each once."""
+    if not isinstance(raw, str) or not raw:
+        raise ValueError(f"the {name} alphabet is not a non-empty string")
+    strange = sorted(set(raw) - set(allowed))
+    if strange:
+        raise ValueError(f"the {name} alphabet has characters that are not plate characters: {''.join(strange)!r}")
+    if len(set(raw)) != len(raw):
+        raise ValueError(f"the {name} alphabet has duplicate characters")
+    return raw
+
+
+def _input_size(raw: Any) -> tuple[int, int]:
+    size = tuple(raw) if isinstance(raw, (list, tuple)) else ()
+    if len(size) != 2 or not all(type(v) is int and 8 <= v <= MAX_INPUT_SIDE for v in size):
+        raise ValueError(f"absurd input size {raw!r} (height and width from 8 to {MAX_INPUT_SIDE} pixels)")
+    return size  # type: ignore[return-value]
+
+
+def _triple(raw: Any, name: str, positive: bool = False) -> tuple[float, float, float]:
+    """Per-channel normalisation terms: three finite numbers (positive ones for the std)."""
+    vals = tuple(raw) if isinstance(raw, (list, tuple)) else ()
+    if len(vals) != 3 or not all(type(v) in (int, float) for v in vals):
+        raise ValueError(f"normalisation {name} {raw!r} is not three numbers")
+    if not all(math.isfinite(v) for v in vals):
+        raise ValueError(f"normalisation {name} {list(vals)} is not finite")
+    if positive and not all(1e-6 <= v <= 1e6 for v in vals):
+        raise ValueError(f"normalisation {name} {list(vals)} is zero, negative or absurd (not from 1e-6 to 1e6)")
+    if not all(abs(v) <= 1e6 for v in vals):
+        raise ValueError(f"normalisation {name} {list(vals)} is absurd (beyond 1e6)")
+    return tuple(float(v) for v in vals)  # type: ignore[return-value]
+
+
+def _mapping(raw: Any, name: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise TypeError(f"{name} is a {type(raw).__name__}, not a mapping")
+    return raw
+
+
+def _check_weights(state_dict: Any) -> None:
+    """Every entry a tensor, every floating-point weight finite (a NaN weight makes every output NaN)."""
+    if not isinstance(state_dict, dict):
+        raise TypeError(f"state_dict is a {type(state_dict).__name__}, not a mapping")
+    for name, t in state_dict.items():
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"weight {name!r} is a {type(t).__name__}, not a tensor")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise ValueError(f"weight {name!r} has {bad:,} non-finite values (NaN or infinity)")
+
+
+def _check_output_shapes(model: nn.Module, ckpt: Checkpoint) -> None:
+    """Run a blank crop of the checkpoint's input size: one province and six other positions must come out."""
+    h, w = ckpt.input_size
+    with torch.inference_mode():
+        first, tail = model(torch.zeros(1, 3, h, w))
+    want = ((1, 1, len(ckpt.provinces)), (1, 6, len(ckpt.others)))
+    if (tuple(first.shape), tuple(tail.shape)) != want:
+        raise ValueError(
+            f"the model reads {h}x{w} crops into outputs {tuple(first.shape)} and {tuple(tail.shape)}, "
+            f"not {want[0]} and {want[1]}: wrong input size for this architecture"
+        )
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -34,15 +34,25 @@ from .data import (
     worker_start_method,
 )
 from .device import describe_device, resolve_device
+from .errors import PlateReviewError
 from .label_score import label_char_probs, label_score
 from .metrics import cer as char_error_rate
-from .models import Checkpoint, CheckpointError, file_sha256, load_checkpoint
+from .models import MAX_CHECKPOINT_BYTES, Checkpoint, CheckpointError, file_sha256, load_checkpoint
 from .progress import Progress
 from .records import PredictionResult
 
 log = logging.getLogger(__name__)
 
 ONNX_OPSET = 17
+
+ONNX_CHECKPOINT_KEY = "plate_review_checkpoint_sha256"
+"""Key of the ONNX export's metadata entry holding the SHA-256 of the checkpoint it was exported
+from: a cached export is used only for that checkpoint, never because of its file name alone."""
+
+
+class ModelOutputError(PlateReviewError):
+    """The model's outputs are not probabilities (NaN, infinity, out of range or misshapen):
+    a broken or hostile checkpoint. ``str(err)`` names the model file and the batch's first file."""
 
 
 def default_model_path() -> Path:
@@ -76,37 +86,73 @@ ONNX_FORMAT = "u8"
 
 
 def onnx_cache_path(ckpt_path: Path, sha: str) -> Path:
-    """Where the ONNX export of a checkpoint lives: beside it when writable, else the user cache."""
-    beside = ckpt_path.with_name(f"{ckpt_path.name}.{sha[:12]}.{ONNX_FORMAT}.onnx")
-    if beside.exists() or os.access(ckpt_path.parent, os.W_OK):
-        return beside
-    from platformdirs import user_cache_dir
+    """Where the ONNX export of a checkpoint lives: the user's cache, keyed by the checkpoint's hash.
 
-    return Path(user_cache_dir("plate-review")) / "onnx" / f"{sha}.{ONNX_FORMAT}.onnx"
+    Never beside the checkpoint: a file there may come from whoever handed over the checkpoint,
+    and an ONNX graph can compute anything; the app reads only exports it wrote itself.
+    """
+    return _user_cache_onnx_path(sha)
 
 
-def export_onnx(ckpt: Checkpoint, path: Path) -> Path:
-    """Export a checkpoint to ONNX (uint8 pixels in, probabilities out, dynamic batch), atomically."""
+def export_onnx(ckpt: Checkpoint, path: Path, checkpoint_sha: str) -> Path:
+    """Export a checkpoint to ONNX (uint8 pixels in, probabilities out, dynamic batch), atomically.
+
+    ``checkpoint_sha`` (the checkpoint file's :func:`core.models.file_sha256`) is written into
+    the model's metadata (:data:`ONNX_CHECKPOINT_KEY`), so that the cached file is tied to the
+    checkpoint it came from (:func:`onnx_checkpoint_sha`).
+    """
+    import onnx
+
     model = _ExportModule(ckpt.build(), ckpt.mean, ckpt.std).eval()
     h, w = ckpt.input_size
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     import warnings
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter warns about LSTM batch sizes
-        torch.onnx.export(
-            model,
-            (torch.zeros(2, h, w, 3, dtype=torch.uint8),),
-            str(tmp),
-            input_names=["pixels"],
-            output_names=["province", "others"],
-            dynamic_axes={"pixels": {0: "batch"}, "province": {0: "batch"}, "others": {0: "batch"}},
-            opset_version=ONNX_OPSET,
-            dynamo=False,
-        )
-    os.replace(tmp, path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the legacy exporter warns about LSTM batch sizes
+            torch.onnx.export(
+                model,
+                (torch.zeros(2, h, w, 3, dtype=torch.uint8),),
+                str(tmp),
+                input_names=["pixels"],
+                output_names=["province", "others"],
+                dynamic_axes={"pixels": {0: "batch"}, "province": {0: "batch"}, "others": {0: "batch"}},
+                opset_version=ONNX_OPSET,
+                dynamo=False,
+            )
+        proto = onnx.load(str(tmp))
+        onnx.helper.set_model_props(proto, {ONNX_CHECKPOINT_KEY: checkpoint_sha})
+        onnx.save(proto, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     return path
+
+
+def onnx_checkpoint_sha(model_bytes: bytes) -> str | None:
+    """The checkpoint SHA-256 an ONNX export was made from (its :data:`ONNX_CHECKPOINT_KEY`
+    metadata), or ``None`` when it has none or uses external data files (never ours).
+
+    Raises:
+        Exception: ``model_bytes`` is not an ONNX model (ValueError, protobuf's DecodeError and others).
+    """
+    import onnx
+
+    proto = onnx.load_model_from_string(model_bytes)
+    if not proto.graph.node:  # protobuf reads an empty or cut file as an empty model
+        raise ValueError("not an ONNX model (no graph)")
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
+        return None
+    return {p.key: p.value for p in proto.metadata_props}.get(ONNX_CHECKPOINT_KEY)
+
+
+def _user_cache_onnx_path(sha: str) -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("plate-review")) / "onnx" / f"{sha}.{ONNX_FORMAT}.onnx"
 
 
 class Predictor:
@@ -165,24 +211,74 @@ class Predictor:
         )
 
     def _onnx_session(self):
+        """An onnxruntime session of the checkpoint's cached ONNX export, exported first when the
+        cache is missing, damaged or not made from this checkpoint (its metadata names another)."""
+        path = onnx_cache_path(self.model_path, self.model_hash)
+        session = self._cached_session(path)
+        if session is not None:
+            return session
+        try:
+            self._export(path)
+        except OSError as e:  # a foreign export beside a read-only checkpoint: use the user's cache
+            fallback = _user_cache_onnx_path(self.model_hash)
+            if fallback == path:
+                raise
+            log.warning("cannot write %s (%s); using %s", path, e.strerror or e, fallback)
+            path = fallback
+            session = self._cached_session(path)
+            if session is not None:
+                return session
+            self._export(path)
+        session = self._cached_session(path)
+        if session is None:
+            raise CheckpointError(
+                f"{path}: the ONNX export just made from {self.model_path} does not load "
+                "(replaced meanwhile, or an onnxruntime problem: the warning above says which)"
+            )
+        return session
+
+    def _export(self, path: Path) -> None:
+        log.info("exporting %s to ONNX at %s", self.model_path, path)
+        export_onnx(self.checkpoint, path, self.model_hash)
+
+    def _cached_session(self, path: Path):
+        """A session of the ONNX file at ``path`` if it is an export of this checkpoint, else ``None``
+        (a warning names the file when it exists but is damaged or made from another checkpoint)."""
         import onnxruntime as ort
 
-        path = onnx_cache_path(self.model_path, self.model_hash)
-        if not path.exists():
-            log.info("exporting %s to ONNX at %s", self.model_path, path)
-            export_onnx(self.checkpoint, path)
-            # The float-input export of earlier versions (same place, no format tag) is never read again.
-            with contextlib.suppress(OSError):
-                path.with_name(path.name.replace(f".{ONNX_FORMAT}.onnx", ".onnx")).unlink(missing_ok=True)
+        try:
+            if path.stat().st_size > 2 * MAX_CHECKPOINT_BYTES:
+                log.warning("%s: ONNX export too large to be one of %s; exporting again", path, self.model_path)
+                return None
+            data = path.read_bytes()  # read once: what is checked is what runs
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            log.warning("%s: cannot read the ONNX export (%s); exporting again", path, e.strerror or e)
+            return None
+        try:
+            sha = onnx_checkpoint_sha(data)
+        except Exception as e:  # protobuf raises DecodeError and others for damaged files
+            log.warning("%s: damaged ONNX export (%s); exporting %s again", path, _first_line(e), self.model_path)
+            return None
+        if sha is None:  # an export by an earlier version (or one that hides where it came from)
+            log.info("%s: ONNX export without a checkpoint hash; exporting %s again", path, self.model_path)
+            return None
+        if sha != self.model_hash:
+            log.warning(
+                "%s: ONNX export not made from %s (its checkpoint hash is %s, not %s); exporting again",
+                path, self.model_path, sha[:12], self.model_hash[:12],
+            )  # fmt: skip
+            return None
         so = ort.SessionOptions()
         so.intra_op_num_threads = self.threads
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
         try:
-            return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        except Exception:  # a damaged cache file: export again
-            export_onnx(self.checkpoint, path)
-            return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # a damaged cache file: export again
+            log.warning("%s: damaged ONNX export (%s); exporting %s again", path, _first_line(e), self.model_path)
+            return None
 
     @property
     def takes_uint8(self) -> bool:
@@ -217,10 +313,36 @@ class Predictor:
         The city code (position 2) is always a letter, so digits are masked there and
         that position's probabilities renormalised.
         """
-        tail = np.nan_to_num(tail, nan=0.0, posinf=0.0, neginf=0.0)
+        tail = np.array(tail, copy=True)
         t1 = tail[:, 0, :] * self._letter_mask
         tail[:, 0, :] = t1 / np.maximum(t1.sum(-1, keepdims=True), 1e-12)
         return tail
+
+    def check_outputs(self, first: np.ndarray, tail: np.ndarray, first_file: str | os.PathLike) -> None:
+        """Check that :meth:`probabilities` returned probabilities: the expected shapes, finite,
+        within [0, 1]. A broken or hostile checkpoint (weights that overflow, an absurd
+        normalisation) makes NaN or infinity, which must never reach a record or a paint event.
+
+        Raises:
+            ModelOutputError: naming the model file and ``first_file`` (the batch's first file).
+        """
+        ck = self.checkpoint
+        n = len(first)
+        want = ((n, 1, len(ck.provinces)), (n, 6, len(ck.others)))
+        problem = None
+        if (first.shape, tail.shape) != want:
+            problem = f"outputs of shapes {first.shape} and {tail.shape}, not {want[0]} and {want[1]}"
+        else:
+            bad = sum(int((~np.isfinite(a)).sum()) for a in (first, tail))
+            if bad:
+                problem = f"{bad:,} non-finite probabilities (NaN or infinity)"
+            elif min(float(first.min()), float(tail.min())) < 0 or max(float(first.max()), float(tail.max())) > 1.001:
+                problem = "probabilities outside [0, 1]"
+        if problem:
+            raise ModelOutputError(
+                f"{self.model_path}: the model gave {problem} on the batch starting with {first_file} "
+                "(a broken or incompatible model file)"
+            )
 
     def decode(self, first: np.ndarray, tail: np.ndarray) -> list[tuple[str, list[float], str, list[float]]]:
         """Top-2 characters and probabilities per position; ``tail`` from :meth:`apply_grammar`."""
@@ -241,6 +363,11 @@ def _top2(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Indices and values of the two largest entries along the last axis."""
     idx = np.argsort(-p, axis=-1)[..., :2]
     return idx, np.take_along_axis(p, idx, -1)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _has_onnxruntime() -> bool:
@@ -293,8 +420,12 @@ def results_from_outputs(
     """The records of a batch of samples from the model's raw outputs (the one place they are made).
 
     ``hashes``: the crops' perceptual hashes (:func:`core.duplicates.image_hash`), if taken.
+
+    Raises:
+        ModelOutputError: the outputs are not probabilities (:meth:`Predictor.check_outputs`).
     """
-    first = np.nan_to_num(first, nan=0.0, posinf=0.0, neginf=0.0)
+    if len(samples):
+        predictor.check_outputs(first, tail, samples[0].file)
     tail = predictor.apply_grammar(tail)
     ck = predictor.checkpoint
     out = []
@@ -352,7 +483,10 @@ def predict_samples(
     if n == 0:
         return []
     ck = predictor.checkpoint
-    ds = InferenceDataset([s.file for s in samples], ck.input_size, ck.mean, ck.std, uint8=predictor.takes_uint8)
+    ds = InferenceDataset(
+        [s.file for s in samples], ck.input_size, ck.mean, ck.std, uint8=predictor.takes_uint8,
+        errors=[s.error for s in samples],
+    )  # fmt: skip
     if workers is None:
         workers = default_workers(predictor, n)
     workers = min(workers, max(0, (n + batch_size - 1) // batch_size))
@@ -422,6 +556,7 @@ class StopFlag:
 
 __all__ = [
     "CheckpointError",
+    "ModelOutputError",
     "PredictionResult",
     "Predictor",
     "Progress",

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from . import plates
 from .progress import Progress
+from .results_csv import unescape_cell
 from .safepaths import disk_problem, pair_problem, rel_problem
 from .store import (
     CANCELLED,
@@ -422,8 +423,17 @@ class CsvRow:
     label: str
 
 
+def _cell(rec: list[str], i: int) -> str:
+    """Cell ``i`` of a CSV row: unescaped when written escaped by the app (a leading quote), else stripped."""
+    raw = rec[i] if i < len(rec) else ""
+    return unescape_cell(raw) if raw.startswith("'") else raw.strip()
+
+
 def read_corrections(path: str | os.PathLike) -> list[CsvRow]:
     """Read a corrections CSV with header ``file,label`` (UTF-8, BOM tolerated).
+
+    Cells the app escaped against spreadsheet formulas (``core.results_csv.escape_cell``) are
+    read back as the names they stand for, so a predict CSV can be edited and fed back.
 
     Raises:
         ValueError: The file has no ``file`` and ``label`` columns.
@@ -439,8 +449,7 @@ def read_corrections(path: str | os.PathLike) -> list[CsvRow]:
         for rec in reader:
             if not any(c.strip() for c in rec):
                 continue
-            get = lambda i, rec=rec: rec[i].strip() if i < len(rec) else ""  # noqa: E731
-            rows.append(CsvRow(reader.line_num, get(fi), get(li)))
+            rows.append(CsvRow(reader.line_num, _cell(rec, fi), _cell(rec, li)))
     return rows
 
 

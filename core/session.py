@@ -23,7 +23,7 @@ from pathlib import Path
 from . import plates
 from . import relabel as _relabel
 from . import store as _store
-from .data import Sample
+from .dataset import Sample
 from .progress import Progress
 from .records import PredictionResult
 
@@ -106,7 +106,7 @@ class ReviewSession:
         """``(rel, size, mtime_ns)`` of every image file (``core.store.FileStat`` tuples), sorted by rel."""
         return _store.scan_files(self.folder)
 
-    def load(self, model_hash: str, files: list[tuple[str, int, int]] | None = None) -> tuple[list, list[Sample]]:
+    def load(self, model_hash: str, files: list[_store.FileStat] | None = None) -> tuple[list, list[Sample]]:
         """Every sample with its cached prediction where still valid, and the samples left to predict.
 
         Args:
@@ -120,17 +120,21 @@ class ReviewSession:
         files = self.scan() if files is None else files
         cached = self.cached_predictions(model_hash, files)
         records, todo = [], []
-        for rel, _size, _mtime in files:
-            rec = cached.get(rel)
+        for f in files:
+            rec = cached.get(f.rel)
             if rec is None:
-                rec = self._pending(rel, todo)
+                rec = self._pending(f, todo)
             records.append(rec)
         return records, todo
 
-    def _pending(self, rel: str, todo: list[Sample]) -> PredictionResult:
-        """The record of a file without a valid prediction (label only); its sample is appended to ``todo``."""
+    def _pending(self, f: _store.FileStat, todo: list[Sample]) -> PredictionResult:
+        """The record of a file without a valid prediction (label only); its sample is appended to ``todo``.
+
+        An entry the scan found unreadable keeps its reason (``Sample.error``): it is never read.
+        """
+        rel = f.rel
         parsed = plates.parse_name(rel.rsplit("/", 1)[-1])
-        todo.append(Sample(str(self.folder / rel), rel, parsed))
+        todo.append(Sample(str(self.folder / rel), rel, parsed, f.error))
         return PredictionResult(rel, parsed.label, parsed.error)
 
     def cached(self, model_hash: str) -> list:
@@ -145,7 +149,7 @@ class ReviewSession:
         return self.store.cached_rows(model_hash)
 
     def reconcile(
-        self, model_hash: str, records: list, files: list[tuple[str, int, int]]
+        self, model_hash: str, records: list, files: list[_store.FileStat]
     ) -> tuple[list[str], list, list[Sample]]:
         """Check the records of :meth:`cached` against a scan (what :meth:`load` gives, as a difference).
 
@@ -164,9 +168,9 @@ class ReviewSession:
         valid, stale = _store.split_cached(records, files)
         pending: list = []
         todo: list[Sample] = []
-        for rel, _size, _mtime in files:
-            if rel not in valid:
-                pending.append(self._pending(rel, todo))
+        for f in files:
+            if f.rel not in valid:
+                pending.append(self._pending(f, todo))
         if stale and self.store is not None:
             on_disk = {f[0] for f in files}
             gone = [rel for rel in stale if rel not in on_disk]
@@ -178,7 +182,7 @@ class ReviewSession:
         self,
         samples: list[Sample],
         predictor,
-        files: list[tuple[str, int, int]] | None = None,
+        files: list[_store.FileStat] | None = None,
         batch_size: int = 128,
         workers: int | None = None,
         progress: Callable[[Progress], None] | None = None,
@@ -221,7 +225,7 @@ class ReviewSession:
 
     # ---------------------------------------------------------- predictions
 
-    def cached_predictions(self, model_hash: str, files: list[tuple[str, int, int]]) -> dict:
+    def cached_predictions(self, model_hash: str, files: list[_store.FileStat]) -> dict:
         """``{rel: record}`` of cached predictions still valid for the files (empty without store)."""
         if self.store is None or not model_hash:
             return {}
@@ -257,7 +261,7 @@ class ReviewSession:
         if self.store is not None:
             self.store.put_crossval(results.values(), info)
 
-    def crossval(self, files: list[tuple[str, int, int]] | None = None) -> dict:
+    def crossval(self, files: list[_store.FileStat] | None = None) -> dict:
         """The stored cross-validated predictions still valid for the files (scanned when ``None``)."""
         if self.store is None:
             return {}

@@ -38,7 +38,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from . import plates
+from .dataset import STORE_DIRNAME, walk_images
 from .errors import PlateReviewError
 from .gc_pause import gc_paused
 from .label_score import label_score
@@ -54,7 +54,6 @@ class StoreError(PlateReviewError):
     """The dataset's store cannot be used; the message names it and the way out."""
 
 
-STORE_DIRNAME = ".plate-review"  # same as core.data.STORE_DIRNAME (not imported: core.data pulls torch)
 STORE_FILENAME = "store.sqlite"
 #: The model key under which cross-validated (out-of-fold) predictions are kept in ``predictions``:
 #: they follow renames and are checked against the files like any cached prediction.
@@ -103,11 +102,13 @@ except ImportError:  # pragma: no cover - Windows
 
 
 class FileStat(NamedTuple):
-    """The identity of a file for the prediction cache."""
+    """The identity of a file for the prediction cache (``error``: why it must not be read, see
+    ``core.dataset.walk_images``; then size is -1)."""
 
     rel: str
     size: int
     mtime_ns: int
+    error: str | None = None
 
 
 #: The prediction record the cache stores (one record type for the whole app).
@@ -276,49 +277,28 @@ def _field(rec: Any, name: str, default: Any = None) -> Any:
 
 
 def scan_files(folder: str | os.PathLike, recursive: bool = True) -> list[FileStat]:
-    """List the image files of a dataset folder with their identity, sorted by relative path.
+    """The image files of a dataset folder with their identity, sorted by relative path.
 
-    Same selection as ``core.data.scan_folder`` (hidden entries and the store are skipped)
-    but without parsing names, and with ``stat``: the fast path for cache lookups.
+    The same walk as ``core.dataset.scan_folder`` (:func:`core.dataset.walk_images`), without
+    parsing names and with ``stat``: the fast path for cache lookups. An entry that must not be
+    read (a link out of the folder, a name that is not UTF-8...) is listed with size -1 and
+    its reason in ``error``.
 
     Raises:
         NotADirectoryError: ``folder`` does not exist or is not a folder.
     """
-    root = os.path.abspath(folder)
-    if not os.path.isdir(root):
-        raise NotADirectoryError(f"{folder}: not a folder")
-    exts = tuple(plates.IMAGE_EXTENSIONS)
-    make = FileStat._make
     out: list[FileStat] = []
-    stack = [("", root)]
+    make = FileStat._make
     with gc_paused():  # 200k new tuples would trigger many full collections over a large heap
-        while stack:
-            prefix, d = stack.pop()
-            try:
-                fd = os.open(d, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-            except OSError:  # not openable as a descriptor (e.g. Windows): scan by path
-                fd = None
-            try:
-                # With a descriptor, DirEntry.stat() is an fstatat() relative to it (no path walk).
-                with os.scandir(d if fd is None else fd) as it:
-                    for e in it:
-                        name = e.name
-                        if name[0] == ".":
-                            continue
-                        if e.is_dir(follow_symlinks=False):
-                            if recursive:
-                                stack.append((f"{prefix}{name}/", os.path.join(d, name)))
-                            continue
-                        if not name.lower().endswith(exts):
-                            continue
-                        try:
-                            st = e.stat()
-                        except OSError:  # vanished between listing and stat
-                            continue
-                        out.append(make((prefix + name, st.st_size, st.st_mtime_ns)))
-            finally:
-                if fd is not None:
-                    os.close(fd)
+        for rel, _path, _name, error, entry in walk_images(folder, recursive):
+            if error is None:
+                try:
+                    st = entry.stat()
+                except OSError:  # vanished between listing and stat
+                    continue
+                out.append(make((rel, st.st_size, st.st_mtime_ns, None)))
+            else:
+                out.append(make((rel, -1, 0, error)))
         out.sort()
     return out
 
@@ -710,6 +690,8 @@ class Store:
             if is_dataclass(rec) and not isinstance(rec, type):
                 rec = asdict(rec)
             rel = _field(rec, "rel")
+            if not _storable(rel):  # a name that is not UTF-8: shown, never cached
+                continue
             ident = files.get(rel) if files else None
             if ident is None:
                 try:
@@ -821,7 +803,7 @@ class Store:
             if source != HUMAN:
                 human = {r[0] for r in c.execute("SELECT rel FROM states WHERE source = 'human'")}
             for rel, s in states.items():
-                if rel in human:
+                if rel in human or not _storable(rel):
                     continue
                 if s == UNREVIEWED:
                     c.execute("DELETE FROM states WHERE rel = ?", (rel,))
@@ -1111,6 +1093,15 @@ class Store:
                                f"{len(outcomes) - n_done} kept their old name")  # fmt: skip
             self.messages.extend(msgs)
             return msgs
+
+
+def _storable(rel: str) -> bool:
+    """Whether SQLite can keep ``rel`` (a name that is not UTF-8 holds surrogates it cannot encode)."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _owner_token_ok(owner: object) -> bool:

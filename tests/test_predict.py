@@ -69,24 +69,17 @@ def test_workers_and_backends_agree(folder, ckpt, monkeypatch):
             assert np.allclose(a.probs, b.probs, atol=1e-2)
 
 
-def test_onnx_export_is_cached_beside_checkpoint(ckpt, monkeypatch):
+def test_onnx_export_is_cached_in_the_user_cache_never_beside_the_checkpoint(ckpt, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     p1 = Predictor(ckpt, backend="onnx")
     cached = predict_mod.onnx_cache_path(ckpt, p1.model_hash)
-    assert cached.exists() and cached.parent == ckpt.parent
+    assert cached.exists() and str(cached).startswith(str(tmp_path / "cache"))
+    assert not list(ckpt.parent.glob("*.onnx"))  # a file beside a checkpoint is never the app's
     mtime = cached.stat().st_mtime_ns
     calls = []
     monkeypatch.setattr(predict_mod, "export_onnx", lambda *a: calls.append(a))
     Predictor(ckpt, backend="onnx")
     assert calls == [] and cached.stat().st_mtime_ns == mtime
-
-
-def test_onnx_cache_goes_to_user_cache_when_model_folder_is_read_only(tmp_path, monkeypatch):
-    ck = random_checkpoint_file(tmp_path / "ro" / "m.pt")
-    monkeypatch.setattr(predict_mod.os, "access", lambda *a: False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    p = Predictor(ck, backend="onnx")
-    where = predict_mod.onnx_cache_path(ck, p.model_hash)
-    assert str(where).startswith(str(tmp_path / "cache")) and where.exists()
 
 
 def test_cancel_stops_between_batches(folder, ckpt):
@@ -205,14 +198,15 @@ def test_preprocess_matches_the_notebook_pipeline():
         assert np.abs(got - ref(image=rgb)["image"].numpy()).max() < 1e-4
 
 
-def test_onnx_export_replaces_the_old_float_input_export(tmp_path):
+def test_an_export_beside_the_checkpoint_is_never_read_nor_touched(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     ck = random_checkpoint_file(tmp_path / "m.pt")
     sha = predict_mod.file_sha256(ck)
-    old = tmp_path / f"m.pt.{sha[:12]}.onnx"  # what earlier versions cached beside the checkpoint
-    old.write_bytes(b"old export")
+    old = tmp_path / f"m.pt.{sha[:12]}.u8.onnx"  # where earlier versions cached it: anyone could have put it there
+    old.write_bytes(b"not an export of this checkpoint")
     p = Predictor(ck, backend="onnx")
     assert p.takes_uint8 and predict_mod.onnx_cache_path(ck, sha).exists()
-    assert not old.exists()
+    assert old.read_bytes() == b"not an export of this checkpoint"
 
 
 def test_onnx_backend_with_auto_device_runs_on_the_cpu_beside_a_gpu(ckpt, monkeypatch):

@@ -7,18 +7,20 @@ import sys
 import time
 from pathlib import Path
 
+import torch.distributed as dist
 from tqdm import tqdm
 
-from ..data import scan_folder
+from .. import plates
+from ..data import scan_folder, train_augmentations
 from ..distributed import cleanup_distributed, init_distributed, is_main_process
 from ..errors import CliError
 from ..label_score import LIKELY_ERROR_THRESHOLD, SORT_ORDERS, sort_for_review
 from ..metrics import corpus_cer, evaluate_strings
-from ..models import ARCHITECTURES
+from ..models import ARCHITECTURES, load_checkpoint
 from ..predict import PredictionResult, Predictor
-from ..results_csv import write_results_csv
+from ..results_csv import printable, write_results_csv
 from ..session import ReviewSession
-from ..train import EpochInfo, StepInfo, TrainConfig, train
+from ..train import EpochInfo, StepInfo, TrainConfig, split_items, train
 from .argtypes import fraction, int_at_least
 
 
@@ -131,7 +133,7 @@ def report_duplicates(results: list[PredictionResult]) -> int:
     """Print (stderr) each group of near-duplicate crops whose labels differ; return how many groups."""
     groups = [g for g in ReviewSession.duplicate_groups(results) if g.labels_differ]
     for g in groups:
-        same = " = ".join(f"{rel} ({label})" for rel, label in zip(g.rels, g.labels))
+        same = " = ".join(f"{printable(rel)} ({label})" for rel, label in zip(g.rels, g.labels))
         print(f"same picture, different labels: {same}", file=sys.stderr)
     return len(groups)
 
@@ -141,7 +143,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     write_results_csv(results, args.out, sort=args.sort)
     for r in results:
         if r.error is not None:
-            print(f"unreadable: {r.rel}: {r.error}", file=sys.stderr)
+            print(f"unreadable: {printable(r.rel)}: {r.error}", file=sys.stderr)
     report_duplicates(results)
     print(f"model: {predictor.description}", file=sys.stderr)
     print(f"wrote {args.out}", file=sys.stderr)
@@ -176,12 +178,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_items(folder: Path) -> list[tuple[str, str]]:
+def _train_items(folder: Path, quiet: bool = False) -> list[tuple[str, str]]:
+    """``(path, label)`` of the trainable files of ``folder``; the others are reported on stderr.
+
+    Entries the scan found unusable (``Sample.error``: never read) get a line each; files
+    with invalid labels are counted.
+    """
     samples = scan_folder(folder)
     items = [(s.file, s.label) for s in samples if s.valid]
-    skipped = len(samples) - len(items)
-    if skipped:
-        print(f"skipping {skipped} files with invalid labels in {folder}", file=sys.stderr)
+    unreadable = [s for s in samples if s.error is not None]
+    invalid = len(samples) - len(items) - len(unreadable)
+    if not quiet:
+        for s in unreadable:
+            print(f"skipping unreadable {printable(s.rel)}: {printable(s.error)}", file=sys.stderr)
+        if invalid:
+            print(f"skipping {invalid} files with invalid labels in {folder}", file=sys.stderr)
     if not items:
         raise CliError(f"no samples with valid labels in {folder}")
     return items
@@ -197,15 +208,32 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from ..finetune import TolerantPlateDataset, read_skipped, skipped_path
+
     main_process = is_main_process()
     folder = _folder(args.folder)
-    items = _train_items(folder)
-    val_items = _train_items(_folder(args.val)) if args.val else None
+    items = _train_items(folder, quiet=not main_process)
+    val_items = _train_items(_folder(args.val), quiet=not main_process) if args.val else None
     config = TrainConfig(
         arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_gamma=args.lr_gamma,
         val_split=args.val_split, seed=args.seed, device=args.device, workers=args.workers,
         init=_model(args.init), max_steps=args.max_steps,
     )  # fmt: skip
+    if val_items is None:  # the split train() would make, made here to wrap both parts
+        items, val_items = split_items(items, config.val_split, config.seed)
+    # A file that cannot be decoded is skipped and reported, not the end of the run (as in the GUI):
+    # each skip is logged beside the checkpoint (also by DataLoader workers), read back at the end.
+    skip_log = skipped_path(args.out)
+    if main_process:
+        skip_log.parent.mkdir(parents=True, exist_ok=True)  # as the checkpoint will be
+        skip_log.unlink(missing_ok=True)  # a list from an earlier run to the same path
+    provinces, others = _label_alphabets(config.init)
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    train_ds = TolerantPlateDataset(
+        items, train_augmentations(config.augment_strength, seed=config.seed + rank), provinces, others,
+        skipped_log=skip_log,
+    )  # fmt: skip
+    val_ds = TolerantPlateDataset(val_items, None, provinces, others, skipped_log=skip_log)
     bar = tqdm(unit="step", desc="train", disable=not (main_process and sys.stderr.isatty()), file=sys.stderr)
 
     def on_step(s: StepInfo) -> None:
@@ -223,11 +251,24 @@ def _train(args: argparse.Namespace) -> int:
 
     try:
         result = train(
-            config, items, val_items, out=args.out, on_step=on_step, on_epoch=on_epoch,
+            config, train_ds, val_ds, out=args.out, on_step=on_step, on_epoch=on_epoch,
             extra_summary={"dataset": str(Path(args.folder).resolve())},
         )  # fmt: skip
     finally:
         bar.close()
     if main_process:
+        skipped = {**train_ds.bad, **val_ds.bad, **read_skipped(skip_log)}  # the workers' skips too
+        for path, reason in sorted(skipped.items()):
+            print(f"skipped unreadable {printable(path)}: {printable(reason)}", file=sys.stderr)
+        if skipped:
+            print(f"skipped {len(skipped)} unreadable file(s); list in {skip_log}", file=sys.stderr)
         print(f"saved {result.best_path} ({result.steps} steps, {result.seconds:.0f} s)")
     return 0
+
+
+def _label_alphabets(init: str | None) -> tuple[str, str]:
+    """The province and character alphabets a run encodes labels with: the base checkpoint's, or the defaults."""
+    if not init:
+        return plates.PROVINCES, plates.OTHERS
+    base = load_checkpoint(init)
+    return base.provinces, base.others

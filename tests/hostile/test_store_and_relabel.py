@@ -249,3 +249,46 @@ def test_a_file_changed_behind_the_apps_back_is_not_renamed_from_the_window(worl
             f.write(b"\0")  # the content the window showed is not the content on disk any more
         out = s.relabel(names[0], "京A11111")
     assert not out.renamed and "changed on disk" in " ".join(out.messages) and _names(ds) == names
+
+
+def test_a_formula_file_name_goes_through_predict_csv_and_back_into_relabel(world, tmp_path):
+    """The predict CSV escapes a name like '=1+2-...' against spreadsheets; relabel reads it back."""
+    ds, _ = world
+    src = sorted(ds.iterdir())[0]
+    name = "=1+2-皖A12345.jpg"
+    src.rename(ds / name)
+    out = tmp_path / "r.csv"
+    assert cli(["predict", str(ds), "--out", str(out), "--no-cache"]) == 0
+    rows = out.read_text(encoding="utf-8").splitlines()
+    assert not any(r.startswith(("=", "+", "-", "@")) for r in rows) and any(r.startswith("'=1+2") for r in rows)
+    fix = tmp_path / "fix.csv"
+    fix.write_text("file,label\n" + next(r for r in rows if r.startswith("'=1+2")).split(",")[0] + ",京A54321\n",
+                   encoding="utf-8")  # fmt: skip
+    assert cli(["relabel", str(ds), "--from", str(fix)]) == 0
+    assert (ds / "=1+2-京A54321.jpg").exists() and not (ds / name).exists()
+
+
+def test_predict_lists_bad_entries_as_unreadable_and_never_reads_them(world, tmp_path, monkeypatch):
+    """With the store on (the default): a link out of the folder and a name that is not UTF-8 are
+    rows with their reason; the run goes on; the linked outside file is never opened."""
+    import csv
+
+    import core.data as data
+
+    ds, outside = world
+    victim = copy_real(outside, 1, step=11)[0]
+    os.symlink(victim, ds / "0900-皖A00900.jpg")
+    bad = os.fsencode(str(ds)) + b"/0901-\xff\xfe.jpg"
+    with open(bad, "wb") as f:
+        f.write((ds / _names(ds)[0]).read_bytes())
+    opened = []
+    real = data.read_rgb  # what the decode step calls
+    monkeypatch.setattr(data, "read_rgb", lambda p, *a, **k: (opened.append(str(p)), real(p, *a, **k))[1])
+    out = tmp_path / "r.csv"
+    assert cli(["predict", str(ds), "--out", str(out)]) == 0
+    with open(out, encoding="utf-8", newline="") as f:
+        rows = {r["file"]: r for r in csv.DictReader(f)}
+    assert "symbolic link out of the dataset folder" in rows["0900-皖A00900.jpg"]["error"]
+    assert any("not valid UTF-8" in r["error"] for r in rows.values())
+    assert opened and not any(str(victim) in p or "0900-" in p for p in opened)
+    assert cli(["predict", str(ds), "--out", str(out)]) == 0  # the cached run says the same
