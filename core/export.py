@@ -35,7 +35,8 @@ from . import plates
 from .errors import PlateReviewError
 from .progress import Progress
 from .results_csv import escape_cell, printable
-from .store import INVALID, UNREADABLE, UNREVIEWED, Store, scan_files
+from .review_state import ReviewState
+from .store import Store, scan_files
 
 DEFAULT_SPLIT = {"train": 0.9, "test": 0.1}
 
@@ -270,15 +271,15 @@ def export_dataset(
     keep: list[tuple[str, plates.ParsedName]] = []
     for i, f in enumerate(files):
         parsed = f.parsed
-        state = states.get(f.rel, UNREVIEWED)
+        state = states.get(f.rel, ReviewState.UNREVIEWED)
         reason = None
         if f.error is not None:
             reason = f"unreadable: {f.error}"
-        elif state == UNREADABLE:
+        elif state == ReviewState.UNREADABLE:
             reason = "unreadable (marked in review)"
         elif parsed.error:
             reason = f"invalid label: {parsed.error}"
-        elif state == INVALID:
+        elif state == ReviewState.INVALID:
             reason = "marked invalid in review"
         elif check_images:
             from .images import ImageReadError, read_rgb  # cv2: imported only when images are checked
@@ -354,7 +355,7 @@ def export_dataset(
         by_split[out_rel.split("/", 1)[0]].append((out_rel, label))
     _write_csv(
         dest / "manifest.csv", ["file", "label", "original name", "review state"],
-        ([out_rel, label, rel, states.get(rel, UNREVIEWED)] for rel, out_rel, label, _ in plan),
+        ([out_rel, label, rel, states.get(rel, ReviewState.UNREVIEWED)] for rel, out_rel, label, _ in plan),
     )  # fmt: skip
     changes = []
     for rel, out_rel, label, _ in plan:

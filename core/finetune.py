@@ -32,11 +32,8 @@ from .metrics import corpus_cer
 from .models import INPUT_SIZE, load_checkpoint
 from .predict import PredictionResult, Predictor, Progress, predict_samples
 from .results_csv import BASE_COLUMNS, write_results_csv
+from .review_state import NEVER_TRAIN_STATES, ReviewState
 from .train import EpochInfo, StepInfo, TrainConfig, TrainResult, split_items, train
-
-# Review state names (the same strings as core.store; not imported so this module works without the store).
-UNREVIEWED, VERIFIED, FIXED, UNREADABLE, INVALID = "unreviewed", "verified", "fixed", "unreadable", "invalid"
-NEVER_TRAIN_STATES = frozenset({UNREADABLE, INVALID})
 
 CURVES_HEADER = ["step", "epoch", "train_loss", "val_loss", "val_accuracy", "val_cer", "lr", "images_per_s"]
 CROSSVAL_HEADER = [*BASE_COLUMNS, "fold"]
@@ -87,13 +84,13 @@ def select_training_samples(
     chosen: list[Sample] = []
     excluded: dict[str, str] = {}
     for s in samples:
-        state = states.get(s.rel, UNREVIEWED)
+        state = states.get(s.rel, ReviewState.UNREVIEWED)
         if state in NEVER_TRAIN_STATES:
             excluded[s.rel] = state
         elif not s.valid:
             excluded[s.rel] = "invalid label"
-        elif state == UNREVIEWED and not include_unreviewed:
-            excluded[s.rel] = UNREVIEWED
+        elif state == ReviewState.UNREVIEWED and not include_unreviewed:
+            excluded[s.rel] = ReviewState.UNREVIEWED
         else:
             chosen.append(s)
     chosen.sort(key=lambda s: s.rel)

@@ -32,12 +32,12 @@ from pathlib import Path
 from . import plates
 from .progress import Progress
 from .results_csv import unescape_cell
+from .review_state import ReviewState
 from .safepaths import disk_problem, pair_problem, rel_problem
 from .store import (
     CANCELLED,
     DONE,
     FAILED,
-    FIXED,
     HUMAN,
     LOST,
     JournalEntry,
@@ -216,7 +216,7 @@ def relabel(
     store: Store,
     changes: Iterable[Change | tuple[str, str]],
     *,
-    state: str | None = FIXED,
+    state: str | None = ReviewState.FIXED,
     description: str | None = None,
     chunk: int = DEFAULT_CHUNK,
     progress: Callable[[Progress], None] | None = None,

@@ -26,12 +26,9 @@ from . import store as _store
 from .dataset import Sample
 from .progress import Progress
 from .records import PredictionResult
+from .review_state import STORED_STATES, ReviewState
 
 log = logging.getLogger(__name__)
-
-UNREVIEWED, VERIFIED, FIXED, UNREADABLE, INVALID = "unreviewed", "verified", "fixed", "unreadable", "invalid"
-MISSING = "missing"  # GUI-only: the file vanished behind the app's back
-REVIEW_STATES = (UNREVIEWED, VERIFIED, FIXED, UNREADABLE, INVALID)
 
 
 class SessionError(Exception):
@@ -236,7 +233,11 @@ class ReviewSession:
         if self.store is None or not results:
             return
         self.store.put_predictions(model_hash, results, files)
-        auto = {r.rel: UNREADABLE if r.error else INVALID for r in results if r.error or r.label_error}
+        auto = {
+            r.rel: ReviewState.UNREADABLE if r.error else ReviewState.INVALID
+            for r in results
+            if r.error or r.label_error
+        }
         if auto:
             self.store.set_states(auto, source=_store.MODEL)
 
@@ -282,7 +283,7 @@ class ReviewSession:
     def get_state(self, rel: str) -> str:
         if self.store is not None:
             return self.store.get_state(rel)
-        return self._states.get(rel, UNREVIEWED)
+        return self._states.get(rel, ReviewState.UNREVIEWED)
 
     def _write_state(self, rel: str, state: str) -> None:
         self._write_states({rel: state})
@@ -292,14 +293,14 @@ class ReviewSession:
             self.store.set_states(states)
             return
         for rel, state in states.items():
-            if state == UNREVIEWED:
+            if state == ReviewState.UNREVIEWED:
                 self._states.pop(rel, None)
             else:
                 self._states[rel] = state
 
     def set_state(self, rel: str, state: str) -> EditOutcome:
         """Record a human review decision (undoable in this session)."""
-        if state not in REVIEW_STATES:
+        if state not in STORED_STATES:
             raise ValueError(f"unknown review state {state!r}")
         if not (self.folder / rel).exists():
             return EditOutcome(missing=[rel], messages=[f"{rel}: file not found (deleted or moved?)"])
@@ -314,7 +315,7 @@ class ReviewSession:
 
         Files that no longer exist are reported and left out.
         """
-        if state not in REVIEW_STATES:
+        if state not in STORED_STATES:
             raise ValueError(f"unknown review state {state!r}")
         out = EditOutcome()
         changes = self._state_changes(rels, state, out)
@@ -357,7 +358,7 @@ class ReviewSession:
                 renames.append((rel, pred))
         if renames and not self.can_rename:
             raise SessionError("renaming needs the dataset store (core.store / core.relabel), which is unavailable")
-        changes = self._state_changes(same, VERIFIED, out)
+        changes = self._state_changes(same, ReviewState.VERIFIED, out)
         if changes:
             self._write_states({rel: new for rel, _old, new in changes})
             out.states.update({rel: new for rel, _old, new in changes})
@@ -397,7 +398,7 @@ class ReviewSession:
             self._undo.append(("rename", rep.step))
             self._redo.clear()
         elif not rep.failed:  # same label: only the state changed
-            self._undo.append(("state", rel, out.states.get(rel, UNREVIEWED), FIXED))
+            self._undo.append(("state", rel, out.states.get(rel, ReviewState.UNREVIEWED), ReviewState.FIXED))
             self._redo.clear()
         return out
 

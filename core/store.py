@@ -43,6 +43,7 @@ from .errors import PlateReviewError
 from .gc_pause import gc_paused
 from .label_score import label_score
 from .records import PredictionResult, relabelled
+from .review_state import STORED_STATES, ReviewState
 from .safepaths import disk_problem, pair_problem
 
 _OWNER_CHARS = frozenset("0123456789abcdef")
@@ -60,14 +61,6 @@ STORE_FILENAME = "store.sqlite"
 CROSSVAL_MODEL = "crossval"
 SCHEMA_VERSION = 1
 
-UNREVIEWED = "unreviewed"
-VERIFIED = "verified"
-FIXED = "fixed"
-UNREADABLE = "unreadable"
-INVALID = "invalid"
-REVIEW_STATES = (UNREVIEWED, VERIFIED, FIXED, UNREADABLE, INVALID)
-#: States that record a human decision; a model re-run never replaces them.
-HUMAN_STATES = frozenset({VERIFIED, FIXED})
 HUMAN = "human"
 MODEL = "model"
 
@@ -768,7 +761,7 @@ class Store:
         """The review state of one sample (``unreviewed`` when never set)."""
         with self._lock:
             r = self.conn.execute("SELECT state FROM states WHERE rel = ?", (rel,)).fetchone()
-        return r[0] if r else UNREVIEWED
+        return r[0] if r else ReviewState.UNREVIEWED
 
     def states(self) -> dict[str, str]:
         """``{rel: state}`` for every sample that is not unreviewed."""
@@ -794,8 +787,8 @@ class Store:
             The number of samples changed.
         """
         for s in states.values():
-            if s not in REVIEW_STATES:
-                raise ValueError(f"unknown review state {s!r}; expected one of {', '.join(REVIEW_STATES)}")
+            if s not in STORED_STATES:
+                raise ValueError(f"unknown review state {s!r}; expected one of {', '.join(STORED_STATES)}")
         now = time.time()
         n = 0
         with self._tx() as c:
@@ -805,7 +798,7 @@ class Store:
             for rel, s in states.items():
                 if rel in human or not _storable(rel):
                     continue
-                if s == UNREVIEWED:
+                if s == ReviewState.UNREVIEWED:
                     c.execute("DELETE FROM states WHERE rel = ?", (rel,))
                 else:
                     size, mtime = self._identity(rel)
@@ -998,7 +991,7 @@ class Store:
 
     def _apply_done(self, c: sqlite3.Connection, e: JournalEntry, now: float) -> None:
         c.execute("DELETE FROM states WHERE rel = ?", (e.src,))
-        if e.new_state and e.new_state != UNREVIEWED:
+        if e.new_state and e.new_state != ReviewState.UNREVIEWED:
             c.execute(
                 "INSERT OR REPLACE INTO states(rel, state, source, size, mtime_ns, updated) VALUES(?,?,?,?,?,?)",
                 (e.dst, e.new_state, e.new_source or HUMAN, e.size, e.mtime_ns, now),

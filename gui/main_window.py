@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 from core import session as sess
 from core.label_score import LIKELY_ERROR_THRESHOLD
 from core.predict import Progress
+from core.review_state import ReviewState
 
 from .inspector import Inspector
 from .table_model import THUMB_SIZE, ResultsModel, ResultsProxy, ReviewTable, Row
@@ -776,7 +777,7 @@ class MainWindow(QMainWindow):
             if not row.prediction:
                 raise sess.SessionError("No prediction to accept for this sample")
             if row.prediction == row.label:
-                return self.session.set_state(row.rel, sess.VERIFIED)
+                return self.session.set_state(row.rel, ReviewState.VERIFIED)
             return self.session.relabel(row.rel, row.prediction)
 
         self._act(do)
@@ -787,20 +788,20 @@ class MainWindow(QMainWindow):
         rows = self.selected_rows()
         if len(rows) > 1 and self.session is not None:
             self._act_many(lambda rs: self.session.set_states(
-                [r.rel for r in rs if not r.label_error and not r.missing], sess.VERIFIED), rows)  # fmt: skip
+                [r.rel for r in rs if not r.label_error and not r.missing], ReviewState.VERIFIED), rows)  # fmt: skip
             return
 
         def do(row: Row):
             if row.label_error:
                 raise sess.SessionError(f"The label cannot be verified: {row.label_error}")
-            return self.session.set_state(row.rel, sess.VERIFIED)
+            return self.session.set_state(row.rel, ReviewState.VERIFIED)
 
         self._act(do)
 
     @Slot()
     def mark_unreadable(self) -> None:
         """Mark the current crop unreadable (no plate can be read from it)."""
-        self._act(lambda row: self.session.set_state(row.rel, sess.UNREADABLE))
+        self._act(lambda row: self.session.set_state(row.rel, ReviewState.UNREADABLE))
 
     @Slot()
     def edit_label(self) -> None:
@@ -812,7 +813,7 @@ class MainWindow(QMainWindow):
     def _on_inspector_submit(self, label: str) -> None:
         def do(row: Row, label: str):
             if label == row.label:
-                return self.session.set_state(row.rel, sess.VERIFIED)
+                return self.session.set_state(row.rel, ReviewState.VERIFIED)
             return self.session.relabel(row.rel, label)
 
         self._act(do, label)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from PySide6.QtGui import QColor
 
+from core.review_state import ReviewState
+
 ACCENT = "#2563eb"
 TEXT = "#1f2937"
 MUTED = "#6b7280"
@@ -23,12 +25,12 @@ MUTED_C = QColor(MUTED)
 
 #: Colour of each review state in the table and inspector.
 STATE_COLORS = {
-    "unreviewed": QColor(MUTED),
-    "verified": GOOD,
-    "fixed": INFO,
-    "unreadable": BAD,
-    "invalid": WARN,
-    "missing": BAD,
+    ReviewState.UNREVIEWED: QColor(MUTED),
+    ReviewState.VERIFIED: GOOD,
+    ReviewState.FIXED: INFO,
+    ReviewState.UNREADABLE: BAD,
+    ReviewState.INVALID: WARN,
+    ReviewState.MISSING: BAD,
 }
 
 STYLE_SHEET = f"""

@@ -37,7 +37,7 @@ from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QStyle, QStyledIte
 from core.gc_pause import gc_paused
 from core.label_score import LIKELY_ERROR_THRESHOLD, review_keys_arrays
 from core.records import relabelled
-from core.session import INVALID, MISSING, UNREADABLE, UNREVIEWED
+from core.review_state import HUMAN_STATES, ReviewState
 
 from . import style
 from .fonts import plate_font
@@ -51,9 +51,16 @@ SCORE_TIP = ("Label score: the probability the model gives to the label's weakes
              f"Low = the label is likely wrong (at or below {LIKELY_ERROR_THRESHOLD}: counted as a likely label "
              "error). Sorted ascending, this is the review order.")  # fmt: skip
 THUMB_SIZE = QSize(112, 28)
-_STATE_ORDER = {MISSING: 0, UNREADABLE: 1, INVALID: 2, UNREVIEWED: 3, "fixed": 4, "verified": 5}
-_STATE_TEXT = {UNREVIEWED: "", "verified": "✓ verified", "fixed": "✎ fixed", UNREADABLE: "⚠ unreadable",
-               INVALID: "⚠ invalid", MISSING: "✕ missing"}  # fmt: skip
+_STATE_ORDER = {
+    ReviewState.MISSING: 0,
+    ReviewState.UNREADABLE: 1,
+    ReviewState.INVALID: 2,
+    ReviewState.UNREVIEWED: 3,
+    ReviewState.FIXED: 4,
+    ReviewState.VERIFIED: 5,
+}
+_STATE_TEXT = {ReviewState.UNREVIEWED: "", ReviewState.VERIFIED: "✓ verified", ReviewState.FIXED: "✎ fixed", ReviewState.UNREADABLE: "⚠ unreadable",
+               ReviewState.INVALID: "⚠ invalid", ReviewState.MISSING: "✕ missing"}  # fmt: skip
 
 
 _ROLES = frozenset({Qt.ItemDataRole.DisplayRole, SORT_ROLE, ROW_ROLE, Qt.ItemDataRole.DecorationRole,
@@ -67,7 +74,7 @@ class Row:
     __slots__ = ("rel", "label", "label_error", "prediction", "_rec", "confidence", "cer", "correct", "error",
                  "label_score", "_label_probs", "state", "missing", "_hay", "k")  # fmt: skip
 
-    def __init__(self, rec, state: str = UNREVIEWED):
+    def __init__(self, rec, state: str = ReviewState.UNREVIEWED):
         self.rel: str = rec.rel
         self.label: str = rec.label
         self.label_error: str | None = rec.label_error
@@ -149,11 +156,11 @@ class Row:
     @property
     def display_state(self) -> str:
         if self.missing:
-            return MISSING
-        if self.state == UNREVIEWED and self.error:
-            return UNREADABLE
-        if self.state == UNREVIEWED and self.label_error:
-            return INVALID
+            return ReviewState.MISSING
+        if self.state == ReviewState.UNREVIEWED and self.error:
+            return ReviewState.UNREADABLE
+        if self.state == ReviewState.UNREVIEWED and self.label_error:
+            return ReviewState.INVALID
         return self.state
 
     def cer_key(self) -> tuple:
@@ -162,7 +169,7 @@ class Row:
         return (group, -1.0 if self.cer is None else self.cer, -self.confidence)
 
 
-_STATE_NAMES0 = (UNREVIEWED, "verified", "fixed", UNREADABLE, INVALID, MISSING)  # state codes 0..5
+_STATE_NAMES0 = tuple(ReviewState)  # state codes 0..5, in the enum's order
 _S_UNREVIEWED, _S_VERIFIED, _S_FIXED, _S_UNREADABLE, _S_INVALID, _S_MISSING = range(6)
 _COLS = {"err": np.bool_, "lerr": np.bool_, "pred": np.bool_, "correct": np.bool_, "cer": np.float64,
          "conf": np.float64, "state": np.int16, "missing": np.bool_, "score": np.float64,
@@ -332,7 +339,7 @@ class ResultsModel(QAbstractTableModel):
             for s in set(states.values()):
                 self._code(s)
             codes, get = self._state_code, states.get
-            a["state"][start:end] = np.fromiter((codes[get(r, UNREVIEWED)] for r in rel), np.int16, m)
+            a["state"][start:end] = np.fromiter((codes[get(r, ReviewState.UNREVIEWED)] for r in rel), np.int16, m)
         else:
             a["state"][start:end] = _S_UNREVIEWED
         self._recs.extend(recs)
@@ -519,7 +526,7 @@ class ResultsModel(QAbstractTableModel):
                 return f"{row.confidence:.1%}" if row.prediction else ""
             if col == COL_STATE:
                 text = _STATE_TEXT.get(row.display_state, row.display_state)
-                if self._dup_groups and row.display_state == UNREVIEWED and self.in_conflict(row.rel):
+                if self._dup_groups and row.display_state == ReviewState.UNREVIEWED and self.in_conflict(row.rel):
                     return "⚠ duplicate"
                 return text
             return None
@@ -1084,7 +1091,7 @@ class ResultsProxy(QSortFilterProxyModel):
         if q:
             if "mismatches" in q and not row.mismatch:
                 return False
-            if "unreviewed" in q and row.state != UNREVIEWED:
+            if "unreviewed" in q and row.state != ReviewState.UNREVIEWED:
                 return False
             if "invalid" in q and not row.label_error:
                 return False
@@ -1154,7 +1161,7 @@ def stats(rows: list[Row]) -> dict:
             cer_sum += r.cer or 0.0
             if r.correct:
                 correct += 1
-        if r.state == "verified" or r.state == "fixed":
+        if r.state in HUMAN_STATES:
             reviewed += 1
     return {
         "n": len(rows),

@@ -16,7 +16,8 @@ from core import relabel as R
 from core.cli.labels import add_label_commands
 from core.data import scan_folder
 from core.errors import CliError
-from core.store import INVALID, Store
+from core.review_state import ReviewState
+from core.store import Store
 
 REAL = Path(__file__).resolve().parents[1] / "data" / "plates_real"
 
@@ -53,7 +54,7 @@ def test_export_round_trip(ds: Path, tmp_path: Path):
     with Store.open(ds) as s:
         rep = R.relabel(s, [(first, "皖A77777")])
         renamed = rep.renamed[0][1]
-        s.set_state("0997-皖B00002.jpg", INVALID)
+        s.set_state("0997-皖B00002.jpg", ReviewState.INVALID)
         before = _tree_hash(ds)
         report = E.export_dataset(ds, tmp_path / "out", split={"train": 0.75, "test": 0.25}, seed=3, store=s)
     assert _tree_hash(ds) == before  # the source is never modified

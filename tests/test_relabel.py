@@ -20,7 +20,8 @@ from core import plates
 from core import relabel as R
 from core.cli.labels import add_label_commands
 from core.errors import CliError
-from core.store import FIXED, VERIFIED, JournalEntry, Store, scan_files
+from core.review_state import ReviewState
+from core.store import JournalEntry, Store, scan_files
 
 REAL = Path(__file__).resolve().parents[1] / "data" / "plates_real"
 WORKER = Path(__file__).with_name("relabel_worker.py")
@@ -92,7 +93,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path):
             if rel == old:  # the store agrees with the disk
                 assert rel not in states and rel not in origins
             else:
-                assert states.get(rel) == FIXED and origins.get(rel) == old
+                assert states.get(rel) == ReviewState.FIXED and origins.get(rel) == old
         assert set(states) <= set(after)
         cached = s.cached_predictions("m", scan_files(ds))
         assert set(cached) == set(after) and all(r.label == plates.parse_name(r.rel).label for r in cached.values())
@@ -141,7 +142,8 @@ def test_reconcile_completes_half_done_rename_and_reports_vanished(tmp_path: Pat
     new = [plates.build_name(plates.parse_name(n), "皖A1234" + str(i)) for i, n in enumerate(names)]
     ino = [os.stat(tmp_path / n).st_ino for n in names]
     entries = [
-        JournalEntry("do", names[i], new[i], step, i, ino[i], None, None, None, None, FIXED, "human") for i in range(3)
+        JournalEntry("do", names[i], new[i], step, i, ino[i], None, None, None, None, ReviewState.FIXED, "human")
+        for i in range(3)
     ]
     s.journal_pending(entries)
     os.link(tmp_path / names[0], tmp_path / new[0])  # killed between link and unlink
@@ -151,7 +153,7 @@ def test_reconcile_completes_half_done_rename_and_reports_vanished(tmp_path: Pat
     assert s.pending_count() == 0
     assert sorted(os.listdir(tmp_path)) == sorted([".plate-review", new[0], names[2]])
     assert any(names[1] in m and "vanished" in m for m in s.messages), s.messages
-    assert s.states() == {new[0]: FIXED}
+    assert s.states() == {new[0]: ReviewState.FIXED}
     assert s.origins() == {new[0]: names[0]}
     assert s.history()[0].status == "applied"
     R.undo(s)
@@ -185,7 +187,7 @@ def test_undo_and_redo_survive_restart(tmp_path: Path):
     names = _copy(tmp_path, 4)
     before = _listing(tmp_path)
     with Store.open(tmp_path) as s:
-        s.set_state(names[0], VERIFIED)
+        s.set_state(names[0], ReviewState.VERIFIED)
         r1 = R.relabel(s, [(names[0], "皖A11111"), (names[1], "皖A22222")])
         r2 = R.relabel(s, [(names[2], "皖A33333")])
         assert len(r1.renamed) == 2 and len(r2.renamed) == 1
@@ -195,7 +197,7 @@ def test_undo_and_redo_survive_restart(tmp_path: Path):
         assert names[2] in _listing(tmp_path)
         R.undo(s)
         assert _listing(tmp_path) == before
-        assert s.states() == {names[0]: VERIFIED}  # the state before the change is restored
+        assert s.states() == {names[0]: ReviewState.VERIFIED}  # the state before the change is restored
         assert R.undo(s).messages == ["nothing to undo"]
     with Store.open(tmp_path) as s:
         R.redo(s, steps=2)
@@ -273,7 +275,7 @@ def test_move_never_overwrites_even_without_hard_links(tmp_path: Path, monkeypat
 def test_vanished_and_changed_files_are_reported(tmp_path: Path):
     names = _copy(tmp_path, 3)
     with Store.open(tmp_path) as s:
-        s.set_states({names[0]: VERIFIED, names[1]: VERIFIED})
+        s.set_states({names[0]: ReviewState.VERIFIED, names[1]: ReviewState.VERIFIED})
         st = os.stat(tmp_path / names[1])
         (tmp_path / names[0]).unlink()
         (tmp_path / names[1]).write_bytes(b"different content")

@@ -10,7 +10,8 @@ import pytest
 
 from core import relabel as R
 from core import store as store_mod
-from core.store import FIXED, INVALID, UNREADABLE, UNREVIEWED, VERIFIED, Store, scan_files
+from core.review_state import ReviewState
+from core.store import Store, scan_files
 
 REAL = Path(__file__).resolve().parents[1] / "data" / "plates_real"
 
@@ -155,8 +156,8 @@ def test_states_and_model_rerun_keeps_human_decisions(ds: Path):
     files = scan_files(ds)
     a, b, c = (f.rel for f in files[:3])
     with Store.open(ds) as s:
-        assert s.get_state(a) == UNREVIEWED
-        s.set_state(a, VERIFIED)
+        assert s.get_state(a) == ReviewState.UNREVIEWED
+        s.set_state(a, ReviewState.VERIFIED)
         R.relabel(s, [(b, "皖A12345")])
         b = s.origins() and next(iter(s.origins()))
         with pytest.raises(ValueError):
@@ -164,24 +165,26 @@ def test_states_and_model_rerun_keeps_human_decisions(ds: Path):
     with Store.open(ds) as s:
         # A model re-run: new predictions and automatic states never replace human decisions.
         s.put_predictions("m2", [_rec(r, prediction="京A00000") for r in (a, b, c)])
-        s.set_states({a: UNREADABLE, b: INVALID, c: UNREADABLE}, source="model")
-        assert s.states() == {a: VERIFIED, b: FIXED, c: UNREADABLE}
+        s.set_states({a: ReviewState.UNREADABLE, b: ReviewState.INVALID, c: ReviewState.UNREADABLE}, source="model")
+        assert s.states() == {a: ReviewState.VERIFIED, b: ReviewState.FIXED, c: ReviewState.UNREADABLE}
         assert (ds / a).exists() and (ds / b).exists()  # labels (names) untouched
         assert s.cached_predictions("m2", scan_files(ds))[a].prediction == "京A00000"  # stored beside
-        s.set_state(c, UNREVIEWED)
+        s.set_state(c, ReviewState.UNREVIEWED)
         assert c not in s.states()
 
 
 def test_sync_states_follows_the_disk(ds: Path):
     files = scan_files(ds)
     with Store.open(ds) as s:
-        s.set_states({files[0].rel: VERIFIED, files[1].rel: FIXED, files[2].rel: VERIFIED})
+        s.set_states(
+            {files[0].rel: ReviewState.VERIFIED, files[1].rel: ReviewState.FIXED, files[2].rel: ReviewState.VERIFIED}
+        )
         (ds / files[0].rel).unlink()
         (ds / files[1].rel).write_bytes(b"replaced by another tool")
         msgs = s.sync_states()
         assert any(files[0].rel in m and "no longer exists" in m for m in msgs)
         assert any(files[1].rel in m and "changed" in m for m in msgs)
-        assert s.states() == {files[2].rel: VERIFIED}
+        assert s.states() == {files[2].rel: ReviewState.VERIFIED}
 
 
 def test_read_only_dataset_uses_user_data_dir(ds: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -195,7 +198,7 @@ def test_read_only_dataset_uses_user_data_dir(ds: Path, tmp_path: Path, monkeypa
         with Store.open(ds) as s:
             assert s.notice and "read-only" in s.notice and str(ds.resolve()) in s.notice
             assert str(s.path).startswith(str(tmp_path / "xdg" / "plate-review"))
-            s.set_state(scan_files(ds)[0].rel, VERIFIED)
+            s.set_state(scan_files(ds)[0].rel, ReviewState.VERIFIED)
         with Store.open(ds) as s:  # the same per-dataset folder is found again
             assert len(s.states()) == 1
     finally:
