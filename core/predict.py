@@ -33,6 +33,7 @@ from .data import (
     thread_safe_start_method,
     worker_start_method,
 )
+from .decode import apply_grammar, top2
 from .device import describe_device, resolve_device
 from .errors import PlateReviewError
 from .label_score import label_char_probs, label_score
@@ -198,9 +199,6 @@ class Predictor:
             self._model = self.checkpoint.build().to(self.device)
             if self.device.type == "cpu":
                 self._model = self._model.to(memory_format=torch.channels_last)
-        ck = self.checkpoint
-        # Grammar: position 2 (index 1 of the tail head's input) is always a letter.
-        self._letter_mask = np.array([c in plates.LETTERS for c in ck.others])
 
     @property
     def description(self) -> str:
@@ -308,15 +306,8 @@ class Predictor:
         return first.cpu().numpy(), tail.cpu().numpy()
 
     def apply_grammar(self, tail: np.ndarray) -> np.ndarray:
-        """The tail head's probabilities with the plate grammar applied (a copy).
-
-        The city code (position 2) is always a letter, so digits are masked there and
-        that position's probabilities renormalised.
-        """
-        tail = np.array(tail, copy=True)
-        t1 = tail[:, 0, :] * self._letter_mask
-        tail[:, 0, :] = t1 / np.maximum(t1.sum(-1, keepdims=True), 1e-12)
-        return tail
+        """The tail head's probabilities with the plate grammar applied (:func:`core.decode.apply_grammar`)."""
+        return apply_grammar(tail, self.checkpoint.others)
 
     def check_outputs(self, first: np.ndarray, tail: np.ndarray, first_file: str | os.PathLike) -> None:
         """Check that :meth:`probabilities` returned probabilities: the expected shapes, finite,
@@ -345,24 +336,9 @@ class Predictor:
             )
 
     def decode(self, first: np.ndarray, tail: np.ndarray) -> list[tuple[str, list[float], str, list[float]]]:
-        """Top-2 characters and probabilities per position; ``tail`` from :meth:`apply_grammar`."""
-        f_idx, f_p = _top2(first)
-        t_idx, t_p = _top2(tail)
-        prov, oth = self.checkpoint.provinces, self.checkpoint.others
-        out = []
-        for b in range(len(first)):
-            pred = prov[f_idx[b, 0, 0]] + "".join(oth[j] for j in t_idx[b, :, 0])
-            runner = prov[f_idx[b, 0, 1]] + "".join(oth[j] for j in t_idx[b, :, 1])
-            probs = [float(f_p[b, 0, 0])] + t_p[b, :, 0].tolist()
-            rprobs = [float(f_p[b, 0, 1])] + t_p[b, :, 1].tolist()
-            out.append((pred, probs, runner, rprobs))
-        return out
-
-
-def _top2(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and values of the two largest entries along the last axis."""
-    idx = np.argsort(-p, axis=-1)[..., :2]
-    return idx, np.take_along_axis(p, idx, -1)
+        """Top-2 characters and probabilities per position (:func:`core.decode.top2`); ``tail``
+        from :meth:`apply_grammar`."""
+        return top2(first, tail, self.checkpoint.provinces, self.checkpoint.others)
 
 
 def _first_line(e: BaseException) -> str:

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from . import plates
 from .data import PlateDataset, reseed_augmentations, train_augmentations, worker_start_method
+from .decode import decode
 from .device import resolve_device
 from .malloc import retain_freed_memory
 from .metrics import corpus_cer
@@ -207,12 +208,6 @@ def _worker_init(worker_id: int) -> None:
         reseed_augmentations(info.dataset, s)
 
 
-def _decode(first: torch.Tensor, tail: torch.Tensor, provinces: str, others: str) -> list[str]:
-    f = first.argmax(-1)[:, 0].tolist()
-    t = tail.argmax(-1).tolist()
-    return [provinces[a] + "".join(others[j] for j in row) for a, row in zip(f, t)]
-
-
 @torch.inference_mode()
 def validate(
     model: nn.Module, loader: DataLoader, device: torch.device, provinces: str, others: str
@@ -225,7 +220,7 @@ def validate(
         x, y = _to_device(x, device), y.to(device)
         first, tail = model(x)
         losses.append(plate_loss(first.float(), tail.float(), y).item() * len(x))
-        preds += _decode(first, tail, provinces, others)
+        preds += decode(first, tail, provinces, others)  # the app's decoding: selection sees what users see
         labels += [provinces[r[0]] + "".join(others[j] for j in r[1:]) for r in y.tolist()]
     model.train(was_training)
     n = max(1, len(labels))

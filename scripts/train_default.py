@@ -89,6 +89,7 @@ sys.path.insert(0, str(ROOT))
 
 from core import plates  # noqa: E402
 from core.data import PlateDataset, preprocess, scan_folder, train_augmentations  # noqa: E402
+from core.decode import apply_grammar, decode  # noqa: E402
 from core.device import resolve_device  # noqa: E402
 from core.images import read_rgb  # noqa: E402
 from core.metrics import corpus_cer  # noqa: E402
@@ -169,22 +170,16 @@ def real_split() -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[tup
 
 @torch.inference_mode()
 def predict(model: torch.nn.Module, images: list[np.ndarray], ckpt: Checkpoint, batch: int = 128):
-    """Labels (raw argmax), labels with position 1 constrained to a letter, confidences."""
-    letters = torch.tensor([ckpt.others.index(c) for c in plates.LETTERS])
-    raw, constrained, conf = [], [], []
+    """Plates as the app reads them (``core.decode``: the grammar, then the best characters)
+    twice over (the figures' two names are kept: they are one decoding now), and confidences."""
+    plates_read, conf = [], []
     for i in range(0, len(images), batch):
         x = torch.from_numpy(np.stack([preprocess(im) for im in images[i : i + batch]]))
         first, tail = model(x)
-        pf, pt = first.softmax(-1)[:, 0], tail.softmax(-1)
-        f_max, f_arg = pf.max(-1)
-        t_max, t_arg = pt.max(-1)
-        conf += (f_max * t_max.prod(-1)).tolist()
-        l_arg = letters[pt[:, 0, letters].argmax(-1)]
-        for a, row, la in zip(f_arg.tolist(), t_arg.tolist(), l_arg.tolist()):
-            s = ckpt.provinces[a] + "".join(ckpt.others[j] for j in row)
-            raw.append(s)
-            constrained.append(s[0] + ckpt.others[la] + s[2:])
-    return raw, constrained, conf
+        pf, pt = first.softmax(-1).numpy(), apply_grammar(tail.softmax(-1).numpy(), ckpt.others)
+        conf += (pf[:, 0].max(-1) * pt.max(-1).prod(-1)).tolist()
+        plates_read += decode(pf, pt, ckpt.provinces, ckpt.others)
+    return plates_read, plates_read, conf
 
 
 def roc_auc(scores: list[float], positive: list[bool]) -> float | None:
