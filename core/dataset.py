@@ -90,18 +90,23 @@ def _link_problem(path: str, root_prefix: str) -> str | None:
     return LINK_NOT_FILE
 
 
-def _entry_problem(e: os.DirEntry, rel: str, root_prefix: str) -> str | None:
-    """Why the entry ``e`` of an image-like name cannot be listed as a readable image (``None``: it can)."""
+def _entry_problem(e: os.DirEntry, path: str, rel: str, root_prefix: str) -> str | None:
+    """Why the entry ``e`` (at ``path``) of an image-like name cannot be listed as a readable image
+    (``None``: it can)."""
     if not rel.isascii() and _SURROGATE.search(rel):
         return NOT_UTF8_FILE if _SURROGATE.search(e.name) else NOT_UTF8_FOLDER
     try:
         if e.is_symlink():
-            return _link_problem(e.path, root_prefix)
+            return _link_problem(path, root_prefix)
         if e.is_file(follow_symlinks=False):
             return None
         return IS_FOLDER if e.is_dir(follow_symlinks=False) else NOT_REGULAR
     except OSError as err:
         return UNREADABLE_ENTRY.format(detail=_os_detail(err))
+
+
+_EXTS = tuple(plates.IMAGE_EXTENSIONS)
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
 
 
 def walk_images(
@@ -118,10 +123,14 @@ def walk_images(
     or device. A sub-folder that cannot be listed is itself yielded, with the folder's rel
     (:data:`UNREADABLE_FOLDER`). Order: unsorted.
 
+    Folders are listed through a descriptor where the platform allows, so ``entry.stat()``
+    (while the walk is at that entry) is an ``fstatat`` relative to it, not a path walk.
+
     Yields:
-        ``(rel, path, name, error, entry)``: ``rel`` with '/' separators, the absolute
-        ``path``, the file ``name``, the reason or ``None``, and the ``os.DirEntry``
-        (``None`` for an unreadable folder).
+        ``(rel, folder_path, name, error, entry)``: ``rel`` with '/' separators, the absolute
+        path of the entry's folder (the entry is ``os.path.join(folder_path, name)``), the
+        name, the reason or ``None``, and the ``os.DirEntry`` (``None`` for a folder yielded
+        for its own problem).
 
     Raises:
         NotADirectoryError: ``folder`` does not exist or is not a folder.
@@ -132,49 +141,55 @@ def walk_images(
         raise NotADirectoryError(f"{folder}: not a folder")
     root = os.path.realpath(root)
     root_prefix = os.path.join(root, "")
-    cut = len(root_prefix)  # relative paths by slicing: pathlib costs ~20 us a file
-    slash = os.sep == "/"
-    is_image = plates.is_image_name
-    stack = [root]
-    folders: set[str] = set()  # rels of folders already yielded for their image name
+    join = os.path.join
+    stack = [("", root)]
+    folders: set[str] = set()  # rels of folders with an image name, yielded after their listing
     while stack:
-        d = stack.pop()
+        prefix, d = stack.pop()
         try:
-            with os.scandir(d) as it:
-                for e in it:
-                    name = e.name
-                    if name[0] == ".":
-                        continue
-                    try:
-                        is_dir = e.is_dir(follow_symlinks=False)
-                    except OSError:
-                        is_dir = False
-                    if is_dir and recursive:
-                        stack.append(e.path)
-                    if not is_image(name):
-                        continue
-                    rel = e.path[cut:] if slash else e.path[cut:].replace(os.sep, "/")
-                    try:
-                        plain = not is_dir and e.is_file(follow_symlinks=False)
-                    except OSError:
-                        plain = False
-                    ok = plain and (rel.isascii() or not _SURROGATE.search(rel))
-                    error = None if ok else _entry_problem(e, rel, root_prefix)  # the rare cases
-                    if is_dir and recursive:
-                        folders.add(rel)
-                        continue  # yielded after its listing: the folder's own problem, if any, says more
-                    yield rel, e.path, name, error, e
+            try:
+                fd = os.open(d, _DIR_FLAGS)
+            except OSError:  # not openable as a descriptor (e.g. Windows): list by path
+                fd = None
+            try:
+                with os.scandir(d if fd is None else fd) as it:
+                    for e in it:
+                        name = e.name
+                        if name[0] == ".":
+                            continue
+                        try:
+                            is_dir = e.is_dir(follow_symlinks=False)
+                        except OSError:
+                            is_dir = False
+                        if is_dir and recursive:
+                            stack.append((f"{prefix}{name}/", join(d, name)))
+                        if not name.lower().endswith(_EXTS):
+                            continue
+                        rel = prefix + name
+                        if is_dir and recursive:
+                            folders.add(rel)  # the folder's own problem, if any, says more: after its listing
+                            continue
+                        try:
+                            plain = not is_dir and e.is_file(follow_symlinks=False)
+                        except OSError:
+                            plain = False
+                        ok = plain and (rel.isascii() or not _SURROGATE.search(rel))
+                        error = None if ok else _entry_problem(e, join(d, name), rel, root_prefix)  # rare
+                        yield rel, d, name, error, e
+            finally:
+                if fd is not None:
+                    os.close(fd)
         except OSError as err:
             if d == root:
                 raise
-            rel = d[cut:] if slash else d[cut:].replace(os.sep, "/")
+            rel = prefix[:-1]
             folders.discard(rel)
-            yield rel, d, os.path.basename(d), UNREADABLE_FOLDER.format(detail=_os_detail(err)), None
+            yield rel, os.path.dirname(d), os.path.basename(d), UNREADABLE_FOLDER.format(detail=_os_detail(err)), None
             continue
-        rel = d[cut:] if slash else d[cut:].replace(os.sep, "/")
+        rel = prefix[:-1]
         if rel in folders:
             folders.discard(rel)
-            yield rel, d, os.path.basename(d), IS_FOLDER, None
+            yield rel, os.path.dirname(d), os.path.basename(d), IS_FOLDER, None
 
 
 def scan_folder(folder: str | os.PathLike, scheme: str | None = None, recursive: bool = True) -> list[Sample]:
@@ -184,9 +199,10 @@ def scan_folder(folder: str | os.PathLike, scheme: str | None = None, recursive:
         NotADirectoryError: ``folder`` does not exist or is not a folder.
         OSError: ``folder`` itself cannot be listed.
     """
-    parse = plates.parse_name
+    parse, join = plates.parse_name, os.path.join
     out = [
-        Sample(path, rel, parse(name, scheme), error) for rel, path, name, error, _e in walk_images(folder, recursive)
+        Sample(join(d, name), rel, parse(name, scheme), error)
+        for rel, d, name, error, _e in walk_images(folder, recursive)
     ]
     out.sort(key=lambda s: s.rel)
     return out
