@@ -280,8 +280,13 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: not a loadable checkpoint ({first})") from None
     del data
+    if isinstance(d, dict) and d.get("format") != CHECKPOINT_FORMAT:
+        d = from_notebook(d, path) or d
     if not isinstance(d, dict) or d.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not a Plate Review checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
+        raise CheckpointError(
+            f"{path}: not a model this app reads: expected a Plate Review checkpoint (.pt), the notebook's "
+            "state_dict (.pth) or its PyTorch Lightning checkpoint (.ckpt)"
+        )
     version = d.get("version", 0)
     if type(version) is not int:
         raise CheckpointError(f"{path}: damaged checkpoint (version {version!r} is not a number)")
@@ -308,6 +313,76 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     except (TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: damaged checkpoint ({str(e).splitlines()[0]})") from None
     return ckpt
+
+
+#: The notebook's layer names (``SimpleNumbersOCR`` / ``LSTMNumbersOCR``, a LightningModule) and
+#: ours. The conv blocks are the same ``nn.Sequential`` indices: only the prefixes differ.
+NOTEBOOK_PREFIXES = {"cnn_layers.": "cnn.", "hieroglyphs_cls.": "province_head.", "other_cls.": "other_head.",
+                     "lstm.": "lstm."}  # fmt: skip
+
+
+def from_notebook(d: dict, path: str | os.PathLike) -> dict | None:
+    """A checkpoint dict (this app's format) from the notebook's own files, or ``None`` when ``d`` is not one.
+
+    The notebook saves ``torch.save(model.state_dict(), 'lstm_model.pth')`` of its LightningModule
+    (layers ``cnn_layers``, ``lstm``, ``hieroglyphs_cls``, ``other_cls``); Lightning's trainer
+    writes ``.ckpt`` files holding that state_dict under ``'state_dict'``. Both are read here:
+    the architecture (``simple`` or ``lstm``) comes from the layers present, the classes are the
+    notebook's (the 31 provinces and 35 letters and digits, sorted, as :mod:`core.plates`), the
+    input and normalisation its transforms' (Resize 64x224, ImageNet Normalize). The rest of
+    :func:`load_checkpoint` then checks shapes and weights as for any checkpoint.
+
+    Raises:
+        CheckpointError: it is a notebook file but not one this app can read (unknown layers,
+            other class counts); the message names the file and what was expected.
+    """
+    kind = "the notebook's state_dict"
+    sd: Any = d
+    if isinstance(d.get("state_dict"), dict) and ("pytorch-lightning_version" in d or "epoch" in d):
+        sd, kind = d["state_dict"], "a PyTorch Lightning checkpoint of the notebook's model"
+    if not (isinstance(sd, dict) and sd and all(isinstance(k, str) for k in sd)):
+        return None
+    if not any(k.startswith("hieroglyphs_cls.") for k in sd) or not any(k.startswith("cnn_layers.") for k in sd):
+        return None
+    state = {}
+    for k, v in sd.items():
+        if k.startswith("loss."):
+            continue  # the notebook's CrossEntropyLoss: no weights
+        prefix = next((p for p in NOTEBOOK_PREFIXES if k.startswith(p)), None)
+        if prefix is None or not torch.is_tensor(v):
+            raise CheckpointError(
+                f"{path}: {kind} with an unexpected entry {k!r}: expected only the layers "
+                f"{', '.join(p.rstrip('.') for p in NOTEBOOK_PREFIXES)}"
+            )
+        state[NOTEBOOK_PREFIXES[prefix] + k[len(prefix) :]] = v
+    arch = "lstm" if "lstm.weight_hh_l0" in state else "simple"
+    hidden = int(state["lstm.weight_hh_l0"].shape[1]) if arch == "lstm" else 128
+    try:
+        n_prov, n_oth = int(state["province_head.weight"].shape[0]), int(state["other_head.weight"].shape[0])
+    except KeyError as e:
+        raise CheckpointError(f"{path}: {kind} without its {e} layer") from None
+    if (n_prov, n_oth) != (len(plates.PROVINCES), len(plates.OTHERS)):
+        raise CheckpointError(
+            f"{path}: {kind} with {n_prov} province and {n_oth} character classes; the notebook's are "
+            f"{len(plates.PROVINCES)} and {len(plates.OTHERS)} (its training set's, sorted)"
+        )
+    summary: dict[str, Any] = {"imported_from": str(path), "import_format": kind}
+    for key in ("epoch", "global_step", "pytorch-lightning_version"):
+        if isinstance(d.get(key), (int, str)):
+            summary[f"lightning_{key.replace('-', '_')}"] = d[key]
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "config": {"arch": arch, "dropout": 0.2, "hidden": hidden},
+        "state_dict": state,
+        "provinces": plates.PROVINCES,
+        "others": plates.OTHERS,
+        "input_size": list(INPUT_SIZE),
+        "mean": list(MEAN),
+        "std": list(STD),
+        "metrics": {},
+        "summary": summary,
+    }
 
 
 def _read_checkpoint_file(path: Path) -> bytes:

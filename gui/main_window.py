@@ -571,9 +571,17 @@ class MainWindow(QMainWindow):
             self.model_label.setText(text.splitlines()[0][:120])
             # No model: show every sample with its label so names can still be reviewed.
             self.model.add_predictions(getattr(self, "_unpredicted", []), getattr(self, "_pending_states", {}))
+            if self.model_path is not None:  # a refused file is not opened again at the next start
+                self.model_path = None
+                self.settings.setValue("model_path", "")
             self.statusBar().showMessage(
                 "No model could be loaded: open a checkpoint (Model ▸ Open Checkpoint…)", 15000
             )
+            QMessageBox.warning(
+                self, "Plate Review",
+                f"{text.removeprefix('no model: ')}\n\nThe samples are listed with their labels; open another model "
+                "with Model ▸ Open Checkpoint… (this one will not be opened again at the next start).",
+            )  # fmt: skip
 
     @Slot(object)
     def _on_worker_batch(self, results: list) -> None:

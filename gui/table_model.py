@@ -799,7 +799,10 @@ class ResultsModel(QAbstractTableModel):
     def set_duplicates(self, groups: Iterable) -> None:
         """Near-duplicate groups (``core.duplicates.DuplicateGroup``): membership by picture; whether a
         group is a conflict (labels differ) is judged on the labels the rows carry now."""
-        self._dup_groups = [list(g.rels) for g in groups]
+        new = [list(g.rels) for g in groups]
+        if not new and not self._dup_groups:
+            return  # nothing to show or to clear: no repaint of 200,000 rows
+        self._dup_groups = new
         self.sig_changed.emit()
         if len(self._order):
             self.dataChanged.emit(self.index(0, COL_STATE), self.index(len(self._order) - 1, COL_STATE))

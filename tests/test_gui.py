@@ -464,3 +464,21 @@ def test_help_dialog_and_recent_folders(qtbot, window, dataset):
     assert "Space" in window.help_dialog.findChildren(type(window.counts_label))[0].text()
     window.help_dialog.close()
     QApplication.processEvents()
+
+
+def test_a_refused_model_is_said_in_a_dialog_and_not_opened_again(qtbot, tmp_path, dataset, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    shown = []
+    monkeypatch.setattr(QMessageBox, "warning", staticmethod(lambda *a, **k: shown.append(a[2])))
+    bad = tmp_path / "weird.pth"
+    bad.write_bytes(b"not a model at all" * 10)
+    settings = QSettings(str(tmp_path / "settings-bad.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(model_path=bad, settings=settings)
+    qtbot.addWidget(win)
+    win.show()
+    open_and_wait(qtbot, win, dataset)
+    assert shown and "weird.pth" in shown[0] and "weights_only" not in shown[0]
+    assert win.model.rowCount() == 21  # the samples are listed with their labels
+    assert settings.value("model_path", "") == "" and win.model_path is None
+    win.close()

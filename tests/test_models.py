@@ -54,7 +54,7 @@ def test_damaged_and_foreign_files(tmp_path):
         load_checkpoint(junk)
     plain = tmp_path / "plain.pt"
     torch.save(build_model(ModelConfig()).state_dict(), plain)  # a bare state_dict from elsewhere
-    with pytest.raises(CheckpointError, match="not a Plate Review checkpoint"):
+    with pytest.raises(CheckpointError, match="not a model this app reads: expected a Plate Review checkpoint"):
         load_checkpoint(plain)
     good = save_checkpoint(Checkpoint(ModelConfig(), build_model(ModelConfig()).state_dict()), tmp_path / "g.pt")
     cut = tmp_path / "cut.pt"

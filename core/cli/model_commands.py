@@ -79,6 +79,14 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--device", **dev)
     t.set_defaults(func=cmd_train)
 
+    m = sub.add_parser(
+        "import-model",
+        help="save the notebook's state_dict (.pth) or Lightning checkpoint (.ckpt) as a Plate Review checkpoint",
+    )
+    m.add_argument("model_in", metavar="IN", help="the notebook's .pth or .ckpt (or any checkpoint this app reads)")
+    m.add_argument("--out", required=True, help="checkpoint to write (.pt)")
+    m.set_defaults(func=cmd_import_model)
+
     e = sub.add_parser("eval", help="accuracy, CER, per-position accuracy and confusions on a folder")
     e.add_argument("folder")
     e.add_argument("--model")
@@ -136,6 +144,22 @@ def report_duplicates(results: list[PredictionResult]) -> int:
         same = " = ".join(f"{printable(rel)} ({label})" for rel, label in zip(g.rels, g.labels))
         print(f"same picture, different labels: {same}", file=sys.stderr)
     return len(groups)
+
+
+def cmd_import_model(args: argparse.Namespace) -> int:
+    """``plate-review import-model IN --out model.pt``: the notebook's .pth/.ckpt as a Plate Review checkpoint."""
+    from ..models import load_checkpoint, save_checkpoint
+
+    src = Path(args.model_in)
+    ckpt = load_checkpoint(src)  # reads and checks it; CheckpointError names the file
+    out = Path(args.out)
+    if out.exists() and out.resolve() == src.resolve():
+        raise CliError(f"{out}: the output must not be the input file")
+    ckpt.summary.setdefault("imported_from", str(src))
+    save_checkpoint(ckpt, out)
+    how = ckpt.summary.get("import_format", "a Plate Review checkpoint")
+    print(f"wrote {out}: {ckpt.config.arch} model from {how} ({src})")
+    return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
