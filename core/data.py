@@ -196,6 +196,8 @@ class InferenceDataset(Dataset):
 
     ``uint8=True`` yields :func:`resize_for_model` pixels (HWC uint8) for a model that
     normalises itself (the ONNX export); otherwise :func:`preprocess` output (CHW float32).
+    ``prepare`` (a picklable callable, RGB in) replaces both, for readers with their own
+    preprocessing (``core.ctc``).
     Each item also carries the crop's perceptual hash (:func:`core.duplicates.image_hash`),
     taken from the decoded pixels while they are at hand, for near-duplicate detection.
     """
@@ -208,8 +210,10 @@ class InferenceDataset(Dataset):
         std: Sequence[float] = STD,
         uint8: bool = False,
         errors: Sequence[str | None] | None = None,
+        prepare: Callable[[np.ndarray], np.ndarray] | None = None,
     ):
         self.paths = [str(p) for p in paths]
+        self.prepare = prepare
         self.input_size, self.mean, self.std, self.uint8 = input_size, mean, std, uint8
         #: Per path, why the scan found it must not be read (``Sample.error``): never opened.
         self.errors = list(errors) if errors is not None else None
@@ -222,7 +226,9 @@ class InferenceDataset(Dataset):
             return idx, None, self.errors[idx], None
         try:
             rgb = read_rgb(self.paths[idx])
-            if self.uint8:
+            if self.prepare is not None:
+                x = self.prepare(rgb)
+            elif self.uint8:
                 x = resize_for_model(rgb, self.input_size)
             else:
                 x = preprocess(rgb, self.input_size, self.mean, self.std)

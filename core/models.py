@@ -272,6 +272,11 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             checkpoint; the message names the file and the problem.
     """
     path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        raise CheckpointError(
+            f"{path}: a CTC recognizer (.onnx) reads plates but cannot be fine-tuned or imported here: "
+            "training uses the app's own architectures (start from the bundled model or a .pt/.pth)"
+        )
     data = _read_checkpoint_file(path)
     _check_archive(path, data)
     try:

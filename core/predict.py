@@ -335,6 +335,22 @@ class Predictor:
                 "(a broken or incompatible model file)"
             )
 
+    kind = "plates"
+    trainable = True
+
+    def dataset(self, samples: Sequence[Sample]) -> InferenceDataset:
+        """Decoding and this model's preprocessing of the samples (for :func:`predict_samples`)."""
+        ck = self.checkpoint
+        return InferenceDataset([s.file for s in samples], ck.input_size, ck.mean, ck.std, uint8=self.takes_uint8,
+                                errors=[s.error for s in samples])  # fmt: skip
+
+    def read(
+        self, xs: np.ndarray, samples: Sequence[Sample], hashes: Sequence[int | None] | None = None
+    ) -> list[PredictionResult]:
+        """The records of a batch of prepared crops (:meth:`dataset` items)."""
+        first, tail = self.probabilities(xs)
+        return results_from_outputs(self, samples, first, tail, hashes)
+
     def decode(self, first: np.ndarray, tail: np.ndarray) -> list[tuple[str, list[float], str, list[float]]]:
         """Top-2 characters and probabilities per position (:func:`core.decode.top2`); ``tail``
         from :meth:`apply_grammar`."""
@@ -414,6 +430,30 @@ def results_from_outputs(
     return out
 
 
+def open_reader(
+    model_path: str | os.PathLike | None = None,
+    device: str = "auto",
+    backend: str = "auto",
+    threads: int | None = None,
+    dict_path: str | os.PathLike | None = None,
+):
+    """The reader for a model file: a PaddleOCR-style CTC recognizer for ``.onnx`` (with its
+    dictionary, ``core.ctc.CTCReader``), else a :class:`Predictor` (checkpoints, the notebook's files).
+
+    Raises:
+        CheckpointError: the file cannot be used; the message names it and what was expected.
+    """
+    if model_path is not None and Path(model_path).suffix.lower() == ".onnx":
+        from .ctc import CTCReader
+
+        if device not in ("auto", "cpu"):
+            raise CheckpointError(f"{model_path}: CTC recognizers run on the CPU (onnxruntime), not on {device}")
+        return CTCReader(model_path, dict_path, threads)
+    if dict_path is not None:
+        raise CheckpointError(f"{model_path or 'the bundled model'}: --dict is for CTC recognizers (.onnx) only")
+    return Predictor(model_path, device=device, backend=backend, threads=threads)
+
+
 def default_workers(predictor: Predictor, n: int) -> int:
     """DataLoader processes for decoding: only cores the model leaves free, and only for big folders.
 
@@ -458,11 +498,7 @@ def predict_samples(
     n = len(samples)
     if n == 0:
         return []
-    ck = predictor.checkpoint
-    ds = InferenceDataset(
-        [s.file for s in samples], ck.input_size, ck.mean, ck.std, uint8=predictor.takes_uint8,
-        errors=[s.error for s in samples],
-    )  # fmt: skip
+    ds = predictor.dataset(samples)
     if workers is None:
         workers = default_workers(predictor, n)
     workers = min(workers, max(0, (n + batch_size - 1) // batch_size))
@@ -486,8 +522,7 @@ def predict_samples(
             break
         batch_results = []
         if len(idx):
-            first, tail = predictor.probabilities(xs)
-            batch = results_from_outputs(predictor, [samples[i] for i in idx], first, tail, hashes)
+            batch = predictor.read(xs, [samples[i] for i in idx], hashes)
             for i, r in zip(idx, batch):
                 results[i] = r
                 batch_results.append(r)

@@ -493,7 +493,7 @@ class MainWindow(QMainWindow):
     def choose_model(self) -> None:
         start = str(self.model_path.parent if self.model_path else Path.home())
         path, _ = QFileDialog.getOpenFileName(
-            self, "Open checkpoint", start, "Checkpoints (*.pt *.pth *.ckpt);;All files (*)"
+            self, "Open checkpoint", start, "Models (*.pt *.pth *.ckpt *.onnx);;All files (*)"
         )
         if path:
             self.set_model(path)
@@ -559,7 +559,8 @@ class MainWindow(QMainWindow):
     def _on_worker_model(self, predictor, text: str) -> None:
         if predictor is not None:
             self.predictor = predictor
-            in_sample = self.folder is not None and predictor.checkpoint.trained_on(self.folder)
+            ck = getattr(predictor, "checkpoint", None)  # None for a CTC recognizer (never trained here)
+            in_sample = self.folder is not None and ck is not None and ck.trained_on(self.folder)
             self.model_label.setText(f"{text}  ·  ⚠ trained on this folder" if in_sample else text)
             self.model_label.setToolTip(
                 f"{predictor.model_path}\n\nThis model was trained on this folder: it tends to agree with the labels "

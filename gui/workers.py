@@ -103,7 +103,7 @@ class OpenWorker(QObject):
 
     def _run(self) -> None:
         from core.models import file_sha256
-        from core.predict import Predictor, default_model_path
+        from core.predict import default_model_path, open_reader
 
         if self.session is None:
             self._phase("Opening dataset…")
@@ -139,7 +139,7 @@ class OpenWorker(QObject):
         if predictor is None:
             self._phase("Loading model…")
             try:
-                predictor = Predictor(model_path)
+                predictor = open_reader(model_path)
             except Exception as e:  # missing/damaged checkpoint: the table still works without predictions
                 self.sig_model.emit(None, f"no model: {e}")
                 return

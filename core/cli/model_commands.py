@@ -17,7 +17,7 @@ from ..errors import CliError
 from ..label_score import LIKELY_ERROR_THRESHOLD, SORT_ORDERS, sort_for_review
 from ..metrics import corpus_cer, evaluate_strings
 from ..models import ARCHITECTURES, load_checkpoint
-from ..predict import PredictionResult, Predictor
+from ..predict import PredictionResult, Predictor, open_reader
 from ..results_csv import printable, write_results_csv
 from ..session import ReviewSession
 from ..train import EpochInfo, StepInfo, TrainConfig, split_items, train
@@ -45,7 +45,8 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("predict", help="run the model over a folder, write a CSV worst first")
     p.add_argument("folder", help="dataset folder (labels in file names)")
-    p.add_argument("--model", help="checkpoint (default: the bundled model)")
+    p.add_argument("--model", help="checkpoint, the notebook's .pth/.ckpt, or a CTC recognizer .onnx (default: the bundled model)")
+    p.add_argument("--dict", help="character dictionary of a CTC recognizer (default: found beside the .onnx)")
     p.add_argument("--out", default="results.csv", help="CSV to write (default: results.csv)")
     p.add_argument(
         "--sort", choices=SORT_ORDERS, default="score",
@@ -90,6 +91,7 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("eval", help="accuracy, CER, per-position accuracy and confusions on a folder")
     e.add_argument("folder")
     e.add_argument("--model")
+    e.add_argument("--dict", help="character dictionary of a CTC recognizer (.onnx)")
     e.add_argument("--device", **dev)
     e.add_argument("--batch-size", type=int_at_least(1), default=128)
     e.add_argument("--workers", type=int_at_least(0), default=None)
@@ -100,7 +102,7 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
 def _run_predict(args: argparse.Namespace) -> tuple[list[PredictionResult], Predictor, float]:
     """Predict a folder through its store: cached results for unchanged files, the model for the rest."""
     folder = _folder(args.folder)
-    predictor = Predictor(_model(args.model), device=args.device)
+    predictor = open_reader(_model(args.model), device=args.device, dict_path=args.dict)
     t0 = time.perf_counter()
     with ReviewSession(folder, use_store=not args.no_cache) as session:
         for note in session.notices:
