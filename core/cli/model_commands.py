@@ -45,7 +45,9 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("predict", help="run the model over a folder, write a CSV worst first")
     p.add_argument("folder", help="dataset folder (labels in file names)")
-    p.add_argument("--model", help="checkpoint, the notebook's .pth/.ckpt, or a CTC recognizer .onnx (default: the bundled model)")
+    p.add_argument(
+        "--model", help="checkpoint, the notebook's .pth/.ckpt, or a CTC recognizer .onnx (default: the bundled model)"
+    )
     p.add_argument("--dict", help="character dictionary of a CTC recognizer (default: found beside the .onnx)")
     p.add_argument("--out", default="results.csv", help="CSV to write (default: results.csv)")
     p.add_argument(
