@@ -18,6 +18,9 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="plate-review gui", description="Review licence-plate labels, likeliest label errors first."
     )
+    from core.cli import app_version
+
+    p.add_argument("--version", action="version", version=f"plate-review {app_version()}")
     p.add_argument("folder", nargs="?", help="dataset folder (default: the bundled sample folder)")
     p.add_argument("--model", help="checkpoint to predict with (default: the bundled model)")
     p.add_argument("--no-store", action="store_true", help="do not write .plate-review/ (no cache, no renames)")

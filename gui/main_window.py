@@ -35,7 +35,7 @@ from core.review_state import ReviewState
 
 from .inspector import Inspector
 from .table_model import THUMB_SIZE, ResultsModel, ResultsProxy, ReviewTable, Row
-from .workers import OpenWorker, ThumbnailCache, start_worker
+from .workers import ExportWorker, OpenWorker, ThumbnailCache, start_worker
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,8 @@ SHORTCUTS = [
     ("Ctrl+0 / Ctrl+1", "image: fit / actual pixels"),
     ("Files", ""),
     ("Ctrl+O", "open a dataset folder (or drop a folder on the window)"),
+    ("Ctrl+E", "export the corrected dataset to a new folder"),
+    ("Ctrl+T", "show or hide the Train panel (fine-tuning, cross-validated scores)"),
     ("Ctrl+R", "predict again (only changed or new files are predicted)"),
     ("Esc", "cancel the running prediction"),
     ("F1", "this help"),
@@ -86,9 +88,15 @@ class MainWindow(QMainWindow):
     """A folder's cached rows are in the table (those of the last session, shown before the scan); the folder path."""
     sig_run_finished = Signal(bool)
     """A prediction run ended; True when cancelled."""
+    sig_export_finished = Signal(object)
+    """An export ended: its ``core.export.ExportReport``, or ``None`` when it did not finish."""
 
     def __init__(self, model_path: str | Path | None = None, use_store: bool = True, settings: QSettings | None = None):
         super().__init__()
+        self._export_thread = None  # the running export, if any (see export_to)
+        self._export_worker = None
+        self._export_failure: str | None = None
+        self._shown_once = False
         self.settings = settings or QSettings()
         saved = self.settings.value("model_path", "", str)
         self.model_path: Path | None = Path(model_path) if model_path else (Path(saved) if saved else None)
@@ -181,6 +189,10 @@ class MainWindow(QMainWindow):
         self.act_open = self._action("Open Folder…", self.choose_folder, K(K.StandardKey.Open), "Open a dataset folder")
         self.act_sample = self._action("Open Sample Folder", lambda: self.open_folder(SAMPLE_FOLDER))
         self.act_quit = self._action("Quit", self.close, K(K.StandardKey.Quit))
+        self.act_export = self._action(
+            "Export Corrected Dataset…", self.choose_export, K("Ctrl+E"),
+            "Write the folder's current labels to a new folder (train/test split, manifest, PaddleOCR lists)",
+        )  # fmt: skip
         self.act_undo = self._action("Undo", self.undo, K(K.StandardKey.Undo), "Undo the last change")
         self.act_redo = self._action("Redo", self.redo, [K("Ctrl+Shift+Z"), K("Ctrl+Y")], "Redo the last undone change")
         self.act_find = self._action("Filter…", self._focus_filter, K(K.StandardKey.Find))
@@ -243,6 +255,7 @@ class MainWindow(QMainWindow):
     def _build_table_panel(self) -> QWidget:
         """Filter box, quick filters and counts above the table."""
         self.filter_edit = QLineEdit()
+        self.filter_edit.setFocusPolicy(Qt.FocusPolicy.ClickFocus)  # Ctrl+F or a click; the keys start in the table
         self.filter_edit.setPlaceholderText("Filter: file, label or prediction  (Ctrl+F)")
         self.filter_edit.setClearButtonEnabled(True)
         self.filter_edit.setMinimumWidth(200)
@@ -287,6 +300,8 @@ class MainWindow(QMainWindow):
         self.recent_menu = m.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         m.addAction(self.act_sample)
+        m.addSeparator()
+        m.addAction(self.act_export)
         m.addSeparator()
         m.addAction(self.act_quit)
         m = mb.addMenu("&Edit")
@@ -482,6 +497,58 @@ class MainWindow(QMainWindow):
                 log.warning("the prediction worker did not stop within %d ms", timeout_ms)
             self.thread = None
         self.worker = None
+
+    # ------------------------------------------------------------------ export
+
+    @Slot()
+    def choose_export(self) -> None:
+        """File ▸ Export: pick a new or empty folder, then export there (the dataset is never modified)."""
+        if self.folder is None:
+            self.statusBar().showMessage("Open a dataset folder first", 6000)
+            return
+        out = QFileDialog.getExistingDirectory(self, "Export the corrected dataset into (a new or empty folder)",
+                                               str(self.folder.parent))  # fmt: skip
+        if out:
+            self.export_to(Path(out))
+
+    def export_to(self, out: Path) -> None:
+        """Export the open folder to ``out`` in a worker thread; a dialog gives the outcome."""
+        if self._export_thread is not None:
+            self.statusBar().showMessage("An export is already running", 6000)
+            return
+        worker = ExportWorker(self.folder, out, self.session.store if self.session is not None else None)
+        self._export_worker = worker
+        self._export_failure = None
+        worker.sig_progress.connect(self._on_export_progress)
+        worker.sig_failed.connect(self._on_export_failed)
+        worker.sig_finished.connect(self._on_export_finished)
+        self.act_export.setEnabled(False)
+        self.statusBar().showMessage(f"Exporting to {out}…")
+        self._export_thread = start_worker(worker, self)
+
+    @Slot(object)
+    def _on_export_progress(self, p: Progress) -> None:
+        self.statusBar().showMessage(f"Exporting: {p.done:,}/{p.total:,} files")
+
+    @Slot(str)
+    def _on_export_failed(self, message: str) -> None:
+        self._export_failure = message
+
+    @Slot(object)
+    def _on_export_finished(self, report) -> None:
+        thread = self._export_thread
+        self._export_thread = None
+        self._export_worker = None
+        if thread is not None:
+            thread.wait(5000)
+        self.act_export.setEnabled(True)
+        self.sig_export_finished.emit(report)
+        if report is None:
+            QMessageBox.warning(self, "Plate Review", f"The export did not finish:\n{self._export_failure}")
+            return
+        lines = report.lines()
+        self.statusBar().showMessage(lines[-1], 10000)
+        QMessageBox.information(self, "Plate Review", f"Exported to {report.out}:\n\n" + "\n".join(lines[:12]))
 
     @Slot()
     def rerun(self) -> None:
@@ -933,8 +1000,17 @@ class MainWindow(QMainWindow):
             " likeliest label errors first, safe renames with undo.",
         )
 
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        if not self._shown_once:  # review keys (J, K, Enter, Space) go to the table from the start
+            self._shown_once = True
+            self.table.setFocus()
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         self.settings.setValue("geometry", self.saveGeometry())
+        if self._export_thread is not None:  # stop in order: the flag, then wait (never terminate)
+            self._export_worker.stop()
+            self._export_thread.wait(30000)
         # Loading a model (first ONNX export) does not poll the stop flag: give it time to end.
         self.stop_run(timeout_ms=120000)
         if self.thumbnails is not None:

@@ -161,6 +161,40 @@ class OpenWorker(QObject):
             self.sig_duplicates.emit(session.duplicate_groups(current.values()))
 
 
+class ExportWorker(QObject):
+    """Exports the open dataset (``core.export.export_dataset``) off the GUI thread; cancellable."""
+
+    sig_progress = Signal(object)
+    """core.predict.Progress of the export."""
+    sig_finished = Signal(object)
+    """The ``core.export.ExportReport``, or ``None`` when it failed (``sig_failed`` came first)."""
+    sig_failed = Signal(str)
+    """Why the export did not finish (the message names the file; running it again resumes)."""
+
+    def __init__(self, folder: Path, out: Path, store=None, split: dict | None = None, link: bool = False):
+        super().__init__()
+        self.folder, self.out, self.store, self.split, self.link = folder, out, store, split, link
+        self.stop_flag = StopFlag()
+
+    def stop(self) -> None:
+        self.stop_flag.set()
+
+    @Slot()
+    def run(self) -> None:
+        from core.export import ExportError, export_dataset
+
+        report = None
+        try:
+            report = export_dataset(self.folder, self.out, split=self.split, link=self.link, store=self.store,
+                                    progress=self.sig_progress.emit, should_stop=self.stop_flag)  # fmt: skip
+        except ExportError as e:
+            self.sig_failed.emit(str(e))
+        except Exception as e:  # reported, never raised into Qt's event loop
+            log.error("export of %s failed:\n%s", self.folder, traceback.format_exc())
+            self.sig_failed.emit(f"{type(e).__name__}: {e}")
+        self.sig_finished.emit(report)
+
+
 def start_worker(worker: QObject, parent: QObject | None = None) -> QThread:
     """Move ``worker`` to a new QThread, start it, and clean both up when it finishes."""
     thread = QThread(parent)

@@ -482,3 +482,37 @@ def test_a_refused_model_is_said_in_a_dialog_and_not_opened_again(qtbot, tmp_pat
     assert win.model.rowCount() == 21  # the samples are listed with their labels
     assert settings.value("model_path", "") == "" and win.model_path is None
     win.close()
+
+
+def test_the_keys_start_in_the_table_not_the_filter_box(qtbot, window, dataset):
+    open_and_wait(qtbot, window, dataset)
+    window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is not None, timeout=2000)
+    assert QApplication.focusWidget() is window.table
+    first = current(window).rel
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_J)
+    assert window.filter_edit.text() == "" and current(window).rel != first
+
+
+def test_export_from_the_window(qtbot, window, dataset, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    shown = []
+    monkeypatch.setattr(QMessageBox, "information", staticmethod(lambda *a, **k: shown.append(a[2])))
+    open_and_wait(qtbot, window, dataset)
+    assert window.act_export in window.menuBar().actions()[0].menu().actions()
+    out = tmp_path / "exported"
+    with qtbot.waitSignal(window.sig_export_finished, timeout=60000) as blocker:
+        window.export_to(out)
+    report = blocker.args[0]
+    assert report is not None and sum(report.written.values()) == 20  # the corrupt file is skipped
+    assert (out / "manifest.csv").exists() and shown and "exported=20" in shown[0]
+    assert window.act_export.isEnabled()
+
+
+def test_version(capsys):
+    from core.cli import main as cli
+
+    with pytest.raises(SystemExit):
+        cli(["--version"])
+    assert capsys.readouterr().out.startswith("plate-review ")

@@ -23,6 +23,16 @@ class _Parser(argparse.ArgumentParser):
         raise CliError(f"{self.prog}: {message}")
 
 
+def app_version() -> str:
+    """The installed package's version (``pyproject.toml``), or ``unknown`` when not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("plate-review")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser(
     extra_commands: Sequence[Callable[[argparse._SubParsersAction], None]] = (),
 ) -> argparse.ArgumentParser:
@@ -31,6 +41,7 @@ def build_parser(
         description="Find and fix wrong labels in licence-plate OCR datasets (labels in file names).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (stderr)")
+    parser.add_argument("--version", action="version", version=f"plate-review {app_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     model_commands.add_model_commands(sub)
