@@ -80,6 +80,8 @@ class RelabelReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
+    restated: list[str] = field(default_factory=list)
+    """Files whose review state changed without a rename (decisions, and their undo/redo)."""
 
     def summary(self) -> str:
         return f"renamed={len(self.renamed)} skipped={len(self.skipped)} failed={len(self.failed)}"
@@ -221,6 +223,7 @@ def relabel(
     chunk: int = DEFAULT_CHUNK,
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    verify: Iterable[str] = (),
 ) -> RelabelReport:
     """Rename files to carry new labels, as one undo step, crash-safely.
 
@@ -232,6 +235,7 @@ def relabel(
         chunk: Renames per journal transaction.
         progress: Called after each chunk.
         should_stop: Polled between chunks; what remains is reported as skipped.
+        verify: Files to mark verified in the same undo step (their label is right as it is).
 
     Returns:
         The report; the files that vanished or changed behind the app's back are in
@@ -243,10 +247,39 @@ def relabel(
         core.store.StoreError: another process kept the folder busy too long.
     """
     with store.mutating():
-        return _relabel(store, changes, state, description, chunk, progress, should_stop)
+        return _relabel(store, changes, state, description, chunk, progress, should_stop, verify)
 
 
-def _relabel(store, changes, state, description, chunk, progress, should_stop) -> RelabelReport:
+def decide(store: Store, states: dict[str, str], description: str | None = None) -> RelabelReport:
+    """Record review decisions without renames (verified, unreadable, ...) as one undo step.
+
+    Like a rename, the step survives a restart: ``undo`` puts the old states back. Files that
+    no longer exist, or paths outside the dataset, are reported in ``failed``.
+    """
+    with store.mutating():
+        report = RelabelReport()
+        sources = store.state_sources()
+        decisions = []
+        for rel, new in states.items():
+            why = rel_problem(rel) or disk_problem(store.folder, rel, must_exist=True)
+            if why:
+                report.failed.append((rel, why if why == "file not found" else f"refused: {why}"))
+                continue
+            old_state, old_source = sources.get(rel, (ReviewState.UNREVIEWED, None))
+            if old_state != new:
+                decisions.append((rel, str(old_state), old_source, str(new), HUMAN))
+        if not decisions:
+            return report
+        step = store.begin_step(description or f"mark {len(decisions)} file(s) {next(iter(states.values()))}")
+        try:
+            report.restated = store.add_state_items(step, decisions)
+            report.step = step
+        finally:
+            store.end_step(step)
+        return report
+
+
+def _relabel(store, changes, state, description, chunk, progress, should_stop, verify=()) -> RelabelReport:
     root = store.folder
     report = RelabelReport()
     sources = store.state_sources()
@@ -301,15 +334,27 @@ def _relabel(store, changes, state, description, chunk, progress, should_stop) -
         )  # fmt: skip
     if forget:
         store.forget(forget, predictions=False)
-    if state_only:
-        store.set_states(state_only, HUMAN)
-    if not plan:
+    for rel in verify:
+        why = rel_problem(rel) or disk_problem(root, rel, must_exist=True)
+        if why:
+            report.failed.append((rel, why if why == "file not found" else f"refused: {why}; nothing touched"))
+        elif rel not in seen:
+            state_only[rel] = ReviewState.VERIFIED
+    decisions = []
+    for rel, new in state_only.items():
+        old_state, old_source = sources.get(rel, (ReviewState.UNREVIEWED, None))
+        if old_state != new:
+            decisions.append((rel, str(old_state), old_source, str(new), HUMAN))
+    if not plan and not decisions:
         return report
     step = store.begin_step(description or f"relabel {len(plan)} file(s)")
     report.step = step
     plan = [JournalEntry(**{**e.__dict__, "step": step}) for e in plan]
     try:
-        _execute(store, plan, report, chunk, progress, should_stop)
+        if decisions:  # decisions without a rename: items of the same undo step
+            report.restated = store.add_state_items(step, decisions, first_seq=len(plan))
+        if plan:
+            _execute(store, plan, report, chunk, progress, should_stop)
     finally:
         store.end_step(step)
     return report
@@ -346,7 +391,7 @@ def _revert_locked(store: Store, steps: int, kind: str, progress, should_stop, c
         for seq, a, b, applied, old_state, old_source, new_state, new_source in (
             reversed(items) if kind == "undo" else items
         ):
-            if applied != (1 if kind == "undo" else 0):
+            if applied != (1 if kind == "undo" else 0) or a == b:  # a == b: a decision, no rename (below)
                 continue
             src, want = (b, a) if kind == "undo" else (a, b)
             why = pair_problem(a, b) or disk_problem(root, src) or disk_problem(root, want)
@@ -363,9 +408,11 @@ def _revert_locked(store: Store, steps: int, kind: str, progress, should_stop, c
                 JournalEntry(kind, src, dst, step, seq, st.st_ino if st else None, st.st_size if st else None,
                              st.st_mtime_ns if st else None, None, None, state, source)
             )  # fmt: skip
-        if not entries:  # nothing left to do in this step (settled after an interruption): say so
+        report.restated += store.revert_state_items(step, kind)
+        if not entries:
             store.end_step(step)
-            report.messages.append(f"step {step}: nothing left to {kind}")
+            if not report.restated:  # nothing left to do in this step (settled after an interruption): say so
+                report.messages.append(f"step {step}: nothing left to {kind}")
             continue
         try:
             _execute(store, entries, report, chunk, progress, should_stop)

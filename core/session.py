@@ -74,8 +74,8 @@ class ReviewSession:
                 self.notices.append(self.store.notice)
             self.notices.extend(self.store.messages)
         self._states: dict[str, str] = {}
-        # ("rename", step) | ("state", rel, old, new) | ("states", [(rel, old, new)])
-        # | ("batch", [(rel, old, new)], step or None); step: the store's undo step this session made
+        # ("step", id): a step this session made in the store (renames and/or decisions); without a
+        # store: ("state", rel, old, new) | ("states", [(rel, old, new)]) | ("batch", [(rel, old, new)], None)
         self._undo: list[tuple] = []
         self._redo: list[tuple] = []
 
@@ -299,9 +299,11 @@ class ReviewSession:
                 self._states[rel] = state
 
     def set_state(self, rel: str, state: str) -> EditOutcome:
-        """Record a human review decision (undoable in this session)."""
+        """Record a human review decision: an undo step in the store (undoable after a restart)."""
         if state not in STORED_STATES:
             raise ValueError(f"unknown review state {state!r}")
+        if self.store is not None:
+            return self._decide([rel], state)
         if not (self.folder / rel).exists():
             return EditOutcome(missing=[rel], messages=[f"{rel}: file not found (deleted or moved?)"])
         old = self.get_state(rel)
@@ -317,6 +319,8 @@ class ReviewSession:
         """
         if state not in STORED_STATES:
             raise ValueError(f"unknown review state {state!r}")
+        if self.store is not None:
+            return self._decide(rels, state)
         out = EditOutcome()
         changes = self._state_changes(rels, state, out)
         if changes:
@@ -325,6 +329,14 @@ class ReviewSession:
             self._redo.clear()
             out.states.update({rel: new for rel, _old, new in changes})
         return out
+
+    def _decide(self, rels: list[str], state: str) -> EditOutcome:
+        rep = _relabel.decide(self.store, dict.fromkeys(rels, state),
+                              description=f"{rels[0]}: {state}" if len(rels) == 1 else f"{len(rels)} files: {state}")  # fmt: skip
+        if rep.step is not None:
+            self._undo.append(("step", rep.step))
+            self._redo.clear()
+        return self._outcome(rep)
 
     def _state_changes(self, rels: list[str], state: str, out: EditOutcome) -> list[tuple[str, str, str]]:
         changes = []
@@ -358,6 +370,17 @@ class ReviewSession:
                 renames.append((rel, pred))
         if renames and not self.can_rename:
             raise SessionError("renaming needs the dataset store (core.store / core.relabel), which is unavailable")
+        if self.store is not None:  # renames and decisions: one undo step in the store
+            changes_ = [_relabel.Change(rel, pred, self.store.known_identity(rel)) for rel, pred in renames]
+            rep = _relabel.relabel(self.store, changes_, description=f"accept {len(items)} predictions", verify=same)
+            sub = self._outcome(rep)
+            out.renamed, out.missing = sub.renamed, sub.missing
+            out.states.update(sub.states)
+            out.messages += sub.messages
+            if rep.step is not None:
+                self._undo.append(("step", rep.step))
+                self._redo.clear()
+            return out
         changes = self._state_changes(same, ReviewState.VERIFIED, out)
         if changes:
             self._write_states({rel: new for rel, _old, new in changes})
@@ -394,11 +417,8 @@ class ReviewSession:
         expected = self.store.known_identity(rel)  # what the window shows was read from this content
         rep = _relabel.relabel(self.store, [_relabel.Change(rel, label, expected)], description=f"{rel} -> {label}")
         out = self._outcome(rep)
-        if rep.step is not None:
-            self._undo.append(("rename", rep.step))
-            self._redo.clear()
-        elif not rep.failed:  # same label: only the state changed
-            self._undo.append(("state", rel, out.states.get(rel, ReviewState.UNREVIEWED), ReviewState.FIXED))
+        if rep.step is not None:  # a rename, or (same label) the decision alone
+            self._undo.append(("step", rep.step))
             self._redo.clear()
         return out
 
@@ -408,6 +428,8 @@ class ReviewSession:
             out.renamed.append((old, new))
             out.states[new] = self.get_state(new)
         for rel, _why in rep.skipped:
+            out.states[rel] = self.get_state(rel)
+        for rel in rep.restated:
             out.states[rel] = self.get_state(rel)
         for rel, why in rep.failed:
             if "not found" in why or "changed on disk" in why:
@@ -442,15 +464,15 @@ class ReviewSession:
         undo = kind == "undo"
         stack, other = (self._undo, self._redo) if undo else (self._redo, self._undo)
         from_stack = bool(stack)
-        entry = stack.pop() if stack else ("rename", None)  # after a restart: the store's history
+        entry = stack.pop() if stack else ("step", None)  # after a restart: the store's history
         if entry[0] == "state":
             _, rel, old, new = entry
             self._write_state(rel, old if undo else new)
             other.append(entry)
             return EditOutcome(states={rel: old if undo else new})
-        step = entry[1] if entry[0] == "rename" else entry[2] if entry[0] == "batch" else None
+        step = entry[1] if entry[0] == "step" else entry[2] if entry[0] == "batch" else None
         out = EditOutcome()
-        if entry[0] == "rename" or step is not None:
+        if entry[0] == "step" or step is not None:
             if not self.can_rename:
                 return EditOutcome(messages=[f"nothing to {kind}"])
             fn = _relabel.undo if undo else _relabel.redo
@@ -466,5 +488,5 @@ class ReviewSession:
             states = {rel: (old if undo else new) for rel, old, new in changes}
             self._write_states(states)
             out.states.update(states)
-        other.append(("rename", step) if entry[0] == "rename" else entry)
+        other.append(("step", step) if entry[0] == "step" else entry)
         return out

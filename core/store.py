@@ -872,6 +872,72 @@ class Store:
             )
             return new_id
 
+    def add_state_items(
+        self, step: int, changes: Iterable[tuple[str, str, str, str, str]], first_seq: int = 0
+    ) -> list[str]:
+        """Record review decisions (no rename) in an undo step and apply them, in one transaction.
+
+        A decision is an item whose two names are the same file (``a_rel == b_rel``): undo puts
+        back the old state, redo the new one (see :meth:`revert_state_items`), so "Label is right"
+        and "Unreadable" survive a restart in the undo history like renames.
+
+        Args:
+            step: From :meth:`begin_step`.
+            changes: ``(rel, old_state, old_source, new_state, new_source)`` per file.
+            first_seq: The first item number to use (after the step's renames, which are numbered
+                ``0..n-1`` before they are done).
+
+        Returns:
+            The rels whose state was recorded.
+        """
+        now = time.time()
+        done = []
+        with self._tx() as c:
+            seq = max(first_seq, c.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM step_items WHERE step = ?",
+                                           (step,)).fetchone()[0])  # fmt: skip
+            for rel, old_state, old_source, new_state, new_source in changes:
+                if not _storable(rel):
+                    continue
+                c.execute(
+                    "INSERT INTO step_items(step, seq, a_rel, b_rel, applied, old_state, old_source, new_state, "
+                    "new_source) VALUES(?,?,?,?,1,?,?,?,?)",
+                    (step, seq, rel, rel, old_state, old_source, new_state, new_source),
+                )
+                self._write_state_row(c, rel, new_state, new_source, now)
+                seq += 1
+                done.append(rel)
+        return done
+
+    def revert_state_items(self, step: int, kind: str) -> list[str]:
+        """Undo (``kind="undo"``) or redo the decisions of a step (its ``a_rel == b_rel`` items), in one
+        transaction. Returns the rels whose state changed."""
+        now = time.time()
+        undo = kind == "undo"
+        changed = []
+        with self._tx() as c:
+            rows = c.execute(
+                "SELECT seq, a_rel, old_state, old_source, new_state, new_source FROM step_items "
+                "WHERE step = ? AND a_rel = b_rel AND applied = ?",
+                (step, 1 if undo else 0),
+            ).fetchall()
+            for seq, rel, old_state, old_source, new_state, new_source in rows:
+                state, source = (old_state, old_source) if undo else (new_state, new_source)
+                self._write_state_row(c, rel, state, source, now)
+                c.execute("UPDATE step_items SET applied = ? WHERE step = ? AND seq = ?", (0 if undo else 1, step, seq))
+                changed.append(rel)
+        return changed
+
+    def _write_state_row(self, c: sqlite3.Connection, rel: str, state: str | None, source: str | None,
+                         now: float) -> None:  # fmt: skip
+        if not state or state == ReviewState.UNREVIEWED:
+            c.execute("DELETE FROM states WHERE rel = ?", (rel,))
+            return
+        size, mtime = self._identity(rel)
+        c.execute(
+            "INSERT OR REPLACE INTO states(rel, state, source, size, mtime_ns, updated) VALUES(?,?,?,?,?,?)",
+            (rel, str(state), source or HUMAN, size, mtime, now),
+        )
+
     def end_step(self, step: int) -> str | None:
         """Settle a step's status from its items; an empty step is removed. Returns the status."""
         with self._tx() as c:

@@ -114,3 +114,23 @@ def test_duplicate_groups_from_the_records():
             PredictionResult("c.jpg", "京A00002", image_hash=0x5555555555555555), PredictionResult("d.jpg", "京A00003")]  # fmt: skip
     groups = ReviewSession.duplicate_groups(recs)
     assert [g.rels for g in groups] == [("a.jpg", "b.jpg")] and groups[0].labels_differ
+
+
+def test_decisions_are_undoable_after_a_restart(ds: Path):
+    rels = [f.rel for f in scan_files(ds)]
+    with ReviewSession(ds) as s:
+        s.set_state(rels[0], "verified")
+        s.set_states(rels[1:3], "unreadable")
+        s.relabel(rels[3], rels[3].rsplit("-", 1)[1][:-4])  # the label it has: marked fixed, no rename
+    with ReviewSession(ds) as s:  # a new session: the history is the store's
+        assert [h.description for h in s.store.history()][-3:] == [f"{rels[0]}: verified", "2 files: unreadable",
+                                                                      f"{rels[3]} -> {rels[3].rsplit('-', 1)[1][:-4]}"]  # fmt: skip
+        assert s.get_state(rels[3]) == "fixed"
+        s.undo()
+        assert s.get_state(rels[3]) == "unreviewed"
+        s.undo()
+        assert s.get_state(rels[1]) == s.get_state(rels[2]) == "unreviewed"
+        s.undo()
+        assert s.get_state(rels[0]) == "unreviewed"
+        s.redo()
+        assert s.get_state(rels[0]) == "verified"
