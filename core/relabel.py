@@ -82,6 +82,8 @@ class RelabelReport:
     messages: list[str] = field(default_factory=list)
     restated: list[str] = field(default_factory=list)
     """Files whose review state changed without a rename (decisions, and their undo/redo)."""
+    gone: list[str] = field(default_factory=list)
+    """Files found missing or changed behind the app's back (among ``failed``; the store forgot them)."""
 
     def summary(self) -> str:
         return f"renamed={len(self.renamed)} skipped={len(self.skipped)} failed={len(self.failed)}"
@@ -210,6 +212,8 @@ def _execute(
                 report.skipped.append((e.src, msg or "not renamed"))
             else:
                 report.failed.append((e.src, msg or st))
+                if st == LOST:
+                    report.gone.append(e.src)
         if progress is not None:
             progress(Progress(min(start + chunk, total), total, message=f"renamed {len(report.renamed)}"))
 
@@ -264,6 +268,8 @@ def decide(store: Store, states: dict[str, str], description: str | None = None)
             why = rel_problem(rel) or disk_problem(store.folder, rel, must_exist=True)
             if why:
                 report.failed.append((rel, why if why == "file not found" else f"refused: {why}"))
+                if why == "file not found":
+                    report.gone.append(rel)
                 continue
             old_state, old_source = sources.get(rel, (ReviewState.UNREVIEWED, None))
             if old_state != new:
@@ -308,6 +314,7 @@ def _relabel(store, changes, state, description, chunk, progress, should_stop, v
             st = os.lstat(root / rel)
         except FileNotFoundError:
             report.failed.append((rel, "file not found (deleted or moved outside Plate Review?)"))
+            report.gone.append(rel)
             forget.append(rel)
             continue
         except OSError as ex:
@@ -318,6 +325,7 @@ def _relabel(store, changes, state, description, chunk, progress, should_stop, v
             continue
         if ch.expected is not None and (st.st_size, st.st_mtime_ns) != tuple(ch.expected):
             report.failed.append((rel, "file changed on disk since it was loaded; not renamed, please check it again"))
+            report.gone.append(rel)
             forget.append(rel)
             continue
         old_state, old_source = sources.get(rel, (None, None))
@@ -338,6 +346,8 @@ def _relabel(store, changes, state, description, chunk, progress, should_stop, v
         why = rel_problem(rel) or disk_problem(root, rel, must_exist=True)
         if why:
             report.failed.append((rel, why if why == "file not found" else f"refused: {why}; nothing touched"))
+            if why == "file not found":
+                report.gone.append(rel)
         elif rel not in seen:
             state_only[rel] = ReviewState.VERIFIED
     decisions = []

@@ -42,14 +42,16 @@ class EditOutcome:
     Attributes:
         renamed: ``(old rel, new rel)`` of each renamed file.
         states: ``{rel (current): state}`` for samples whose review state changed.
-        missing: Files found missing.
+        missing: Files found missing (or changed behind the app's back).
         messages: Notes for the status bar (failures name their file).
+        failed: Some of what was asked could not be done (``messages`` says what).
     """
 
     renamed: list[tuple[str, str]] = field(default_factory=list)
     states: dict[str, str] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
+    failed: bool = False
 
 
 class ReviewSession:
@@ -431,9 +433,9 @@ class ReviewSession:
             out.states[rel] = self.get_state(rel)
         for rel in rep.restated:
             out.states[rel] = self.get_state(rel)
+        out.missing.extend(rep.gone)
+        out.failed = bool(rep.failed)
         for rel, why in rep.failed:
-            if "not found" in why or "changed on disk" in why:
-                out.missing.append(rel)
             out.messages.append(f"{rel}: {why}")
         out.messages.extend(rep.messages)
         return out

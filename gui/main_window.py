@@ -787,7 +787,7 @@ class MainWindow(QMainWindow):
         if out is None:
             return
         self._apply(out)
-        ok = not out.missing and not any("failed" in m for m in out.messages)
+        ok = not out.missing and not out.failed
         if ok and nxt is not None and self._select_row(nxt):
             pass
         elif self._current_row() is not row or not ok:
