@@ -19,6 +19,7 @@ import torch  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402
 
 from . import plates  # noqa: E402
+from .ccpd import crop_named  # noqa: E402
 from .dataset import STORE_DIRNAME, Sample, scan_folder  # noqa: E402, F401  (their home is core.dataset)
 from .duplicates import image_hash  # noqa: E402
 from .images import ImageReadError, read_rgb  # noqa: E402
@@ -180,7 +181,10 @@ class PlateDataset(Dataset):
         return len(self.items)
 
     def load(self, idx: int) -> np.ndarray:
-        return read_rgb(self.items[idx][0])
+        """The item's crop: the file's pixels, or the plate cut out of a CCPD photograph
+        (:func:`core.ccpd.crop_named`), so fine-tuning on CCPD photos trains on plates."""
+        path = self.items[idx][0]
+        return crop_named(read_rgb(path), path)
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         rgb = self.load(idx)
@@ -200,6 +204,9 @@ class InferenceDataset(Dataset):
     preprocessing (``core.ctc``).
     Each item also carries the crop's perceptual hash (:func:`core.duplicates.image_hash`),
     taken from the decoded pixels while they are at hand, for near-duplicate detection.
+    A file named like a CCPD photograph is read as its plate (:func:`core.ccpd.crop_named`,
+    the name parsed per item, in the worker): the crop is what is prepared and hashed.
+    ``crop=False`` reads every file whole.
     """
 
     def __init__(
@@ -211,9 +218,11 @@ class InferenceDataset(Dataset):
         uint8: bool = False,
         errors: Sequence[str | None] | None = None,
         prepare: Callable[[np.ndarray], np.ndarray] | None = None,
+        crop: bool = True,
     ):
         self.paths = [str(p) for p in paths]
         self.prepare = prepare
+        self.crop = crop
         self.input_size, self.mean, self.std, self.uint8 = input_size, mean, std, uint8
         #: Per path, why the scan found it must not be read (``Sample.error``): never opened.
         self.errors = list(errors) if errors is not None else None
@@ -225,7 +234,10 @@ class InferenceDataset(Dataset):
         if self.errors is not None and self.errors[idx] is not None:
             return idx, None, self.errors[idx], None
         try:
-            rgb = read_rgb(self.paths[idx])
+            path = self.paths[idx]
+            rgb = read_rgb(path)
+            if self.crop:
+                rgb = crop_named(rgb, path)
             if self.prepare is not None:
                 x = self.prepare(rgb)
             elif self.uint8:

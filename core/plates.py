@@ -6,7 +6,9 @@ Three naming schemes are understood (``Scheme``):
 * ``plate`` ``<PLATE>.<ext>``, e.g. ``皖A26Y56.jpg``
 * ``ccpd``  original full-image CCPD names whose 5th ``-`` field holds the plate
   as indices into CCPD's provinces/alphabets/ads tables, e.g.
-  ``025-95_113-154&383_386&473-386&473_177&454_154&383_363&402-0_0_22_27_27_33_16-37-15.jpg``
+  ``025-95_113-154&383_386&473-386&473_177&454_154&383_363&402-0_0_22_27_27_33_16-37-15.jpg``;
+  the 3rd field is the plate's bounding box and the 4th its four corners in the photo
+  (``ParsedName.box``, ``ParsedName.corners``; ``core.ccpd.crop_plate`` cuts the plate out)
 
 A name that does not parse is never an exception: :func:`parse_name` returns a
 ``ParsedName`` whose ``error`` says what is wrong, so the sample can be shown and fixed.
@@ -66,6 +68,11 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", 
 
 _PLATE_RE = re.compile(rf"^[{PROVINCES}][{LETTERS}][{OTHERS}]{{5}}$")
 _CCPD_FIELD_RE = re.compile(r"^\d+(?:_\d+){6}$")
+# CCPD's geometry fields: "x1&y1_x2&y2" (box) and four "x&y" vertices (corners). Six digits at
+# most: pixel coordinates of a photo, never an integer that takes long to read.
+_CCPD_POINT = r"([0-9]{1,6})&([0-9]{1,6})"
+_CCPD_BOX_RE = re.compile(rf"^{_CCPD_POINT}_{_CCPD_POINT}$")
+_CCPD_CORNERS_RE = re.compile(rf"^{_CCPD_POINT}_{_CCPD_POINT}_{_CCPD_POINT}_{_CCPD_POINT}$")
 # A collision suffix the parsers skip: "-2" in dl1/ccpd names, "_2" in plate names.
 _PLATE_SUFFIX_RE = re.compile(r"^(?P<plate>.+?)(?:_(?P<n>\d+))?$")
 
@@ -123,6 +130,12 @@ class ParsedName:
         label: The plate text found in the name ("" when none could be found).
         id: The id part kept across renames (dl1 index, CCPD prefix fields), or "".
         error: Why the label is invalid, or ``None``.
+        box: CCPD names only: the plate's bounding box in the photo, ``(x1, y1, x2, y2)`` in
+            pixels (top-left, bottom-right; ``x1 < x2``, ``y1 < y2``), from the 3rd ``-`` field;
+            ``None`` for other schemes and when the field is malformed.
+        corners: CCPD names only: the plate's four corners in the photo, ``((x, y), ...)`` in
+            CCPD's order right-bottom, left-bottom, left-top, right-top (clockwise from the
+            right-bottom one), from the 4th ``-`` field; ``None`` as for ``box``.
     """
 
     name: str
@@ -130,6 +143,8 @@ class ParsedName:
     label: str
     id: str = ""
     error: str | None = None
+    box: tuple[int, int, int, int] | None = None
+    corners: tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]] | None = None
 
     @property
     def valid(self) -> bool:
@@ -167,6 +182,24 @@ def _ccpd_decode(field: str) -> tuple[str, str | None]:
     return "".join(chars), None
 
 
+def _ccpd_box(field: str) -> tuple[int, int, int, int] | None:
+    """The box of a CCPD name's 3rd field ``x1&y1_x2&y2``, or ``None`` when malformed or empty."""
+    m = _CCPD_BOX_RE.match(field)
+    if m is None:
+        return None
+    x1, y1, x2, y2 = map(int, m.groups())
+    return (x1, y1, x2, y2) if x1 < x2 and y1 < y2 else None
+
+
+def _ccpd_corners(field: str) -> tuple[tuple[int, int], ...] | None:
+    """The four corners of a CCPD name's 4th field ``x&y_x&y_x&y_x&y``, or ``None`` when malformed."""
+    m = _CCPD_CORNERS_RE.match(field)
+    if m is None:
+        return None
+    v = list(map(int, m.groups()))
+    return tuple((v[i], v[i + 1]) for i in range(0, 8, 2))
+
+
 def _ccpd_encode(label: str) -> str:
     tables = [CCPD_PROVINCES, CCPD_ALPHABETS] + [CCPD_ADS] * 5
     out = []
@@ -195,7 +228,8 @@ def parse_name(name: str, scheme: Scheme | str | None = None) -> ParsedName:
         if len(fields) < 5 or not _CCPD_FIELD_RE.match(fields[4]):
             return ParsedName(name, sch, "", error="not a CCPD name (5th '-' field is not 7 indices)")
         label, err = _ccpd_decode(fields[4])
-        return ParsedName(name, sch, label, "-".join(fields[:4]), err or label_error(label))
+        return ParsedName(name, sch, label, "-".join(fields[:4]), err or label_error(label),
+                          _ccpd_box(fields[2]), _ccpd_corners(fields[3]))  # fmt: skip
     if sch is Scheme.DL1:
         if len(fields) < 2:
             return ParsedName(name, sch, "", error="no '-' in the name: expected <id>-<PLATE>.<ext>")

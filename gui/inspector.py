@@ -1,4 +1,10 @@
-"""The inspector: a large, crisp view of the selected crop, the per-character comparison, the editor."""
+"""The inspector: a large, crisp view of the selected crop, the per-character comparison, the editor.
+
+For a CCPD photograph (a whole street scene whose name says where the plate is) the large
+view shows the plate as the model reads it (``core.ccpd.crop_plate``), and a strip below it
+the whole photo and a close-up of the plate's surroundings with the plate's outline drawn:
+what the camera saw next to what the model read.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QRect, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QIcon, QImage, QPainter, QPen, QPixmap
+from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QIcon, QImage, QPainter, QPen, QPixmap, QPolygonF
 from PySide6.QtWidgets import (
     QButtonGroup,
     QFrame,
@@ -20,6 +26,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core import plates
+from core.ccpd import PlateRegion, crop_named, crop_plate, plate_region
 from core.images import ImageReadError, read_rgb
 from core.label_score import LIKELY_ERROR_THRESHOLD
 
@@ -31,25 +39,43 @@ from .table_model import Row, score_text
 #: A label character is framed as suspicious when the label score is at most this (the likely-error
 #: threshold would hide the weakest character of a merely doubtful label).
 SUSPECT_BELOW = 0.5
+#: The colour of a plate's outline drawn on a photo (bright, to be seen on any street scene).
+OUTLINE = QColor("#22c55e")
+#: Height of the photo strip shown under the plate for CCPD photographs (at most; it gives way
+#: down to :data:`PHOTO_STRIP_MIN` on a small screen), and of the plate's view above it (at least).
+PHOTO_STRIP_HEIGHT = 150
+PHOTO_STRIP_MIN = 70
+PLATE_VIEW_MIN = 100
+
+Outline = tuple[tuple[tuple[float, float], ...], bool]
+"""A polygon to draw over an image, in its pixel-edge coordinates, and whether it is the
+plate's own outline (solid, bright) or its bounding box (thin, dashed)."""
 
 
 class ImageView(QWidget):
     """Shows one image either fitted to the widget (Lanczos-resampled, so crisp) or at 1:1."""
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, margin: int = 12, min_height: int = 140):
         super().__init__(parent)
         self._rgb: np.ndarray | None = None
         self._message = "No sample selected"
         self._scaled: QImage | None = None
         self._scaled_for: QSize | None = None
+        self._outlines: list[Outline] = []
+        self.margin = margin
         self.fit = True
-        self.setMinimumHeight(140)
+        self.setMinimumHeight(min_height)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
-    def set_image(self, rgb: np.ndarray | None, message: str = "") -> None:
-        """Show ``rgb`` (H, W, 3 uint8), or ``message`` in a placeholder when ``None``."""
+    def set_image(self, rgb: np.ndarray | None, message: str = "", outlines: list[Outline] | None = None) -> None:
+        """Show ``rgb`` (H, W, 3 uint8), or ``message`` in a placeholder when ``None``.
+
+        ``outlines`` are drawn over the image (see :data:`Outline`); at 1:1 an image larger
+        than the view is centred on the first one instead of on its middle.
+        """
         self._rgb = rgb
         self._message = message
+        self._outlines = list(outlines or [])
         self._scaled = None
         self.update()
 
@@ -64,13 +90,22 @@ class ImageView(QWidget):
 
     def _target(self) -> QRect:
         h, w = self._rgb.shape[:2]
-        area = self.rect().adjusted(12, 12, -12, -12)
+        m = self.margin
+        area = self.rect().adjusted(m, m, -m, -m)
         if self.fit:
             s = min(area.width() / w, area.height() / h)
         else:
             s = 1.0
         tw, th = max(1, round(w * s)), max(1, round(h * s))
-        return QRect(area.left() + (area.width() - tw) // 2, area.top() + (area.height() - th) // 2, tw, th)
+        left, top = area.left() + (area.width() - tw) // 2, area.top() + (area.height() - th) // 2
+        if self._outlines and (tw > area.width() or th > area.height()):
+            quad = self._outlines[0][0]
+            cx, cy = sum(x for x, _ in quad) / len(quad) * s, sum(y for _, y in quad) / len(quad) * s
+            if tw > area.width():
+                left = round(min(area.left(), max(area.right() + 1 - tw, area.center().x() - cx)))
+            if th > area.height():
+                top = round(min(area.top(), max(area.bottom() + 1 - th, area.center().y() - cy)))
+        return QRect(left, top, tw, th)
 
     def paintEvent(self, event) -> None:  # noqa: N802
         p = QPainter(self)
@@ -97,6 +132,25 @@ class ImageView(QWidget):
             ).copy()
             self._scaled_for = t.size()
         p.drawImage(t.topLeft(), self._scaled)
+        if self._outlines:
+            self._draw_outlines(p, t)
+
+    def _draw_outlines(self, p: QPainter, t: QRect) -> None:
+        h, w = self._rgb.shape[:2]
+        sx, sy = t.width() / w, t.height() / h
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        for quad, main in reversed(self._outlines):  # the plate's own outline on top
+            poly = QPolygonF([QPointF(t.left() + x * sx, t.top() + y * sy) for x, y in quad])
+            if main:
+                p.setPen(QPen(QColor(0, 0, 0, 110), 4))  # a dark halo: visible on light and dark scenes
+                p.drawPolygon(poly)
+                p.setPen(QPen(OUTLINE, 2))
+                p.drawPolygon(poly)
+            else:
+                pen = QPen(QColor(255, 255, 255, 200), 1, Qt.PenStyle.DashLine)
+                p.setPen(pen)
+                p.drawPolygon(poly)
 
     def sizeHint(self) -> QSize:  # noqa: N802
         return QSize(480, 180)
@@ -249,7 +303,8 @@ class DuplicateStrip(QFrame):
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             if root is not None:
                 try:
-                    rgb = np.ascontiguousarray(read_rgb(root / r.rel))
+                    path = root / r.rel
+                    rgb = np.ascontiguousarray(crop_named(read_rgb(path), path))
                     img = QImage(rgb.data, rgb.shape[1], rgb.shape[0], rgb.strides[0], QImage.Format.Format_RGB888)
                     pm = QPixmap.fromImage(img.scaled(QSize(120, 32), Qt.AspectRatioMode.KeepAspectRatio,
                                                       Qt.TransformationMode.SmoothTransformation))  # fmt: skip
@@ -262,6 +317,74 @@ class DuplicateStrip(QFrame):
         if len(others) > self.MAX_SHOWN:
             self._buttons.addWidget(QLabel(f"+{len(others) - self.MAX_SHOWN} more"))
         self._buttons.addStretch(1)
+        self.show()
+
+
+def context_box(shape: tuple[int, ...], region: PlateRegion, aspect: float = 2.0) -> tuple[int, int, int, int]:
+    """``(x1, y1, x2, y2)``: a close-up around the plate, about twice its width and ``aspect``
+    wide:high (clamped to the image), so the outline is seen with what surrounds it."""
+    h, w = int(shape[0]), int(shape[1])
+    xs, ys = [x for x, _ in region.quad], [y for _, y in region.quad]
+    bw, bh = max(xs) - min(xs), max(ys) - min(ys)
+    cw = min(w, max(bw * 2.0, bh * 2.5 * aspect, 8.0))
+    ch = min(h, max(cw / aspect, bh * 2.5, 8.0))
+    cx, cy = (max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2
+    x1 = int(round(min(max(0.0, cx - cw / 2), w - cw)))
+    y1 = int(round(min(max(0.0, cy - ch / 2), h - ch)))
+    return x1, y1, min(w, x1 + int(round(cw))), min(h, y1 + int(round(ch)))
+
+
+class PhotoStrip(QFrame):
+    """Under the plate of a CCPD photograph: the whole photo and a close-up of the plate's
+    surroundings, with the plate's outline (and bounding box) drawn. Hidden for plain crops."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("photoStrip")
+        self.caption = QLabel()
+        self.caption.setObjectName("muted")
+        self.caption.setWordWrap(True)
+        self.frame_view = ImageView(margin=4, min_height=60)
+        self.context_view = ImageView(margin=4, min_height=60)
+        self.frame_view.setToolTip("The whole photograph; the plate's outline in green")
+        self.context_view.setToolTip("Around the plate: green, the outline the model's crop is rectified from;\n"
+                                     "dashed, the plate's bounding box in the file name")  # fmt: skip
+        for v in (self.frame_view, self.context_view):
+            v.setMinimumHeight(PHOTO_STRIP_MIN)
+            v.setMaximumHeight(PHOTO_STRIP_HEIGHT)
+        row = QHBoxLayout()
+        row.setSpacing(6)
+        row.addWidget(self.frame_view)
+        row.addWidget(self.context_view, 1)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(4)
+        lay.addWidget(self.caption)
+        lay.addLayout(row)
+        self.region: PlateRegion | None = None
+        self.hide()
+
+    def set_photo(self, rgb: np.ndarray | None, parsed: plates.ParsedName | None, region: PlateRegion | None) -> None:
+        """Show the photo ``rgb`` with ``region`` outlined (``None``: hide the strip)."""
+        self.region = region
+        if rgb is None or parsed is None or region is None:
+            self.frame_view.set_image(None)
+            self.context_view.set_image(None)
+            self.hide()
+            return
+        h, w = rgb.shape[:2]
+        outlines: list[Outline] = [(region.quad, True)]
+        if region.rectified and parsed.box is not None:
+            x1, y1, x2, y2 = parsed.box
+            outlines.append((((x1, y1), (x2, y1), (x2, y2), (x1, y2)), False))
+        m = self.frame_view.margin
+        self.frame_view.setFixedWidth(min(200, round((PHOTO_STRIP_HEIGHT - 2 * m) * w / h) + 2 * m))
+        self.frame_view.set_image(rgb, outlines=outlines)
+        cx1, cy1, cx2, cy2 = context_box(rgb.shape, region)
+        shifted = [(tuple((x - cx1, y - cy1) for x, y in quad), main) for quad, main in outlines]
+        self.context_view.set_image(np.ascontiguousarray(rgb[cy1:cy2, cx1:cx2]), outlines=shifted)
+        how = "rectified from the green outline" if region.rectified else "cut out of the green box"
+        self.caption.setText(f"The {w}×{h} photo: the plate above is {how}.")
         self.show()
 
 
@@ -287,6 +410,7 @@ class Inspector(QFrame):
         self.root: Path | None = None
         self.row: Row | None = None
         self.image = ImageView()
+        self.photo = PhotoStrip()
         self.fit_btn = QPushButton("Fit")
         self.one_btn = QPushButton("1:1")
         for b in (self.fit_btn, self.one_btn):
@@ -303,6 +427,9 @@ class Inspector(QFrame):
 
         self.title = QLabel()
         self.title.setFont(plate_font(12, bold=True))
+        # A long name (a CCPD photo's) is clipped, not a reason to widen the window; the tooltip has it all.
+        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.title.setMinimumWidth(80)
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.facts = QLabel()
         self.facts.setObjectName("muted")
@@ -346,6 +473,7 @@ class Inspector(QFrame):
         lay.setSpacing(8)
         lay.addLayout(zoom)
         lay.addWidget(self.image, 3)
+        lay.addWidget(self.photo, 2)
         lay.addWidget(self.facts)
         lay.addWidget(self.problem)
         lay.addWidget(self.chars)
@@ -365,13 +493,16 @@ class Inspector(QFrame):
         self.duplicates.set_rows(self.root, row, provider(row.rel) if provider is not None and row is not None else [])
         if row is None:
             self.title.setText("No sample selected")
+            self.title.setToolTip("")
             self.facts.setText("Open a folder (Ctrl+O) or drop one on the window.")
             self.problem.hide()
             self.image.set_image(None, "No sample selected")
+            self.photo.set_photo(None, None, None)
             self.editor.set_label("")
             self._enable(False)
             return
         self.title.setText(row.rel)
+        self.title.setToolTip(row.rel)
         problems = []
         rgb = None
         msg = ""
@@ -389,10 +520,19 @@ class Inspector(QFrame):
             problems.append(f"Unreadable image: {row.error}")
         if row.label_error:
             problems.append(f"Invalid label in the file name: {row.label_error}")
+        photo, parsed, region = rgb, None, None
+        if rgb is not None and "&" in row.rel:  # named like a CCPD photograph: show the plate the model reads
+            parsed = plates.parse_name(row.rel)
+            region = plate_region(parsed, rgb.shape) if parsed.scheme is plates.Scheme.CCPD else None
+            if region is not None:
+                rgb = crop_plate(photo, parsed)
         self.image.set_image(rgb, msg)
+        self.image.setMinimumHeight(PLATE_VIEW_MIN if region is not None else 140)  # room for the photo strip
+        self.photo.set_photo(photo, parsed, region)
         facts = []
         if rgb is not None:
-            facts.append(f"{rgb.shape[1]}×{rgb.shape[0]} px")
+            size = f"{rgb.shape[1]}×{rgb.shape[0]} px"
+            facts.append(f"{size} plate from a {photo.shape[1]}×{photo.shape[0]} photo" if region is not None else size)
         if row.label_score is not None:
             pos = row.suspect
             weakest = f", weakest: {pos + 1} '{row.label[pos]}'" if pos is not None and pos < len(row.label) else ""

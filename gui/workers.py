@@ -13,9 +13,10 @@ import traceback
 from collections import OrderedDict, deque
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QSize, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QRect, QSize, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QImage, QImageReader, QPixmap
 
+from core import plates
 from core.gc_pause import gc_paused
 from core.predict import Progress, StopFlag
 from core.session import ReviewSession
@@ -209,6 +210,18 @@ def start_worker(worker: QObject, parent: QObject | None = None) -> QThread:
 # ---------------------------------------------------------------------- thumbnails
 
 
+def _plate_box(rel: str, size: QSize) -> QRect | None:
+    """The plate's box a CCPD file name gives (``core.plates``), inside an image of ``size``, or ``None``."""
+    if "&" not in rel:  # only CCPD names carry a box: no parsing for the others
+        return None
+    box = plates.parse_name(rel.rsplit("/", 1)[-1]).box
+    if box is None:
+        return None
+    x1, y1, x2, y2 = box
+    r = QRect(x1, y1, x2 - x1, y2 - y1).intersected(QRect(0, 0, size.width(), size.height()))
+    return r if r.width() > 1 and r.height() > 1 else None
+
+
 class ThumbnailCache(QObject):
     """Lazily loaded, bounded cache of table thumbnails.
 
@@ -298,6 +311,10 @@ class ThumbnailCache(QObject):
             if not path.exists():
                 why = "missing"
             elif src.isValid() and src.height() > 0:
+                box = _plate_box(rel, src)  # a CCPD photo: the thumbnail shows its plate
+                if box is not None:
+                    reader.setClipRect(box)
+                    src = box.size()
                 h = self.size.height()
                 w = max(1, min(self.size.width(), round(src.width() * h / src.height())))
                 reader.setScaledSize(QSize(w, h))
