@@ -430,6 +430,40 @@ def results_from_outputs(
     return out
 
 
+def export_for_deployment(model_path: str | os.PathLike, out: str | os.PathLike, n_check: int = 16,
+                          seed: int = 0) -> float:  # fmt: skip
+    """Export a checkpoint to ONNX for deployment and check it against PyTorch.
+
+    The graph is the app's own (uint8 RGB pixels ``(B, H, W, 3)`` resized to the checkpoint's
+    input size in, softmax probabilities of the province and of the six other positions out;
+    the normalisation is inside). ``n_check`` random images go through both; the export is
+    refused when their probabilities differ by more than 1e-4.
+
+    Returns:
+        The largest absolute difference seen.
+
+    Raises:
+        CheckpointError: the checkpoint cannot be read, or the export does not match PyTorch.
+    """
+    import onnxruntime as ort
+
+    model_path, out = Path(model_path), Path(out)
+    ckpt = load_checkpoint(model_path)
+    export_onnx(ckpt, out, file_sha256(model_path))
+    h, w = ckpt.input_size
+    pixels = np.random.default_rng(seed).integers(0, 256, (n_check, h, w, 3), dtype=np.uint8)
+    with torch.inference_mode():
+        want = _ExportModule(ckpt.build(), ckpt.mean, ckpt.std).eval()(torch.from_numpy(pixels))
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    got = ort.InferenceSession(str(out), so, providers=["CPUExecutionProvider"]).run(None, {"pixels": pixels})
+    diff = max(float(np.abs(g - t.numpy()).max()) for g, t in zip(got, want))
+    if not diff <= 1e-4:
+        out.unlink(missing_ok=True)
+        raise CheckpointError(f"{model_path}: the ONNX export differs from PyTorch by {diff:.2e}; not written")
+    return diff
+
+
 def open_reader(
     model_path: str | os.PathLike | None = None,
     device: str = "auto",

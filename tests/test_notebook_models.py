@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from core.cli import main as cli
-from core.data import preprocess
+from core.data import preprocess, resize_for_model
 from core.decode import decode
 from core.images import read_rgb
 from core.models import CheckpointError, load_checkpoint
@@ -122,3 +122,19 @@ def test_fine_tuning_starts_from_the_notebooks_file(tmp_path):
     rc = cli(["train", str(folder), "--out", str(out), "--init", str(src), "--epochs", "1", "--max-steps", "1",
               "--batch-size", "4", "--val-split", "0.25"])  # fmt: skip
     assert rc == 0 and load_checkpoint(out).summary["init"] == str(src)
+
+
+def test_export_model_writes_an_onnx_that_matches_pytorch(tmp_path, capsys):
+    import onnxruntime as ort
+
+    src = tmp_path / "lstm_model.pth"
+    torch.save(_trained_like(True).state_dict(), src)
+    out = tmp_path / "deploy.onnx"
+    assert cli(["export-model", str(src), "--out", str(out)]) == 0
+    assert "largest difference from PyTorch" in capsys.readouterr().out
+    files = sorted(REAL.glob("*.jpg"))[:4]
+    p = Predictor(src, backend="torch")
+    pixels = np.stack([resize_for_model(read_rgb(f), (64, 224)) for f in files])
+    first, tail = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"pixels": pixels})
+    f2, t2 = p.probabilities(np.stack([p.prepare(read_rgb(f)) for f in files]))
+    assert np.allclose(first, f2, atol=1e-4) and np.allclose(tail, t2, atol=1e-4)
