@@ -257,6 +257,15 @@ class ReviewSession:
 
         return near_duplicate_groups((r.rel, getattr(r, "image_hash", None), r.label) for r in records)
 
+    def cached_duplicate_groups(self, model_hash: str) -> list:
+        """:meth:`duplicate_groups` of the predictions cached for ``model_hash`` (read in one query;
+        after a run every file's prediction is cached). Empty without a store."""
+        if self.store is None:
+            return []
+        from .duplicates import near_duplicate_groups
+
+        return near_duplicate_groups(self.store.image_hashes(model_hash))
+
     # ---------------------------------------------------------- cross-validation
 
     def save_crossval(self, results: dict, info: dict) -> None:

@@ -728,7 +728,18 @@ class Store:
 
     def crossval(self, files: Iterable[tuple[str, int, int]]) -> dict[str, CachedPrediction]:
         """The stored cross-validated predictions still valid for the files (``{rel: record}``)."""
-        return self.cached_predictions(CROSSVAL_MODEL, files)
+        with self._lock:
+            none = self.conn.execute("SELECT 1 FROM predictions WHERE model = ? LIMIT 1", (CROSSVAL_MODEL,)).fetchone()
+        return {} if none is None else self.cached_predictions(CROSSVAL_MODEL, files)
+
+    def image_hashes(self, model_hash: str) -> list[tuple[str, int, str]]:
+        """``(rel, image hash, label)`` of every cached prediction of ``model_hash`` that has a hash
+        (one query: what near-duplicate grouping needs, without building a record per file)."""
+        with self._lock:
+            return self.conn.execute(
+                "SELECT rel, image_hash, label FROM predictions WHERE model = ? AND image_hash IS NOT NULL",
+                (model_hash,),
+            ).fetchall()
 
     def crossval_info(self) -> dict[str, Any] | None:
         """What the stored cross-validated scores came from (see :meth:`put_crossval`), or ``None``."""

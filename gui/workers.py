@@ -99,6 +99,14 @@ class OpenWorker(QObject):
             self.sig_failed.emit(f"{type(e).__name__}: {e}")
         self.sig_finished.emit(self.stop_flag())
 
+    @staticmethod
+    def _duplicates(session: ReviewSession, model_hash: str, fresh: list | None) -> list:
+        """Near-duplicate groups of the folder: from the store's cached hashes (every prediction of
+        the run is cached by now), or from the run's records when there is no store."""
+        if session.store is not None and model_hash:
+            return session.cached_duplicate_groups(model_hash)
+        return session.duplicate_groups(fresh or [])
+
     def _phase(self, msg: str, done: int = 0, total: int = 0) -> None:
         self.sig_progress.emit(Progress(done, total, 0.0, 0.0, msg))
 
@@ -127,14 +135,12 @@ class OpenWorker(QObject):
                 return
             stale, pending, todo = session.reconcile(model_hash, records, files)
             self.sig_reconciled.emit(stale, pending)
-            stale_set = set(stale)
-            current = {r.rel: r for r in records if r.rel not in stale_set}
             cv = session.crossval(files)
             if cv:
                 self.sig_crossval.emit(cv)
         if not todo or self.stop_flag():
             if not self.stop_flag():
-                self.sig_duplicates.emit(session.duplicate_groups(current.values()))
+                self.sig_duplicates.emit(self._duplicates(session, model_hash, None))
             return
         predictor = self.predictor
         if predictor is None:
@@ -157,9 +163,8 @@ class OpenWorker(QObject):
             should_stop=self.stop_flag,
         )
         if not self.stop_flag():
-            current.update((r.rel, r) for r in fresh)
             self._phase("Looking for near-duplicate crops…")
-            self.sig_duplicates.emit(session.duplicate_groups(current.values()))
+            self.sig_duplicates.emit(self._duplicates(session, predictor.model_hash, fresh))
 
 
 class ExportWorker(QObject):
