@@ -39,6 +39,10 @@ class PredictionResult:
             ``None`` when there is no score.
         image_hash: The crop's 64-bit perceptual hash (:func:`core.duplicates.image_hash`,
             signed), for near-duplicate detection; ``None`` when not taken.
+        second_prediction: A second reader's reading (a second opinion), or "".
+        second_label_score: The second reader's label score, or ``None``; when set,
+            ``label_score`` is the two readers' combined score
+            (:func:`core.label_score.with_second_opinion`).
     """
 
     rel: str
@@ -55,6 +59,8 @@ class PredictionResult:
     label_probs: list[float] = field(default_factory=list)
     label_score: float | None = None
     image_hash: int | None = None
+    second_prediction: str = ""
+    second_label_score: float | None = None
 
     @property
     def unreadable(self) -> bool:

@@ -19,6 +19,8 @@ from .records import PredictionResult
 #: Columns of `plate-review predict`; `crossval` replaces ``error`` with ``fold``.
 BASE_COLUMNS = ["file", "label", "prediction", "cer", "correct", "confidence", "label_score"]
 PREDICT_HEADER = [*BASE_COLUMNS, "error"]
+#: With a second reader (``predict --second-model``), after ``label_score`` (then the combined score).
+SECOND_COLUMNS = ["second_prediction", "second_label_score"]
 
 
 #: First characters that make a spreadsheet read a cell as a formula (OWASP "CSV injection"),
@@ -99,6 +101,7 @@ def write_results_csv(
     path: str | os.PathLike,
     last_column: tuple[str, Callable[[PredictionResult], Any]] = ("error", lambda r: r.error or ""),
     sort: str = "score",
+    second_opinion: bool = False,
 ) -> Path:
     """Write results in review order through a temp file; text cells through :func:`escape_cell`.
 
@@ -108,14 +111,21 @@ def write_results_csv(
         last_column: Name and getter of the final column (``error`` for predict).
         sort: ``score`` (likeliest label errors first) or ``cer``
             (see :func:`core.label_score.review_key`).
+        second_opinion: Add :data:`SECOND_COLUMNS` before the last column (a second reader's
+            reading and score; ``label_score`` is then the combined score).
     """
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     name, get = last_column
+    extra = SECOND_COLUMNS if second_opinion else []
     with open(tmp, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
-        w.writerow([*BASE_COLUMNS, name])
+        w.writerow([*BASE_COLUMNS, *extra, name])
         for r in sort_for_review(results, sort):
-            w.writerow([escape_cell(c) for c in (*result_row(r), get(r))])
+            more = []
+            if second_opinion:
+                s2 = r.second_label_score
+                more = [r.second_prediction, "" if s2 is None else f"{s2:.6f}"]
+            w.writerow([escape_cell(c) for c in (*result_row(r), *more, get(r))])
     os.replace(tmp, path)
     return path

@@ -14,7 +14,7 @@ from .. import plates
 from ..data import scan_folder, train_augmentations
 from ..distributed import cleanup_distributed, init_distributed, is_main_process
 from ..errors import CliError
-from ..label_score import LIKELY_ERROR_THRESHOLD, SORT_ORDERS, sort_for_review
+from ..label_score import LIKELY_ERROR_THRESHOLD, SORT_ORDERS, sort_for_review, with_second_opinion
 from ..metrics import corpus_cer, evaluate_strings
 from ..models import ARCHITECTURES, load_checkpoint
 from ..predict import PredictionResult, Predictor, open_reader
@@ -49,6 +49,12 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
         "--model", help="checkpoint, the notebook's .pth/.ckpt, or a CTC recognizer .onnx (default: the bundled model)"
     )
     p.add_argument("--dict", help="character dictionary of a CTC recognizer (default: found beside the .onnx)")
+    p.add_argument(
+        "--second-model", metavar="PATH",
+        help="a second reader (checkpoint, notebook file or CTC .onnx): its reading is added and the label "
+        "score combines both (a label is doubted only when both readers doubt it)",
+    )  # fmt: skip
+    p.add_argument("--second-dict", help="character dictionary of the second reader, if it is a CTC recognizer")
     p.add_argument("--out", default="results.csv", help="CSV to write (default: results.csv)")
     p.add_argument(
         "--sort", choices=SORT_ORDERS, default="score",
@@ -111,6 +117,18 @@ def _run_predict(args: argparse.Namespace) -> tuple[list[PredictionResult], Pred
     folder = _folder(args.folder)
     predictor = open_reader(_model(args.model), device=args.device, dict_path=args.dict)
     t0 = time.perf_counter()
+    results = _predict_with(args, folder, predictor)
+    second_path = getattr(args, "second_model", None)
+    if second_path:
+        second = open_reader(_model(second_path), device=args.device, dict_path=args.second_dict)
+        print(f"second opinion: {second.description}", file=sys.stderr)
+        other = {r.rel: r for r in _predict_with(args, folder, second)}
+        results = with_second_opinion(results, other)
+    return results, predictor, time.perf_counter() - t0
+
+
+def _predict_with(args: argparse.Namespace, folder: Path, predictor) -> list[PredictionResult]:
+    """One reader's records of every file of the folder (cached where still valid)."""
     with ReviewSession(folder, use_store=not args.no_cache) as session:
         for note in session.notices:
             print(note, file=sys.stderr)
@@ -129,8 +147,7 @@ def _run_predict(args: argparse.Namespace) -> tuple[list[PredictionResult], Pred
         finally:
             bar.close()
     by_rel = {r.rel: r for r in fresh}
-    results = [by_rel.get(r.rel, r) for r in records]
-    return results, predictor, time.perf_counter() - t0
+    return [by_rel.get(r.rel, r) for r in records]
 
 
 def summary_line(results: list[PredictionResult], seconds: float) -> str:
@@ -183,7 +200,7 @@ def cmd_export_model(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     results, predictor, seconds = _run_predict(args)
-    write_results_csv(results, args.out, sort=args.sort)
+    write_results_csv(results, args.out, sort=args.sort, second_opinion=bool(args.second_model))
     for r in results:
         if r.error is not None:
             print(f"unreadable: {printable(r.rel)}: {r.error}", file=sys.stderr)
