@@ -3,8 +3,10 @@
 ``DIR/<split>/<id>-<PLATE>.<ext>`` (ids: the dl1 id when the source name has one, else
 a zero-padded running index), plus, beside the splits:
 
-* ``manifest.csv``   -- file, label, original name, review state (one row per exported file)
-* ``changes.csv``    -- file, original name, old label, new label (labels changed in Plate Review)
+* ``manifest.csv``   -- file, label, source file, review state (one row per exported file; the
+  source file is its name in the dataset folder now)
+* ``changes.csv``    -- file, name before review, old label, new label (labels changed in Plate
+  Review; the name before review is the file's name before Plate Review first renamed it)
 * ``skipped.csv``    -- file, reason (unreadable and invalid samples: listed, never silently dropped)
 * ``rec_gt_<split>.txt`` -- PaddleOCR recognition labels, ``<split>/<name><TAB><label>``
 
@@ -354,7 +356,7 @@ def export_dataset(
     for _rel, out_rel, label, _ in plan:
         by_split[out_rel.split("/", 1)[0]].append((out_rel, label))
     _write_csv(
-        dest / "manifest.csv", ["file", "label", "original name", "review state"],
+        dest / "manifest.csv", ["file", "label", "source file", "review state"],
         ([out_rel, label, rel, states.get(rel, ReviewState.UNREVIEWED)] for rel, out_rel, label, _ in plan),
     )  # fmt: skip
     changes = []
@@ -366,7 +368,7 @@ def export_dataset(
         if old != label:
             changes.append([out_rel, orig, old, label])
     report.changed = len(changes)
-    _write_csv(dest / "changes.csv", ["file", "original name", "old label", "new label"], changes)
+    _write_csv(dest / "changes.csv", ["file", "name before review", "old label", "new label"], changes)
     _write_csv(dest / "skipped.csv", ["file", "reason"], report.skipped)
     for name, rows in by_split.items():
         path = dest / f"rec_gt_{name}.txt"

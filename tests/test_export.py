@@ -71,17 +71,17 @@ def test_export_round_trip(ds: Path, tmp_path: Path):
     for m in manifest:  # identical labels and bytes
         s = samples[m["file"]]
         assert s.valid and s.label == m["label"] and s.parsed.scheme.value == "dl1"
-        assert (out / m["file"]).read_bytes() == (ds / m["original name"]).read_bytes()
-        src_label = Path(m["original name"]).stem.split("-")[-1] if "-" in m["original name"] else None
+        assert (out / m["file"]).read_bytes() == (ds / m["source file"]).read_bytes()
+        src_label = Path(m["source file"]).stem.split("-")[-1] if "-" in m["source file"] else None
         assert src_label is None or src_label == s.label
-    row = next(m for m in manifest if m["original name"] == renamed)
+    row = next(m for m in manifest if m["source file"] == renamed)
     assert row["review state"] == "fixed" and row["file"].endswith(f"{renamed.split('-')[0]}-皖A77777.jpg")
-    plate_row = next(m for m in manifest if m["original name"] == "皖A12345.jpg")
+    plate_row = next(m for m in manifest if m["source file"] == "皖A12345.jpg")
     assert Path(plate_row["file"]).name.split("-")[0].isdigit()
 
     with open(out / "changes.csv", encoding="utf-8") as f:
         changes = list(csv.DictReader(f))
-    assert len(changes) == 1 and changes[0]["original name"] == first and changes[0]["new label"] == "皖A77777"
+    assert len(changes) == 1 and changes[0]["name before review"] == first and changes[0]["new label"] == "皖A77777"
     with open(out / "skipped.csv", encoding="utf-8") as f:
         skipped = {r["file"]: r["reason"] for r in csv.DictReader(f)}
     assert "invalid label" in skipped["0999-皖AI2345.jpg"] and "unreadable" in skipped["0998-皖A00001.jpg"]

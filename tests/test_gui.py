@@ -516,3 +516,15 @@ def test_version(capsys):
     with pytest.raises(SystemExit):
         cli(["--version"])
     assert capsys.readouterr().out.startswith("plate-review ")
+
+
+def test_a_saved_window_larger_than_the_screen_is_clamped(qtbot, tmp_path):
+    settings = QSettings(str(tmp_path / "big.ini"), QSettings.Format.IniFormat)
+    first = MainWindow(settings=settings)
+    qtbot.addWidget(first)
+    area = first.screen().availableGeometry()
+    first.resize(area.width() * 2, area.height() * 2)  # e.g. saved at another scale factor
+    settings.setValue("geometry", first.saveGeometry())
+    again = MainWindow(settings=settings)
+    qtbot.addWidget(again)
+    assert again.width() <= area.width() and again.height() <= area.height()
