@@ -98,6 +98,7 @@ class MainWindow(QMainWindow):
         self._export_worker = None
         self._export_failure: str | None = None
         self._shown_once = False
+        self.previous_model: Path | None = None  # the model before the last switch (Use Previous Model)
         self.settings = settings or QSettings()
         saved = self.settings.value("model_path", "", str)
         self.model_path: Path | None = Path(model_path) if model_path else (Path(saved) if saved else None)
@@ -218,6 +219,11 @@ class MainWindow(QMainWindow):
         self.act_cancel.setEnabled(False)
         self.act_model = self._action("Open Checkpoint…", self.choose_model, tip="Predict with another model")
         self.act_default_model = self._action("Use Bundled Model", lambda: self.set_model(None))
+        self.act_previous_model = self._action(
+            "Use Previous Model", lambda: self.set_model(self.previous_model),
+            tip="Go back to the model used before the last switch",
+        )  # fmt: skip
+        self.act_previous_model.setEnabled(False)
         self.act_help = self._action("Keyboard Shortcuts", self.show_help, K(K.StandardKey.HelpContents))
         self.act_about = self._action("About Plate Review", self._about)
         self.act_fit = self._action("Zoom to Fit", lambda: self.inspector.fit_btn.setChecked(True), K("Ctrl+0"))
@@ -335,6 +341,7 @@ class MainWindow(QMainWindow):
         m = mb.addMenu("&Model")
         m.addAction(self.act_model)
         m.addAction(self.act_default_model)
+        m.addAction(self.act_previous_model)
         m.addSeparator()
         m.addAction(self.act_rerun)
         m.addAction(self.act_cancel)
@@ -584,7 +591,11 @@ class MainWindow(QMainWindow):
 
     def set_model(self, path: str | Path | None) -> None:
         """Predict with another checkpoint (``None``: the bundled one) and re-open the folder."""
-        self.model_path = Path(path) if path else None
+        new = Path(path) if path else None
+        if new != self.model_path:
+            self.previous_model = self.model_path
+            self.act_previous_model.setEnabled(True)
+        self.model_path = new
         self.settings.setValue("model_path", str(self.model_path) if self.model_path else "")
         self.predictor = None
         self._update_model_label()

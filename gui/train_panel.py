@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QListWidgetItem,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QScrollArea,
@@ -770,12 +771,35 @@ class TrainPanel(QWidget):
         self.speed_label.setText("")
         r = self.last_result
         if r is not None and r.checkpoint_path is not None:
+            if not self._confirm_switch(c):
+                self.status_label.setText(
+                    f"Kept the current model: {r.checkpoint_path.name} reads {_pct(c.new_accuracy)} of the "
+                    f"{c.n} validation samples against {_pct(c.old_accuracy)}."
+                )
+                return
             self.status_label.setText(
                 f"Now using {r.checkpoint_path.name}: compared on {c.n} validation samples "
-                f"({len(c.fixed)} fixed, {len(c.broken)} broken)."
+                f"({len(c.fixed)} fixed, {len(c.broken)} broken). Model ▸ Use Previous Model goes back."
             )
             self.set_current_model(r.checkpoint_path)
             self.sig_model_accepted.emit(str(r.checkpoint_path))
+
+    def _confirm_switch(self, c: Comparison) -> bool:
+        """Ask before switching to a model that reads the validation part worse than the current one."""
+        worse = c.old_accuracy is not None and (
+            c.new_accuracy < c.old_accuracy
+            or (c.new_accuracy == c.old_accuracy and (c.new_cer or 0) > (c.old_cer or 0))
+        )
+        if not worse:
+            return True
+        answer = QMessageBox.question(
+            self, "Plate Review",
+            f"The new model reads {_pct(c.new_accuracy)} of the {c.n} validation samples exactly (CER "
+            f"{_rate(c.new_cer)}); the current one {_pct(c.old_accuracy)} (CER {_rate(c.old_cer)}).\n\n"
+            "Switch to the new model anyway?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No,
+        )  # fmt: skip
+        return answer == QMessageBox.StandardButton.Yes
 
     def show_comparison(self, c: Comparison) -> None:
         """Fill the before/after table and the fixed/broken lists."""

@@ -528,3 +528,15 @@ def test_a_saved_window_larger_than_the_screen_is_clamped(qtbot, tmp_path):
     again = MainWindow(settings=settings)
     qtbot.addWidget(again)
     assert again.width() <= area.width() and again.height() <= area.height()
+
+
+def test_use_previous_model_goes_back(qtbot, window, dataset, tmp_path, random_checkpoint):
+    import shutil
+
+    other = tmp_path / "other.pt"
+    shutil.copy2(random_checkpoint, other)
+    assert not window.act_previous_model.isEnabled()
+    window.set_model(other)
+    assert window.act_previous_model.isEnabled() and window.previous_model == random_checkpoint
+    window.act_previous_model.trigger()
+    assert window.model_path == random_checkpoint and window.previous_model == other

@@ -118,6 +118,13 @@ def test_one_epoch_reaches_the_plots_then_use_this_model(qtbot, panel, tiny_fold
     assert _n(raw) == 3 and _n(panel.curves.items["val_cer"]) == 1
 
     # "Use this model": before/after on the validation part, then the app is told to switch
+    # (a model that reads worse would be asked about first: say yes here)
+    asked = []
+    monkeypatch.setattr(
+        tp.QMessageBox,
+        "question",
+        staticmethod(lambda *a, **k: asked.append(a[2]) or tp.QMessageBox.StandardButton.Yes),
+    )
     assert panel.use_button.isEnabled()
     with qtbot.waitSignal(panel.sig_model_accepted, timeout=60000) as blocker:
         panel.use_button.click()
@@ -303,3 +310,21 @@ def test_architecture_shows_the_base_checkpoints(qtbot, panel, tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     panel.set_current_model(tmp_path / "bad.pt")  # a damaged file: no crash, reported at training time
     assert panel.base_combo.currentIndex() == 0
+
+
+def test_a_worse_model_is_not_used_without_asking(qtbot, panel, monkeypatch):
+    from core.finetune import Comparison
+
+    c = Comparison(
+        n=10, old_accuracy=1.0, old_cer=0.0, new_accuracy=0.0, new_cer=1.0, fixed=[], broken=[], old={}, new={}
+    )
+    asked = []
+    monkeypatch.setattr(
+        tp.QMessageBox, "question", staticmethod(lambda *a, **k: asked.append(a[2]) or tp.QMessageBox.StandardButton.No)
+    )
+    assert panel._confirm_switch(c) is False and len(asked) == 1 and "anyway" in asked[0]
+    better = Comparison(
+        n=10, old_accuracy=0.5, old_cer=0.1, new_accuracy=0.9, new_cer=0.02, fixed=[], broken=[], old={}, new={}
+    )
+    asked.clear()
+    assert panel._confirm_switch(better) is True and not asked  # better: no question
