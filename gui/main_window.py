@@ -6,7 +6,7 @@ import logging
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QItemSelectionModel, QSettings, Qt, QThread, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -771,6 +771,29 @@ class MainWindow(QMainWindow):
             return False
         self.table.select_proxy_row(p)
         return True
+
+    def select_samples(self, rels: list[str]) -> int:
+        """Select these samples in the table (the first becomes current); say how many a filter hides.
+
+        Returns:
+            The number selected.
+        """
+        rows = [p for p in map(self.proxy.proxy_row_of, rels) if p is not None]
+        if rows:
+            self.table.select_proxy_row(rows[0])
+            sm = self.table.selectionModel()
+            flags = QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
+            for p in rows[1:]:
+                sm.select(self.proxy.index(p, 0), flags)
+            self.table.setFocus()
+        hidden = len(rels) - len(rows)
+        if hidden:
+            self.statusBar().showMessage(
+                f"{hidden} of {len(rels)} sample(s) not shown: clear the filter to see them", 8000
+            )
+        elif rows:
+            self.statusBar().showMessage(f"{len(rows)} sample(s) selected", 5000)
+        return len(rows)
 
     def _move(self, delta: int) -> None:
         self.table.select_proxy_row(max(0, self.table.current_proxy_row() + delta))

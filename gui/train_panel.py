@@ -460,6 +460,7 @@ class TrainPanel(QWidget):
             f"Training on {len(selection.samples)} samples" + (f" (left out: {ex})" if ex else "") + f" → {out.name}"
         )
         self.curves.clear()
+        self.clear_comparison()  # the figures of an earlier run must not stand beside this one
         self.result_label.setText("")
         self._last_step = None
         self._t_start = time.perf_counter()
@@ -801,6 +802,18 @@ class TrainPanel(QWidget):
         )  # fmt: skip
         return answer == QMessageBox.StandardButton.Yes
 
+    def clear_comparison(self) -> None:
+        """Empty the before/after table and the fixed/broken lists (a new run is starting)."""
+        self.last_comparison = None
+        for lab in self.cmp_labels.values():
+            lab.setText("--")
+            lab.setStyleSheet("")
+        self.fixed_title.setText("Fixed by the new model")
+        self.broken_title.setText("Broken by the new model")
+        self.fixed_list.clear()
+        self.broken_list.clear()
+        self._update_enabled()
+
     def show_comparison(self, c: Comparison) -> None:
         """Fill the before/after table and the fixed/broken lists."""
         self.compare_hint.hide()
@@ -894,17 +907,8 @@ def attach_to_main_window(panel: TrainPanel, window: Any) -> None:
             panel.set_current_model(current_model())
 
     def show_samples(rels: list) -> None:
-        proxy, table = getattr(window, "proxy", None), getattr(window, "table", None)
-        if proxy is None or table is None:
-            return
-        for rel in rels:
-            p = proxy.proxy_row_of(rel)
-            if p is not None:
-                table.select_proxy_row(p)
-                return
-        status = getattr(window, "statusBar", None)
-        if status is not None and rels:
-            status().showMessage(f"{len(rels)} sample(s) not shown: clear the filter to see them", 8000)
+        if hasattr(window, "select_samples"):
+            window.select_samples(rels)
 
     if hasattr(window, "sig_folder_loaded"):
         window.sig_folder_loaded.connect(on_folder_loaded)

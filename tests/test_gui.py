@@ -540,3 +540,14 @@ def test_use_previous_model_goes_back(qtbot, window, dataset, tmp_path, random_c
     assert window.act_previous_model.isEnabled() and window.previous_model == random_checkpoint
     window.act_previous_model.trigger()
     assert window.model_path == random_checkpoint and window.previous_model == other
+
+
+def test_show_all_selects_every_sample_of_the_list(qtbot, window, dataset):
+    open_and_wait(qtbot, window, dataset)
+    rels = [window.proxy.row_at(i).rel for i in (2, 5, 7)]
+    panel = window.train_dock.widget()
+    panel.sig_show_samples.emit(rels)  # what "Show all" sends
+    assert sorted(r.rel for r in window.selected_rows()) == sorted(rels)
+    window.set_quick_filter("unreadable", True)  # hides them: the window says so
+    assert window.select_samples(rels) == 0 and "not shown" in window.statusBar().currentMessage()
+    window.set_quick_filter("unreadable", False)

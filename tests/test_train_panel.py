@@ -271,11 +271,11 @@ def test_attach_to_main_window_wires_folder_model_selection_and_close(qtbot, tin
             self.predictor = SimpleNamespace(model_path=panel_base_ckpt)
             self.session = SimpleNamespace(states=lambda: {"x.jpg": "verified"})
             self.models, self.selected = [], []
-            self.proxy = SimpleNamespace(proxy_row_of=lambda rel: {"b.jpg": 7}.get(rel))
-            self.table = SimpleNamespace(select_proxy_row=self.selected.append)
-
         def set_model(self, path):
             self.models.append(path)
+
+        def select_samples(self, rels):  # the window selects; the panel only says which
+            self.selected.append(rels)
 
     win = FakeWindow()
     qtbot.addWidget(win)
@@ -287,8 +287,8 @@ def test_attach_to_main_window_wires_folder_model_selection_and_close(qtbot, tin
     assert p.states_provider() == {"x.jpg": "verified"}
     p.sig_model_accepted.emit("/m/new.pt")
     assert win.models == ["/m/new.pt"]
-    p.sig_show_samples.emit(["a.jpg", "b.jpg"])  # a.jpg is filtered out: the first shown one is selected
-    assert win.selected == [7]
+    p.sig_show_samples.emit(["a.jpg", "b.jpg"])  # "Show all": every sample of the list
+    assert win.selected == [["a.jpg", "b.jpg"]]
     stopped = []
     p.shutdown = lambda *a: stopped.append(True) or True
     win.close()
@@ -328,3 +328,14 @@ def test_a_worse_model_is_not_used_without_asking(qtbot, panel, monkeypatch):
     )
     asked.clear()
     assert panel._confirm_switch(better) is True and not asked  # better: no question
+
+
+def test_a_new_run_clears_the_last_comparison(qtbot, panel):
+    from core.finetune import Comparison
+
+    c = Comparison(n=4, old_accuracy=0.5, old_cer=0.1, new_accuracy=0.75, new_cer=0.05, fixed=["a.jpg"], broken=[])
+    panel.show_comparison(c)
+    assert panel.cmp_labels[("new", "accuracy")].text() != "--" and panel.fixed_list.count() == 1
+    panel.clear_comparison()  # what start() does before training
+    assert all(lab.text() == "--" for lab in panel.cmp_labels.values()) and panel.fixed_list.count() == 0
+    assert panel.last_comparison is None
