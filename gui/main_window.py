@@ -35,7 +35,7 @@ from core.predict import Progress
 from core.review_state import ReviewState
 
 from .inspector import Inspector
-from .table_model import THUMB_SIZE, ResultsModel, ResultsProxy, ReviewTable, Row
+from .table_model import COL_SCORE, THUMB_SIZE, ResultsModel, ResultsProxy, ReviewTable, Row
 from .workers import ExportWorker, OpenWorker, ThumbnailCache, start_worker
 
 log = logging.getLogger(__name__)
@@ -168,6 +168,10 @@ class MainWindow(QMainWindow):
         if geo is not None:
             self.restoreGeometry(geo)
             self.fit_to_screen()
+        dock_state = self.settings.value("window_state")
+        if dock_state is not None:
+            self.restoreState(dock_state)  # the Train dock: where it was, shown or not
+        self._restore_sort()
 
     def fit_to_screen(self) -> None:
         """Keep the window inside the screen's available area (a size saved at another scale factor
@@ -393,6 +397,7 @@ class MainWindow(QMainWindow):
         act.setShortcut(QKeySequence("Ctrl+T"))
         self.view_menu.addAction(act)
         self.train_dock = dock
+        panel.restore_settings(self.settings)
 
     # ------------------------------------------------------------------ folders
 
@@ -1057,8 +1062,24 @@ class MainWindow(QMainWindow):
             self._shown_once = True
             self.table.setFocus()
 
+    def _restore_sort(self) -> None:
+        """The sort column and order of the last session (the review order when none was saved)."""
+        try:
+            col = int(self.settings.value("sort_column", COL_SCORE))
+            order = Qt.SortOrder(int(self.settings.value("sort_order", int(Qt.SortOrder.AscendingOrder.value))))
+        except (TypeError, ValueError):
+            return
+        if 0 <= col < self.model.columnCount():
+            self.model.sort_column, self.model.sort_order = col, order
+            self.table.horizontalHeader().setSortIndicator(col, order)
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("window_state", self.saveState())
+        self.settings.setValue("sort_column", self.model.sort_column)
+        self.settings.setValue("sort_order", int(self.model.sort_order.value))
+        if self.train_dock is not None:
+            self.train_dock.widget().save_settings(self.settings)
         if self._export_thread is not None:  # stop in order: the flag, then wait (never terminate)
             self._export_worker.stop()
             self._export_thread.wait(30000)

@@ -16,6 +16,7 @@ ones. Nothing here changes labels or review states.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -66,6 +67,8 @@ from core.train import EpochInfo, StepInfo, TrainConfig
 
 from .curves import CurvesWidget
 from .train_worker import CompareWorker, CrossValWorker, TrainWorker, start_worker
+
+log = logging.getLogger(__name__)
 
 SCRATCH = "__scratch__"
 OTHER = "__other__"
@@ -124,9 +127,52 @@ class TrainPanel(QWidget):
         self._last_step: StepInfo | None = None
         self._retry_batch: int | None = None
         self._build()
+        self._wheel_guard = _WheelGuard(self)
+        for w in self._setting_widgets():
+            w.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # not the wheel's: scrolling the panel changes nothing
+            w.installEventFilter(self._wheel_guard)
         # The app style sheet has no disabled look for buttons; make "not now" visible here.
         self.setStyleSheet("QPushButton:disabled { color: #9ca3af; background: #f9fafb; }")
         self._update_enabled()
+
+    # ================================================================== settings
+
+    def _setting_widgets(self) -> list[QWidget]:
+        return [self.base_combo, self.arch_combo, self.epochs_spin, self.lr_spin, self.batch_spin, self.val_combo,
+                self.val_split_spin, self.device_combo, self.folds_spin]  # fmt: skip
+
+    def save_settings(self, settings) -> None:
+        """Remember the form (QSettings group ``train``) for the next start."""
+        settings.beginGroup("train")
+        for name in ("epochs_spin", "lr_spin", "batch_spin", "val_split_spin", "folds_spin"):
+            settings.setValue(name, getattr(self, name).value())
+        for name in ("arch_combo", "val_combo", "device_combo"):
+            settings.setValue(name, getattr(self, name).currentIndex())
+        settings.setValue("unreviewed_check", self.unreviewed_check.isChecked())
+        settings.endGroup()
+
+    def restore_settings(self, settings) -> None:
+        """Put back what :meth:`save_settings` remembered (values out of range are clamped by the widgets)."""
+        settings.beginGroup("train")
+        try:
+            for name in ("epochs_spin", "batch_spin", "folds_spin"):
+                if settings.contains(name):
+                    getattr(self, name).setValue(int(settings.value(name)))
+            for name in ("lr_spin", "val_split_spin"):
+                if settings.contains(name):
+                    getattr(self, name).setValue(float(settings.value(name)))
+            for name in ("arch_combo", "val_combo", "device_combo"):
+                if settings.contains(name):
+                    i = int(settings.value(name))
+                    combo = getattr(self, name)
+                    if 0 <= i < combo.count():
+                        combo.setCurrentIndex(i)
+            if settings.contains("unreviewed_check"):
+                self.unreviewed_check.setChecked(str(settings.value("unreviewed_check")).lower() in ("true", "1"))
+        except (TypeError, ValueError):  # a damaged settings file: keep the defaults
+            log.warning("the Train panel's saved settings could not be read; defaults kept")
+        finally:
+            settings.endGroup()
 
     # ================================================================== UI
 
@@ -856,6 +902,17 @@ class TrainPanel(QWidget):
             f"{state} out-of-sample scores for {len(cv.results)} samples ({cv.k} folds), accuracy {_pct(acc)}."
         )
         self.sig_crossval_results.emit(dict(cv.results))
+
+
+class _WheelGuard(QObject):
+    """The mouse wheel over a number or a list that does not have the focus scrolls the panel,
+    instead of changing the setting under the pointer."""
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802
+        if event.type() == QEvent.Type.Wheel and isinstance(obj, QWidget) and not obj.hasFocus():
+            event.ignore()
+            return True
+        return False
 
 
 class _CloseWatcher(QObject):

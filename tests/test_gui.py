@@ -551,3 +551,33 @@ def test_show_all_selects_every_sample_of_the_list(qtbot, window, dataset):
     window.set_quick_filter("unreadable", True)  # hides them: the window says so
     assert window.select_samples(rels) == 0 and "not shown" in window.statusBar().currentMessage()
     window.set_quick_filter("unreadable", False)
+
+
+def test_settings_dock_and_sort_order_come_back_and_the_wheel_leaves_settings_alone(qtbot, tmp_path):
+    from PySide6.QtCore import QPoint, QPointF
+    from PySide6.QtGui import QWheelEvent
+
+    settings = QSettings(str(tmp_path / "keep.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(settings=settings)
+    qtbot.addWidget(win)
+    win.show()
+    panel = win.train_dock.widget()
+    panel.epochs_spin.setValue(9)
+    panel.batch_spin.setValue(32)
+    win.train_dock.show()
+    win.model.sort(COL_CER, Qt.SortOrder.DescendingOrder)
+    # the wheel over a setting without focus does not change it
+    spin = panel.batch_spin
+    ev = QWheelEvent(QPointF(5, 5), QPointF(spin.mapToGlobal(QPoint(5, 5))), QPoint(0, 0), QPoint(0, 120),
+                     Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)  # fmt: skip
+    QApplication.sendEvent(spin, ev)
+    assert spin.value() == 32
+    win.close()
+    again = MainWindow(settings=settings)
+    qtbot.addWidget(again)
+    again.show()
+    p2 = again.train_dock.widget()
+    assert p2.epochs_spin.value() == 9 and p2.batch_spin.value() == 32
+    assert again.model.sort_column == COL_CER and again.model.sort_order == Qt.SortOrder.DescendingOrder
+    assert again.train_dock.isVisible()
+    again.close()
