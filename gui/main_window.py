@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QDockWidget,
     QFileDialog,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -21,6 +22,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QSplitter,
     QToolBar,
@@ -121,7 +123,7 @@ class MainWindow(QMainWindow):
         self.table = ReviewTable()
         self.table.setModel(self.proxy)
         self.inspector = Inspector()
-        self.inspector.setMinimumWidth(440)
+        self.inspector.setMinimumWidth(420)
 
         self._build_actions()
         self._build_toolbar()
@@ -131,7 +133,14 @@ class MainWindow(QMainWindow):
 
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self._build_table_panel())
-        split.addWidget(self.inspector)
+        # The inspector scrolls rather than push the window past a small screen (or a shown Train dock).
+        self.inspector_scroll = QScrollArea()
+        self.inspector_scroll.setWidget(self.inspector)
+        self.inspector_scroll.setWidgetResizable(True)
+        self.inspector_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.inspector_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.inspector_scroll.setMinimumWidth(440)
+        split.addWidget(self.inspector_scroll)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
         split.setSizes([800, 480])
@@ -243,9 +252,11 @@ class MainWindow(QMainWindow):
                 "mismatches": "Only samples whose prediction differs from the label (or that have a problem)",
                 "unreviewed": "Only samples not yet verified or fixed", "invalid": "Only file names that are not a valid plate",
                 "unreadable": "Only images that cannot be read"}  # fmt: skip
+        chips = {"likely": "Likely errors", "duplicates": "Same picture", "invalid": "Invalid"}
         for i, (key, text) in enumerate(names.items(), start=1):
             a = self._action(text, lambda on, k=key: self.set_quick_filter(k, on), K(f"Alt+{i}"), tips[key], True)
             self.quick_actions[key] = a
+            a.setIconText(chips.get(key, text))  # the filter bar's chip: short, so the window fits 1280 px
         # Menu entries for keys handled by the table (listed with their key, not grabbing it window-wide).
         self.act_accept = QAction(
             "Accept Prediction (of Every Selected Row)\tEnter", self, triggered=self.accept_prediction
@@ -285,7 +296,7 @@ class MainWindow(QMainWindow):
         self.filter_edit.setFocusPolicy(Qt.FocusPolicy.ClickFocus)  # Ctrl+F or a click; the keys start in the table
         self.filter_edit.setPlaceholderText("Filter: file, label or prediction  (Ctrl+F)")
         self.filter_edit.setClearButtonEnabled(True)
-        self.filter_edit.setMinimumWidth(200)
+        self.filter_edit.setMinimumWidth(140)
         self.filter_edit.setMaximumWidth(300)
         self.filter_edit.textChanged.connect(self._on_filter_edit_text_changed)
         self.filter_edit.returnPressed.connect(self.table.setFocus)
@@ -398,6 +409,13 @@ class MainWindow(QMainWindow):
         self.view_menu.addAction(act)
         self.train_dock = dock
         panel.restore_settings(self.settings)
+        dock.visibilityChanged.connect(self._on_train_dock_visibility_changed)
+
+    @Slot(bool)
+    def _on_train_dock_visibility_changed(self, visible: bool) -> None:
+        """Shown, the Train dock takes at most about 45 % of the window: the table keeps its rows."""
+        if visible and self.train_dock is not None and self.train_dock.height() > 0.55 * self.height():
+            self.resizeDocks([self.train_dock], [max(280, int(0.45 * self.height()))], Qt.Orientation.Vertical)
 
     # ------------------------------------------------------------------ folders
 

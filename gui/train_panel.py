@@ -191,7 +191,7 @@ class TrainPanel(QWidget):
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(left)
-        scroll.setMinimumWidth(260)
+        scroll.setMinimumWidth(300)
 
         model_box = QGroupBox("Model")
         mf = QFormLayout(model_box)

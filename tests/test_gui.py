@@ -581,3 +581,9 @@ def test_settings_dock_and_sort_order_come_back_and_the_wheel_leaves_settings_al
     assert again.model.sort_column == COL_CER and again.model.sort_order == Qt.SortOrder.DescendingOrder
     assert again.train_dock.isVisible()
     again.close()
+
+
+def test_the_window_fits_a_1280x768_screen_with_the_train_panel_open(qtbot, window):
+    window.train_dock.show()
+    need = window.minimumSizeHint()
+    assert need.width() <= 1280 and need.height() <= 768, need

@@ -271,6 +271,7 @@ def test_attach_to_main_window_wires_folder_model_selection_and_close(qtbot, tin
             self.predictor = SimpleNamespace(model_path=panel_base_ckpt)
             self.session = SimpleNamespace(states=lambda: {"x.jpg": "verified"})
             self.models, self.selected = [], []
+
         def set_model(self, path):
             self.models.append(path)
 
