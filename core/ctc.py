@@ -92,7 +92,7 @@ class CTCReader:
         except UnicodeDecodeError:
             raise CheckpointError(f"{found}: the dictionary is not UTF-8 text") from None
         self.chars = ["<blank>", *(ln.rstrip("\r\n") for ln in lines)]
-        self.model_hash = hashlib.sha256(hashlib.sha256(data).digest() + raw).hexdigest()
+        self.model_hash = _identity(data, raw)
         self.threads = threads or torch.get_num_threads()
         so = ort.SessionOptions()
         so.intra_op_num_threads = self.threads
@@ -189,6 +189,22 @@ class CTCReader:
         for b, v in zip(rows, nll.tolist()):
             out[b] = float(math.exp(-v)) if math.isfinite(v) else 0.0
         return out
+
+
+def _identity(model: bytes, dictionary: bytes) -> str:
+    """The reader's identity for the prediction cache: the model and its dictionary together."""
+    return hashlib.sha256(hashlib.sha256(model).digest() + dictionary).hexdigest()
+
+
+def reader_identity(model_path: str | os.PathLike, dict_path: str | os.PathLike | None = None) -> str:
+    """:attr:`CTCReader.model_hash` of a model and its dictionary without loading the model ("" when
+    the files cannot be read: the reader itself will say why)."""
+    model_path = Path(model_path)
+    found = Path(dict_path) if dict_path else find_dictionary(model_path)
+    try:
+        return _identity(_read(model_path, "model"), _read(found, "dictionary")) if found else ""
+    except CheckpointError:
+        return ""
 
 
 def _read(path: Path, what: str) -> bytes:

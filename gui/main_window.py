@@ -104,6 +104,8 @@ class MainWindow(QMainWindow):
         self.settings = settings or QSettings()
         saved = self.settings.value("model_path", "", str)
         self.model_path: Path | None = Path(model_path) if model_path else (Path(saved) if saved else None)
+        saved_dict = self.settings.value("dict_path", "", str) if not model_path else ""
+        self.dict_path: Path | None = Path(saved_dict) if saved_dict else None  # a CTC model's dictionary
         self.use_store = use_store
         self.batch_size = 64
         self.session: sess.ReviewSession | None = None
@@ -446,7 +448,8 @@ class MainWindow(QMainWindow):
         self.model.clear()
         self.inspector.root = self.folder
         self.inspector.show_row(None)
-        self._start(OpenWorker(self.folder, self.model_path, self.predictor, self.use_store, self.batch_size))
+        self._start(OpenWorker(self.folder, self.model_path, self.predictor, self.use_store, self.batch_size,
+                               dict_path=self.dict_path))  # fmt: skip
         return True
 
     def _reset_thumbnails(self) -> None:
@@ -610,10 +613,27 @@ class MainWindow(QMainWindow):
             self, "Open checkpoint", start, "Models (*.pt *.pth *.ckpt *.onnx);;All files (*)"
         )
         if path:
+            if path.lower().endswith(".onnx"):  # a CTC recognizer needs its character dictionary
+                from core.ctc import find_dictionary
+
+                if find_dictionary(Path(path)) is None:
+                    dict_path, _ = QFileDialog.getOpenFileName(
+                        self, "The recognizer's character dictionary (one character per line)",
+                        str(Path(path).parent), "Dictionaries (*.txt);;All files (*)",
+                    )  # fmt: skip
+                    if not dict_path:
+                        return
+                    self.set_model(path, dict_path)
+                    return
             self.set_model(path)
 
-    def set_model(self, path: str | Path | None) -> None:
-        """Predict with another checkpoint (``None``: the bundled one) and re-open the folder."""
+    def set_model(self, path: str | Path | None, dict_path: str | Path | None = None) -> None:
+        """Predict with another model (``None``: the bundled one) and re-open the folder.
+
+        ``dict_path``: the character dictionary of a CTC recognizer (.onnx), when not beside it.
+        """
+        self.dict_path = Path(dict_path) if dict_path else None
+        self.settings.setValue("dict_path", str(self.dict_path) if self.dict_path else "")
         new = Path(path) if path else None
         if new != self.model_path:
             self.previous_model = self.model_path
@@ -692,7 +712,9 @@ class MainWindow(QMainWindow):
             self.model.add_predictions(getattr(self, "_unpredicted", []), getattr(self, "_pending_states", {}))
             if self.model_path is not None:  # a refused file is not opened again at the next start
                 self.model_path = None
+                self.dict_path = None
                 self.settings.setValue("model_path", "")
+                self.settings.setValue("dict_path", "")
             self.statusBar().showMessage(
                 "No model could be loaded: open a checkpoint (Model ▸ Open Checkpoint…)", 15000
             )

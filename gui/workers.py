@@ -75,8 +75,10 @@ class OpenWorker(QObject):
         use_store: bool = True,
         batch_size: int = 64,
         session: ReviewSession | None = None,
+        dict_path: str | Path | None = None,
     ):
         super().__init__()
+        self.dict_path = dict_path  # the dictionary of a CTC recognizer (.onnx), when not beside it
         self.folder = Path(folder)
         self.model_path = model_path
         self.predictor = predictor
@@ -121,8 +123,14 @@ class OpenWorker(QObject):
         session = self.session
         model_path = Path(self.model_path) if self.model_path else default_model_path()
         model_hash = ""
-        if model_path.is_file():
-            model_hash = self.predictor.model_hash if self.predictor is not None else file_sha256(model_path)
+        if self.predictor is not None:
+            model_hash = self.predictor.model_hash
+        elif model_path.is_file() and model_path.suffix.lower() == ".onnx":  # a CTC reader: model + dictionary
+            from core.ctc import reader_identity
+
+            model_hash = reader_identity(model_path, self.dict_path)
+        elif model_path.is_file():
+            model_hash = file_sha256(model_path)
         # Cache rows and the scan are a few hundred thousand small tuples (no cycles): with the
         # cyclic GC on, each of its many collections would walk the whole growing heap.
         with gc_paused():
@@ -146,7 +154,7 @@ class OpenWorker(QObject):
         if predictor is None:
             self._phase("Loading model…")
             try:
-                predictor = open_reader(model_path)
+                predictor = open_reader(model_path, dict_path=self.dict_path)
             except Exception as e:  # missing/damaged checkpoint: the table still works without predictions
                 self.sig_model.emit(None, f"no model: {e}")
                 return

@@ -92,3 +92,31 @@ def test_a_wrong_or_missing_dictionary_is_one_line(recognizer, tmp_path, capsys)
     copy_real(tmp_path / "ds", 4)
     assert cli(["train", str(tmp_path / "ds"), "--out", str(tmp_path / "t.pt"), "--init", str(recognizer)]) == 2
     assert "cannot be fine-tuned" in capsys.readouterr().err
+
+
+def test_the_window_reads_with_a_ctc_recognizer_and_its_cache_is_used_again(qtbot, recognizer, tmp_path):
+    from PySide6.QtCore import QSettings
+
+    from gui.main_window import MainWindow
+
+    dict_file = tmp_path / "elsewhere.txt"
+    (tmp_path / "rec.txt").rename(dict_file)  # not beside the model: given explicitly
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    shutil.copy2(sorted(REAL.glob("*.jpg"))[0], ds / "0001-皖A1234S.jpg")
+    win = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(win.sig_folder_loaded, timeout=20000):
+        win.open_folder(ds)
+    qtbot.waitUntil(lambda: not win.running, timeout=30000)
+    with qtbot.waitSignal(win.sig_run_finished, timeout=30000):
+        win.set_model(recognizer, dict_file)
+    row = win.model.rows[0]
+    assert row.prediction == "皖A12345" and row.label_score == pytest.approx(0.4, abs=1e-4)
+    batches = []
+    with qtbot.waitSignal(win.sig_run_finished, timeout=30000):
+        win.open_folder(ds)
+        win.worker.sig_batch.connect(batches.append)
+    assert batches == []  # the second open reads the cache: the reader's identity is the same
+    win.close()
