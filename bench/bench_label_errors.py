@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import platform
 import random
 import shutil
 import sys
@@ -36,6 +35,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.bench_predict import cpu_name  # noqa: E402
 
 # Visually confusable characters (both directions); the province swaps to another province.
 CONFUSABLE = {
@@ -47,16 +48,6 @@ CONFUSABLE = {
 #: Held-out crops whose own label is known to be wrong (data/README.md: 0295 shows no plate at all,
 #: a sign). The second table counts them as label errors too: every ranking rightly puts them first.
 KNOWN_LABEL_ERRORS = frozenset({"0295-皖AJ0J22.jpg"})
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def inject(label: str, rng: random.Random) -> str | None:

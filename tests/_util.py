@@ -47,3 +47,11 @@ def script_checkpoint(path: Path, look: str = "matched") -> Path:
         summary={"recipe": "python scripts/train_default.py", "look": {"name": look}, "synth": "noto"},
     )
     return save_checkpoint(ck, path)
+
+
+def prediction_row(rel: str, prediction: str = "皖A12345", **kw) -> dict:
+    """The fields of a prediction record as a dict (what ``Store.put_predictions`` takes), overridable."""
+    rec = dict(rel=rel, label="", label_error=None, prediction=prediction, probs=[0.9] * 7,
+               runner_up="1234567", runner_up_probs=[0.05] * 7, confidence=0.5, cer=0.3, correct=False, error=None)  # fmt: skip
+    rec.update(kw)
+    return rec

@@ -37,3 +37,14 @@ def real_crops(tmp_path: Path) -> Callable[..., Path]:
 def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint with random weights (tests must not depend on model quality); made once per session."""
     return random_checkpoint_file(tmp_path_factory.mktemp("model") / "m.pt")
+
+
+@pytest.fixture
+def ds(tmp_path: Path) -> Path:
+    """A small dataset: 8 real crops, half in ``sub/``, and a file that is not an image."""
+    d = tmp_path / "ds"
+    (d / "sub").mkdir(parents=True)
+    for i, p in enumerate(sorted(REAL.glob("*.jpg"))[:8]):
+        shutil.copy2(p, (d / "sub" if i % 2 else d) / p.name)
+    (d / "notes.txt").write_text("not an image")
+    return d

@@ -5,36 +5,18 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pytest
-
 from core.records import PredictionResult
 from core.session import ReviewSession
 from core.store import Store, scan_files
 
-from ._util import REAL, copy_real
-
-
-@pytest.fixture
-def ds(tmp_path: Path) -> Path:
-    d = tmp_path / "ds"
-    (d / "sub").mkdir(parents=True)
-    for i, p in enumerate(sorted(REAL.glob("*.jpg"))[:8]):
-        shutil.copy2(p, (d / "sub" if i % 2 else d) / p.name)
-    return d
-
-
-def _rec(rel: str, prediction: str = "皖A12345", **kw) -> dict:
-    rec = dict(rel=rel, label="", label_error=None, prediction=prediction, probs=[0.9] * 7,
-               runner_up="1234567", runner_up_probs=[0.05] * 7, confidence=0.5, cer=0.3, correct=False, error=None)  # fmt: skip
-    rec.update(kw)
-    return rec
+from ._util import REAL, copy_real, prediction_row
 
 
 def test_cached_rows_before_the_scan_then_reconcile(ds: Path):
     """The rows of the last session come back without a scan; reconcile finds what changed behind the app's back."""
     files = scan_files(ds)
     with Store.open(ds) as s:
-        s.put_predictions("m", [_rec(f.rel) for f in files], {f.rel: (f.size, f.mtime_ns) for f in files})
+        s.put_predictions("m", [prediction_row(f.rel) for f in files], {f.rel: (f.size, f.mtime_ns) for f in files})
     gone, changed, renamed = files[0].rel, files[1].rel, files[2].rel
     (ds / gone).unlink()
     with open(ds / changed, "ab") as f:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,24 +12,7 @@ from core import store as store_mod
 from core.review_state import ReviewState
 from core.store import Store, scan_files
 
-REAL = Path(__file__).resolve().parents[1] / "data" / "plates_real"
-
-
-@pytest.fixture
-def ds(tmp_path: Path) -> Path:
-    d = tmp_path / "ds"
-    (d / "sub").mkdir(parents=True)
-    for i, p in enumerate(sorted(REAL.glob("*.jpg"))[:8]):
-        shutil.copy2(p, (d / "sub" if i % 2 else d) / p.name)
-    (d / "notes.txt").write_text("not an image")
-    return d
-
-
-def _rec(rel: str, prediction: str = "皖A12345", **kw) -> dict:
-    rec = dict(rel=rel, label="", label_error=None, prediction=prediction, probs=[0.9] * 7,
-               runner_up="1234567", runner_up_probs=[0.05] * 7, confidence=0.5, cer=0.3, correct=False, error=None)  # fmt: skip
-    rec.update(kw)
-    return rec
+from ._util import prediction_row
 
 
 def test_scan_files_matches_scan_folder(ds: Path):
@@ -51,7 +33,7 @@ def test_store_location_and_wal(ds: Path):
 def test_prediction_cache_keyed_by_file_and_model(ds: Path):
     files = scan_files(ds)
     with Store.open(ds) as s:
-        n = s.put_predictions("model-a", [_rec(f.rel, label=f"L{i}") for i, f in enumerate(files)],
+        n = s.put_predictions("model-a", [prediction_row(f.rel, label=f"L{i}") for i, f in enumerate(files)],
                               {f.rel: (f.size, f.mtime_ns) for f in files})  # fmt: skip
         assert n == len(files)
     # Reopen: everything is cached for model-a, nothing for another model.
@@ -72,7 +54,10 @@ def test_prediction_cache_keyed_by_file_and_model(ds: Path):
 def test_put_predictions_accepts_dataclasses_and_stats_files(ds: Path):
     files = scan_files(ds)
     with Store.open(ds) as s:
-        recs = [store_mod.PredictionRecord(**_rec(f.rel, error="x", prediction="", correct=None)) for f in files[:2]]
+        recs = [
+            store_mod.PredictionRecord(**prediction_row(f.rel, error="x", prediction="", correct=None))
+            for f in files[:2]
+        ]
         s.put_predictions("m", recs)  # no identities given: stat'ed now
         got = s.cached_predictions("m", files)
         assert set(got) == {f.rel for f in files[:2]} and got[files[0].rel].correct is None
@@ -82,7 +67,7 @@ def test_cached_predictions_follow_renames(ds: Path):
     files = scan_files(ds)
     rel = files[0].rel
     with Store.open(ds) as s:
-        s.put_predictions("m", [_rec(rel, prediction="皖A12345", label="x", cer=1.0)])
+        s.put_predictions("m", [prediction_row(rel, prediction="皖A12345", label="x", cer=1.0)])
         rep = R.relabel(s, [(rel, "皖A12345")])
         new = rep.renamed[0][1]
         got = s.cached_predictions("m", scan_files(ds))
@@ -94,7 +79,7 @@ def test_label_score_follows_renames(ds: Path):
     files = scan_files(ds)
     rel = files[0].rel
     with Store.open(ds) as s:
-        s.put_predictions("m", [_rec(rel, prediction="皖A12345", runner_up="京B12346", label="x",
+        s.put_predictions("m", [prediction_row(rel, prediction="皖A12345", runner_up="京B12346", label="x",
                                      probs=[0.99, 0.99, 0.99, 0.99, 0.99, 0.99, 0.7],
                                      runner_up_probs=[0.005, 0.005, 0.005, 0.005, 0.005, 0.005, 0.2],
                                      label_probs=[0.99] * 7, label_score=0.99)])  # fmt: skip
@@ -138,7 +123,7 @@ def test_old_store_gets_label_scores_without_predicting_again(ds: Path):
     rel = files[0].rel
     label = rel.rsplit("-", 1)[1][:-4]
     with Store.open(ds) as s:
-        s.put_predictions("m", [_rec(rel, prediction=label, label=label, cer=0.0, correct=True)])
+        s.put_predictions("m", [prediction_row(rel, prediction=label, label=label, cer=0.0, correct=True)])
         path = s.path
     con = sqlite3.connect(path)
     con.execute("CREATE TABLE p2 AS SELECT model, rel, size, mtime_ns, label, label_error, prediction, probs, "
@@ -164,7 +149,7 @@ def test_states_and_model_rerun_keeps_human_decisions(ds: Path):
             s.set_state(c, "great")
     with Store.open(ds) as s:
         # A model re-run: new predictions and automatic states never replace human decisions.
-        s.put_predictions("m2", [_rec(r, prediction="京A00000") for r in (a, b, c)])
+        s.put_predictions("m2", [prediction_row(r, prediction="京A00000") for r in (a, b, c)])
         s.set_states({a: ReviewState.UNREADABLE, b: ReviewState.INVALID, c: ReviewState.UNREADABLE}, source="model")
         assert s.states() == {a: ReviewState.VERIFIED, b: ReviewState.FIXED, c: ReviewState.UNREADABLE}
         assert (ds / a).exists() and (ds / b).exists()  # labels (names) untouched
