@@ -195,7 +195,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from core.label_score import LIKELY_ERROR_THRESHOLD, sort_for_review
+    from core.label_score import LIKELY_ERROR_THRESHOLD
     from core.plates import parse_name
     from core.predict import Predictor
 
@@ -298,13 +298,12 @@ def main() -> int:
             cv_time(args.cv_time, tmp, args.cv_epochs)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    del sort_for_review
     return 0
 
 
 def crossval_figures(folder: Path, errors: set[str], epochs: int) -> dict:
     """Cross-validated label scores of a folder: precision at k, recall at 2k, AUC."""
-    from core.data import scan_folder
+    from core.dataset import scan_folder
     from core.finetune import crossval_scores
     from core.label_score import sort_for_review
     from core.predict import default_model_path
@@ -323,7 +322,7 @@ def crossval_figures(folder: Path, errors: set[str], epochs: int) -> dict:
 
 def cv_time(n: int, tmp: Path, epochs: int) -> None:
     """Seconds for cross-validated scoring of an n-crop folder (copies of the 600 real crops)."""
-    from core.data import scan_folder
+    from core.dataset import scan_folder
     from core.finetune import crossval_scores
     from core.plates import parse_name
     from core.predict import default_model_path

@@ -49,7 +49,7 @@ def child(kind: str, steps: int, warmup: int = 3) -> float:
             ds.sample(i)
         return time.perf_counter() - t  # s per 1,000 plates = ms per plate
 
-    from core.data import scan_folder
+    from core.dataset import scan_folder
     from core.train import TrainConfig, train
 
     if kind == "panel":

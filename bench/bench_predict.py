@@ -72,7 +72,7 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     from bench.peer_agentclpr import AgentCLPRRecognizer, fetch
-    from core.data import scan_folder
+    from core.dataset import scan_folder
     from core.images import read_rgb
     from core.metrics import corpus_cer
     from core.predict import Predictor, predict_samples

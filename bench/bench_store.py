@@ -100,7 +100,7 @@ def bench_reopen(tmp: Path, n: int) -> dict[str, float]:
     assert len(rows) == n
     del rows
     # The same with core.data.scan_folder (parses names) + os.stat, as predict may do it.
-    from core.data import scan_folder
+    from core.dataset import scan_folder
 
     t4 = time.perf_counter()
     samples = scan_folder(folder)

@@ -41,7 +41,8 @@ def main() -> int:
 
     import core.train as core_train
     from bench.bench_predict import cpu_name
-    from core.data import PlateDataset, scan_folder, train_augmentations
+    from core.data import PlateDataset, train_augmentations
+    from core.dataset import scan_folder
     from core.synth import SpliceDataset, SynthDataset
     from core.train import TrainConfig, cpu_bf16, train
 

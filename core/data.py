@@ -20,7 +20,6 @@ from torch.utils.data import Dataset  # noqa: E402
 
 from . import plates  # noqa: E402
 from .ccpd import crop_named  # noqa: E402
-from .dataset import STORE_DIRNAME, Sample, scan_folder  # noqa: E402, F401  (their home is core.dataset)
 from .duplicates import image_hash  # noqa: E402
 from .images import ImageReadError, read_rgb  # noqa: E402
 from .models import INPUT_SIZE, MEAN, STD  # noqa: E402

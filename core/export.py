@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import plates
+from .dataset import scan_folder
 from .errors import PlateReviewError
 from .progress import Progress
 from .results_csv import escape_cell, printable
@@ -256,8 +257,6 @@ def export_dataset(
             file (run it again to finish), or the written files do not match what was read.
         NotADirectoryError: ``folder`` is not a folder.
     """
-    from .data import scan_folder  # torch and OpenCV come with it: not on this module's import
-
     root = Path(folder).resolve()
     dest = Path(out).resolve()
     if not root.is_dir():

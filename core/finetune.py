@@ -26,7 +26,8 @@ from typing import Any
 import torch
 
 from . import plates
-from .data import STORE_DIRNAME, PlateDataset, Sample, encode_label, scan_folder, train_augmentations
+from .data import PlateDataset, encode_label, train_augmentations
+from .dataset import STORE_DIRNAME, Sample, scan_folder
 from .images import ImageReadError
 from .metrics import corpus_cer
 from .models import INPUT_SIZE, load_checkpoint

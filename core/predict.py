@@ -25,7 +25,6 @@ from torch.utils.data import DataLoader
 from . import plates
 from .data import (
     InferenceDataset,
-    Sample,
     collate_inference,
     normalisation_terms,
     preprocess,
@@ -33,6 +32,7 @@ from .data import (
     thread_safe_start_method,
     worker_start_method,
 )
+from .dataset import Sample
 from .decode import apply_grammar, top2
 from .device import describe_device, resolve_device
 from .errors import PlateReviewError

@@ -35,7 +35,7 @@ from PySide6.QtGui import QColor, QFontMetrics, QKeyEvent, QPainter, QPen, QPixm
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QStyle, QStyledItemDelegate, QTableView
 
 from core.gc_pause import gc_paused
-from core.label_score import LIKELY_ERROR_THRESHOLD, review_keys_arrays
+from core.label_score import LIKELY_ERROR_THRESHOLD, label_score, review_keys_arrays
 from core.records import relabelled
 from core.review_state import HUMAN_STATES, ReviewState
 
@@ -99,10 +99,7 @@ class Row:
     @property
     def suspect(self) -> int | None:
         """Position of the label's most suspicious character (the weakest), or ``None``."""
-        lp = self.label_probs
-        if not lp:
-            return None
-        return min(range(len(lp)), key=lp.__getitem__)
+        return label_score(self.label_probs or None)[1]
 
     @property
     def probs(self) -> list[float]:

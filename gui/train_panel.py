@@ -50,7 +50,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.data import scan_folder, thread_safe_start_method
+from core.data import thread_safe_start_method
+from core.dataset import scan_folder
 from core.finetune import (
     Comparison,
     CrossValResult,

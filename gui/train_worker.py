@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
-from core.data import Sample
+from core.dataset import Sample
 from core.finetune import Selection, compare_models, crossval_scores, run_finetune
 from core.predict import Progress, StopFlag
 from core.train import EpochInfo, StepInfo, TrainConfig

@@ -88,7 +88,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core import plates  # noqa: E402
-from core.data import PlateDataset, preprocess, scan_folder, train_augmentations  # noqa: E402
+from core.data import PlateDataset, preprocess, train_augmentations  # noqa: E402
+from core.dataset import scan_folder  # noqa: E402
 from core.decode import apply_grammar, decode  # noqa: E402
 from core.device import resolve_device  # noqa: E402
 from core.images import read_rgb  # noqa: E402

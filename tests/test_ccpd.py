@@ -10,7 +10,8 @@ import pytest
 
 from core import plates
 from core.ccpd import crop_named, crop_plate, plate_region
-from core.data import InferenceDataset, PlateDataset, preprocess, resize_for_model, scan_folder
+from core.data import InferenceDataset, PlateDataset, preprocess, resize_for_model
+from core.dataset import scan_folder
 from core.duplicates import image_hash
 from core.images import read_rgb
 from core.plates import Scheme, build_name, parse_name

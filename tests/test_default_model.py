@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.data import scan_folder
+from core.dataset import scan_folder
 from core.metrics import corpus_cer
 from core.models import load_checkpoint
 from core.predict import Predictor, default_model_path, predict_samples

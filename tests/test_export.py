@@ -14,7 +14,7 @@ import pytest
 from core import export as E
 from core import relabel as R
 from core.cli.labels import add_label_commands
-from core.data import scan_folder
+from core.dataset import scan_folder
 from core.errors import CliError
 from core.review_state import ReviewState
 from core.store import Store

@@ -12,7 +12,7 @@ import pytest
 
 import core.finetune as ft
 from core import plates
-from core.data import Sample, scan_folder
+from core.dataset import Sample, scan_folder
 from core.models import Checkpoint, ModelConfig, build_model, load_checkpoint, save_checkpoint
 from core.predict import StopFlag
 from core.train import EpochInfo, StepInfo, TrainConfig

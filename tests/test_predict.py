@@ -8,7 +8,7 @@ import torch
 from torchmetrics.text import CharErrorRate
 
 from core import predict as predict_mod
-from core.data import scan_folder
+from core.dataset import scan_folder
 from core.label_score import sort_for_review
 from core.metrics import cer, corpus_cer
 from core.plates import LETTERS, is_valid_label

@@ -16,7 +16,7 @@ from ._util import prediction_row
 
 
 def test_scan_files_matches_scan_folder(ds: Path):
-    from core.data import scan_folder
+    from core.dataset import scan_folder
 
     files = scan_files(ds)
     assert [f.rel for f in files] == [s.rel for s in scan_folder(ds)]

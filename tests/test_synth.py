@@ -158,7 +158,7 @@ def test_splice_anywhere_moves_characters_between_serial_positions(monkeypatch):
 
 
 def _real_items():
-    from core.data import scan_folder
+    from core.dataset import scan_folder
 
     return [(read_rgb(s.path), s.label) for s in scan_folder(REAL) if s.valid]
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from core.data import scan_folder
+from core.dataset import scan_folder
 from core.models import load_checkpoint
 from core.train import TrainConfig, plate_loss, split_items, train
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..data import scan_folder
+from ..dataset import scan_folder
 from ..errors import CliError
 from ..finetune import crossval_scores, read_states, write_crossval_csv
 from ..models import ARCHITECTURES

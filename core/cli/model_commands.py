@@ -11,7 +11,8 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from .. import plates
-from ..data import scan_folder, train_augmentations
+from ..data import train_augmentations
+from ..dataset import scan_folder
 from ..distributed import cleanup_distributed, init_distributed, is_main_process
 from ..errors import CliError
 from ..label_score import LIKELY_ERROR_THRESHOLD, SORT_ORDERS, sort_for_review, with_second_opinion

@@ -24,7 +24,7 @@ import torch
 
 from core import predict as predict_mod
 from core.cli import main
-from core.data import scan_folder
+from core.dataset import scan_folder
 from core.images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, ImageReadError, read_rgb
 from core.models import (
     MAX_CHECKPOINT_BYTES,
