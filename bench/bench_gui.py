@@ -67,18 +67,11 @@ def timed(label: str, fn, results: list) -> float:
     return dt
 
 
-def counts(proxy) -> dict:
-    """The status-bar counts as the window computes them (numpy when the proxy has ``stats()``)."""
-    from gui.table_model import stats
-
-    return proxy.stats() if hasattr(proxy, "stats") else stats(proxy.shown_rows())
-
-
 def bench_model(app, n: int, results: list) -> None:
     from PySide6.QtCore import Qt
 
     from gui.main_window import MainWindow
-    from gui.table_model import HEADERS
+    from gui.table_model import COL_CER, COL_CONF, COL_CV, COL_FILE, HEADERS
 
     recs = synthetic(n)
     win = MainWindow(model_path=None, use_store=False)
@@ -95,8 +88,8 @@ def bench_model(app, n: int, results: list) -> None:
                 lambda c=col, od=order: (win.table.sortByColumn(c, od), app.processEvents()),
                 results,
             )
-    win.table.sortByColumn(4, Qt.SortOrder.DescendingOrder)
-    win.table.select_proxy_row(100)
+    win.table.sortByColumn(COL_CER, Qt.SortOrder.DescendingOrder)
+    win.table.select_row(100)
     timed("text filter '皖a1'", lambda: (win.filter_edit.setText("皖a1"), app.processEvents()), results)
     timed("clear text filter", lambda: (win.filter_edit.clear(), app.processEvents()), results)
     timed(
@@ -107,20 +100,19 @@ def bench_model(app, n: int, results: list) -> None:
         lambda: (win.set_quick_filter("mismatches", False), app.processEvents()),
         results,
     )
-    timed("counts over all rows", lambda: counts(win.proxy), results)
+    timed("counts over all rows", win.model.stats, results)
     win.set_quick_filter("mismatches", True)
-    timed("counts with a quick filter on", lambda: counts(win.proxy), results)
+    timed("counts with a quick filter on", win.model.stats, results)
     win.set_quick_filter("mismatches", False)
-    if hasattr(win.model, "set_crossval"):  # k-fold results for every row, then sort by them
-        cv = {r.rel: r for r in recs[::-1]}
-        timed("cross-validation results -> CV CER column", lambda: win.model.set_crossval(cv), results)
-        timed("sort by CV CER desc", lambda: (win.table.sortByColumn(7, Qt.SortOrder.DescendingOrder),
-              app.processEvents()), results)  # fmt: skip
+    cv = {r.rel: r for r in recs[::-1]}  # k-fold results for every row, then sort by them
+    timed("cross-validation results -> CV score column", lambda: win.model.set_crossval(cv), results)
+    timed("sort by CV score desc", lambda: (win.table.sortByColumn(COL_CV, Qt.SortOrder.DescendingOrder),
+          app.processEvents()), results)  # fmt: skip
     timed("sort by CER desc with 1 filter on", lambda: (win.set_quick_filter("unreviewed", True),
-          win.table.sortByColumn(4, Qt.SortOrder.DescendingOrder), app.processEvents()), results)  # fmt: skip
+          win.table.sortByColumn(COL_CER, Qt.SortOrder.DescendingOrder), app.processEvents()), results)  # fmt: skip
     win.set_quick_filter("unreviewed", False)
     win.set_quick_filter("mismatches", True)  # ~10 % of the rows shown
-    for col, name in ((1, "File"), (5, "Confidence"), (4, "CER")):
+    for col, name in ((COL_FILE, "File"), (COL_CONF, "Confidence"), (COL_CER, "CER")):
         for order, o in ((Qt.SortOrder.AscendingOrder, "asc"), (Qt.SortOrder.DescendingOrder, "desc")):
             timed(f"re-sort by {name} {o}, mismatches filter on", lambda c=col, od=order: (
                   win.table.sortByColumn(c, od), app.processEvents()), results)  # fmt: skip

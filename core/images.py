@@ -30,11 +30,18 @@ _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK
 
 
 class ImageReadError(Exception):
-    """A file could not be read as an image; ``str(err)`` names the file and the reason."""
+    """A file could not be read as an image; ``str(err)`` names the file and the reason.
 
-    def __init__(self, path: str | os.PathLike, reason: str):
+    Attributes:
+        path: The file.
+        reason: Why it could not be read, for the user.
+        missing: The file does not exist (deleted or renamed), as opposed to unreadable.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str, missing: bool = False):
         self.path = str(path)
         self.reason = reason
+        self.missing = missing
         super().__init__(f"{self.path}: {reason}")
 
 
@@ -54,7 +61,7 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     try:
         fd = os.open(p, _OPEN_FLAGS)
     except FileNotFoundError:
-        raise ImageReadError(p, "file not found (deleted or renamed?)") from None
+        raise ImageReadError(p, "file not found (deleted or renamed?)", missing=True) from None
     except IsADirectoryError:
         raise ImageReadError(p, "is a folder, not an image") from None
     except PermissionError:

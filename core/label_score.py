@@ -14,7 +14,7 @@ injected confusable-character errors it put more of them in the first rows than 
 whole-plate probability, the margin against the best other character, and confident
 learning's per-class thresholds.
 
-:func:`review_key` is the one review order of the app (the CSV, ``eval``, the GUI, the
+:func:`review_keys` is the one review order of the app (the CSV, ``eval``, the GUI, the
 benchmark): unreadable files, then invalid labels, then label score ascending.
 """
 
@@ -141,46 +141,51 @@ GROUP_UNREADABLE, GROUP_INVALID, GROUP_SCORED = 0, 1, 2
 SORT_ORDERS = ("score", "cer")
 
 
-def review_group(error: Any, label_error: Any) -> int:
-    """0 unreadable, 1 invalid label, 2 the rest."""
-    return GROUP_UNREADABLE if error is not None else GROUP_INVALID if label_error else GROUP_SCORED
-
-
-def review_key(r: Any, by: str = "score") -> tuple:
-    """The one review order, as an ascending sort key of a prediction record.
+def review_keys(
+    error: np.ndarray,
+    label_error: np.ndarray,
+    score: np.ndarray,
+    cer: np.ndarray,
+    confidence: np.ndarray,
+    by: str = "score",
+) -> tuple[np.ndarray, ...]:
+    """The one review order, as numpy sort keys (for ``np.lexsort``; the first key is the primary one).
 
     ``by="score"`` (the default): unreadable, invalid labels, then label score ascending
-    (the likeliest label errors first; records without a score after the scored ones),
-    ties by CER descending, then file. ``by="cer"``: the same groups, then CER descending,
-    ties by confidence ascending (the order before label scores existed).
-    """
-    group = review_group(r.error, r.label_error)
-    cer = r.cer if r.cer is not None else -1.0
-    if by == "cer":
-        return (group, -cer, r.confidence or 0.0, r.rel)
-    if by != "score":
-        raise ValueError(f"unknown review order {by!r}; expected one of {', '.join(SORT_ORDERS)}")
-    s = r.label_score
-    return (group, 2.0 if s is None else s, -cer, r.rel)
-
-
-def sort_for_review(records: Iterable[Any], by: str = "score") -> list[Any]:
-    """Records in review order (see :func:`review_key`)."""
-    return sorted(records, key=lambda r: review_key(r, by))
-
-
-def review_keys_arrays(
-    error: np.ndarray, label_error: np.ndarray, score: np.ndarray, cer: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`review_key` (``by="score"``) as numpy columns, for ``np.lexsort`` over many rows.
+    (the likeliest label errors first; rows without a score after the scored ones), ties
+    by CER descending. ``by="cer"``: the same groups, then CER descending, ties by
+    confidence ascending (the order before label scores existed).
 
     Args:
         error, label_error: Boolean columns (unreadable, invalid label).
         score: Label scores (NaN where none).
         cer: CER (negative where none).
+        confidence: The reading's confidence (0 where none).
+        by: One of :data:`SORT_ORDERS`.
 
     Returns:
-        ``(group, score, -cer)``, each ascending in review order.
+        The keys, each ascending in review order.
     """
     group = np.where(error, GROUP_UNREADABLE, np.where(label_error, GROUP_INVALID, GROUP_SCORED)).astype(np.int8)
+    if by == "cer":
+        return group, -cer, confidence
+    if by != "score":
+        raise ValueError(f"unknown review order {by!r}; expected one of {', '.join(SORT_ORDERS)}")
     return group, np.where(np.isnan(score), 2.0, score), -cer
+
+
+def sort_for_review(records: Iterable[Any], by: str = "score") -> list[Any]:
+    """Records in review order (:func:`review_keys`), ties by file name."""
+    recs = list(records)
+    if not recs:
+        return []
+    keys = review_keys(
+        np.fromiter((r.error is not None for r in recs), np.bool_, len(recs)),
+        np.fromiter((bool(r.label_error) for r in recs), np.bool_, len(recs)),
+        np.array([np.nan if r.label_score is None else r.label_score for r in recs], np.float64),
+        np.array([-1.0 if r.cer is None else r.cer for r in recs], np.float64),
+        np.array([r.confidence or 0.0 for r in recs], np.float64),
+        by,
+    )
+    perm = np.lexsort((np.array([r.rel for r in recs]), *keys[::-1]))
+    return [recs[i] for i in perm.tolist()]

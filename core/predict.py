@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Sequence
 from importlib import resources as importlib_resources
@@ -39,7 +38,7 @@ from .errors import PlateReviewError
 from .label_score import label_char_probs, label_score
 from .metrics import cer as char_error_rate
 from .models import MAX_CHECKPOINT_BYTES, Checkpoint, CheckpointError, file_sha256, load_checkpoint
-from .progress import Progress
+from .progress import Progress, StopFlag
 from .records import PredictionResult
 
 log = logging.getLogger(__name__)
@@ -584,19 +583,6 @@ def predict_paths(
         samples.append(Sample(str(p), rel, plates.parse_name(p.name)))
     predictor = kwargs.pop("predictor", None) or Predictor(kwargs.pop("model_path", None))
     return predict_samples(samples, predictor, **kwargs)
-
-
-class StopFlag:
-    """A thread-safe cancel flag: pass ``flag`` (callable) as ``should_stop``."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def set(self) -> None:
-        self._event.set()
-
-    def __call__(self) -> bool:
-        return self._event.is_set()
 
 
 __all__ = [

@@ -1,7 +1,8 @@
-"""The progress record every long core operation reports through its callback (torch-free)."""
+"""The progress record every long core operation reports through its callback, and its cancel flag (torch-free)."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 
@@ -22,3 +23,16 @@ class Progress:
     images_per_s: float = 0.0
     eta_s: float = 0.0
     message: str = ""
+
+
+class StopFlag:
+    """A thread-safe cancel flag: pass ``flag`` (callable) as ``should_stop``."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def __call__(self) -> bool:
+        return self._event.is_set()

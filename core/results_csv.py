@@ -110,7 +110,7 @@ def write_results_csv(
         path: CSV to write.
         last_column: Name and getter of the final column (``error`` for predict).
         sort: ``score`` (likeliest label errors first) or ``cer``
-            (see :func:`core.label_score.review_key`).
+            (see :func:`core.label_score.review_keys`).
         second_opinion: Add :data:`SECOND_COLUMNS` before the last column (a second reader's
             reading and score; ``label_score`` is then the combined score).
     """

@@ -30,11 +30,12 @@ from core import plates
 from core.ccpd import PlateRegion, crop_named, crop_plate, plate_region
 from core.images import ImageReadError, read_rgb
 from core.label_score import LIKELY_ERROR_THRESHOLD
+from core.review_table import Row
 
 from . import style
 from .fonts import plate_font
 from .label_editor import LabelEditor
-from .table_model import Row, score_text
+from .table_model import score_text
 
 #: A label character is framed as suspicious when the label score is at most this (the likely-error
 #: threshold would hide the weakest character of a merely doubtful label).
@@ -511,7 +512,7 @@ class Inspector(QFrame):
                 rgb = read_rgb(self.root / row.rel)
             except ImageReadError as e:
                 msg = f"Cannot show this image:\n{e.reason}"
-                if "not found" in e.reason:
+                if e.missing:
                     self.sig_missing.emit(row.rel)
                     problems.append("The file is missing: it was deleted or moved outside Plate Review.")
                 else:

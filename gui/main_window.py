@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PySide6.QtCore import QItemSelectionModel, QSettings, Qt, QThread, QTimer, Signal, Slot
@@ -37,8 +38,10 @@ from core.predict import Progress
 from core.review_state import ReviewState
 
 from .inspector import Inspector
-from .table_model import COL_SCORE, THUMB_SIZE, ResultsModel, ResultsProxy, ReviewTable, Row
-from .workers import ExportWorker, OpenWorker, ThumbnailCache, start_worker
+from .review_view import ReviewView
+from .table_model import COL_SCORE, THUMB_SIZE, ResultsModel, Row
+from .worker import WorkerError, start_worker
+from .workers import ExportWorker, OpenWorker, ThumbnailCache
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +81,20 @@ SHORTCUTS = [
 ]
 
 
+@dataclass
+class OpenRun:
+    """One open of a folder (scan, cached rows, predictions): its worker and thread, and the rows on their way."""
+
+    worker: OpenWorker
+    thread: QThread | None = None
+    states: dict[str, str] = field(default_factory=dict)
+    """Review states of the rows still to come (``{rel: state}``), from the store."""
+    unpredicted: list = field(default_factory=list)
+    """Label-only records of the files not predicted yet: shown as they are when no model loads."""
+    auto_selected: Row | None = None
+    """The row selected for the user (not by them) as the first rows came in; the worst row replaces it."""
+
+
 class MainWindow(QMainWindow):
     """The review window.
 
@@ -111,8 +128,7 @@ class MainWindow(QMainWindow):
         self.session: sess.ReviewSession | None = None
         self.folder: Path | None = None
         self.predictor = None
-        self.worker: OpenWorker | None = None
-        self.thread: QThread | None = None
+        self.open_run: OpenRun | None = None  # the open (scan, cache, predictions) under way
         self.thumbnails: ThumbnailCache | None = None
 
         self.setWindowTitle("Plate Review")
@@ -120,10 +136,8 @@ class MainWindow(QMainWindow):
         self.resize(1280, 800)
 
         self.model = ResultsModel()
-        self.proxy = ResultsProxy(self)
-        self.proxy.setSourceModel(self.model)
-        self.table = ReviewTable()
-        self.table.setModel(self.proxy)
+        self.table = ReviewView()
+        self.table.setModel(self.model)
         self.inspector = Inspector()
         self.inspector.setMinimumWidth(420)
 
@@ -169,9 +183,9 @@ class MainWindow(QMainWindow):
         self.inspector.duplicates_provider = self.model.duplicates_of
         self.model.sig_changed.connect(self._counts_timer.start)
         self.model.sig_thumbnail.connect(self.table.viewport().update)
-        self.proxy.rowsInserted.connect(self._counts_timer.start)
-        self.proxy.rowsRemoved.connect(self._counts_timer.start)
-        self.proxy.modelReset.connect(self._counts_timer.start)
+        self.model.rowsInserted.connect(self._counts_timer.start)
+        self.model.rowsRemoved.connect(self._counts_timer.start)
+        self.model.modelReset.connect(self._counts_timer.start)
         self._update_model_label()
         self._update_undo_actions()
         self._update_counts()
@@ -390,12 +404,15 @@ class MainWindow(QMainWindow):
     def _build_train_dock(self) -> None:
         """A 'Train' dock holding the fine-tuning panel (gui.train_panel.TrainPanel)."""
         self.train_dock = None
-        from .train_panel import TrainPanel, attach_to_main_window
+        from .train_panel import TrainPanel
 
         try:
             panel = TrainPanel(self)
-            attach_to_main_window(panel, self)
             panel.sig_crossval_results.connect(self.show_crossval)
+            panel.sig_model_accepted.connect(self.set_model)
+            panel.sig_show_samples.connect(self.select_samples)
+            self.sig_folder_loaded.connect(self._on_folder_loaded_train)
+            self.sig_run_finished.connect(self._on_run_finished_train)
         except Exception:  # a broken panel must not keep the review app from opening
             log.exception("the training panel failed to start")
             return
@@ -412,6 +429,30 @@ class MainWindow(QMainWindow):
         self.train_dock = dock
         panel.restore_settings(self.settings)
         dock.visibilityChanged.connect(self._on_train_dock_visibility_changed)
+
+    def current_model_path(self) -> str | None:
+        """The checkpoint the review reads with now (the loaded one, else the chosen one, else the bundled one)."""
+        pred = self.predictor
+        if pred is not None and getattr(pred, "model_path", None):  # a reader has no path when built in memory
+            return str(pred.model_path)
+        if self.model_path:
+            return str(self.model_path)
+        from core.predict import default_model_path
+
+        path = default_model_path()
+        return str(path) if path.is_file() else None
+
+    @Slot(str)
+    def _on_folder_loaded_train(self, folder: str) -> None:
+        """The Train panel works on the open folder, from its current model, with the session's review states."""
+        session = self.session
+        self.train_dock.widget().set_dataset(folder, self.current_model_path(), session.states if session else None)
+
+    @Slot(bool)
+    def _on_run_finished_train(self, _cancelled: bool) -> None:
+        panel = self.train_dock.widget()
+        if not panel.is_running() and panel.folder is not None:
+            panel.set_current_model(self.current_model_path())
 
     @Slot(bool)
     def _on_train_dock_visibility_changed(self, visible: bool) -> None:
@@ -457,10 +498,7 @@ class MainWindow(QMainWindow):
             self.thumbnails.stop()
             self.thumbnails.deleteLater()
         self.thumbnails = ThumbnailCache(self.folder, THUMB_SIZE, parent=self)
-        self.model.thumbnails = self.thumbnails
-        self.model._placeholder = None
-        self.thumbnails.sig_ready.connect(self.model._on_thumbnails_ready)  # repaint, no row lookup
-        self.thumbnails.sig_missing.connect(self.model._on_thumbnails_missing)
+        self.model.set_thumbnails(self.thumbnails)
 
     def _add_recent(self, folder: Path) -> None:
         if folder == SAMPLE_FOLDER.resolve():
@@ -507,7 +545,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ runs
 
     def _start(self, worker: OpenWorker) -> None:
-        self.worker = worker
+        self.open_run = OpenRun(worker)
         worker.sig_opened.connect(self._on_worker_opened)
         worker.sig_loaded.connect(self._on_worker_loaded)
         worker.sig_reconciled.connect(self._on_worker_reconciled)
@@ -516,7 +554,7 @@ class MainWindow(QMainWindow):
         worker.sig_model.connect(self._on_worker_model)
         worker.sig_batch.connect(self._on_worker_batch)
         worker.sig_progress.connect(self._on_worker_progress)
-        worker.sig_failed.connect(self._on_worker_failed)
+        worker.sig_errored.connect(self._on_worker_errored)
         worker.sig_finished.connect(self._on_worker_finished)
         self.progress_bar.setRange(0, 0)
         self.progress_label.setText("Opening…")
@@ -524,29 +562,32 @@ class MainWindow(QMainWindow):
         self.cancel_btn.setEnabled(True)
         self.act_cancel.setEnabled(True)
         self.act_rerun.setEnabled(False)
-        self.thread = start_worker(worker, self)
+        self.open_run.thread = start_worker(worker, self)
 
     @property
     def running(self) -> bool:
-        return self.thread is not None and self.thread.isRunning()
+        return self.open_run is not None and self.open_run.thread.isRunning()
+
+    def _from_run(self) -> OpenRun | None:
+        """The open run when the signal being handled comes from its worker (not from one stopped since)."""
+        run = self.open_run
+        return run if run is not None and self.sender() is run.worker else None
 
     @Slot()
     def cancel_run(self) -> None:
         """Ask the running prediction to stop after its current batch (the window stays usable)."""
-        if self.worker is not None:
-            self.worker.stop()
+        if self.open_run is not None:
+            self.open_run.worker.stop()
             self.progress_label.setText("Cancelling…")
             self.cancel_btn.setEnabled(False)
 
     def stop_run(self, timeout_ms: int = 10000) -> None:
         """Cancel the running worker and wait for its thread (never terminated)."""
-        if self.worker is not None:
-            self.worker.stop()
-        if self.thread is not None:
-            if not self.thread.wait(timeout_ms):
+        run, self.open_run = self.open_run, None
+        if run is not None:
+            run.worker.stop()
+            if not run.thread.wait(timeout_ms):
                 log.warning("the prediction worker did not stop within %d ms", timeout_ms)
-            self.thread = None
-        self.worker = None
 
     # ------------------------------------------------------------------ export
 
@@ -570,8 +611,8 @@ class MainWindow(QMainWindow):
         self._export_worker = worker
         self._export_failure = None
         worker.sig_progress.connect(self._on_export_progress)
-        worker.sig_failed.connect(self._on_export_failed)
-        worker.sig_finished.connect(self._on_export_finished)
+        worker.sig_errored.connect(self._on_export_errored)
+        worker.sig_returned.connect(self._on_export_finished)
         self.act_export.setEnabled(False)
         self.statusBar().showMessage(f"Exporting to {out}…")
         self._export_thread = start_worker(worker, self)
@@ -580,9 +621,10 @@ class MainWindow(QMainWindow):
     def _on_export_progress(self, p: Progress) -> None:
         self.statusBar().showMessage(f"Exporting: {p.done:,}/{p.total:,} files")
 
-    @Slot(str)
-    def _on_export_failed(self, message: str) -> None:
-        self._export_failure = message
+    @Slot(object)
+    def _on_export_errored(self, err: WorkerError) -> None:
+        self._export_failure = err.message
+        self._on_export_finished(None)
 
     @Slot(object)
     def _on_export_finished(self, report) -> None:
@@ -648,7 +690,7 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_worker_opened(self, session) -> None:
-        if self.sender() is not self.worker:
+        if self._from_run() is None:
             session.close()
             return
         self.session = session
@@ -658,29 +700,31 @@ class MainWindow(QMainWindow):
 
     @Slot(object, object)
     def _on_worker_loaded(self, records: list, states: dict) -> None:
-        if self.sender() is not self.worker:
+        run = self._from_run()
+        if run is None:
             return
-        self._pending_states = states
-        self._unpredicted = self.model.set_records(records, states, predicted_only=True)
+        run.states = states
+        run.unpredicted = self.model.set_records(records, states, predicted_only=True)
         if self.model.rowCount():
-            self.table.select_proxy_row(0)
+            self.table.select_row(0)
         self.sig_folder_loaded.emit(str(self.folder))
 
     @Slot(object, object)
     def _on_worker_reconciled(self, stale: list, pending: list) -> None:
         """The scan is in: take out rows of files gone or changed; files to predict wait for their prediction."""
-        if self.sender() is not self.worker:
+        run = self._from_run()
+        if run is None:
             return
         stale_set = set(stale)
-        self._unpredicted = [r for r in getattr(self, "_unpredicted", []) if r.rel not in stale_set] + pending
+        run.unpredicted = [r for r in run.unpredicted if r.rel not in stale_set] + pending
         current = self._current_row()
-        if self.model.remove(stale) and current is not None and self.proxy.proxy_row_of(current.rel) is None:
-            self.table.select_proxy_row(0)
+        if self.model.remove(stale) and current is not None and self.model.row_of(current.rel) is None:
+            self.table.select_row(0)
 
     @Slot(object)
     def _on_worker_crossval(self, results: dict) -> None:
         """Cross-validated scores stored by an earlier run: they order the review again."""
-        if self.sender() is not self.worker:
+        if self._from_run() is None:
             return
         self.model.set_crossval(results)
         self.model.resort()
@@ -688,7 +732,7 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_worker_duplicates(self, groups: list) -> None:
         """Near-duplicate crops of the folder: flagged where their labels differ."""
-        if self.sender() is not self.worker:
+        if self._from_run() is None:
             return
         self.model.set_duplicates(groups)
         self.inspector.show_row(self._current_row())
@@ -709,7 +753,9 @@ class MainWindow(QMainWindow):
         else:
             self.model_label.setText(text.splitlines()[0][:120])
             # No model: show every sample with its label so names can still be reviewed.
-            self.model.add_predictions(getattr(self, "_unpredicted", []), getattr(self, "_pending_states", {}))
+            run = self.open_run
+            if run is not None:
+                self.model.add_predictions(run.unpredicted, run.states)
             if self.model_path is not None:  # a refused file is not opened again at the next start
                 self.model_path = None
                 self.dict_path = None
@@ -726,18 +772,19 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_worker_batch(self, results: list) -> None:
-        if self.sender() is not self.worker:
+        run = self._from_run()
+        if run is None:
             return
         had = self.model.rowCount()
-        self.model.add_predictions(results, getattr(self, "_pending_states", {}))
+        self.model.add_predictions(results, run.states)
         if had == 0 and self.model.rowCount():
-            self.table.select_proxy_row(0)
+            self.table.select_row(0)
             # Selected for the user, not by them: after the final sort, the worst row takes its place.
-            self._auto_selected = self._current_row()
+            run.auto_selected = self._current_row()
 
     @Slot(object)
     def _on_worker_progress(self, p: Progress) -> None:
-        if self.sender() is not self.worker:
+        if self._from_run() is None:
             return
         if p.message:
             self.progress_label.setText(p.message)
@@ -752,33 +799,33 @@ class MainWindow(QMainWindow):
         else:
             self.progress_bar.setRange(0, 0)
 
-    @Slot(str)
-    def _on_worker_failed(self, message: str) -> None:
-        if self.sender() is not self.worker:
+    @Slot(object)
+    def _on_worker_errored(self, err: WorkerError) -> None:
+        if self._from_run() is None:
             return
-        QMessageBox.warning(self, "Plate Review", f"Could not open {self.folder}:\n{message}")
+        QMessageBox.warning(self, "Plate Review", f"Could not open {self.folder}:\n{err.message}")
 
-    @Slot(bool)
-    def _on_worker_finished(self, cancelled: bool) -> None:
-        if self.sender() is not self.worker:
+    @Slot()
+    def _on_worker_finished(self) -> None:
+        run = self._from_run()
+        if run is None:
             return
+        cancelled = run.worker.stop_flag()  # what work() returns, and known after a failure too
         self.progress_box.hide()
         self.act_cancel.setEnabled(False)
         self.act_rerun.setEnabled(True)
-        self.worker = None
-        self.thread = None
+        self.open_run = None
         if self.model.needs_resort:  # predictions came in since the load's sort
             current = self._current_row()
             self.model.resort()
-            if current is not None and current is getattr(self, "_auto_selected", None):
-                self.table.select_proxy_row(0)
+            if current is not None and current is run.auto_selected:
+                self.table.select_row(0)
                 self.table.scrollToTop()
             elif current is not None:
                 self._select_row(current)
-        self._auto_selected = None
         if self.model.rowCount() and not self.table.currentIndex().isValid():
-            self.table.select_proxy_row(0)
-        n = self.model.rowCount()
+            self.table.select_row(0)
+        n = len(self.model.table)
         self.statusBar().showMessage(
             f"Cancelled: {n:,} samples shown; Predict Again (Ctrl+R) finishes the rest" if cancelled
             else f"{n:,} samples, likeliest label errors first", 8000
@@ -794,8 +841,8 @@ class MainWindow(QMainWindow):
         n = sum(1 for rel in results if self.model.row_of(rel) is not None)
         self.model.resort()
         if self.session is not None and results:
-            cv = getattr(self.train_dock.widget(), "last_crossval", None) if self.train_dock else None
-            self.session.save_crossval(results, {"folds": getattr(cv, "k", None), "samples": len(results),
+            cv = self.train_dock.widget().last_crossval if self.train_dock else None
+            self.session.save_crossval(results, {"folds": cv.k if cv else None, "samples": len(results),
                                                  "created": time.time()})  # fmt: skip
         self.statusBar().showMessage(
             f"Cross-validated label scores for {n:,} samples: they now order the review (CV score column)", 8000
@@ -807,14 +854,13 @@ class MainWindow(QMainWindow):
         idx = self.table.currentIndex()
         if not idx.isValid():
             return None
-        src = self.proxy.mapToSource(idx)
-        return self.model.rows[src.row()] if src.isValid() else None
+        return self.model.row_at(idx.row())
 
     def _select_row(self, row: Row) -> bool:
-        p = self.proxy.proxy_row_of(row.rel)
+        p = self.model.row_of(row.rel)
         if p is None:
             return False
-        self.table.select_proxy_row(p)
+        self.table.select_row(p)
         return True
 
     def select_samples(self, rels: list[str]) -> int:
@@ -823,13 +869,13 @@ class MainWindow(QMainWindow):
         Returns:
             The number selected.
         """
-        rows = [p for p in map(self.proxy.proxy_row_of, rels) if p is not None]
+        rows = [p for p in map(self.model.row_of, rels) if p is not None]
         if rows:
-            self.table.select_proxy_row(rows[0])
+            self.table.select_row(rows[0])
             sm = self.table.selectionModel()
             flags = QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
             for p in rows[1:]:
-                sm.select(self.proxy.index(p, 0), flags)
+                sm.select(self.model.index(p, 0), flags)
             self.table.setFocus()
         hidden = len(rels) - len(rows)
         if hidden:
@@ -841,7 +887,7 @@ class MainWindow(QMainWindow):
         return len(rows)
 
     def _move(self, delta: int) -> None:
-        self.table.select_proxy_row(max(0, self.table.current_proxy_row() + delta))
+        self.table.select_row(max(0, self.table.current_row() + delta))
         self.table.setFocus()
 
     @Slot()
@@ -851,15 +897,15 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _on_inspector_select(self, rel: str) -> None:
         """Inspect another sample (a near duplicate); clears a filter that hides it."""
-        p = self.proxy.proxy_row_of(rel)
+        p = self.model.row_of(rel)
         if p is None:
             self.filter_edit.clear()
             for name, a in self.quick_actions.items():
                 if a.isChecked() and name != "duplicates":
                     self.set_quick_filter(name, False)
-            p = self.proxy.proxy_row_of(rel)
+            p = self.model.row_of(rel)
         if p is not None:
-            self.table.select_proxy_row(p)
+            self.table.select_row(p)
             self.table.setFocus()
 
     @Slot(str)
@@ -873,8 +919,8 @@ class MainWindow(QMainWindow):
         row = self._current_row()
         if row is None or self.session is None:
             return
-        cur = self.table.current_proxy_row()
-        nxt = self.proxy.row_at(cur + 1)
+        cur = self.table.current_row()
+        nxt = self.model.row_at(cur + 1)
         try:
             out = fn(row, *args)
         except sess.SessionError as e:
@@ -887,7 +933,7 @@ class MainWindow(QMainWindow):
         if ok and nxt is not None and self._select_row(nxt):
             pass
         elif self._current_row() is not row or not ok:
-            self.table.select_proxy_row(cur)
+            self.table.select_row(cur)
         self.inspector.show_row(self._current_row())
         self.table.setFocus()
 
@@ -908,15 +954,15 @@ class MainWindow(QMainWindow):
     def selected_rows(self) -> list[Row]:
         """The rows selected in the table, in display order."""
         out = []
-        for p in self.table.selected_proxy_rows():
-            row = self.proxy.row_at(p)
+        for p in self.table.selected_rows():
+            row = self.model.row_at(p)
             if row is not None:
                 out.append(row)
         return out
 
     def _act_many(self, fn, rows: list[Row]) -> None:
         """Run a batch edit on selected rows, apply its outcome, keep the first row current."""
-        first = self.table.selected_proxy_rows()[0]
+        first = self.table.selected_rows()[0]
         try:
             out = fn(rows)
         except sess.SessionError as e:
@@ -927,7 +973,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(
             f"{done:,} of {len(rows):,} selected samples done (Ctrl+Z undoes them together)"
             + (f"; {'; '.join(out.messages[:3])}" if out.messages else ""), 10000)  # fmt: skip
-        self.table.select_proxy_row(first)
+        self.table.select_row(first)
         self.inspector.show_row(self._current_row())
         self.table.setFocus()
 
@@ -1010,9 +1056,9 @@ class MainWindow(QMainWindow):
         self._apply(out)
         target = out.renamed[-1][1] if out.renamed else next(iter(out.states), None)
         if target is not None:
-            p = self.proxy.proxy_row_of(target)
+            p = self.model.row_of(target)
             if p is not None:
-                self.table.select_proxy_row(p)
+                self.table.select_row(p)
         self.inspector.show_row(self._current_row())
 
     def _update_undo_actions(self) -> None:
@@ -1024,7 +1070,7 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def _on_filter_edit_text_changed(self, text: str) -> None:
-        self.proxy.set_text(text)
+        self.model.set_text(text)
         self._counts_timer.start()
 
     def _focus_filter(self) -> None:
@@ -1037,15 +1083,15 @@ class MainWindow(QMainWindow):
         if a.isChecked() != on:
             a.setChecked(on)
         current = self._current_row()
-        self.proxy.set_quick(name, on)
+        self.model.set_quick(name, on)
         if current is None or not self._select_row(current):
-            self.table.select_proxy_row(0)
+            self.table.select_row(0)
         self._counts_timer.start()
 
     @Slot()
     def _update_counts(self) -> None:
-        s = self.proxy.stats()
-        total = self.model.rowCount()
+        s = self.model.stats()
+        total = len(self.model.table)
         parts = [f"{s['n']:,}" + (f" of {total:,}" if s["n"] != total else "") + " samples"]
         if s["accuracy"] is not None:
             parts.append(f"accuracy {s['accuracy']:.1%}")
@@ -1110,7 +1156,7 @@ class MainWindow(QMainWindow):
         except (TypeError, ValueError):
             return
         if 0 <= col < self.model.columnCount():
-            self.model.sort_column, self.model.sort_order = col, order
+            self.model.set_sort(col, order)
             self.table.horizontalHeader().setSortIndicator(col, order)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
@@ -1119,6 +1165,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("sort_column", self.model.sort_column)
         self.settings.setValue("sort_order", int(self.model.sort_order.value))
         if self.train_dock is not None:
+            self.train_dock.widget().shutdown()  # a running job: the flag, then wait
             self.train_dock.widget().save_settings(self.settings)
         if self._export_thread is not None:  # stop in order: the flag, then wait (never terminate)
             self._export_worker.stop()

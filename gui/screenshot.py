@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         while not done and time.time() - t < 300:
             app.processEvents()
             time.sleep(0.01)
-        win.table.select_proxy_row(args.row)
+        win.table.select_row(args.row)
         win.table.setFocus()
         for _ in range(50):
             app.processEvents()

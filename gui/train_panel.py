@@ -1,7 +1,6 @@
 """The Train panel: one-click fine-tuning with live curves, an honest before/after, k-fold scoring.
 
-Mount it in the main window (a dock or a tab) and wire it with one call,
-``attach_to_main_window(panel, window)``, or by hand::
+The window that mounts it (a dock or a tab) wires it::
 
     panel.set_dataset(folder, current_model=path, states_provider=session.states)
     panel.sig_show_samples.connect(...)       # filter/select these rows
@@ -51,23 +50,24 @@ from PySide6.QtWidgets import (
 )
 
 from core.data import thread_safe_start_method
-from core.dataset import scan_folder
+from core.dataset import Sample, scan_folder
 from core.finetune import (
     Comparison,
     CrossValResult,
     FinetuneResult,
+    Selection,
     folder_selection,
     models_dir,
     new_checkpoint_path,
     read_curves,
-    read_states,
 )
 from core.models import CheckpointError, load_checkpoint
 from core.predict import Progress
 from core.train import EpochInfo, StepInfo, TrainConfig
 
 from .curves import CurvesWidget
-from .train_worker import CompareWorker, CrossValWorker, TrainWorker, start_worker
+from .train_worker import CompareWorker, CrossValWorker, TrainWorker
+from .worker import WorkerError, start_worker
 
 log = logging.getLogger(__name__)
 
@@ -401,6 +401,7 @@ class TrainPanel(QWidget):
             lst.itemClicked.connect(self._on_list_item_activated)
             bv.addWidget(lst, 1)
         self._clickable_rels = True
+        self._out_name = ""  # the checkpoint a training run writes
         split.addWidget(ba)
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
@@ -428,7 +429,7 @@ class TrainPanel(QWidget):
         Args:
             folder: The dataset folder (``None``: nothing open).
             current_model: The checkpoint the app predicts with (base of fine-tuning, "before" model).
-            states_provider: Returns ``{rel: review state}``; default reads the folder's store.
+            states_provider: Returns ``{rel: review state}`` (the session's); ``None``: every sample unreviewed.
         """
         self.folder = Path(folder) if folder else None
         self.states_provider = states_provider
@@ -482,30 +483,35 @@ class TrainPanel(QWidget):
             return False
         self._hide_error()
         config = self.train_config()
+        folder, include_unreviewed = self.folder, self.unreviewed_check.isChecked()
         try:
-            states = self.states_provider() if self.states_provider else read_states(self.folder)
-            selection = folder_selection(self.folder, states, self.unreviewed_check.isChecked())
-            val_samples = None
+            states = self.states_provider() if self.states_provider else {}
+            val_folder = None
             if self.val_combo.currentData() == "folder":
-                vf = self.val_folder_edit.text().strip()
-                if not vf or not Path(vf).is_dir():
+                val_folder = self.val_folder_edit.text().strip()
+                if not val_folder or not Path(val_folder).is_dir():
                     raise ValueError("choose an existing validation folder")
-                val_samples = [s for s in scan_folder(vf) if s.valid]
-                if not val_samples:
-                    raise ValueError(f"no samples with valid labels in {vf}")
-            if not selection.samples:
-                raise ValueError("no samples to train on: all are unreadable, invalid or excluded")
-            out = new_checkpoint_path(self.folder)
+            out = new_checkpoint_path(folder)
         except Exception as e:  # noqa: BLE001 - reported in the panel
             self._show_error(f"Cannot start: {e}")
             return False
-        self._clickable_rels = val_samples is None
-        excluded = selection.summary()
-        excluded.pop("selected", None)
-        ex = ", ".join(f"{n} {why}" for why, n in sorted(excluded.items()))
-        self.status_label.setText(
-            f"Training on {len(selection.samples)} samples" + (f" (left out: {ex})" if ex else "") + f" → {out.name}"
-        )
+
+        # The folders are scanned in the worker's thread (seconds for a large folder).
+        def selection() -> Selection:
+            sel = folder_selection(folder, states, include_unreviewed)
+            if not sel.samples:
+                raise ValueError("no samples to train on: all are unreadable, invalid or excluded")
+            return sel
+
+        def validation() -> list[Sample]:
+            samples = [s for s in scan_folder(val_folder) if s.valid]
+            if not samples:
+                raise ValueError(f"no samples with valid labels in {val_folder}")
+            return samples
+
+        self._clickable_rels = val_folder is None
+        self._out_name = out.name
+        self.status_label.setText(f"Reading {folder.name}… → {out.name}")
         self.curves.clear()
         self.clear_comparison()  # the figures of an earlier run must not stand beside this one
         self.result_label.setText("")
@@ -517,11 +523,12 @@ class TrainPanel(QWidget):
             "base": config.init or "scratch",
             "include_unreviewed": self.unreviewed_check.isChecked(),
         }
-        worker = TrainWorker(config, selection, str(out), val_samples, summary)
+        worker = TrainWorker(config, selection, str(out), validation if val_folder else None, summary)
+        worker.sig_selected.connect(self._on_worker_selected)
         worker.sig_step.connect(self._on_worker_step)
         worker.sig_epoch.connect(self._on_worker_epoch)
-        worker.sig_finished.connect(self._on_worker_finished)
-        worker.sig_failed.connect(self._on_worker_failed)
+        worker.sig_returned.connect(self._on_worker_finished)
+        worker.sig_errored.connect(self._on_worker_failed)
         self._launch("train", worker)
         return True
 
@@ -571,8 +578,8 @@ class TrainPanel(QWidget):
         self.progress.setValue(0)
         worker = CompareWorker(r.val_samples, old, str(r.checkpoint_path), r.config.device, self.predict_backend)
         worker.sig_progress.connect(self._on_worker_progress)
-        worker.sig_finished.connect(self._on_compare_finished)
-        worker.sig_failed.connect(self._on_worker_failed)
+        worker.sig_returned.connect(self._on_compare_finished)
+        worker.sig_errored.connect(self._on_worker_failed)
         self._launch("compare", worker)
         return True
 
@@ -581,19 +588,19 @@ class TrainPanel(QWidget):
         if self.is_running() or self.folder is None:
             return False
         self._hide_error()
-        try:
-            samples = scan_folder(self.folder)
-            states = self.states_provider() if self.states_provider else read_states(self.folder)
-            k = self.folds_spin.value()
-            if len(samples) < k:
-                raise ValueError(f"{len(samples)} samples are too few for {k} folds")
-        except Exception as e:  # noqa: BLE001
-            self._show_error(f"Cannot start scoring: {e}")
-            return False
+        states = self.states_provider() if self.states_provider else {}
+        folder, k = self.folder, self.folds_spin.value()
+
+        def samples() -> list[Sample]:  # scanned in the worker's thread
+            found = scan_folder(folder)
+            if len(found) < k:
+                raise ValueError(f"{len(found)} samples are too few for {k} folds")
+            return found
+
         config = self.train_config()
         if config.init is None and self.base_combo.currentData() != SCRATCH and self.current_model:
             config = replace(config, init=self.current_model)
-        self.status_label.setText(f"Cross-validated scoring: {k} folds over {len(samples)} samples…")
+        self.status_label.setText(f"Cross-validated scoring: {k} folds over {folder.name}…")
         self.progress.setRange(0, k * 1000)
         self.progress.setValue(0)
         worker = CrossValWorker(
@@ -601,8 +608,8 @@ class TrainPanel(QWidget):
             backend=self.predict_backend,
         )  # fmt: skip
         worker.sig_progress.connect(self._on_worker_progress)
-        worker.sig_finished.connect(self._on_crossval_finished)
-        worker.sig_failed.connect(self._on_worker_failed)
+        worker.sig_returned.connect(self._on_crossval_finished)
+        worker.sig_errored.connect(self._on_worker_failed)
         self._launch("crossval", worker)
         return True
 
@@ -617,13 +624,8 @@ class TrainPanel(QWidget):
 
     @Slot()
     def _on_thread_finished(self) -> None:
-        thread, worker = self._thread, self._worker
-        self._thread = self._worker = None
+        self._thread = self._worker = None  # start_worker cleans both up
         self._job = None
-        if worker is not None:
-            worker.deleteLater()
-        if thread is not None:
-            thread.deleteLater()
         if self.progress.maximum() == 0:
             self.progress.setRange(0, 1)
         self._update_enabled()
@@ -750,6 +752,16 @@ class TrainPanel(QWidget):
     # ================================================================== slots: workers
 
     @Slot(object)
+    def _on_worker_selected(self, selection: Selection) -> None:
+        excluded = selection.summary()
+        excluded.pop("selected", None)
+        ex = ", ".join(f"{n} {why}" for why, n in sorted(excluded.items()))
+        self.status_label.setText(
+            f"Training on {len(selection.samples)} samples" + (f" (left out: {ex})" if ex else "")
+            + f" → {self._out_name}"
+        )  # fmt: skip
+
+    @Slot(object)
     def _on_worker_step(self, s: StepInfo) -> None:
         self._last_step = s
         self.curves.add_step(s.step, s.loss, s.lr)
@@ -792,11 +804,12 @@ class TrainPanel(QWidget):
             self._show_error(f"Skipped {len(r.skipped)} unreadable files: {names}{more}.")
         self.result_label.setToolTip(str(r.checkpoint_path or ""))
 
-    @Slot(str, bool)
-    def _on_worker_failed(self, message: str, out_of_memory: bool) -> None:
+    @Slot(object)
+    def _on_worker_failed(self, err: WorkerError) -> None:
         job = self._job or "job"
         retry = None
-        if out_of_memory and job == "train" and self.batch_spin.value() > 1:
+        message = err.message
+        if err.out_of_memory and job == "train" and self.batch_spin.value() > 1:
             retry = max(1, self.batch_spin.value() // 2)
             message += " — the GPU ran out of memory; a smaller batch usually fits."
         self._show_error(f"{job.capitalize()} failed: {message}", retry)
@@ -914,67 +927,3 @@ class _WheelGuard(QObject):
             event.ignore()
             return True
         return False
-
-
-class _CloseWatcher(QObject):
-    """Stops the panel's job (flag, then wait) when the window it is attached to closes."""
-
-    def __init__(self, panel: TrainPanel, window: QWidget):
-        super().__init__(panel)
-        self.panel = panel
-        window.installEventFilter(self)
-
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802
-        if event.type() == QEvent.Type.Close:
-            self.panel.shutdown()
-        return False
-
-
-def attach_to_main_window(panel: TrainPanel, window: Any) -> None:
-    """Wire the panel to the review window (``gui.main_window.MainWindow``, duck-typed).
-
-    * a folder load (``sig_folder_loaded``) points the panel at the folder, its current
-      model and the session's review states;
-    * "Use this model" calls ``window.set_model(path)`` (re-opens the folder with it);
-    * clicking fixed/broken samples selects the first of them that the table shows;
-    * closing the window stops a running job first.
-
-    The k-fold results (``panel.sig_crossval_results``) are left for the window to show.
-    """
-
-    def current_model() -> str | None:
-        pred = getattr(window, "predictor", None)
-        if pred is not None and getattr(pred, "model_path", None):
-            return str(pred.model_path)
-        if getattr(window, "model_path", None):
-            return str(window.model_path)
-        from core.predict import default_model_path
-
-        path = default_model_path()
-        return str(path) if path.is_file() else None
-
-    def states() -> Mapping[str, str]:
-        session = getattr(window, "session", None)
-        return session.states() if session is not None else {}
-
-    def on_folder_loaded(folder: str) -> None:
-        panel.set_dataset(folder, current_model(), states)
-
-    def on_run_finished(*_: Any) -> None:
-        if not panel.is_running() and panel.folder is not None:
-            panel.set_current_model(current_model())
-
-    def show_samples(rels: list) -> None:
-        if hasattr(window, "select_samples"):
-            window.select_samples(rels)
-
-    if hasattr(window, "sig_folder_loaded"):
-        window.sig_folder_loaded.connect(on_folder_loaded)
-    if hasattr(window, "sig_run_finished"):
-        window.sig_run_finished.connect(on_run_finished)
-    if hasattr(window, "set_model"):
-        panel.sig_model_accepted.connect(window.set_model)
-    panel.sig_show_samples.connect(show_samples)
-    panel._close_watcher = _CloseWatcher(panel, window)
-    if getattr(window, "folder", None):
-        on_folder_loaded(str(window.folder))

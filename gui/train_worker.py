@@ -1,107 +1,82 @@
-"""Worker objects that run fine-tuning, the before/after comparison and k-fold scoring off the GUI thread.
+"""Workers that run fine-tuning, the before/after comparison and k-fold scoring off the GUI thread.
 
-Each worker is a ``QObject`` moved to a ``QThread``; its ``run`` slot calls a core
-function and reports through signals (queued to the GUI thread). Cancel sets a
-:class:`core.predict.StopFlag` that the core functions poll; threads are never
-terminated.
+Each is a :class:`gui.worker.Worker`: ``work`` calls a core function and returns its
+result (``sig_returned``); a failure comes as ``sig_errored`` (a ``WorkerError`` whose
+``out_of_memory`` the panel turns into advice); ``sig_finished`` always comes last.
+Cancel sets the worker's ``stop_flag``, which the core functions poll.
 """
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import torch
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import Signal
 
 from core.dataset import Sample
-from core.finetune import Selection, compare_models, crossval_scores, run_finetune
-from core.predict import Progress, StopFlag
+from core.finetune import (
+    Comparison,
+    CrossValResult,
+    FinetuneResult,
+    Selection,
+    compare_models,
+    crossval_scores,
+    run_finetune,
+)
+from core.predict import Progress
 from core.train import EpochInfo, StepInfo, TrainConfig
 
-
-def describe_error(e: BaseException) -> tuple[str, bool]:
-    """A one-paragraph message for the panel, and whether it is a (CUDA) out-of-memory error."""
-    oom = isinstance(e, torch.cuda.OutOfMemoryError) or (
-        isinstance(e, RuntimeError) and "out of memory" in str(e).lower()
-    )
-    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    if oom:
-        return f"Out of memory: {first or type(e).__name__}", True
-    return f"{type(e).__name__}: {first}" if first else type(e).__name__, False
+from .worker import Worker
 
 
-class _Worker(QObject):
-    """Base: a stop flag and the error handling shared by the workers."""
-
-    sig_failed = Signal(str, bool)
-    """The run failed: (message, out_of_memory)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stop_flag = StopFlag()
-        self.traceback: str | None = None
-
-    def stop(self) -> None:
-        """Ask the run to end at its next check (thread-safe)."""
-        self.stop_flag.set()
-
-    def _fail(self, e: BaseException) -> None:
-        self.traceback = traceback.format_exc()
-        if isinstance(e, torch.cuda.OutOfMemoryError) and torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        msg, oom = describe_error(e)
-        self.sig_failed.emit(msg, oom)
-
-
-class TrainWorker(_Worker):
+class TrainWorker(Worker):
     """Runs :func:`core.finetune.run_finetune` and relays its callbacks.
 
     Args:
         config: The training configuration.
-        selection: The samples to train on.
+        selection: The samples to train on, or a function that makes them (called in the
+            worker's thread: scanning a large folder takes seconds).
         out: Checkpoint path.
-        val_samples: A separate validation set, or ``None`` to split one off.
+        val_samples: A separate validation set (or a function that makes it), or ``None`` to split one off.
         extra_summary: Added to the checkpoint metadata.
     """
 
+    sig_selected = Signal(object)
+    """The samples to train on are known (core.finetune.Selection), before the first step."""
     sig_step = Signal(object)
     """One optimiser step finished (core.train.StepInfo)."""
     sig_epoch = Signal(object)
     """One validation pass finished (core.train.EpochInfo)."""
-    sig_finished = Signal(object)
-    """The run ended, normally or cancelled (core.finetune.FinetuneResult)."""
 
     def __init__(
         self,
         config: TrainConfig,
-        selection: Selection,
+        selection: Selection | Callable[[], Selection],
         out: str,
-        val_samples: Sequence[Sample] | None = None,
+        val_samples: Sequence[Sample] | Callable[[], Sequence[Sample]] | None = None,
         extra_summary: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.config, self.selection, self.out = config, selection, out
         self.val_samples, self.extra_summary = val_samples, extra_summary
 
-    @Slot()
-    def run(self) -> None:
-        try:
-            result = run_finetune(
-                self.config,
-                self.selection,
-                self.out,
-                val_samples=self.val_samples,
-                on_step=self._emit_step,
-                on_epoch=self._emit_epoch,
-                should_stop=self.stop_flag,
-                extra_summary=self.extra_summary,
-            )
-        except BaseException as e:  # noqa: BLE001 - every failure is reported in the panel
-            self._fail(e)
-            return
-        self.sig_finished.emit(result)
+    def work(self) -> FinetuneResult:
+        """Fine-tune; the result also when cancelled (``stopped``)."""
+        if callable(self.selection):
+            self.selection = self.selection()
+        if callable(self.val_samples):
+            self.val_samples = self.val_samples()
+        self.sig_selected.emit(self.selection)
+        return run_finetune(
+            self.config,
+            self.selection,
+            self.out,
+            val_samples=self.val_samples,
+            on_step=self._emit_step,
+            on_epoch=self._emit_epoch,
+            should_stop=self.stop_flag,
+            extra_summary=self.extra_summary,
+        )
 
     def _emit_step(self, s: StepInfo) -> None:
         self.sig_step.emit(s)
@@ -110,71 +85,49 @@ class TrainWorker(_Worker):
         self.sig_epoch.emit(e)
 
 
-class CompareWorker(_Worker):
+class CompareWorker(Worker):
     """Predicts the validation part with the old and the new model (:func:`core.finetune.compare_models`)."""
 
     sig_progress = Signal(object)
     """Prediction progress (core.predict.Progress)."""
-    sig_finished = Signal(object)
-    """The comparison (core.finetune.Comparison)."""
 
     def __init__(self, samples: Sequence[Sample], old_model: str | None, new_model: str, device: str, backend: str):
         super().__init__()
         self.samples, self.old_model, self.new_model = list(samples), old_model, new_model
         self.device, self.backend = device, backend
 
-    @Slot()
-    def run(self) -> None:
-        try:
-            cmp = compare_models(
-                self.samples, self.old_model, self.new_model, device=self.device, backend=self.backend,
-                progress=self.sig_progress.emit, should_stop=self.stop_flag,
-            )  # fmt: skip
-        except BaseException as e:  # noqa: BLE001
-            self._fail(e)
-            return
-        self.sig_finished.emit(cmp)
+    def work(self) -> Comparison:
+        """The comparison of the two models."""
+        return compare_models(
+            self.samples, self.old_model, self.new_model, device=self.device, backend=self.backend,
+            progress=self.sig_progress.emit, should_stop=self.stop_flag,
+        )  # fmt: skip
 
 
-class CrossValWorker(_Worker):
-    """Runs :func:`core.finetune.crossval_scores` (k-fold out-of-sample scoring)."""
+class CrossValWorker(Worker):
+    """Runs :func:`core.finetune.crossval_scores` (k-fold out-of-sample scoring).
+
+    ``samples`` may be a function that makes them, called in the worker's thread.
+    """
 
     sig_progress = Signal(object)
     """Overall progress (core.predict.Progress; ``message`` names the fold and phase)."""
-    sig_finished = Signal(object)
-    """The scores (core.finetune.CrossValResult), possibly partial when cancelled."""
 
-    def __init__(self, samples: Sequence[Sample], k: int, config: TrainConfig, **kwargs: Any):
+    def __init__(
+        self, samples: Sequence[Sample] | Callable[[], Sequence[Sample]], k: int, config: TrainConfig, **kwargs: Any
+    ):
         super().__init__()
-        self.samples, self.k, self.config, self.kwargs = list(samples), k, config, kwargs
+        self.samples = samples if callable(samples) else list(samples)
+        self.k, self.config, self.kwargs = k, config, kwargs
 
-    @Slot()
-    def run(self) -> None:
-        try:
-            cv = crossval_scores(
-                self.samples, self.k, config=self.config, progress=self._emit_progress, should_stop=self.stop_flag,
-                **self.kwargs,
-            )  # fmt: skip
-        except BaseException as e:  # noqa: BLE001
-            self._fail(e)
-            return
-        self.sig_finished.emit(cv)
+    def work(self) -> CrossValResult:
+        """The scores, possibly partial when cancelled."""
+        if callable(self.samples):
+            self.samples = list(self.samples())
+        return crossval_scores(
+            self.samples, self.k, config=self.config, progress=self._emit_progress, should_stop=self.stop_flag,
+            **self.kwargs,
+        )  # fmt: skip
 
     def _emit_progress(self, p: Progress) -> None:
         self.sig_progress.emit(p)
-
-
-def start_worker(worker: _Worker, parent: QObject, on_done: Callable[[], None]) -> QThread:
-    """Move ``worker`` to a new thread, start ``worker.run`` there, quit the thread when it reports.
-
-    ``on_done`` runs in the GUI thread after the thread has finished (clean up references there).
-    """
-    thread = QThread(parent)
-    worker.moveToThread(thread)
-    thread.started.connect(worker.run)
-    # Direct: QThread.quit is thread-safe, and a queued call would never run while the GUI thread blocks in wait().
-    worker.sig_finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
-    worker.sig_failed.connect(thread.quit, Qt.ConnectionType.DirectConnection)
-    thread.finished.connect(on_done)
-    thread.start()
-    return thread

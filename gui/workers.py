@@ -1,36 +1,38 @@
-"""Background work: opening a folder (scan, cache, inference) and loading thumbnails.
+"""Background work: opening a folder (scan, cache, inference), exporting it, and loading thumbnails.
 
-Worker-object pattern: a ``QObject`` moved to a ``QThread``; the core functions report
-through callbacks and poll a stop flag, and the worker turns callbacks into signals
-(queued to the GUI thread). Stopping sets the flag and waits; threads are never terminated.
+The open and the export are :class:`gui.worker.Worker` objects (started with
+``gui.worker.start_worker``): the core functions report through callbacks and poll the
+worker's stop flag, the worker turns callbacks into signals (queued to the GUI thread),
+and the outcome comes as ``sig_returned`` or ``sig_errored``, then ``sig_finished``.
+Stopping sets the flag and waits; threads are never terminated.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
-import traceback
 from collections import OrderedDict, deque
+from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QRect, QSize, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QRect, QSize, Qt, Signal, Slot
 from PySide6.QtGui import QImage, QImageReader, QPixmap
 
 from core import plates
 from core.gc_pause import gc_paused
-from core.predict import Progress, StopFlag
+from core.progress import Progress
 from core.session import ReviewSession
 
-log = logging.getLogger(__name__)
+from .worker import Worker, WorkerError
 
 
-class OpenWorker(QObject):
+class OpenWorker(Worker):
     """Show a dataset's cached predictions at once, then scan the folder, reconcile, predict the rest.
 
     The rows of the last session (the store's cached predictions for the model) are
     handed over before the scan (``sig_loaded``), because a scan stats every file (about
     a second per 200,000); the scan then finds what changed behind the app's back
-    (``sig_reconciled``: rows to take out, files to predict).
+    (``sig_reconciled``: rows to take out, files to predict). ``work`` returns whether the
+    run was cancelled; a failure (``sig_errored``) means the folder could not be opened.
 
     Args:
         folder: The dataset folder.
@@ -62,10 +64,6 @@ class OpenWorker(QObject):
     """New predictions (list of PredictionResult), in the order they were computed."""
     sig_progress = Signal(object)
     """Progress of the current phase (core.predict.Progress; message names the phase)."""
-    sig_finished = Signal(bool)
-    """The run is over; True when it was cancelled."""
-    sig_failed = Signal(str)
-    """The folder could not be opened (message); sig_finished follows."""
 
     def __init__(
         self,
@@ -85,21 +83,15 @@ class OpenWorker(QObject):
         self.use_store = use_store
         self.batch_size = batch_size
         self.session = session
-        self.stop_flag = StopFlag()
 
-    def stop(self) -> None:
-        """Ask the run to stop after the current batch (thread-safe)."""
-        self.stop_flag.set()
+    def work(self) -> bool:
+        """Do the whole open; returns whether it was cancelled (``stop()``: after the current batch)."""
+        self._run()
+        return self.stop_flag()
 
-    @Slot()
-    def run(self) -> None:
-        """Do the whole open; always ends with sig_finished."""
-        try:
-            self._run()
-        except Exception as e:  # reported, never raised into Qt's event loop
-            log.error("opening %s failed:\n%s", self.folder, traceback.format_exc())
-            self.sig_failed.emit(f"{type(e).__name__}: {e}")
-        self.sig_finished.emit(self.stop_flag())
+    def describe(self, e: BaseException, tb: str) -> WorkerError:
+        """The whole message, not only its first line (shown in a dialog)."""
+        return replace(super().describe(e, tb), message=f"{type(e).__name__}: {e}")
 
     @staticmethod
     def _duplicates(session: ReviewSession, model_hash: str, fresh: list | None) -> list:
@@ -175,49 +167,33 @@ class OpenWorker(QObject):
             self.sig_duplicates.emit(self._duplicates(session, predictor.model_hash, fresh))
 
 
-class ExportWorker(QObject):
-    """Exports the open dataset (``core.export.export_dataset``) off the GUI thread; cancellable."""
+class ExportWorker(Worker):
+    """Exports the open dataset (``core.export.export_dataset``) off the GUI thread; cancellable.
+
+    ``work`` returns the ``core.export.ExportReport``; ``sig_errored`` says why the export did
+    not finish (the message names the file; running it again resumes).
+    """
 
     sig_progress = Signal(object)
     """core.predict.Progress of the export."""
-    sig_finished = Signal(object)
-    """The ``core.export.ExportReport``, or ``None`` when it failed (``sig_failed`` came first)."""
-    sig_failed = Signal(str)
-    """Why the export did not finish (the message names the file; running it again resumes)."""
 
     def __init__(self, folder: Path, out: Path, store=None, split: dict | None = None, link: bool = False):
         super().__init__()
         self.folder, self.out, self.store, self.split, self.link = folder, out, store, split, link
-        self.stop_flag = StopFlag()
 
-    def stop(self) -> None:
-        self.stop_flag.set()
+    def work(self):
+        """Export; returns the ``core.export.ExportReport``."""
+        from core.export import export_dataset
 
-    @Slot()
-    def run(self) -> None:
-        from core.export import ExportError, export_dataset
+        return export_dataset(self.folder, self.out, split=self.split, link=self.link, store=self.store,
+                              progress=self.sig_progress.emit, should_stop=self.stop_flag)  # fmt: skip
 
-        report = None
-        try:
-            report = export_dataset(self.folder, self.out, split=self.split, link=self.link, store=self.store,
-                                    progress=self.sig_progress.emit, should_stop=self.stop_flag)  # fmt: skip
-        except ExportError as e:
-            self.sig_failed.emit(str(e))
-        except Exception as e:  # reported, never raised into Qt's event loop
-            log.error("export of %s failed:\n%s", self.folder, traceback.format_exc())
-            self.sig_failed.emit(f"{type(e).__name__}: {e}")
-        self.sig_finished.emit(report)
+    def describe(self, e: BaseException, tb: str) -> WorkerError:
+        """An ``ExportError``'s own message (it names the file), else the type and the whole message."""
+        from core.export import ExportError
 
-
-def start_worker(worker: QObject, parent: QObject | None = None) -> QThread:
-    """Move ``worker`` to a new QThread, start it, and clean both up when it finishes."""
-    thread = QThread(parent)
-    worker.moveToThread(thread)
-    thread.started.connect(worker.run)
-    worker.sig_finished.connect(thread.quit)
-    thread.finished.connect(worker.deleteLater)
-    thread.start()
-    return thread
+        message = str(e) if isinstance(e, ExportError) else f"{type(e).__name__}: {e}"
+        return replace(super().describe(e, tb), message=message)
 
 
 # ---------------------------------------------------------------------- thumbnails
@@ -247,7 +223,7 @@ class ThumbnailCache(QObject):
     """A thumbnail for this rel is ready (or failed: get() then returns the placeholder)."""
     sig_missing = Signal(str)
     """The file of this rel does not exist any more."""
-    _sig_loaded = Signal(str, QImage, str)
+    _sig_loaded = Signal(str, QImage, str, bool)
 
     def __init__(self, root: Path, size: QSize, capacity: int = 3000, max_pending: int = 256, parent=None):
         super().__init__(parent)
@@ -321,8 +297,9 @@ class ThumbnailCache(QObject):
             src = reader.size()
             why = ""
             img = QImage()
-            if not path.exists():
-                why = "missing"
+            missing = not path.exists()
+            if missing:
+                why = "file not found"
             elif src.isValid() and src.height() > 0:
                 box = _plate_box(rel, src)  # a CCPD photo: the thumbnail shows its plate
                 if box is not None:
@@ -335,14 +312,14 @@ class ThumbnailCache(QObject):
             if not why and img.isNull():
                 why = reader.errorString() or "not a decodable image"
             try:
-                self._sig_loaded.emit(rel, img, why)
+                self._sig_loaded.emit(rel, img, why, missing)
             except RuntimeError:  # the cache was deleted while loading
                 return
 
-    @Slot(str, QImage, str)
-    def _on_loader_loaded(self, rel: str, img: QImage, why: str) -> None:
-        if why == "missing":
-            self._failed[rel] = "file not found"
+    @Slot(str, QImage, str, bool)
+    def _on_loader_loaded(self, rel: str, img: QImage, why: str, missing: bool) -> None:
+        if missing:
+            self._failed[rel] = why
             self.sig_missing.emit(rel)
         elif why:
             self._failed[rel] = why

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 
@@ -33,4 +34,19 @@ def test_importing_all_of_core_loads_no_qt():
         "print(bad); sys.exit(1 if bad else 0)\n"
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+TORCH_FREE = ("core.review_table", "core.dataset", "core.records", "core.label_score", "core.store", "core.session",
+              "core.relabel", "core.export", "core.duplicates", "gui.table_model", "gui.review_view")  # fmt: skip
+
+
+def test_dataset_and_review_modules_load_no_torch():
+    """Torch is imported only where a model runs: the review's data types stay cheap to import."""
+    code = (
+        f"import importlib, sys\nfor m in {TORCH_FREE!r}: importlib.import_module(m)\n"
+        "sys.exit(1 if 'torch' in sys.modules else 0)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                       env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr

@@ -112,11 +112,11 @@ def test_the_window_reads_with_a_ctc_recognizer_and_its_cache_is_used_again(qtbo
     qtbot.waitUntil(lambda: not win.running, timeout=30000)
     with qtbot.waitSignal(win.sig_run_finished, timeout=30000):
         win.set_model(recognizer, dict_file)
-    row = win.model.rows[0]
+    row = win.model.table.rows[0]
     assert row.prediction == "皖A12345" and row.label_score == pytest.approx(0.4, abs=1e-4)
     batches = []
     with qtbot.waitSignal(win.sig_run_finished, timeout=30000):
         win.open_folder(ds)
-        win.worker.sig_batch.connect(batches.append)
+        win.open_run.worker.sig_batch.connect(batches.append)
     assert batches == []  # the second open reads the cache: the reader's identity is the same
     win.close()

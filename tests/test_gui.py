@@ -51,7 +51,7 @@ def open_and_wait(qtbot, win: MainWindow, folder: Path, timeout: int = 60000) ->
 
 
 def rows_in_view(win: MainWindow):
-    return [win.proxy.row_at(i) for i in range(win.proxy.rowCount())]
+    return [win.model.row_at(i) for i in range(win.model.rowCount())]
 
 
 def current(win: MainWindow):
@@ -66,7 +66,7 @@ def test_open_predicts_everything_worst_first(qtbot, window, dataset):
     readable = [r for r in rows if not r.error and not r.label_error]
     scores = [r.label_score for r in readable]
     assert scores == sorted(scores) and None not in scores  # likeliest label errors first
-    assert window.proxy.sourceModel().sort_column == COL_SCORE
+    assert window.model.sort_column == COL_SCORE
     # The app picked the first row for the user while predicting; after the final sort the worst row has it.
     assert current(window).rel == CORRUPT
     assert "CPU" in window.model_label.text() and "m.pt" in window.model_label.text()
@@ -111,7 +111,7 @@ def test_a_confident_disagreement_comes_before_an_unsure_one(qtbot, tmp_path):
     assert rows[0].rel == wrong and rows[0].suspect == 5
     assert [r.rel for r in rows].index(unsure.name) > 0
     assert "1 likely label error" in win.counts_label.text()
-    win.table.select_proxy_row(0)
+    win.table.select_row(0)
     assert win.inspector.chars.suspect == 5  # the inspector marks the suspicious character
     win.close()
 
@@ -122,10 +122,10 @@ def test_second_open_uses_the_cache(qtbot, window, dataset):
     batches = []
     with qtbot.waitSignal(window.sig_folder_loaded, timeout=20000):
         window.open_folder(dataset)
-        window.worker.sig_batch.connect(batches.append)
+        window.open_run.worker.sig_batch.connect(batches.append)
     # Cached rows are in the table at once, before any prediction.
     assert window.model.rowCount() == 21
-    assert {r.rel: r.prediction for r in window.model.rows} == first
+    assert {r.rel: r.prediction for r in window.model.table.rows} == first
     qtbot.waitUntil(lambda: not window.running, timeout=20000)
     assert batches == []
 
@@ -149,11 +149,11 @@ def test_reopen_shows_the_cache_before_the_scan_then_reconciles(qtbot, window, d
     shutil.copy2(sorted(REAL_CROPS.glob("*.jpg"))[100], dataset / added)
 
     at_load = []
-    window.sig_folder_loaded.connect(lambda _f: at_load.append({r.rel for r in window.model.rows}))
+    window.sig_folder_loaded.connect(lambda _f: at_load.append({r.rel for r in window.model.table.rows}))
     batches = []
     with qtbot.waitSignal(window.sig_run_finished, timeout=60000):
         window.open_folder(dataset)
-        window.worker.sig_batch.connect(lambda b: batches.extend(r.rel for r in b))
+        window.open_run.worker.sig_batch.connect(lambda b: batches.extend(r.rel for r in b))
     assert at_load == [first]  # the cached rows, before the folder was scanned
     rels = [r.rel for r in rows_in_view(window)]
     on_disk = {p.name for p in dataset.iterdir() if p.is_file()}
@@ -168,9 +168,9 @@ def test_reopen_shows_the_cache_before_the_scan_then_reconciles(qtbot, window, d
 
 def test_type_a_label_renames_the_file_then_undo_redo(qtbot, window, dataset):
     open_and_wait(qtbot, window, dataset)
-    window.table.select_proxy_row(3)
+    window.table.select_row(3)
     row = current(window)
-    nxt = window.proxy.row_at(4)
+    nxt = window.model.row_at(4)
     old = row.rel
     new_label = "京A12345" if row.label != "京A12345" else "沪B54321"
     ident, _ = old.split("-", 1)
@@ -200,19 +200,19 @@ def test_keyboard_flow(qtbot, window, dataset):
     open_and_wait(qtbot, window, dataset)
     t = window.table
     t.setFocus()
-    t.select_proxy_row(0)
+    t.select_row(0)
     qtbot.keyClick(t, Qt.Key.Key_J)
     qtbot.keyClick(t, Qt.Key.Key_J)
-    assert t.current_proxy_row() == 2
+    assert t.current_row() == 2
     qtbot.keyClick(t, Qt.Key.Key_K)
-    assert t.current_proxy_row() == 1
+    assert t.current_row() == 1
     qtbot.keyClick(t, Qt.Key.Key_Down)
-    assert t.current_proxy_row() == 2
+    assert t.current_row() == 2
     # Space: verified, next.
     row = current(window)
     assert not row.label_error and not row.error
     qtbot.keyClick(t, Qt.Key.Key_Space)
-    assert row.state == "verified" and t.current_proxy_row() == 3
+    assert row.state == "verified" and t.current_row() == 3
     assert window.session.get_state(row.rel) == "verified"
     # Enter: the prediction becomes the label (file renamed), next.
     row = current(window)
@@ -221,22 +221,22 @@ def test_keyboard_flow(qtbot, window, dataset):
     qtbot.keyClick(t, Qt.Key.Key_Return)
     assert not (dataset / old).exists() and (dataset / row.rel).exists()
     assert row.label == pred and row.state == "fixed" and row.cer == 0.0
-    assert t.current_proxy_row() == 4
+    assert t.current_row() == 4
     # Undo the rename, then the verify, in that order.
     window.undo()
     assert (dataset / old).exists() and row.label != pred
     window.undo()
-    assert all(r.state != "verified" for r in window.model.rows)
+    assert all(r.state != "verified" for r in window.model.table.rows)
 
 
 def test_filters_and_counts(qtbot, window, dataset):
     open_and_wait(qtbot, window, dataset)
-    some = window.model.rows[5]
+    some = window.model.table.rows[5]
     window.filter_edit.setText(some.label.lower())
     shown = rows_in_view(window)
     assert some in shown and all(some.label in r.rel or some.label in r.prediction for r in shown)
     window.filter_edit.clear()
-    assert window.proxy.rowCount() == 21
+    assert window.model.rowCount() == 21
 
     window.set_quick_filter("unreadable", True)
     assert [r.rel for r in rows_in_view(window)] == [CORRUPT]
@@ -248,14 +248,14 @@ def test_filters_and_counts(qtbot, window, dataset):
     window.set_quick_filter("mismatches", False)
 
     window.set_quick_filter("unreviewed", True)
-    before = window.proxy.rowCount()
-    window.table.select_proxy_row(2)
+    before = window.model.rowCount()
+    window.table.select_row(2)
     window.table.setFocus()
-    target = window.proxy.row_at(2)
-    follower = window.proxy.row_at(3)
+    target = window.model.row_at(2)
+    follower = window.model.row_at(3)
     qtbot.keyClick(window.table, Qt.Key.Key_Space)
     assert target.state == "verified"
-    assert window.proxy.rowCount() == before - 1  # verified rows leave the unreviewed view
+    assert window.model.rowCount() == before - 1  # verified rows leave the unreviewed view
     assert current(window) is follower
     window.set_quick_filter("unreviewed", False)
 
@@ -274,8 +274,8 @@ def test_crossval_results_from_the_train_panel_become_a_sortable_column(qtbot, w
     assert window.model.index(i, COL_CV).data() == f"{9 / 20:.3f}"
     assert "京A00000" in window.model.index(i, COL_CV).data(Qt.ItemDataRole.ToolTipRole)
     window.table.sortByColumn(COL_CV, Qt.SortOrder.DescendingOrder)
-    keys = [window.proxy.index(r, COL_CV).data(SORT_ROLE) for r in range(window.proxy.rowCount())]
-    assert keys == sorted(keys, reverse=True) and keys[-1] == 0.0
+    keys = [window.model.index(r, COL_CV).data(SORT_ROLE) for r in range(window.model.rowCount())]
+    assert keys == sorted(keys, reverse=True) and keys[-1][0] == 0.0
     window.table.sortByColumn(COL_CV, Qt.SortOrder.AscendingOrder)
     assert [r.rel for r in rows_in_view(window)][:10] == rels[:10]
 
@@ -323,7 +323,7 @@ def test_a_model_trained_on_the_folder_says_so(qtbot, window, dataset, tmp_path)
 def test_batch_accept_and_verify_are_one_undo_step(qtbot, window, dataset):
     open_and_wait(qtbot, window, dataset)
     t = window.table
-    t.select_proxy_row(1)
+    t.select_row(1)
     for _ in range(4):  # Shift+Down extends the selection: rows 1..5
         qtbot.keyClick(t, Qt.Key.Key_Down, Qt.KeyboardModifier.ShiftModifier)
     rows = window.selected_rows()
@@ -342,7 +342,7 @@ def test_batch_accept_and_verify_are_one_undo_step(qtbot, window, dataset):
     assert sorted(p.name for p in dataset.iterdir() if p.is_file()) == after
     qtbot.keySequence(window, QKeySequence("Ctrl+Z"))
     # Space on a selection: every label verified, one undo.
-    t.select_proxy_row(6)
+    t.select_row(6)
     for _ in range(2):
         qtbot.keyClick(t, Qt.Key.Key_Down, Qt.KeyboardModifier.ShiftModifier)
     rows = window.selected_rows()
@@ -368,8 +368,8 @@ def test_near_duplicates_with_different_labels_are_flagged_side_by_side(qtbot, w
     assert window.counts["duplicate_conflicts"] == 2 and "same-picture conflicts" in window.counts_label.text()
     from gui.table_model import COL_STATE
 
-    assert window.proxy.index(0, COL_STATE).data() == "⚠ duplicate"
-    window.table.select_proxy_row(0)
+    assert window.model.index(0, COL_STATE).data() == "⚠ duplicate"
+    window.table.select_row(0)
     strip = window.inspector.duplicates
     assert strip.isVisible() and len(strip.rels) == 1 and "wrong" in strip.title.text()
     first = current(window).rel
@@ -385,7 +385,7 @@ def test_invalid_label_filter(qtbot, window, dataset):
     window.set_quick_filter("invalid", True)
     rows = rows_in_view(window)
     assert [r.rel for r in rows] == [bad.name]
-    window.table.select_proxy_row(0)
+    window.table.select_row(0)
     assert "not a plate letter" in window.inspector.problem.text()
     # An invalid label cannot be verified with Space; the file keeps its name.
     window.table.setFocus()
@@ -395,8 +395,8 @@ def test_invalid_label_filter(qtbot, window, dataset):
 
 def test_unreadable_file_shows_a_placeholder_and_the_reason(qtbot, window, dataset):
     open_and_wait(qtbot, window, dataset)
-    p = window.proxy.proxy_row_of(CORRUPT)
-    window.table.select_proxy_row(p)
+    p = window.model.row_of(CORRUPT)
+    window.table.select_row(p)
     assert not window.inspector.image.has_image
     assert "not a decodable image" in window.inspector.problem.text()
     assert window.inspector.problem.isVisible()
@@ -408,11 +408,11 @@ def test_unreadable_file_shows_a_placeholder_and_the_reason(qtbot, window, datas
 
 def test_file_deleted_behind_the_apps_back(qtbot, window, dataset):
     open_and_wait(qtbot, window, dataset)
-    window.table.select_proxy_row(5)
+    window.table.select_row(5)
     row = current(window)
-    window.table.select_proxy_row(6)
+    window.table.select_row(6)
     (dataset / row.rel).unlink()
-    window.table.select_proxy_row(5)
+    window.table.select_row(5)
     assert row.missing and row.display_state == "missing"
     window.table.setFocus()
     qtbot.keyClick(window.table, Qt.Key.Key_Return)
@@ -544,7 +544,7 @@ def test_use_previous_model_goes_back(qtbot, window, dataset, tmp_path, random_c
 
 def test_show_all_selects_every_sample_of_the_list(qtbot, window, dataset):
     open_and_wait(qtbot, window, dataset)
-    rels = [window.proxy.row_at(i).rel for i in (2, 5, 7)]
+    rels = [window.model.row_at(i).rel for i in (2, 5, 7)]
     panel = window.train_dock.widget()
     panel.sig_show_samples.emit(rels)  # what "Show all" sends
     assert sorted(r.rel for r in window.selected_rows()) == sorted(rels)
@@ -587,3 +587,27 @@ def test_the_window_fits_a_1280x768_screen_with_the_train_panel_open(qtbot, wind
     window.train_dock.show()
     need = window.minimumSizeHint()
     assert need.width() <= 1280 and need.height() <= 768, need
+
+
+def test_the_window_wires_the_train_panel(qtbot, window, dataset, tmp_path, random_checkpoint):
+    """The panel trains on the open folder from the window's model with the session's states; its
+    results select rows, its accepted model re-opens the folder, and closing the window stops its job."""
+    from ._util import random_checkpoint_file
+
+    open_and_wait(qtbot, window, dataset)
+    panel = window.train_dock.widget()
+    assert panel.folder == dataset and panel.current_model == str(random_checkpoint)
+    rels = [r.rel for r in rows_in_view(window)]
+    window.session.set_state(rels[0], "verified")
+    assert panel.states_provider() == window.session.states() == {rels[0]: "verified"}
+    panel.sig_show_samples.emit([rels[1], rels[3]])
+    assert {window.model.row_at(i.row()).rel for i in window.table.selectionModel().selectedRows()} == {
+        rels[1], rels[3]}  # fmt: skip
+    other = random_checkpoint_file(tmp_path / "other.pt", seed=1)
+    with qtbot.waitSignal(window.sig_run_finished, timeout=60000):
+        panel.sig_model_accepted.emit(str(other))
+    assert window.model_path == other and panel.current_model == str(other)
+    stopped = []
+    panel.shutdown = lambda *a: stopped.append(True) or True
+    window.close()
+    assert stopped == [True]

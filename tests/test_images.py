@@ -83,6 +83,17 @@ def test_missing_and_folder(tmp_path):
         read_rgb(tmp_path)
 
 
+def test_a_missing_file_is_told_apart_from_a_corrupt_one(tmp_path):
+    with pytest.raises(ImageReadError) as gone:
+        read_rgb(tmp_path / "gone.jpg")
+    assert gone.value.missing
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"not an image at all")
+    with pytest.raises(ImageReadError) as bad:
+        read_rgb(corrupt)
+    assert not bad.value.missing
+
+
 @pytest.mark.skipif(os.geteuid() == 0 if hasattr(os, "geteuid") else True, reason="root ignores file permissions")
 def test_permission_denied(tmp_path, bgr):
     p = _write(tmp_path / "x.png", ".png", bgr)

@@ -6,11 +6,10 @@ import ctypes
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from ._util import REPO
 
 # In a child process: the setting is process-wide and cannot be undone.
 PROBE = """
@@ -41,7 +40,7 @@ print(before, applied, after)
 
 def _probe(env_extra: dict[str, str]) -> list[str]:
     env = {**os.environ, **env_extra}
-    out = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, env=env, capture_output=True, text=True, check=True)
     return out.stdout.split()
 
 

@@ -21,7 +21,7 @@ from core.models import Checkpoint, ModelConfig, build_model, load_checkpoint, s
 from core.predict import PredictionResult  # noqa: E402
 from gui.train_panel import TrainPanel  # noqa: E402
 
-REAL = Path(__file__).resolve().parents[1] / "data" / "plates_real"
+from ._util import REAL  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -253,47 +253,6 @@ def test_crossval_results_are_emitted(qtbot, panel, monkeypatch):
     assert len(b.args[0]) == 16
     _wait_idle(qtbot, panel)
     assert "16 samples" in panel.status_label.text()
-
-
-def test_attach_to_main_window_wires_folder_model_selection_and_close(qtbot, tiny_folder, panel_base_ckpt):
-    from PySide6.QtCore import Signal
-    from PySide6.QtWidgets import QMainWindow
-
-    from gui.train_panel import attach_to_main_window
-
-    class FakeWindow(QMainWindow):
-        sig_folder_loaded = Signal(str)
-        sig_run_finished = Signal(bool)
-
-        def __init__(self):
-            super().__init__()
-            self.folder = None
-            self.predictor = SimpleNamespace(model_path=panel_base_ckpt)
-            self.session = SimpleNamespace(states=lambda: {"x.jpg": "verified"})
-            self.models, self.selected = [], []
-
-        def set_model(self, path):
-            self.models.append(path)
-
-        def select_samples(self, rels):  # the window selects; the panel only says which
-            self.selected.append(rels)
-
-    win = FakeWindow()
-    qtbot.addWidget(win)
-    p = TrainPanel()
-    win.setCentralWidget(p)
-    attach_to_main_window(p, win)
-    win.sig_folder_loaded.emit(str(tiny_folder))
-    assert p.folder == tiny_folder and p.current_model == str(panel_base_ckpt)
-    assert p.states_provider() == {"x.jpg": "verified"}
-    p.sig_model_accepted.emit("/m/new.pt")
-    assert win.models == ["/m/new.pt"]
-    p.sig_show_samples.emit(["a.jpg", "b.jpg"])  # "Show all": every sample of the list
-    assert win.selected == [["a.jpg", "b.jpg"]]
-    stopped = []
-    p.shutdown = lambda *a: stopped.append(True) or True
-    win.close()
-    assert stopped == [True]
 
 
 def test_architecture_shows_the_base_checkpoints(qtbot, panel, tmp_path):
