@@ -4,7 +4,7 @@ Run:  python bench/bench_train.py [--steps 20] [--threads 2] [--batch-size 64]
 
 Measures every architecture with the notebook's augmentations (+ extras) and data
 loading in the loop (workers=0 and workers=1), as `plate-review train` runs it, in three
-CPU modes: float32 in the standard NCHW layout (the loop before session 8), float32 NHWC,
+CPU modes: float32 in the standard NCHW layout (PyTorch's default), float32 NHWC,
 and NHWC with bf16 autocast (what ``core.train`` does on a CPU with native bf16;
 skipped where :func:`core.train.cpu_bf16` is false). Then the same for the bundled
 recipe's mixed-stage data (real crops, spliced and synthetic plates: rendering costs as
@@ -48,7 +48,7 @@ def main() -> int:
 
     items = [(s.file, s.label) for s in scan_folder(ROOT / "data" / "plates_real")]
     print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; native bf16: {cpu_bf16()}; load {os.getloadavg()}")
-    modes = [("float32 NCHW (before session 8)", False, False), ("float32 NHWC", True, False)]
+    modes = [("float32 NCHW", False, False), ("float32 NHWC", True, False)]
     if cpu_bf16():
         modes.append(("bf16 autocast NHWC (the default)", True, True))
 
@@ -71,7 +71,7 @@ def main() -> int:
                 ips = measure(arch, items, workers, args.threads, nhwc, amp)
                 print(f"| {arch} | {mode} | {workers} | {args.threads} | {ips:.1f} |", flush=True)
 
-    # Like the mixed stage of scripts/train_default.py (real x 12 : spliced : synthetic = 23 : 39 : 39 %),
+    # Like the mixed stage of the default recipe (core.recipe; real x 12 : spliced : synthetic = 23 : 39 : 39 %),
     # with a little more rendering: 12 : 44 : 44 % here (1,600 : 6,000 : 6,000).
     real = items[: len(items) * 2 // 3]
     aug = train_augmentations(1.0, seed=1)

@@ -164,9 +164,10 @@ def _perm_from_keys(keys: tuple[np.ndarray, ...], descending: bool) -> np.ndarra
         return np.lexsort(tuple(-k if descending else k for k in keys)[::-1])
     (k,) = keys
     if descending:
-        if k.dtype.kind not in "fiu":  # strings: by rank, so that ties keep their order as they do ascending
-            k = np.unique(k, return_inverse=True)[1]
-        return np.argsort(-k.astype(np.float64), kind="stable")
+        if k.dtype.kind in "fiu":
+            return np.argsort(-k.astype(np.float64), kind="stable")
+        # Strings cannot be negated: sort the reversed keys, then reverse (ties keep their order).
+        return (len(k) - 1 - np.argsort(k[::-1], kind="stable"))[::-1]
     return np.argsort(k, kind="stable")
 
 

@@ -75,8 +75,8 @@ class Look:
 
 
 HARSH = Look()
-"""The generator of the bundled models up to session 5: markedly blurrier and lower in contrast
-than the real crops (``scripts/synth_vs_real.py``)."""
+"""The default look: markedly blurrier and lower in contrast than the real crops
+(``scripts/synth_vs_real.py``); the bundled model's recipe renders with it."""
 
 MATCHED = Look(
     white_min=230.0,
@@ -379,7 +379,7 @@ def render_plate(
             those of the full render with the same ``rng`` (for ablations:
             ``scripts/synth_ablation.py``).
         look: How strong the character colour, stroke and degradations are: :data:`HARSH`
-            (the default, the generator of the bundled models up to session 5) or
+            (the default, the bundled recipe's) or
             :data:`MATCHED` (calibrated to the real crops' contrast and sharpness). Same
             random stream either way: the plates differ only in those strengths.
 

@@ -24,16 +24,12 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from train_default import predict, real_split  # noqa: E402
 
 from core import plates  # noqa: E402
 from core.images import read_rgb  # noqa: E402
 from core.models import load_checkpoint  # noqa: E402
-from core.synth import HARSH, MATCHED, SynthDataset  # noqa: E402
-
-LOOKS = {"harsh": HARSH, "matched": MATCHED}
+from core.recipe import LOOKS, predict, real_split  # noqa: E402
+from core.synth import SynthDataset  # noqa: E402
 
 
 def breakdown(pred: list[str], truth: list[str]) -> dict:

@@ -19,12 +19,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from train_default import predict  # noqa: E402
 
 from core import plates  # noqa: E402
 from core.models import load_checkpoint  # noqa: E402
+from core.recipe import predict  # noqa: E402
 from core.synth import DEGRADATIONS, SynthDataset  # noqa: E402
 
 

@@ -20,11 +20,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from train_default import LOOKS, real_split  # noqa: E402
 
 from core.images import read_rgb  # noqa: E402
+from core.recipe import LOOKS, real_split  # noqa: E402
 from core.synth import Look, SynthDataset, look_stats  # noqa: E402
 
 NAMES = ("contrast", "sharpness", "white", "blue")

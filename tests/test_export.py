@@ -19,7 +19,7 @@ from core.errors import CliError
 from core.review_state import ReviewState
 from core.store import Store
 
-REAL = Path(__file__).resolve().parents[1] / "data" / "plates_real"
+from ._util import REAL
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from core.models import Checkpoint, ModelConfig, build_model, load_checkpoint, s
 from core.predict import StopFlag
 from core.train import EpochInfo, StepInfo, TrainConfig
 
-REAL = Path(__file__).resolve().parents[1] / "data" / "plates_real"
+from ._util import REAL
 
 
 def _copy_crops(dst: Path, n: int, step: int = 11) -> Path:

@@ -23,7 +23,8 @@ from core.errors import CliError
 from core.review_state import ReviewState
 from core.store import JournalEntry, Store, scan_files
 
-REAL = Path(__file__).resolve().parents[1] / "data" / "plates_real"
+from ._util import REAL
+
 WORKER = Path(__file__).with_name("relabel_worker.py")
 
 

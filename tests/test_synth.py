@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
@@ -32,8 +30,7 @@ from core.synth import (
     splice_plate,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-REAL = ROOT / "data" / "plates_real"
+from ._util import REAL
 
 
 def test_font_subsets_and_atlas_are_bundled():

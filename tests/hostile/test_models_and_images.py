@@ -38,8 +38,8 @@ from core.models import (
 )
 from core.predict import ModelOutputError, Predictor, predict_samples
 
-REPO = Path(__file__).resolve().parents[2]
-REAL = REPO / "data" / "plates_real"
+from .._util import REAL, REPO
+
 GIB = 1024**3
 
 

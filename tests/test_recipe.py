@@ -1,20 +1,64 @@
-"""``scripts/train_default.py --refit``: which real crops each stage trains and selects on.
+"""core.recipe and its command line, scripts/train_default.py.
 
-``core.train.train`` is replaced by a stand-in that records its arguments and writes an
-untrained checkpoint, so the test checks the script's plumbing in seconds.
+The data plumbing with DataLoader worker processes (``--workers``); ``--refit``: which real
+crops each stage trains and selects on; ``--evaluate``: held-out figures rewritten, weights
+untouched. In the ``--refit`` tests ``core.train.train`` is replaced by a stand-in that
+records its arguments and writes an untrained checkpoint, so they check the plumbing in
+seconds.
 """
 
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from torch.utils.data import ConcatDataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 import scripts.train_default as td
-from core.data import PlateDataset
+from core import recipe
+from core.data import PlateDataset, reseed_augmentations, train_augmentations
 from core.models import Checkpoint, ModelConfig, build_model, load_checkpoint, save_checkpoint
+from core.recipe import Shifting
 from core.synth import SpliceDataset
 from core.train import EpochInfo, TrainResult
+
+from ._util import script_checkpoint
+
+
+class Index(Dataset):
+    def __init__(self):
+        self.augment = train_augmentations(1.0, seed=0)
+
+    def __len__(self):
+        return 10**9
+
+    def __getitem__(self, i):
+        return i
+
+
+def test_shifting_moves_in_persistent_workers():
+    # Persistent workers keep their own copy of the dataset: a plain attribute offset moved in
+    # the main process would hand every epoch the same images.
+    ds = Shifting(Index(), 8)
+    dl = DataLoader(ds, batch_size=4, num_workers=2, persistent_workers=True)
+    first = sorted(torch.cat(list(dl)).tolist())
+    ds.next_epoch()
+    second = sorted(torch.cat(list(dl)).tolist())
+    assert first == list(range(8))
+    assert second == list(range(8, 16))
+
+
+def test_reseed_reaches_the_augmentations_inside_shifting():
+    # Workers reseed every pipeline they can find; one hidden inside Shifting would repeat
+    # the same draws in every worker.
+    ds = Shifting(Index(), 8)
+    grey = np.full((24, 94, 3), 128, dtype=np.uint8)
+    runs = []
+    for _ in range(2):
+        reseed_augmentations(ds, 123)
+        runs.append([ds.dataset.augment(image=grey)["image"] for _ in range(3)])
+    assert all((x == y).all() for x, y in zip(*runs))
 
 
 def _names(items) -> set[str]:
@@ -49,15 +93,16 @@ def calls(monkeypatch):
         ]
         return TrainResult(checkpoint=ck, best_path=path, history=history, seconds=1.0)
 
-    monkeypatch.setattr(td, "train", fake_train)
-    monkeypatch.setattr(td, "HELDOUT_SYNTH_PER_PROVINCE", 1)
-    monkeypatch.setattr(td, "DEV_SYNTH_PER_PROVINCE", 1)  # the set each polish epoch is measured on
+    monkeypatch.setattr(recipe, "train", fake_train)
+    # dev_synth_per_province: the set each polish epoch is measured on
+    small = replace(td.DEFAULT_RECIPE, heldout_synth_per_province=1, dev_synth_per_province=1)
+    monkeypatch.setattr(td, "DEFAULT_RECIPE", small)
     return recorded
 
 
 def test_refit_trains_mixed_and_polish_on_the_validation_crops_too(tmp_path, calls):
     # --refit is the default (the bundled file's recipe), so no flag is given.
-    train_real, val_real, heldout = td.real_split()
+    train_real, val_real, heldout = recipe.real_split()
     out = tmp_path / "m.pt"
     assert td.main(["--quick", "--work", str(tmp_path / "w"), "--out", str(out)]) == 0
     pretrain, mixed, *polish = calls
@@ -71,7 +116,7 @@ def test_refit_trains_mixed_and_polish_on_the_validation_crops_too(tmp_path, cal
         assert real == everything and not real & _names(heldout)
         assert spliced == {lab for _, lab in train_real + val_real}
         assert call["val"] is None
-    assert mixed["cfg"].epochs == td.REFIT_MIXED_EPOCHS
+    assert mixed["cfg"].epochs == recipe.DEFAULT_RECIPE.mixed.refit_epochs
     ck = load_checkpoint(out)
     assert ck.summary["data"]["real_train"] == 450 and ck.summary["data"]["real_val"] == 0
     assert ck.summary["polish"]["chosen_epoch"] == 2  # the last polish epoch ships
@@ -79,7 +124,7 @@ def test_refit_trains_mixed_and_polish_on_the_validation_crops_too(tmp_path, cal
 
 
 def test_without_refit_the_validation_crops_stay_out_of_training(tmp_path, calls):
-    train_real, val_real, _ = td.real_split()
+    train_real, val_real, _ = recipe.real_split()
     assert td.main(["--quick", "--dev", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "m.pt")]) == 0
     _, mixed, *polish = calls
     assert mixed["cfg"].epochs == 26
@@ -103,7 +148,7 @@ def test_province_stage_follows_the_polish_stage_with_its_weight(tmp_path, calls
     assert [c["cfg"].province_weight for c in polish] == [1.0, 1.0]
     assert [c["cfg"].province_weight for c in province] == [3.0, 3.0]
     assert province[0]["cfg"].init.endswith("polish_2.pt")  # stage 5 continues the polish stage's output
-    assert province[0]["cfg"].lr == td.PROVINCE_LR
+    assert province[0]["cfg"].lr == recipe.DEFAULT_RECIPE.province.lr
     ck = load_checkpoint(out)
     assert ck.summary["province"]["chosen_epoch"] == 2 and ck.summary["selected_stage"] == "province epoch 2"
     assert "--province-epochs 2 --province-weight 3.0" in ck.summary["recipe"]
@@ -133,9 +178,45 @@ def test_start_needs_the_province_stage(tmp_path, capsys):
 
 
 def test_a_cpu_without_bf16_is_told_the_recipe_is_slow(tmp_path, calls, monkeypatch, capsys):
-    monkeypatch.setattr(td, "cpu_bf16", lambda: False)
+    monkeypatch.setattr(recipe, "cpu_bf16", lambda: False)
     assert td.main(["--quick", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "m.pt")]) == 0
-    assert td.SLOW_CPU_NOTE in capsys.readouterr().out
-    monkeypatch.setattr(td, "cpu_bf16", lambda: True)
+    assert recipe.SLOW_CPU_NOTE in capsys.readouterr().out
+    monkeypatch.setattr(recipe, "cpu_bf16", lambda: True)
     assert td.main(["--quick", "--resume", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "m.pt")]) == 0
-    assert td.SLOW_CPU_NOTE not in capsys.readouterr().out
+    assert recipe.SLOW_CPU_NOTE not in capsys.readouterr().out
+
+
+def test_evaluate_rewrites_the_held_out_figures_and_keeps_the_weights(tmp_path, monkeypatch):
+    path = script_checkpoint(tmp_path / "m.pt")
+    before = load_checkpoint(path)
+    small = replace(td.DEFAULT_RECIPE, heldout_synth_per_province=2)  # 2 x 31 plates per look: fast
+    monkeypatch.setattr(td, "DEFAULT_RECIPE", small)
+    assert td.main(["--evaluate", str(path)]) == 0
+    after = load_checkpoint(path)
+    assert all(torch.equal(before.state_dict[k], after.state_dict[k]) for k in before.state_dict)
+    assert after.summary == before.summary
+    m = after.metrics
+    assert m["val_cer"] == 0.5  # training figures kept
+    assert m["synth_per_province_n"] == 2 and m["synth_look"] == "matched"  # the look it was trained with
+    assert m["heldout_real_n"] == 150 and 0.0 <= m["heldout_real_accuracy"] <= 1.0
+    assert set(m["synth_harsh_per_province_accuracy"]) == set(before.provinces)
+
+
+def test_evaluate_refuses_a_checkpoint_the_script_did_not_write(tmp_path):
+    cfg = ModelConfig(arch="lstm-fast")
+    path = save_checkpoint(Checkpoint(config=cfg, state_dict=build_model(cfg).state_dict()), tmp_path / "x.pt")
+    with pytest.raises(SystemExit, match="not a checkpoint written by this script"):
+        recipe.evaluate_only(path, 2)
+
+
+def test_the_default_recipe_is_the_one_the_bundled_file_records():
+    # The bundled file's summary holds the command and the per-epoch data of the run that made it
+    # (before --polish-province-weight existed: its default, 1, is the loss that run used).
+    ck = load_checkpoint(recipe.DEFAULT_OUT)
+    r = recipe.DEFAULT_RECIPE
+    cmd = recipe.command(r, recipe.RunOptions(threads=1))
+    assert cmd.replace(" --polish-province-weight 1.0", "") == ck.summary["recipe"]
+    assert r.pretrain.per_epoch(r.scale) == (0, 0, 180000)
+    assert (r.mixed.per_epoch(r.scale), r.mixed.epochs_for(refit=True)) == ((36, 24000, 24000), 23)
+    assert (r.polish.per_epoch(r.scale), r.polish.epochs) == ((18, 12000, 48000), 16)
+    assert ck.summary["data"]["polish"].startswith("16 epochs x (450 real x 18 augmented + 12000 spliced")
