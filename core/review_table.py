@@ -14,6 +14,7 @@ Two orders are kept: ``order`` (every record, sorted by the current sort key) an
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from itertools import compress
 from operator import attrgetter, eq
 
@@ -25,7 +26,9 @@ from .records import relabelled
 from .review_state import HUMAN_STATES, ReviewState
 
 #: What the table can be sorted by. ``label_score`` ascending is the review order.
-SORT_KEYS = ("file", "label", "prediction", "label_score", "cer", "confidence", "state", "cv")
+SORT_KEYS = ("file", "label", "prediction", "label_score", "cer", "confidence", "state", "cv", "second")
+#: Other readings a row can carry besides its own: out-of-sample (k-fold) and a second reader's.
+READINGS = ("cv", "second")
 #: Quick filters, each keeping the rows that are...
 QUICK_FILTERS = {
     "likely": "likely label errors (label score at or below the threshold)",
@@ -148,7 +151,7 @@ _STATE_NAMES0 = tuple(ReviewState)  # state codes 0..5, in the enum's order
 _S_UNREVIEWED, _S_VERIFIED, _S_FIXED, _S_UNREADABLE, _S_INVALID, _S_MISSING = range(6)
 _COLS = {"err": np.bool_, "lerr": np.bool_, "pred": np.bool_, "correct": np.bool_, "cer": np.float64,
          "conf": np.float64, "state": np.int16, "missing": np.bool_, "score": np.float64,
-         "cv": np.float64}  # fmt: skip
+         "cv": np.float64, "second": np.float64}  # fmt: skip
 _SCORE_OF = attrgetter("label_score")
 _ATTRS = tuple(map(attrgetter, ("rel", "label", "label_error", "prediction", "confidence", "cer", "error",
                                 "label_score")))  # fmt: skip
@@ -213,7 +216,7 @@ class ReviewTable:
         self.quick: frozenset[str] = frozenset()
         self._state_names: list[str] = list(_STATE_NAMES0)
         self._state_code: dict[str, int] = {s: i for i, s in enumerate(_STATE_NAMES0)}
-        self._cv_src: dict = {}  # the latest cross-validation results, {rel: PredictionResult}
+        self._src: dict[str, dict] = {name: {} for name in READINGS}  # the latest other readings, {rel: record}
         self._dup_groups: list[list[str]] = []  # near-duplicate crops (rels), from the last run
         self.rows = _RowsView(self)
         self._reset()
@@ -229,7 +232,7 @@ class ReviewTable:
         self._hay: list[str] | None = None  # case-folded filter haystack by k, built on first text filter
         self._k_of: dict[str, int] | None = None  # rel -> k, built on first lookup
         self._skeys: dict[str, np.ndarray] = {}  # string sort keys by k, built on first sort by the column
-        self._cv_rec: dict[int, object] = {}  # k -> cross-validation result
+        self._rec: dict[str, dict[int, object]] = {name: {} for name in READINGS}  # other readings by k
         self._shown = np.ones(0, np.bool_)  # filter result by k
         self.order = np.zeros(0, np.int64)
         self.view = self.order
@@ -278,6 +281,7 @@ class ReviewTable:
         a["score"][start:end] = np.array(score, np.float64)  # None: nan
         a["missing"][start:end] = False
         a["cv"][start:end] = np.nan
+        a["second"][start:end] = np.nan
         if states:
             for s in set(states.values()):
                 self._code(s)
@@ -296,12 +300,12 @@ class ReviewTable:
             self._k_of.update(zip(rel, range(start, end)))
         self._skeys = {}
         self._n = end
-        if self._cv_src:
-            get = self._cv_src.get
-            for k in range(start, end):
-                res = get(self._rel[k])
-                if res is not None:
-                    self._set_cv(k, res)
+        for name, src in self._src.items():
+            if src:
+                for k in range(start, end):
+                    res = src.get(self._rel[k])
+                    if res is not None:
+                        self._set_reading(name, k, res)
 
     def row_k(self, k: int) -> Row:
         """The row of record ``k``."""
@@ -384,9 +388,11 @@ class ReviewTable:
         return st
 
     def _effective_score(self, ks=slice(None)) -> np.ndarray:
-        """The label score that orders the review, by k: the cross-validated one where there is one."""
+        """The label score that orders the review, by k: the cross-validated one where there is one, else
+        the reader's combined with a second reader's (core.label_score.combined_score: the larger)."""
         cv = self._col("cv")[ks]
-        return np.where(np.isnan(cv), self._col("score")[ks], cv)
+        own = np.fmax(self._col("score")[ks], self._col("second")[ks])  # fmax: NaN where neither has one
+        return np.where(np.isnan(cv), own, cv)
 
     def keys(self, key: str, ks=slice(None)) -> tuple[np.ndarray, ...]:
         """Sort keys of ``key`` (one of :data:`SORT_KEYS`) by k, ascending in its ascending order.
@@ -411,6 +417,9 @@ class ReviewTable:
         if key == "state":
             rank = np.array([_STATE_RANK.get(s, 9) for s in self._state_names], np.int8)
             return (rank[self._display_codes(ks)],)
+        if key == "second":
+            return (np.array([getattr(self._rec["second"].get(k), "prediction", "") or "" for k in
+                              (range(self._n) if isinstance(ks, slice) else np.asarray(ks).tolist())]),)  # fmt: skip
         if key not in ("file", "label", "prediction"):
             raise ValueError(f"unknown sort key {key!r}; expected one of {', '.join(SORT_KEYS)}")
         arr = self._skeys.get(key)
@@ -419,10 +428,10 @@ class ReviewTable:
             arr = self._skeys[key] = np.array(src) if src else np.zeros(0, "<U1")
         return (arr[ks],)
 
-    def _set_cv(self, k: int, res) -> None:
-        self._cv_rec[k] = res
+    def _set_reading(self, name: str, k: int, res) -> None:
+        self._rec[name][k] = res
         score = getattr(res, "label_score", None)
-        self._a["cv"][k] = np.nan if score is None else score
+        self._a[name][k] = np.nan if score is None else score
 
     # ------------------------------------------------------------ reading
 
@@ -448,21 +457,32 @@ class ReviewTable:
         return [self.row_k(k) for k in self.view.tolist()]
 
     def score_shown(self, k: int) -> float | None:
-        """The label score that orders record ``k`` (cross-validated where there is one)."""
-        cv = self._a["cv"][k]
-        if cv == cv:
-            return float(cv)
-        s = self._a["score"][k]
-        return None if s != s else float(s)
+        """The label score that orders record ``k`` (as :meth:`_effective_score`)."""
+        s = float(self._effective_score(np.array([k]))[0])
+        return None if s != s else s
+
+    def reading_k(self, name: str, k: int):
+        """Record ``k``'s other reading ``name`` (one of :data:`READINGS`), or ``None``."""
+        return self._rec[name].get(k)
 
     def crossval_k(self, k: int):
         """Record ``k``'s cross-validation result, or ``None``."""
-        return self._cv_rec.get(k)
+        return self._rec["cv"].get(k)
 
     def crossval_of(self, rel: str):
         """The cross-validation result of the sample ``rel`` now has, or ``None``."""
         k = self.k_of(rel)
-        return None if k is None else self._cv_rec.get(k)
+        return None if k is None else self._rec["cv"].get(k)
+
+    def second_of(self, rel: str):
+        """The second reader's reading of the sample ``rel``, or ``None``."""
+        k = self.k_of(rel)
+        return None if k is None else self._rec["second"].get(k)
+
+    @property
+    def has_second(self) -> bool:
+        """Whether a second reader's readings are shown."""
+        return bool(self._src["second"])
 
     def _dup_ks(self) -> list[list[int]]:
         return [[k for k in map(self.k_of, g) if k is not None] for g in self._dup_groups]
@@ -705,7 +725,7 @@ class ReviewTable:
             if row is not None:
                 row.k = k
         self._skeys = {key: arr[keep] for key, arr in self._skeys.items()}
-        self._cv_rec = {int(new_k[k]): res for k, res in self._cv_rec.items() if keep[k]}
+        self._rec = {name: {int(new_k[k]): res for k, res in rec.items() if keep[k]} for name, rec in self._rec.items()}
         self._k_of = None
         self._n = n
         self._shown = self._shown[keep]
@@ -721,8 +741,14 @@ class ReviewTable:
             return None
         self.row_k(k).rename(new)
         self._sync(k)
-        if old in self._cv_src:
-            self._cv_src[new] = self._cv_src.pop(old)
+        if old in self._src["cv"]:  # a model that never saw the crop: its reading stays as it was
+            self._src["cv"][new] = self._src["cv"].pop(old)
+        second = self._src["second"].pop(old, None)
+        if second is not None:  # the second reader's score follows the new label, as the first's does
+            second = replace(second.to_record() if hasattr(second, "to_record") else second, rel=new,
+                             **relabelled(second, new))  # fmt: skip
+            self._src["second"][new] = second
+            self._set_reading("second", k, second)
         return k
 
     def set_state(self, rel: str, state: str) -> int | None:
@@ -745,19 +771,39 @@ class ReviewTable:
     def set_crossval(self, results: dict) -> None:
         """Out-of-sample (k-fold) predictions, ``{rel: PredictionResult}``: the CV score column.
 
-        Not a filter input except for *likely*, whose rows are re-filtered.
+        They order the review where present (:meth:`score_shown`), so the *likely* filter
+        depends on them: re-filter if it is on.
         """
-        self._cv_src = dict(results)
-        self._a["cv"][:] = np.nan
+        self.set_readings("cv", results)
+
+    def set_second(self, results: dict) -> None:
+        """A second reader's predictions, ``{rel: record}`` (``{}``: none): the second reading column,
+        and the label score becomes the two readers' combined one. Re-filter if *likely* is on."""
+        self.set_readings("second", results)
+        self.needs_resort = True
+
+    def add_second(self, results: dict) -> None:
+        """More of the second reader's predictions (as they come in)."""
+        self._src["second"].update(results)
+        for rel, res in results.items():
+            k = self.k_of(rel)
+            if k is not None:
+                self._set_reading("second", k, res)
+        self.needs_resort = True
+
+    def set_readings(self, name: str, results: dict) -> None:
+        """Replace the other reading ``name`` (one of :data:`READINGS`) of every row: ``{rel: record}``."""
+        self._src[name] = dict(results)
+        self._a[name][:] = np.nan
         with gc_paused():
-            ks = list(map(self.k_of, self._cv_src))
-            vals = list(self._cv_src.values())
+            ks = list(map(self.k_of, self._src[name]))
+            vals = list(self._src[name].values())
             if None in ks:  # results for files not in the table
                 keep = [k is not None for k in ks]
                 ks, vals = list(compress(ks, keep)), list(compress(vals, keep))
-            self._cv_rec = dict(zip(ks, vals))
+            self._rec[name] = dict(zip(ks, vals))
             if ks:
-                self._a["cv"][np.array(ks, np.int64)] = np.array(list(map(_SCORE_OF, vals)), np.float64)  # None: nan
+                self._a[name][np.array(ks, np.int64)] = np.array(list(map(_SCORE_OF, vals)), np.float64)  # None: nan
 
     def set_duplicates(self, groups: Iterable) -> bool:
         """Near-duplicate groups (``core.duplicates.DuplicateGroup``): membership by picture; whether a

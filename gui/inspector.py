@@ -446,6 +446,8 @@ class Inspector(QFrame):
         self.duplicates.sig_select.connect(self.sig_select)
         #: Set by the window: ``rel -> [Row]`` of the crops that are the same picture.
         self.duplicates_provider = None
+        #: Set by the window: ``rel ->`` the second reader's reading (a record) or ``None``.
+        self.second_provider = None
         self.accept_btn = QPushButton("Accept prediction   Enter")
         self.accept_btn.setObjectName("primary")
         self.verify_btn = QPushButton("Label is right   Space")
@@ -544,6 +546,11 @@ class Inspector(QFrame):
             facts.append(f"confidence {row.confidence:.1%}")
         elif not row.error:
             facts.append("not predicted yet")
+        second = self.second_provider(row.rel) if self.second_provider is not None else None
+        if second is not None:
+            agree = "agrees with the label" if second.prediction == row.label else "reads otherwise"
+            facts.append(f"second reader: {second.prediction or 'unreadable'} ({agree}, label score "
+                         f"{score_text(second.label_score) or '—'})")  # fmt: skip
         facts.append(f"state: {row.display_state}")
         self.facts.setText("   ·   ".join(facts))
         self.problem.setText("\n".join(problems))

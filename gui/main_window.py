@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -39,9 +40,9 @@ from core.review_state import ReviewState
 
 from .inspector import Inspector
 from .review_view import ReviewView
-from .table_model import COL_SCORE, THUMB_SIZE, ResultsModel, Row
+from .table_model import COL_SCORE, COL_SECOND, THUMB_SIZE, ResultsModel, Row
 from .worker import WorkerError, start_worker
-from .workers import ExportWorker, OpenWorker, ThumbnailCache
+from .workers import ExportWorker, OpenWorker, SecondOpinionWorker, ThumbnailCache
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,14 @@ class OpenRun:
     """The row selected for the user (not by them) as the first rows came in; the worst row replaces it."""
 
 
+@dataclass
+class SecondRun:
+    """The second reader's pass over the open folder (Model ▸ Second Opinion), after the open run."""
+
+    worker: SecondOpinionWorker
+    thread: QThread | None = None
+
+
 class MainWindow(QMainWindow):
     """The review window.
 
@@ -108,6 +117,8 @@ class MainWindow(QMainWindow):
     """A folder's cached rows are in the table (those of the last session, shown before the scan); the folder path."""
     sig_run_finished = Signal(bool)
     """A prediction run ended; True when cancelled."""
+    sig_second_finished = Signal()
+    """The second reader's pass over the folder ended."""
     sig_export_finished = Signal(object)
     """An export ended: its ``core.export.ExportReport``, or ``None`` when it did not finish."""
 
@@ -129,6 +140,8 @@ class MainWindow(QMainWindow):
         self.folder: Path | None = None
         self.predictor = None
         self.open_run: OpenRun | None = None  # the open (scan, cache, predictions) under way
+        self.second_run: SecondRun | None = None  # the second reader's pass over the folder, after the open
+        self.second_description = ""  # the second reader, as its last pass described it
         self.thumbnails: ThumbnailCache | None = None
 
         self.setWindowTitle("Plate Review")
@@ -181,6 +194,7 @@ class MainWindow(QMainWindow):
         self.inspector.sig_missing.connect(self._on_inspector_missing)
         self.inspector.sig_select.connect(self._on_inspector_select)
         self.inspector.duplicates_provider = self.model.duplicates_of
+        self.inspector.second_provider = self.model.table.second_of
         self.model.sig_changed.connect(self._counts_timer.start)
         self.model.sig_thumbnail.connect(self.table.viewport().update)
         self.model.rowsInserted.connect(self._counts_timer.start)
@@ -253,6 +267,12 @@ class MainWindow(QMainWindow):
             tip="Go back to the model used before the last switch",
         )  # fmt: skip
         self.act_previous_model.setEnabled(False)
+        self.act_second = self._action(
+            "Second Opinion…", self.choose_second_opinion,
+            tip="Also read the folder with a second model: the label score then combines both readers",
+        )  # fmt: skip
+        self.act_no_second = self._action("No Second Opinion", lambda: self.set_second_opinion(None))
+        self.act_no_second.setEnabled(False)
         self.act_help = self._action("Keyboard Shortcuts", self.show_help, K(K.StandardKey.HelpContents))
         self.act_about = self._action("About Plate Review", self._about)
         self.act_fit = self._action("Zoom to Fit", lambda: self.inspector.fit_btn.setChecked(True), K("Ctrl+0"))
@@ -374,6 +394,9 @@ class MainWindow(QMainWindow):
         m.addAction(self.act_default_model)
         m.addAction(self.act_previous_model)
         m.addSeparator()
+        m.addAction(self.act_second)
+        m.addAction(self.act_no_second)
+        m.addSeparator()
         m.addAction(self.act_rerun)
         m.addAction(self.act_cancel)
         m = mb.addMenu("&Help")
@@ -481,6 +504,8 @@ class MainWindow(QMainWindow):
             self.session = None
         if path.resolve() != self.folder:
             self.model.set_crossval({})  # k-fold scores belong to the folder they were computed on
+            self.model.set_second({})
+            self.second_description = ""
         self.folder = path.resolve()
         self.setWindowTitle(f"{self.folder.name} — Plate Review")
         self.folder_label.setText(str(self.folder))
@@ -489,6 +514,7 @@ class MainWindow(QMainWindow):
         self.model.clear()
         self.inspector.root = self.folder
         self.inspector.show_row(None)
+        self._show_second_column()
         self._start(OpenWorker(self.folder, self.model_path, self.predictor, self.use_store, self.batch_size,
                                dict_path=self.dict_path))  # fmt: skip
         return True
@@ -576,13 +602,15 @@ class MainWindow(QMainWindow):
     @Slot()
     def cancel_run(self) -> None:
         """Ask the running prediction to stop after its current batch (the window stays usable)."""
-        if self.open_run is not None:
-            self.open_run.worker.stop()
+        run = self.open_run or self.second_run
+        if run is not None:
+            run.worker.stop()
             self.progress_label.setText("Cancelling…")
             self.cancel_btn.setEnabled(False)
 
     def stop_run(self, timeout_ms: int = 10000) -> None:
-        """Cancel the running worker and wait for its thread (never terminated)."""
+        """Cancel the running workers and wait for their threads (never terminated)."""
+        self._stop_second(timeout_ms)
         run, self.open_run = self.open_run, None
         if run is not None:
             run.worker.stop()
@@ -648,26 +676,140 @@ class MainWindow(QMainWindow):
         if self.folder is not None and not self.running:
             self.open_folder(self.folder)
 
+    def _ask_model_file(self, title: str, start: Path | None) -> tuple[str, str | None] | None:
+        """A model file, and the dictionary of a CTC recognizer when it is not beside it; ``None``: cancelled."""
+        path, _ = QFileDialog.getOpenFileName(
+            self, title, str(start or Path.home()), "Models (*.pt *.pth *.ckpt *.onnx);;All files (*)"
+        )
+        if not path:
+            return None
+        if path.lower().endswith(".onnx"):  # a CTC recognizer needs its character dictionary
+            from core.ctc import find_dictionary
+
+            if find_dictionary(Path(path)) is None:
+                dict_path, _ = QFileDialog.getOpenFileName(
+                    self, "The recognizer's character dictionary (one character per line)",
+                    str(Path(path).parent), "Dictionaries (*.txt);;All files (*)",
+                )  # fmt: skip
+                return (path, dict_path) if dict_path else None
+        return path, None
+
     @Slot()
     def choose_model(self) -> None:
-        start = str(self.model_path.parent if self.model_path else Path.home())
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Open checkpoint", start, "Models (*.pt *.pth *.ckpt *.onnx);;All files (*)"
-        )
-        if path:
-            if path.lower().endswith(".onnx"):  # a CTC recognizer needs its character dictionary
-                from core.ctc import find_dictionary
+        chosen = self._ask_model_file("Open checkpoint", self.model_path.parent if self.model_path else None)
+        if chosen:
+            self.set_model(*chosen)
 
-                if find_dictionary(Path(path)) is None:
-                    dict_path, _ = QFileDialog.getOpenFileName(
-                        self, "The recognizer's character dictionary (one character per line)",
-                        str(Path(path).parent), "Dictionaries (*.txt);;All files (*)",
-                    )  # fmt: skip
-                    if not dict_path:
-                        return
-                    self.set_model(path, dict_path)
-                    return
-            self.set_model(path)
+    @Slot()
+    def choose_second_opinion(self) -> None:
+        """Model ▸ Second Opinion: pick a second reader for this folder."""
+        if self.folder is None:
+            self.statusBar().showMessage("Open a dataset folder first", 6000)
+            return
+        second = self.second_opinion()
+        chosen = self._ask_model_file("Second opinion: a second model", second[0].parent if second else None)
+        if chosen:
+            self.set_second_opinion(*chosen)
+
+    def _second_key(self) -> str:
+        """The setting that remembers the open folder's second reader (in the user's settings, never in the
+        folder: a dataset from someone else must not choose which files the app loads)."""
+        return "second_opinion/" + hashlib.sha1(str(self.folder).encode("utf-8", "surrogateescape")).hexdigest()
+
+    def second_opinion(self) -> tuple[Path, Path | None] | None:
+        """The open folder's second reader and its dictionary, or ``None``."""
+        if self.folder is None:
+            return None
+        v = self.settings.value(self._second_key(), "", str)
+        model, _, dict_path = v.partition("\n")
+        return (Path(model), Path(dict_path) if dict_path else None) if model else None
+
+    def set_second_opinion(self, path: str | Path | None, dict_path: str | Path | None = None) -> None:
+        """Read the open folder with a second model too (``None``: no longer); remembered for this folder."""
+        if self.folder is None:
+            return
+        self._stop_second()
+        self.settings.setValue(self._second_key(), f"{path}\n{dict_path or ''}" if path else "")
+        self.model.set_second({})
+        self._show_second_column()
+        if path and not self.running:
+            self._start_second()
+
+    def _show_second_column(self) -> None:
+        on = self.second_opinion() is not None
+        self.table.setColumnHidden(COL_SECOND, not on)
+        self.act_no_second.setEnabled(on)
+
+    def _start_second(self) -> None:
+        second = self.second_opinion()
+        if second is None or self.session is None:
+            return
+        worker = SecondOpinionWorker(self.session, second[0], second[1], self.batch_size)
+        worker.sig_batch.connect(self._on_second_batch)
+        worker.sig_progress.connect(self._on_second_progress)
+        worker.sig_returned.connect(self._on_second_returned)
+        worker.sig_errored.connect(self._on_second_errored)
+        worker.sig_finished.connect(self._on_second_finished)
+        self.second_run = SecondRun(worker)
+        self.progress_bar.setRange(0, 0)
+        self.progress_label.setText("Second opinion…")
+        self.progress_box.show()
+        self.cancel_btn.setEnabled(True)
+        self.act_cancel.setEnabled(True)
+        self.second_run.thread = start_worker(worker, self)
+
+    def _from_second(self) -> SecondRun | None:
+        run = self.second_run
+        return run if run is not None and self.sender() is run.worker else None
+
+    @Slot(object)
+    def _on_second_batch(self, readings: dict) -> None:
+        if self._from_second() is not None:
+            self.model.add_second(readings)
+
+    @Slot(object)
+    def _on_second_progress(self, p: Progress) -> None:
+        if self._from_second() is not None:
+            self._show_progress(p)
+
+    @Slot(object)
+    def _on_second_returned(self, description: str) -> None:
+        if self._from_second() is not None:
+            self.second_description = description
+            self._update_model_label()
+
+    @Slot(object)
+    def _on_second_errored(self, err: WorkerError) -> None:
+        if self._from_second() is None:
+            return
+        self.settings.setValue(self._second_key(), "")  # a refused file is not opened again
+        self._show_second_column()
+        QMessageBox.warning(self, "Plate Review", f"The second opinion could not be read:\n{err.message}\n\n"
+                            "Choose another model with Model ▸ Second Opinion….")  # fmt: skip
+
+    @Slot()
+    def _on_second_finished(self) -> None:
+        run = self._from_second()
+        if run is None:
+            return
+        self.second_run = None
+        self.progress_box.hide()
+        self.act_cancel.setEnabled(False)
+        if self.model.needs_resort:
+            current = self._current_row()
+            self.model.resort()
+            if current is not None:
+                self._select_row(current)
+        self._update_counts()
+        self.sig_second_finished.emit()
+
+    def _stop_second(self, timeout_ms: int = 10000) -> None:
+        run, self.second_run = self.second_run, None
+        if run is not None:
+            run.worker.stop()
+            if not run.thread.wait(timeout_ms):
+                log.warning("the second reader did not stop within %d ms", timeout_ms)
+            self.progress_box.hide()
 
     def set_model(self, path: str | Path | None, dict_path: str | Path | None = None) -> None:
         """Predict with another model (``None``: the bundled one) and re-open the folder.
@@ -784,8 +926,11 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_worker_progress(self, p: Progress) -> None:
-        if self._from_run() is None:
-            return
+        if self._from_run() is not None:
+            self._show_progress(p)
+
+    def _show_progress(self, p: Progress) -> None:
+        """A run's progress in the status bar (a message names a phase; with a total, a bar and the speed)."""
         if p.message:
             self.progress_label.setText(p.message)
         if p.total:
@@ -794,7 +939,8 @@ class MainWindow(QMainWindow):
             if p.images_per_s > 0:
                 eta = int(round(p.eta_s))
                 self.progress_label.setText(
-                    f"Predicting {p.done:,}/{p.total:,}  ·  {p.images_per_s:,.0f} img/s  ·  ETA {eta // 60}:{eta % 60:02d}"
+                    f"{p.message or 'Predicting'} {p.done:,}/{p.total:,}  ·  {p.images_per_s:,.0f} img/s  ·  "
+                    f"ETA {eta // 60}:{eta % 60:02d}"
                 )
         else:
             self.progress_bar.setRange(0, 0)
@@ -833,6 +979,8 @@ class MainWindow(QMainWindow):
         self._update_undo_actions()
         self._update_counts()
         self.sig_run_finished.emit(cancelled)
+        if not cancelled:
+            self._start_second()
 
     @Slot(dict)
     def show_crossval(self, results: dict) -> None:
@@ -1105,10 +1253,13 @@ class MainWindow(QMainWindow):
 
     def _update_model_label(self) -> None:
         if self.predictor is not None:
-            self.model_label.setText(self.predictor.description)
+            text = self.predictor.description
         else:
             name = self.model_path.name if self.model_path else "default.pt (bundled)"
-            self.model_label.setText(f"Model: {name}, loads on first prediction")
+            text = f"Model: {name}, loads on first prediction"
+        if self.second_description and self.second_opinion() is not None:
+            text += f"  ·  second opinion: {self.second_description}"
+        self.model_label.setText(text)
 
     # ------------------------------------------------------------------ help, close
 

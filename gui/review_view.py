@@ -18,6 +18,7 @@ from .table_model import (
     COL_LABEL,
     COL_PRED,
     COL_SCORE,
+    COL_SECOND,
     COL_STATE,
     ROW_ROLE,
     THUMB_SIZE,
@@ -25,11 +26,20 @@ from .table_model import (
 
 
 class PredictionDelegate(QStyledItemDelegate):
-    """Paints the prediction with the characters that differ from the label highlighted."""
+    """Paints a reading with the characters that differ from the label highlighted.
+
+    Args:
+        second: Paint the second reader's reading (the cell's text) instead of the row's prediction.
+    """
+
+    def __init__(self, parent=None, second: bool = False):
+        super().__init__(parent)
+        self.second = second
 
     def paint(self, painter: QPainter, option, index: QModelIndex) -> None:
         row: Row = index.data(ROW_ROLE)
-        if row is None or not row.prediction:
+        text = "" if row is None else (index.data() or "") if self.second else row.prediction
+        if not text or (self.second and text == "unreadable"):
             super().paint(painter, option, index)
             return
         self.initStyleOption(option, index)
@@ -46,7 +56,7 @@ class PredictionDelegate(QStyledItemDelegate):
         label = row.label
         h = fm.height()
         y = rect.top() + (rect.height() - h) // 2
-        for i, ch in enumerate(row.prediction):
+        for i, ch in enumerate(text):
             w = fm.horizontalAdvance(ch)
             bad = i >= len(label) or label[i] != ch
             if bad:
@@ -93,6 +103,7 @@ class ReviewView(QTableView):
         self.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         self.verticalHeader().setDefaultSectionSize(THUMB_SIZE.height() + 8)
         self.setItemDelegateForColumn(COL_PRED, PredictionDelegate(self))
+        self.setItemDelegateForColumn(COL_SECOND, PredictionDelegate(self, second=True))
         hh = self.horizontalHeader()
         hh.setHighlightSections(False)
         hh.setStretchLastSection(True)
@@ -103,10 +114,11 @@ class ReviewView(QTableView):
         hh = self.horizontalHeader()
         hh.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         widths = {COL_IMAGE: THUMB_SIZE.width() + 12, COL_FILE: 190, COL_LABEL: 96, COL_PRED: 100, COL_SCORE: 100, COL_CER: 52,
-                  COL_CONF: 84, COL_STATE: 96, COL_CV: 84}  # fmt: skip
+                  COL_CONF: 84, COL_STATE: 96, COL_CV: 84, COL_SECOND: 124}  # fmt: skip
         for col, w in widths.items():
             self.setColumnWidth(col, w)
         hh.setSectionResizeMode(COL_FILE, QHeaderView.ResizeMode.Stretch)
+        hh.moveSection(hh.visualIndex(COL_SECOND), COL_PRED + 1)  # the two readings side by side
         hh.setStretchLastSection(False)
 
     def selected_rows(self) -> list[int]:

@@ -1,6 +1,7 @@
 """Render docs/screenshot.png: the main window at 1280x800 on the sample folder after inference.
 
     QT_QPA_PLATFORM=offscreen python -m gui.screenshot [--model CKPT] [--row 3] [--out docs/screenshot.png]
+        [--size 1280x800] [--second MODEL [--second-dict DICT]]
 
 Works on a copy of resources/sample/ (the bundled folder is never written to).
 """
@@ -24,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", help="checkpoint (default: resources/models/default.pt)")
     ap.add_argument("--row", type=int, default=3, help="table row to select")
     ap.add_argument("--out", default=str(ROOT / "docs" / "screenshot.png"))
+    ap.add_argument("--size", default="1280x800", help="window size, WxH")
+    ap.add_argument("--second", help="a second opinion (Model > Second Opinion) to show")
+    ap.add_argument("--second-dict", help="the second reader's dictionary, if it is a CTC recognizer")
     args = ap.parse_args(argv)
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
@@ -40,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         fonts.install_app_fonts(app)
         app.setStyleSheet(style.STYLE_SHEET)
         win = MainWindow(model_path=args.model, settings=QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat))
-        win.resize(1280, 800)
+        win.resize(*map(int, args.size.lower().split("x")))
         win.show()
         done: list[bool] = []
         win.sig_run_finished.connect(done.append)
@@ -49,6 +53,13 @@ def main(argv: list[str] | None = None) -> int:
         while not done and time.time() - t < 300:
             app.processEvents()
             time.sleep(0.01)
+        if args.second:
+            second: list[bool] = []
+            win.sig_second_finished.connect(lambda: second.append(True))
+            win.set_second_opinion(args.second, args.second_dict)
+            while not second and time.time() - t < 300:
+                app.processEvents()
+                time.sleep(0.01)
         win.table.select_row(args.row)
         win.table.setFocus()
         for _ in range(50):

@@ -26,13 +26,16 @@ from .fonts import plate_font
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 ROW_ROLE = Qt.ItemDataRole.UserRole + 2
 
-COL_IMAGE, COL_FILE, COL_LABEL, COL_PRED, COL_SCORE, COL_CER, COL_CONF, COL_STATE, COL_CV = range(9)
-HEADERS = ["Image", "File", "Label", "Prediction", "Label score", "CER", "Confidence", "State", "CV score"]
+COL_IMAGE, COL_FILE, COL_LABEL, COL_PRED, COL_SCORE, COL_CER, COL_CONF, COL_STATE, COL_CV, COL_SECOND = range(10)
+HEADERS = ["Image", "File", "Label", "Prediction", "Label score", "CER", "Confidence", "State", "CV score",
+           "Second reading"]  # fmt: skip
 #: The review table's sort key of each column.
-SORT_KEY_OF = ("file", "file", "label", "prediction", "label_score", "cer", "confidence", "state", "cv")
+SORT_KEY_OF = ("file", "file", "label", "prediction", "label_score", "cer", "confidence", "state", "cv", "second")
 SCORE_TIP = ("Label score: the probability the model gives to the label's weakest character. "
              f"Low = the label is likely wrong (at or below {LIKELY_ERROR_THRESHOLD}: counted as a likely label "
              "error). Sorted ascending, this is the review order.")  # fmt: skip
+SECOND_TIP = ("What a second reader (Model ▸ Second Opinion) reads. With two readers the label score is the "
+              "larger of theirs: a label is doubted only when both doubt it.")  # fmt: skip
 CV_TIP = ("Cross-validated label score: from a model that never trained on the sample (k-fold "
           "fine-tuning, Train panel). Where present, it orders the review.")  # fmt: skip
 THUMB_SIZE = QSize(112, 28)
@@ -171,6 +174,8 @@ class ResultsModel(QAbstractTableModel):
                 return CV_TIP
             if role == Qt.ItemDataRole.ToolTipRole and section == COL_SCORE:
                 return SCORE_TIP
+            if role == Qt.ItemDataRole.ToolTipRole and section == COL_SECOND:
+                return SECOND_TIP
         return None
 
     def data(self, index: QModelIndex, role=Qt.ItemDataRole.DisplayRole):
@@ -186,6 +191,8 @@ class ResultsModel(QAbstractTableModel):
             return row
         if col == COL_CV:
             return self._cv_data(k, role)
+        if col == COL_SECOND:
+            return self._second_data(k, row, role)
         if role == Qt.ItemDataRole.DisplayRole:
             if col == COL_FILE:
                 return row.rel
@@ -256,13 +263,32 @@ class ResultsModel(QAbstractTableModel):
             return _RIGHT
         return None
 
+    def _second_data(self, k: int, row: Row, role):
+        second = self.table.reading_k("second", k)
+        if second is None:
+            return None
+        text = second.prediction or ""
+        if role == Qt.ItemDataRole.DisplayRole:
+            return text or ("unreadable" if getattr(second, "error", None) else "")
+        if role == Qt.ItemDataRole.FontRole:
+            return self._plate_font
+        if role == Qt.ItemDataRole.ForegroundRole:
+            return style.BAD if text and text != row.label else None
+        if role == Qt.ItemDataRole.ToolTipRole:
+            s = second.label_score
+            return f"Second reader: {text or '—'}" + (f"; its label score {s:.4f}" if s is not None else "")
+        return None
+
     def _score_tip(self, k: int, row: Row) -> str | None:
         s = self.table.score_shown(k)
         if s is None:
             return None
         cv = self.table.crossval_k(k)
         cv = cv if cv is not None and cv.label_score is not None else None
-        src = "cross-validated (a model that never saw this crop)" if cv is not None else "this model"
+        second = self.table.reading_k("second", k) if cv is None else None
+        src = ("cross-validated (a model that never saw this crop)" if cv is not None
+               else "the larger of the two readers'" if second is not None and second.label_score is not None
+               else "this model")  # fmt: skip
         pos = cv.suspect if cv is not None else row.suspect
         where = f"; weakest: character {pos + 1} '{row.label[pos]}'" if pos is not None and pos < len(row.label) else ""
         return f"Label score {s:.4f} from {src}{where}. " + SCORE_TIP
@@ -350,6 +376,25 @@ class ResultsModel(QAbstractTableModel):
         self.table.set_crossval(results)
         if self._nrows:
             self.dataChanged.emit(self.index(0, COL_SCORE), self.index(self._nrows - 1, COL_CV))
+        self.sig_changed.emit()
+
+    def set_second(self, results: dict) -> None:
+        """Show a second reader's predictions (``{rel: record}``; ``{}``: none); the label score combines both."""
+        if "likely" in self.table.quick:
+            self._relayout(lambda: (self.table.set_second(results), self.table.refilter()))
+            return
+        self.table.set_second(results)
+        if self._nrows:
+            self.dataChanged.emit(self.index(0, 0), self.index(self._nrows - 1, len(HEADERS) - 1))
+        self.sig_changed.emit()
+
+    def add_second(self, results: dict) -> None:
+        """More of the second reader's predictions, as they come in."""
+        self.table.add_second(results)
+        for rel in results:
+            k = self.table.k_of(rel)
+            if k is not None:
+                self._row_changed(k, signal=False)
         self.sig_changed.emit()
 
     def set_duplicates(self, groups: Iterable) -> None:

@@ -167,6 +167,49 @@ class OpenWorker(Worker):
             self.sig_duplicates.emit(self._duplicates(session, predictor.model_hash, fresh))
 
 
+class SecondOpinionWorker(Worker):
+    """Reads an open folder with a second reader: its cached readings first, then the files it has not read.
+
+    ``work`` returns the reader's description. Its readings are cached in the store under
+    the reader's own identity, like the first reader's.
+
+    Args:
+        session: The open dataset (used here only while the window runs nothing else on it).
+        model_path: The second reader's file (checkpoint, notebook file or CTC .onnx).
+        dict_path: A CTC recognizer's dictionary, when not beside it.
+        batch_size: Images per model call.
+    """
+
+    sig_batch = Signal(object)
+    """Readings of the second reader, ``{rel: record}`` (the cached ones first, then as they are computed)."""
+    sig_progress = Signal(object)
+    """Progress (core.progress.Progress; message names the phase)."""
+
+    def __init__(self, session: ReviewSession, model_path: str | Path, dict_path: str | Path | None = None,
+                 batch_size: int = 64):  # fmt: skip
+        super().__init__()
+        self.session, self.model_path, self.dict_path, self.batch_size = session, model_path, dict_path, batch_size
+
+    def work(self) -> str:
+        from core.predict import open_reader
+
+        self.sig_progress.emit(Progress(0, 0, 0.0, 0.0, "Second opinion: loading the reader…"))
+        reader = open_reader(Path(self.model_path), dict_path=self.dict_path)
+        self.sig_progress.emit(Progress(0, 0, 0.0, 0.0, "Second opinion: reading the cache…"))
+        with gc_paused():
+            files = self.session.scan()
+            records, todo = self.session.load(reader.model_hash, files)
+            self.sig_batch.emit({r.rel: r for r in records if r.prediction or r.error})
+        if todo and not self.stop_flag():
+            self.session.predict(
+                todo, reader, files, batch_size=self.batch_size,
+                progress=lambda p: self.sig_progress.emit(replace(p, message="Second opinion")),
+                on_batch=lambda batch: self.sig_batch.emit({r.rel: r for r in batch}),
+                should_stop=self.stop_flag,
+            )  # fmt: skip
+        return reader.description
+
+
 class ExportWorker(Worker):
     """Exports the open dataset (``core.export.export_dataset``) off the GUI thread; cancellable.
 

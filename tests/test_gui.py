@@ -11,7 +11,7 @@ from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QApplication
 
 from gui.main_window import MainWindow
-from gui.table_model import COL_CER, COL_FILE, COL_SCORE
+from gui.table_model import COL_CER, COL_FILE, COL_SCORE, SORT_ROLE
 
 CORRUPT = "0998-皖A12345.jpg"
 IGNORED_QT_MESSAGES = ("propagateSizeHints",)  # the offscreen platform plugin says this on every show()
@@ -262,7 +262,7 @@ def test_filters_and_counts(qtbot, window, dataset):
 
 def test_crossval_results_from_the_train_panel_become_a_sortable_column(qtbot, window, dataset):
     from core.predict import PredictionResult
-    from gui.table_model import COL_CV, SORT_ROLE
+    from gui.table_model import COL_CV
 
     open_and_wait(qtbot, window, dataset)
     panel = window.train_dock.widget()
@@ -611,3 +611,39 @@ def test_the_window_wires_the_train_panel(qtbot, window, dataset, tmp_path, rand
     panel.shutdown = lambda *a: stopped.append(True) or True
     window.close()
     assert stopped == [True]
+
+
+def test_a_second_opinion_is_shown_combined_and_remembered_per_folder(qtbot, window, dataset, tmp_path, real_crops):
+    from core.label_score import combined_score
+    from gui.table_model import COL_SECOND
+
+    from ._util import random_checkpoint_file
+
+    open_and_wait(qtbot, window, dataset)
+    assert window.table.isColumnHidden(COL_SECOND) and not window.act_no_second.isEnabled()
+    other = random_checkpoint_file(tmp_path / "second.pt", seed=3)
+    with qtbot.waitSignal(window.sig_second_finished, timeout=60000):
+        window.set_second_opinion(other)
+    assert not window.table.isColumnHidden(COL_SECOND) and window.act_no_second.isEnabled()
+    rows = [r for r in rows_in_view(window) if r.prediction]
+    assert rows and all(window.model.table.second_of(r.rel) is not None for r in rows)
+    for r in rows:  # the order's score is the two readers' combined one
+        k = window.model.table.k_of(r.rel)
+        assert window.model.table.score_shown(k) == pytest.approx(
+            combined_score(r.label_score, window.model.table.second_of(r.rel).label_score)
+        )
+    i = window.model.row_of(rows[0].rel)
+    assert window.model.index(i, COL_SECOND).data() == window.model.table.second_of(rows[0].rel).prediction
+    assert "second opinion" in window.model_label.text()
+    keys = [window.model.index(j, COL_SCORE).data(SORT_ROLE) for j in range(window.model.rowCount())]
+    assert keys == sorted(keys)  # re-sorted once the second readings were in
+
+    # Another folder has no second reader; coming back brings it back (from the cache).
+    elsewhere = real_crops(3, folder="elsewhere", start=40)
+    open_and_wait(qtbot, window, elsewhere)
+    assert window.table.isColumnHidden(COL_SECOND) and window.second_opinion() is None
+    with qtbot.waitSignal(window.sig_second_finished, timeout=60000):
+        open_and_wait(qtbot, window, dataset)
+    assert window.second_opinion()[0] == other and window.model.table.has_second
+    window.set_second_opinion(None)
+    assert window.table.isColumnHidden(COL_SECOND) and not window.model.table.has_second

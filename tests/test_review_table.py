@@ -214,3 +214,41 @@ def test_duplicates_with_other_labels_are_conflicts(table):
     assert {r.rel for r in table.shown_rows()} == {a, b}
     assert table.stats()["duplicate_conflicts"] == 2 and not table.in_conflict(c)
     assert not ReviewTable().set_duplicates([])  # nothing before, nothing after: no change
+
+
+def test_a_second_reader_combines_scores_and_follows_renames():
+    """Two readers agreeing against a label rank it first; one reader's own doubt alone does not."""
+    both = PredictionResult("0-皖A11111.jpg", "皖A11111", prediction="皖A77777", probs=[0.9] * 7, runner_up="皖A11111",
+                            runner_up_probs=[0.05] * 7, cer=5 / 7, correct=False, label_score=0.05)  # fmt: skip
+    first_only = PredictionResult("1-皖A22222.jpg", "皖A22222", prediction="皖A88888", probs=[0.9] * 7,
+                                  cer=5 / 7, correct=False, label_score=0.001)  # fmt: skip
+    fine = PredictionResult("2-皖A33333.jpg", "皖A33333", prediction="皖A33333", cer=0.0, correct=True, label_score=0.9)
+    t = ReviewTable()
+    t.set_records([both, first_only, fine], {})
+    assert [r.rel for r in t.rows][0] == first_only.rel  # one reader alone: its own confident misreading first
+    second = {
+        both.rel: PredictionResult(
+            both.rel,
+            both.label,
+            prediction="皖A77777",
+            probs=[0.95] * 7,
+            runner_up="皖A11111",
+            runner_up_probs=[0.02] * 7,
+            label_score=0.02,
+        ),  # fmt: skip
+        first_only.rel: PredictionResult(first_only.rel, first_only.label, prediction="皖A22222", label_score=0.97),
+    }
+    t.set_second(second)
+    assert t.needs_resort
+    t.sort()
+    assert [r.rel for r in t.rows][0] == both.rel
+    assert t.score_shown(t.k_of(both.rel)) == 0.05 and t.score_shown(t.k_of(first_only.rel)) == 0.97
+    assert t.score_shown(t.k_of(fine.rel)) == 0.9  # no second reading: the first reader's score
+    t.set_filter("", ["likely"])
+    assert [r.rel for r in t.shown_rows()] == []  # 0.05 and 0.97 are above the threshold
+    # Accepting the readers' plate: the second reader's score follows the new label too.
+    k = t.rename(both.rel, "0-皖A77777.jpg")
+    assert t.second_of("0-皖A77777.jpg").label_score == pytest.approx(0.95) and t.second_of(both.rel) is None
+    assert t.score_shown(k) == pytest.approx(0.95)
+    t.set_second({})
+    assert not t.has_second and t.score_shown(t.k_of(first_only.rel)) == 0.001
