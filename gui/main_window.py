@@ -34,10 +34,10 @@ from PySide6.QtWidgets import (
 )
 
 from core import session as sess
-from core.label_score import LIKELY_ERROR_THRESHOLD
 from core.predict import Progress
 from core.review_state import ReviewState
 
+from .actions import ACTIONS, BY_NAME, HELP_GROUPS, MENUS, QUICK_FILTER_ACTIONS, shown_key
 from .inspector import Inspector
 from .review_view import ReviewView
 from .table_model import COL_SCORE, COL_SECOND, THUMB_SIZE, ResultsModel, Row
@@ -48,38 +48,6 @@ log = logging.getLogger(__name__)
 
 SAMPLE_FOLDER = Path(__file__).resolve().parents[1] / "resources" / "sample"
 MAX_RECENT = 8
-
-SHORTCUTS = [
-    ("Review", ""),
-    ("J / ↓", "next sample"),
-    ("K / ↑", "previous sample"),
-    ("Enter", "accept the prediction: rename the file to it, mark fixed, go to the next"),
-    ("Space", "the label is right: mark verified, go to the next"),
-    ("E / F2", "type a label (Enter applies, Esc returns to the table)"),
-    ("Ctrl+P", "in the label field: pick the province by pinyin (wan → 皖), Enter picks"),
-    ("X", "mark the crop unreadable (no plate can be read from it)"),
-    (
-        "Shift/Ctrl+click, Shift+↓",
-        "select many rows: Enter accepts every prediction, Space verifies every label (one undo step)",
-    ),
-    ("Ctrl+Z", "undo the last change (renames are undone on disk)"),
-    ("Ctrl+Shift+Z / Ctrl+Y", "redo"),
-    ("Browse", ""),
-    ("Ctrl+F", "filter by file name, label or prediction"),
-    (
-        "Alt+1 … Alt+6",
-        "quick filters: likely label errors, same picture with another label, mismatches, "
-        "unreviewed, invalid labels, unreadable",
-    ),
-    ("Ctrl+0 / Ctrl+1", "image: fit / actual pixels"),
-    ("Files", ""),
-    ("Ctrl+O", "open a dataset folder (or drop a folder on the window)"),
-    ("Ctrl+E", "export the corrected dataset to a new folder"),
-    ("Ctrl+T", "show or hide the Train panel (fine-tuning, cross-validated scores)"),
-    ("Ctrl+R", "predict again (only changed or new files are predicted)"),
-    ("Esc", "cancel the running prediction"),
-    ("F1", "this help"),
-]
 
 
 @dataclass
@@ -229,81 +197,50 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ building
 
-    def _action(self, text: str, slot, shortcut=None, tip: str = "", checkable: bool = False) -> QAction:
-        a = QAction(text, self)
-        if shortcut is not None:
-            if isinstance(shortcut, list):
-                a.setShortcuts(shortcut)
-            else:
-                a.setShortcut(shortcut)
-        a.setStatusTip(tip)
-        if tip:
-            a.setToolTip(f"{tip} ({a.shortcut().toString(QKeySequence.SequenceFormat.NativeText)})"
-                         if not a.shortcut().isEmpty() else tip)  # fmt: skip
-        a.setCheckable(checkable)
-        a.triggered.connect(slot)
-        self.addAction(a)
-        return a
+    def _slots(self) -> dict:
+        """What each action of :data:`gui.actions.ACTIONS` does."""
+        slots = {
+            "next": lambda: self._move(1), "prev": lambda: self._move(-1), "accept": self.accept_prediction,
+            "verify": self.verify_label, "edit": self.edit_label, "unreadable": self.mark_unreadable,
+            "undo": self.undo, "redo": self.redo, "find": self._focus_filter,
+            "fit": lambda: self.inspector.fit_btn.setChecked(True), "one": lambda: self.inspector.one_btn.setChecked(True),
+            "open": self.choose_folder, "sample": lambda: self.open_folder(SAMPLE_FOLDER), "export": self.choose_export,
+            "quit": self.close, "model": self.choose_model, "default_model": lambda: self.set_model(None),
+            "previous_model": lambda: self.set_model(self.previous_model), "second": self.choose_second_opinion,
+            "no_second": lambda: self.set_second_opinion(None), "rerun": self.rerun, "cancel": self.cancel_run,
+            "help": self.show_help, "about": self._about,
+        }  # fmt: skip
+        for name, *_ in QUICK_FILTER_ACTIONS:
+            slots[f"quick_{name}"] = lambda on, k=name: self.set_quick_filter(k, on)
+        return slots
 
     def _build_actions(self) -> None:
-        K = QKeySequence  # noqa: N806
-        self.act_open = self._action("Open Folder…", self.choose_folder, K(K.StandardKey.Open), "Open a dataset folder")
-        self.act_sample = self._action("Open Sample Folder", lambda: self.open_folder(SAMPLE_FOLDER))
-        self.act_quit = self._action("Quit", self.close, K(K.StandardKey.Quit))
-        self.act_export = self._action(
-            "Export Corrected Dataset…", self.choose_export, K("Ctrl+E"),
-            "Write the folder's current labels to a new folder (train/test split, manifest, PaddleOCR lists)",
-        )  # fmt: skip
-        self.act_undo = self._action("Undo", self.undo, K(K.StandardKey.Undo), "Undo the last change")
-        self.act_redo = self._action("Redo", self.redo, [K("Ctrl+Shift+Z"), K("Ctrl+Y")], "Redo the last undone change")
-        self.act_find = self._action("Filter…", self._focus_filter, K(K.StandardKey.Find))
-        self.act_rerun = self._action("Predict Again", self.rerun, K("Ctrl+R"), "Predict new and changed files")
-        self.act_cancel = self._action("Cancel", self.cancel_run, K(Qt.Key.Key_Escape), "Cancel the running prediction")
+        """One QAction per entry of the action table (``act_<name>``); the Train panel's comes with its dock."""
+        slots = self._slots()
+        self.actions_by_name: dict[str, QAction] = {}
+        for spec in ACTIONS:
+            if spec.scope == "help" or spec.name == "train":
+                continue
+            a = QAction(spec.text, self)
+            if spec.scope == "window":
+                a.setShortcuts([QKeySequence(k) for k in spec.keys])
+                self.addAction(a)
+            elif spec.keys:  # the table's key: shown in the menu, handled by the table while it has the focus
+                a.setText(f"{spec.text}\t{shown_key(spec.keys[0])}")
+            tip = spec.help[:1].upper() + spec.help[1:]
+            a.setStatusTip(tip)
+            a.setToolTip(f"{tip} ({spec.keys[0]})" if spec.keys and spec.scope == "window" else tip)
+            a.setCheckable(spec.checkable)
+            a.triggered.connect(slots[spec.name])
+            setattr(self, f"act_{spec.name}", a)
+            self.actions_by_name[spec.name] = a
         self.act_cancel.setEnabled(False)
-        self.act_model = self._action("Open Checkpoint…", self.choose_model, tip="Predict with another model")
-        self.act_default_model = self._action("Use Bundled Model", lambda: self.set_model(None))
-        self.act_previous_model = self._action(
-            "Use Previous Model", lambda: self.set_model(self.previous_model),
-            tip="Go back to the model used before the last switch",
-        )  # fmt: skip
         self.act_previous_model.setEnabled(False)
-        self.act_second = self._action(
-            "Second Opinion…", self.choose_second_opinion,
-            tip="Also read the folder with a second model: the label score then combines both readers",
-        )  # fmt: skip
-        self.act_no_second = self._action("No Second Opinion", lambda: self.set_second_opinion(None))
         self.act_no_second.setEnabled(False)
-        self.act_help = self._action("Keyboard Shortcuts", self.show_help, K(K.StandardKey.HelpContents))
-        self.act_about = self._action("About Plate Review", self._about)
-        self.act_fit = self._action("Zoom to Fit", lambda: self.inspector.fit_btn.setChecked(True), K("Ctrl+0"))
-        self.act_one = self._action("Actual Pixels", lambda: self.inspector.one_btn.setChecked(True), K("Ctrl+1"))
         self.quick_actions: dict[str, QAction] = {}
-        names = {"likely": "Likely label errors", "duplicates": "Same picture, other label",
-                 "mismatches": "Mismatches", "unreviewed": "Unreviewed", "invalid": "Invalid labels",
-                 "unreadable": "Unreadable"}  # fmt: skip
-        tips = {"likely": f"Only samples whose label score is at or below {LIKELY_ERROR_THRESHOLD}: the model "
-                          "confidently reads another character than the label has",
-                "duplicates": "Only crops that are (nearly) the same picture as another crop with a different "
-                              "label: one of the labels is wrong for certain",
-                "mismatches": "Only samples whose prediction differs from the label (or that have a problem)",
-                "unreviewed": "Only samples not yet verified or fixed", "invalid": "Only file names that are not a valid plate",
-                "unreadable": "Only images that cannot be read"}  # fmt: skip
-        chips = {"likely": "Likely errors", "duplicates": "Same picture", "invalid": "Invalid"}
-        for i, (key, text) in enumerate(names.items(), start=1):
-            a = self._action(text, lambda on, k=key: self.set_quick_filter(k, on), K(f"Alt+{i}"), tips[key], True)
-            self.quick_actions[key] = a
-            a.setIconText(chips.get(key, text))  # the filter bar's chip: short, so the window fits 1280 px
-        # Menu entries for keys handled by the table (listed with their key, not grabbing it window-wide).
-        self.act_accept = QAction(
-            "Accept Prediction (of Every Selected Row)\tEnter", self, triggered=self.accept_prediction
-        )
-        self.act_verify = QAction(
-            "Label Is Right (Verify Every Selected Row)\tSpace", self, triggered=self.verify_label
-        )
-        self.act_edit = QAction("Edit Label…\tE", self, triggered=self.edit_label)
-        self.act_unreadable = QAction("Mark Unreadable\tX", self, triggered=self.mark_unreadable)
-        self.act_next = QAction("Next Sample\tJ", self, triggered=lambda: self._move(1))
-        self.act_prev = QAction("Previous Sample\tK", self, triggered=lambda: self._move(-1))
+        for name, _text, chip, _tip in QUICK_FILTER_ACTIONS:
+            a = self.quick_actions[name] = self.actions_by_name[f"quick_{name}"]
+            a.setIconText(chip)  # the filter bar's chip: short, so the window fits 1280 px
 
     def _build_toolbar(self) -> None:
         tb = QToolBar("Main")
@@ -368,40 +305,20 @@ class MainWindow(QMainWindow):
         return panel
 
     def _build_menus(self) -> None:
+        """The menus, from :data:`gui.actions.MENUS`."""
         mb = self.menuBar()
-        m = mb.addMenu("&File")
-        m.addAction(self.act_open)
-        self.recent_menu = m.addMenu("Open &Recent")
-        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
-        m.addAction(self.act_sample)
-        m.addSeparator()
-        m.addAction(self.act_export)
-        m.addSeparator()
-        m.addAction(self.act_quit)
-        m = mb.addMenu("&Edit")
-        for a in (self.act_undo, self.act_redo, None, self.act_accept, self.act_verify, self.act_edit,
-                  self.act_unreadable, None, self.act_next, self.act_prev, None, self.act_find):  # fmt: skip
-            m.addSeparator() if a is None else m.addAction(a)
-        m = mb.addMenu("&View")
-        for a in self.quick_actions.values():
-            m.addAction(a)
-        m.addSeparator()
-        m.addAction(self.act_fit)
-        m.addAction(self.act_one)
-        self.view_menu = m
-        m = mb.addMenu("&Model")
-        m.addAction(self.act_model)
-        m.addAction(self.act_default_model)
-        m.addAction(self.act_previous_model)
-        m.addSeparator()
-        m.addAction(self.act_second)
-        m.addAction(self.act_no_second)
-        m.addSeparator()
-        m.addAction(self.act_rerun)
-        m.addAction(self.act_cancel)
-        m = mb.addMenu("&Help")
-        m.addAction(self.act_help)
-        m.addAction(self.act_about)
+        for title, names in MENUS:
+            m = mb.addMenu(title)
+            for name in names:
+                if name is None:
+                    m.addSeparator()
+                elif name == "recent":
+                    self.recent_menu = m.addMenu("Open &Recent")
+                    self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+                elif name == "train":
+                    self.view_menu = m  # the Train panel's toggle joins it with its dock (_build_train_dock)
+                else:
+                    m.addAction(self.actions_by_name[name])
 
     def _build_status(self) -> None:
         sb = self.statusBar()
@@ -444,11 +361,13 @@ class MainWindow(QMainWindow):
         dock.setWidget(panel)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
         dock.hide()
-        self.view_menu.addSeparator()
+        spec = BY_NAME["train"]
         act = dock.toggleViewAction()
-        act.setText("Train Panel")
-        act.setShortcut(QKeySequence("Ctrl+T"))
+        act.setText(spec.text)
+        act.setShortcuts([QKeySequence(k) for k in spec.keys])
+        act.setStatusTip(spec.help)
         self.view_menu.addAction(act)
+        self.act_train = act
         self.train_dock = dock
         panel.restore_settings(self.settings)
         dock.visibilityChanged.connect(self._on_train_dock_visibility_changed)
@@ -1269,11 +1188,11 @@ class MainWindow(QMainWindow):
         dlg = QDialog(self)
         dlg.setWindowTitle("Keyboard shortcuts")
         rows = []
-        for key, what in SHORTCUTS:
-            if not what:
-                rows.append(f"<tr><td colspan=2 style='padding-top:10px'><b>{key}</b></td></tr>")
-            else:
-                rows.append(f"<tr><td style='padding:2px 16px 2px 0'><code>{key}</code></td><td>{what}</td></tr>")
+        for group in HELP_GROUPS:
+            rows.append(f"<tr><td colspan=2 style='padding-top:10px'><b>{group}</b></td></tr>")
+            for spec in (a for a in ACTIONS if a.group == group):
+                rows.append(f"<tr><td style='padding:2px 16px 2px 0'><code>{spec.keys_text}</code></td>"
+                            f"<td>{spec.help}</td></tr>")
         lab = QLabel("<table>" + "".join(rows) + "</table>")
         lab.setTextFormat(Qt.TextFormat.RichText)
         bb = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QItemSelection, QItemSelectionModel, QModelIndex, QPersistentModelIndex, QRect, Qt, Signal
-from PySide6.QtGui import QColor, QFontMetrics, QKeyEvent, QPainter, QPen
+from PySide6.QtGui import QColor, QFontMetrics, QKeyEvent, QKeySequence, QPainter, QPen
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QStyle, QStyledItemDelegate, QTableView
 
 from core.review_table import Row
 
 from . import style
+from .actions import table_keys
 from .table_model import (
     COL_CER,
     COL_CONF,
@@ -70,10 +71,8 @@ class PredictionDelegate(QStyledItemDelegate):
 
 
 class ReviewView(QTableView):
-    """The results view; review keys act on the current row when it has focus.
-
-    J / Down: next, K / Up: previous, Enter: accept prediction, Space: verify label,
-    E / F2: edit label, X: mark unreadable. With several rows selected, Enter and Space act
+    """The results view; the review keys (the table-scope entries of ``gui.actions.ACTIONS``) act
+    on the current row while it has the focus. With several rows selected, Enter and Space act
     on all of them (one undo step).
     """
 
@@ -108,6 +107,8 @@ class ReviewView(QTableView):
         hh.setHighlightSections(False)
         hh.setStretchLastSection(True)
         hh.setSortIndicator(COL_SCORE, Qt.SortOrder.AscendingOrder)
+        # Qt key -> action name, from the action table (keys without modifiers)
+        self._keys = {QKeySequence(k)[0].key(): name for k, name in table_keys().items()}
 
     def setModel(self, model) -> None:  # noqa: N802
         super().setModel(model)
@@ -170,27 +171,23 @@ class ReviewView(QTableView):
             self._extend_selection(1 if key == Qt.Key.Key_Down else -1)
             return
         if mods == Qt.KeyboardModifier.NoModifier:
-            if key == Qt.Key.Key_J:
-                self.select_row(self.current_row() + 1)
-                return
-            if key == Qt.Key.Key_K:
-                self.select_row(max(0, self.current_row() - 1))
-                return
-            if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
-                self.sig_accept.emit()
-                return
-            if key == Qt.Key.Key_Space:
-                self.sig_verify.emit()
-                return
-            if key in (Qt.Key.Key_E, Qt.Key.Key_F2):
-                self.sig_edit.emit()
-                return
-            if key == Qt.Key.Key_X:
-                self.sig_unreadable.emit()
+            action = self._keys.get(key)
+            if action is not None:
+                self._act(action)
                 return
         super().keyPressEvent(event)
         if not mods & Qt.KeyboardModifier.ShiftModifier:
             self._anchor = QPersistentModelIndex(self.currentIndex())
+
+    def _act(self, action: str) -> None:
+        """Do the table action ``action`` (a name of ``gui.actions.ACTIONS``)."""
+        if action == "next":
+            self.select_row(self.current_row() + 1)
+        elif action == "prev":
+            self.select_row(max(0, self.current_row() - 1))
+        else:
+            {"accept": self.sig_accept, "verify": self.sig_verify, "edit": self.sig_edit,
+             "unreadable": self.sig_unreadable}[action].emit()  # fmt: skip
 
     def keyboardSearch(self, search: str) -> None:  # noqa: N802
         """Disabled: letters are review keys, not type-ahead search."""

@@ -647,3 +647,32 @@ def test_a_second_opinion_is_shown_combined_and_remembered_per_folder(qtbot, win
     assert window.second_opinion()[0] == other and window.model.table.has_second
     window.set_second_opinion(None)
     assert window.table.isColumnHidden(COL_SECOND) and not window.model.table.has_second
+
+
+def test_one_action_table_makes_the_menus_the_keys_and_the_help(qtbot, window):
+    """Every action of gui.actions is in a menu with its keys, in the F1 help, and in the user guide."""
+    from PySide6.QtWidgets import QLabel
+
+    from gui.actions import ACTIONS, MENUS, shown_key
+
+    from ._util import REPO
+
+    in_menus = [a for m in window.menuBar().actions() for a in m.menu().actions()]
+    for spec in ACTIONS:
+        if spec.scope == "help":
+            continue
+        act = getattr(window, f"act_{spec.name}")
+        assert act in in_menus, spec.name
+        if spec.scope == "window":
+            assert [k.toString() for k in act.shortcuts()] == [QKeySequence(k).toString() for k in spec.keys]
+    assert sum(len([n for n in names if n not in (None, "recent")]) for _t, names in MENUS) == len(
+        [a for a in ACTIONS if a.scope != "help"])  # fmt: skip
+    window.show_help()
+    text = window.help_dialog.findChild(QLabel).text()
+    guide = (REPO / "docs" / "USER_GUIDE.md").read_text(encoding="utf-8")
+    for spec in ACTIONS:
+        if spec.group:
+            assert spec.help in text, spec.name
+            for key in map(shown_key, spec.keys):
+                assert key in guide, f"the user guide does not name {key} ({spec.name})"
+    window.help_dialog.close()
