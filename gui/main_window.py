@@ -1191,8 +1191,10 @@ class MainWindow(QMainWindow):
         for group in HELP_GROUPS:
             rows.append(f"<tr><td colspan=2 style='padding-top:10px'><b>{group}</b></td></tr>")
             for spec in (a for a in ACTIONS if a.group == group):
-                rows.append(f"<tr><td style='padding:2px 16px 2px 0'><code>{spec.keys_text}</code></td>"
-                            f"<td>{spec.help}</td></tr>")
+                rows.append(
+                    f"<tr><td style='padding:2px 16px 2px 0'><code>{spec.keys_text}</code></td>"
+                    f"<td>{spec.help}</td></tr>"
+                )
         lab = QLabel("<table>" + "".join(rows) + "</table>")
         lab.setTextFormat(Qt.TextFormat.RichText)
         bb = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
