@@ -14,7 +14,7 @@ Two orders are kept: ``order`` (every record, sorted by the current sort key) an
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from itertools import compress
 from operator import attrgetter, eq
 
@@ -47,6 +47,28 @@ _STATE_RANK = {
     ReviewState.FIXED: 4,
     ReviewState.VERIFIED: 5,
 }
+
+
+@dataclass(frozen=True)
+class Narrowing:
+    """Filters on the rows' values, beside the text and the quick filters (``None``: any)."""
+
+    province: str | None = None
+    """The label's first character (the province)."""
+    position: int | None = None
+    """0-based: the reading differs from the label at this character."""
+    confusion: tuple[str, str] | None = None
+    """(label's character, reading's character): the reading has the second where the label has the first."""
+    score_min: float | None = None
+    """The lowest label score shown (the score that orders the review)."""
+    score_max: float | None = None
+    """The highest label score shown."""
+    state: str | None = None
+    """The state as shown (``ReviewState`` value; missing, unreadable and invalid included)."""
+
+    @property
+    def active(self) -> bool:
+        return self != Narrowing()
 
 
 def shown_state(state: str, error, label_error, missing: bool) -> str:
@@ -143,6 +165,25 @@ class Row:
         return shown_state(self.state, self.error, self.label_error, self.missing)
 
 
+def _narrowed(label: str, pred: str, nw: Narrowing) -> bool:
+    """Whether a row with this label and reading passes the narrowing's character filters."""
+    if nw.province is not None and label[:1] != nw.province:
+        return False
+    if nw.position is not None:
+        i = nw.position
+        if (
+            not pred
+            or (i < len(label) and i < len(pred) and label[i] == pred[i])
+            or (i >= len(label) and i >= len(pred))
+        ):
+            return False
+    if nw.confusion is not None:
+        a, b = nw.confusion
+        if not pred or len(pred) != len(label) or not any(x == a and y == b for x, y in zip(label, pred)):
+            return False
+    return True
+
+
 def _haystack(rel: str, label: str, prediction: str | None) -> str:
     return f"{rel}\t{label}\t{prediction or ''}".casefold()
 
@@ -214,6 +255,7 @@ class ReviewTable:
         self.descending = False
         self.text = ""
         self.quick: frozenset[str] = frozenset()
+        self.narrowing = Narrowing()
         self._state_names: list[str] = list(_STATE_NAMES0)
         self._state_code: dict[str, int] = {s: i for i, s in enumerate(_STATE_NAMES0)}
         self._src: dict[str, dict] = {name: {} for name in READINGS}  # the latest other readings, {rel: record}
@@ -520,15 +562,17 @@ class ReviewTable:
     @property
     def filtering(self) -> bool:
         """Whether a text or quick filter is on."""
-        return bool(self.text or self.quick)
+        return bool(self.text or self.quick or self.narrowing.active)
 
-    def filter_mask(self, text: str | None = None, quick: Iterable[str] | None = None, ks=None) -> np.ndarray:
-        """Which records (by k, or those of the index array ``ks``) pass a text filter and quick filters.
-
-        ``text`` (case-folded) and ``quick`` default to the table's own.
+    def filter_mask(
+        self, text: str | None = None, quick: Iterable[str] | None = None, ks=None, narrowing: Narrowing | None = None
+    ) -> np.ndarray:
+        """Which records (by k, or those of the index array ``ks``) pass a text filter, quick filters and a
+        :class:`Narrowing`. ``text`` (case-folded), ``quick`` and ``narrowing`` default to the table's own.
         """
         text = self.text if text is None else text
         q = set(self.quick if quick is None else quick)
+        nw = self.narrowing if narrowing is None else narrowing
         sel = slice(None) if ks is None else np.asarray(ks, np.int64)
         c = lambda name: self._col(name)[sel]  # noqa: E731
         n = self._n if ks is None else len(sel)
@@ -546,6 +590,22 @@ class ReviewTable:
             mask &= self._effective_score(sel) <= LIKELY_ERROR_THRESHOLD  # nan: False
         if "duplicates" in q:
             mask &= self.conflict_mask()[sel]
+        if nw.score_min is not None or nw.score_max is not None:
+            score = self._effective_score(sel)
+            mask &= ~np.isnan(score)
+            if nw.score_min is not None:
+                mask &= score >= nw.score_min
+            if nw.score_max is not None:
+                mask &= score <= nw.score_max
+        if nw.state is not None:
+            code = self._state_code.get(nw.state)
+            mask &= self._display_codes(sel) == code if code is not None else False
+        if nw.province is not None or nw.position is not None or nw.confusion is not None:
+            idx = np.flatnonzero(mask)
+            kk = idx if ks is None else sel[idx]
+            labels, preds = self._label, self._pred
+            hit = np.fromiter((_narrowed(labels[k], preds[k], nw) for k in kk.tolist()), np.bool_, len(idx))
+            mask[idx[~hit]] = False
         if text:
             hay = self._haystack()
             idx = np.flatnonzero(mask)
@@ -554,13 +614,16 @@ class ReviewTable:
             mask[idx[~hit]] = False
         return mask
 
-    def set_filter(self, text: str, quick: Iterable[str]) -> None:
-        """Set the text filter (matched case-folded, stripped) and the quick filters on; the view follows."""
+    def set_filter(self, text: str, quick: Iterable[str], narrowing: Narrowing | None = None) -> None:
+        """Set the text filter (matched case-folded, stripped), the quick filters on and the narrowing
+        (``None``: keep the current one); the view follows."""
         quick = frozenset(quick)
         unknown = quick - set(QUICK_FILTERS)
         if unknown:
             raise ValueError(f"unknown quick filter {sorted(unknown)[0]!r}; expected one of {', '.join(QUICK_FILTERS)}")
         self.text, self.quick = text.strip().casefold(), quick
+        if narrowing is not None:
+            self.narrowing = narrowing
         self._shown = self.filter_mask() if self.filtering else np.ones(self._n, np.bool_)
         self._set_view()
 
@@ -821,3 +884,18 @@ class ReviewTable:
     def refilter(self) -> None:
         """Apply the filters again to every row (after a change that may move many rows in or out)."""
         self.set_filter(self.text, self.quick)
+
+    def confusions(self, shown_only: bool = False) -> dict[tuple[str, str], int]:
+        """How often the reading has one character where the label has another, over the rows read with
+        a plate of the label's length (``{(label's, reading's): count}``; substitutions only)."""
+        ks = self.view if shown_only else range(self._n)
+        lerr, err = self._col("lerr"), self._col("err")
+        out: dict[tuple[str, str], int] = {}
+        labels, preds = self._label, self._pred
+        for k in ks.tolist() if isinstance(ks, np.ndarray) else ks:
+            lb, p = labels[k], preds[k]
+            if p and not lerr[k] and not err[k] and len(lb) == len(p) and lb != p:
+                for a, b in zip(lb, p):
+                    if a != b:
+                        out[(a, b)] = out.get((a, b), 0) + 1
+        return out

@@ -87,6 +87,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("find", "Filter…", ("Ctrl+F",), "filter by file name, label or prediction", "Browse"),
     *(ActionSpec(f"quick_{name}", text, (f"Alt+{i}",), tip, "Browse", checkable=True)
       for i, (name, text, _chip, tip) in enumerate(QUICK_FILTER_ACTIONS, start=1)),
+    ActionSpec("confusions", "Confusions…", ("Ctrl+M",),
+               "the confusion matrix: which characters are read as which; a cell filters the table", "Browse"),
     ActionSpec("fit", "Zoom to Fit", ("Ctrl+0",), "image: fit the view", "Browse"),
     ActionSpec("one", "Actual Pixels", ("Ctrl+1",), "image: actual pixels", "Browse"),
     # Files
@@ -119,7 +121,8 @@ MENUS: tuple[tuple[str, tuple[str | None, ...]], ...] = (
     ("&File", ("open", "recent", "sample", None, "export", None, "quit")),
     ("&Edit", ("undo", "redo", None, "accept", "verify", "edit", "unreadable", None,
                "next", "prev", None, "find")),
-    ("&View", (*(f"quick_{q[0]}" for q in QUICK_FILTER_ACTIONS), None, "fit", "one", None, "train")),
+    ("&View", (*(f"quick_{q[0]}" for q in QUICK_FILTER_ACTIONS), None, "confusions", None, "fit", "one", None,
+               "train")),
     ("&Model", ("model", "default_model", "previous_model", None, "second",
                 "no_second", None, "rerun", "cancel")),
     ("&Help", ("help", "about")),

@@ -39,6 +39,7 @@ from core.review_state import ReviewState
 
 from .actions import ACTIONS, BY_NAME, HELP_GROUPS, MENUS, QUICK_FILTER_ACTIONS, shown_key
 from .inspector import Inspector
+from .narrow_bar import ConfusionDialog, NarrowBar
 from .review_view import ReviewView
 from .table_model import COL_SCORE, COL_SECOND, THUMB_SIZE, ResultsModel, Row
 from .worker import WorkerError, start_worker
@@ -110,6 +111,7 @@ class MainWindow(QMainWindow):
         self.open_run: OpenRun | None = None  # the open (scan, cache, predictions) under way
         self.second_run: SecondRun | None = None  # the second reader's pass over the folder, after the open
         self.second_description = ""  # the second reader, as its last pass described it
+        self.confusion_dialog: ConfusionDialog | None = None
         self.thumbnails: ThumbnailCache | None = None
 
         self.setWindowTitle("Plate Review")
@@ -208,7 +210,7 @@ class MainWindow(QMainWindow):
             "quit": self.close, "model": self.choose_model, "default_model": lambda: self.set_model(None),
             "previous_model": lambda: self.set_model(self.previous_model), "second": self.choose_second_opinion,
             "no_second": lambda: self.set_second_opinion(None), "rerun": self.rerun, "cancel": self.cancel_run,
-            "help": self.show_help, "about": self._about,
+            "help": self.show_help, "about": self._about, "confusions": self.show_confusions,
         }  # fmt: skip
         for name, *_ in QUICK_FILTER_ACTIONS:
             slots[f"quick_{name}"] = lambda on, k=name: self.set_quick_filter(k, on)
@@ -294,6 +296,10 @@ class MainWindow(QMainWindow):
         v.setContentsMargins(0, 0, 0, 0)
         v.setSpacing(0)
         v.addWidget(bar)
+        self.narrow_bar = NarrowBar()
+        self.narrow_bar.sig_changed.connect(self._on_narrow_bar_changed)
+        self.narrow_bar.sig_confusions.connect(self.show_confusions)
+        v.addWidget(self.narrow_bar)
         v.addWidget(self.table, 1)
         summary = QWidget()
         summary.setObjectName("summaryBar")
@@ -1154,6 +1160,25 @@ class MainWindow(QMainWindow):
         if current is None or not self._select_row(current):
             self.table.select_row(0)
         self._counts_timer.start()
+
+    @Slot(object)
+    def _on_narrow_bar_changed(self, narrowing) -> None:
+        current = self._current_row()
+        self.model.set_narrowing(narrowing)
+        if current is None or not self._select_row(current):
+            self.table.select_row(0)
+        self._counts_timer.start()
+
+    @Slot()
+    def show_confusions(self) -> None:
+        """View ▸ Confusions: the matrix of the rows shown; a cell narrows the table to its rows."""
+        if self.confusion_dialog is None:
+            self.confusion_dialog = ConfusionDialog(self)
+            self.confusion_dialog.sig_pick.connect(self.narrow_bar.set_confusion)
+        table = self.model.table
+        self.confusion_dialog.set_confusions(table.confusions(shown_only=True), len(table.view))
+        self.confusion_dialog.show()
+        self.confusion_dialog.raise_()
 
     @Slot()
     def _update_counts(self) -> None:

@@ -1,7 +1,7 @@
 """Render docs/screenshot.png: the main window at 1280x800 on the sample folder after inference.
 
     QT_QPA_PLATFORM=offscreen python -m gui.screenshot [--model CKPT] [--row 3] [--out docs/screenshot.png]
-        [--size 1280x800] [--second MODEL [--second-dict DICT]]
+        [--size 1280x800] [--second MODEL [--second-dict DICT]] [--confusions OUT] [--train]
 
 Works on a copy of resources/sample/ (the bundled folder is never written to).
 """
@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", default="1280x800", help="window size, WxH")
     ap.add_argument("--second", help="a second opinion (Model > Second Opinion) to show")
     ap.add_argument("--second-dict", help="the second reader's dictionary, if it is a CTC recognizer")
+    ap.add_argument("--confusions", help="also save the confusion matrix (View > Confusions) to this file")
+    ap.add_argument("--train", action="store_true", help="with the Train panel open")
     args = ap.parse_args(argv)
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
@@ -65,7 +67,18 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(50):
             app.processEvents()
             time.sleep(0.02)
+        if args.train and win.train_dock is not None:
+            win.train_dock.show()
+            for _ in range(20):
+                app.processEvents()
+                time.sleep(0.02)
         win.grab().save(args.out)
+        if args.confusions:
+            win.show_confusions()
+            for _ in range(20):
+                app.processEvents()
+                time.sleep(0.02)
+            win.confusion_dialog.grab().save(args.confusions)
         print(f"wrote {args.out} ({win.model_label.text()})")
         win.close()
     finally:

@@ -18,7 +18,7 @@ from PySide6.QtGui import QColor, QPixmap
 
 from core.label_score import LIKELY_ERROR_THRESHOLD
 from core.review_state import ReviewState
-from core.review_table import QUICK_FILTERS, ReviewTable, Row
+from core.review_table import QUICK_FILTERS, Narrowing, ReviewTable, Row
 
 from . import style
 from .fonts import plate_font
@@ -127,6 +127,15 @@ class ResultsModel(QAbstractTableModel):
         if (name in self.table.quick) != on:
             quick = self.table.quick | {name} if on else self.table.quick - {name}
             self._relayout(lambda: self.table.set_filter(self.table.text, quick))
+
+    @property
+    def narrowing(self) -> Narrowing:
+        return self.table.narrowing
+
+    def set_narrowing(self, narrowing: Narrowing) -> None:
+        """Filter by value too (province, position, confusion, score range, state)."""
+        if narrowing != self.table.narrowing:
+            self._relayout(lambda: self.table.set_filter(self.table.text, self.table.quick, narrowing))
 
     def stats(self) -> dict:
         """Counts over the rows shown (:meth:`core.review_table.ReviewTable.stats`)."""

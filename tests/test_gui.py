@@ -14,7 +14,7 @@ from gui.main_window import MainWindow
 from gui.table_model import COL_CER, COL_FILE, COL_SCORE, SORT_ROLE
 
 CORRUPT = "0998-皖A12345.jpg"
-IGNORED_QT_MESSAGES = ("propagateSizeHints",)  # the offscreen platform plugin says this on every show()
+IGNORED_QT_MESSAGES = ("propagateSizeHints", "does not support raise()")  # the offscreen plugin: show(), raise_()
 
 
 @pytest.fixture(autouse=True)
@@ -676,3 +676,34 @@ def test_one_action_table_makes_the_menus_the_keys_and_the_help(qtbot, window):
             for key in map(shown_key, spec.keys):
                 assert key in guide, f"the user guide does not name {key} ({spec.name})"
     window.help_dialog.close()
+
+
+def test_narrow_by_value_and_by_a_confusion_cell(qtbot, window, dataset):
+    open_and_wait(qtbot, window, dataset)
+    bar = window.narrow_bar
+    rows = rows_in_view(window)
+    province = rows[0].label[0]
+    bar.province.setCurrentIndex(bar.province.findData(province))
+    shown = rows_in_view(window)
+    assert shown and all(r.label.startswith(province) for r in shown)
+    qtbot.waitUntil(lambda: window.counts_label.text().startswith(f"{len(shown)} of 21"), timeout=2000)
+    bar.clear()
+    assert window.model.rowCount() == 21
+    bar.score_max.setValue(0.5)
+    assert all(window.model.table.score_shown(r.k) <= 0.5 for r in rows_in_view(window))
+    bar.clear()
+    window.show_confusions()
+    dlg = window.confusion_dialog
+    counts = window.model.table.confusions()
+    assert dlg.isVisible() and dlg.grid.rowCount() == min(dlg.MAX_CHARS, len({a for a, _ in counts}))
+    if counts:  # a random model misreads plenty: click its commonest confusion
+        (a, b), n = max(counts.items(), key=lambda kv: kv[1])
+        i, j = dlg._rows.index(a), dlg._cols.index(b)
+        assert dlg.grid.item(i, j).text() == str(n)
+        dlg.grid.cellClicked.emit(i, j)
+        shown = rows_in_view(window)
+        assert shown and all(any(x == a and y == b for x, y in zip(r.label, r.prediction)) for r in shown)
+        assert bar.confusion_chip.isVisible()
+        bar.confusion_chip.click()
+        assert window.model.rowCount() == 21 and not bar.confusion_chip.isVisible()
+    dlg.close()

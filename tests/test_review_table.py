@@ -252,3 +252,40 @@ def test_a_second_reader_combines_scores_and_follows_renames():
     assert t.score_shown(k) == pytest.approx(0.95)
     t.set_second({})
     assert not t.has_second and t.score_shown(t.k_of(first_only.rel)) == 0.001
+
+
+def test_narrowing_by_province_position_confusion_score_and_state():
+    from core.review_table import Narrowing
+
+    recs = [
+        PredictionResult(
+            "a-皖A12345.jpg", "皖A12345", prediction="皖A12845", cer=1 / 7, correct=False, label_score=0.3
+        ),
+        PredictionResult(
+            "b-皖B33333.jpg", "皖B33333", prediction="皖B33383", cer=1 / 7, correct=False, label_score=0.001
+        ),
+        PredictionResult("c-沪C44444.jpg", "沪C44444", prediction="沪C44444", cer=0.0, correct=True, label_score=0.97),
+        PredictionResult(
+            "d-沪D35555.jpg", "沪D35555", prediction="沪D85555", cer=1 / 7, correct=False, label_score=0.2
+        ),
+        PredictionResult("e-沪E66666.jpg", "沪E66666", error="not a decodable image"),
+    ]
+    t = ReviewTable()
+    t.set_records(recs, {"c-沪C44444.jpg": "verified"})
+
+    def shown(**kw) -> list[str]:
+        t.set_filter("", [], Narrowing(**kw))
+        return sorted(r.rel[0] for r in t.shown_rows())
+
+    assert shown(province="沪") == ["c", "d", "e"]
+    assert shown(position=4) == ["a"] and shown(position=5) == ["b"] and shown(position=2) == ["d"]
+    assert shown(confusion=("3", "8")) == ["a", "b", "d"] and shown(confusion=("5", "8")) == []
+    assert shown(score_min=0.1, score_max=0.5) == ["a", "d"] and shown(score_max=0.01) == ["b"]
+    assert shown(state="verified") == ["c"] and shown(state="unreadable") == ["e"]
+    assert shown(province="沪", confusion=("3", "8")) == ["d"]
+    assert t.stats()["n"] == 1
+    t.set_filter("", [], Narrowing())
+    assert len(t.shown_rows()) == 5 and not t.filtering
+    assert t.confusions() == {("3", "8"): 3}
+    t.set_filter("", [], Narrowing(province="皖"))
+    assert t.confusions(shown_only=True) == {("3", "8"): 2}
