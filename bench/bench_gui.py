@@ -1,11 +1,13 @@
 """GUI scale benchmark: a 200,000-row results table and a warm-cache open of a 200,000-file folder.
 
     QT_QPA_PLATFORM=offscreen python bench/bench_gui.py [--rows 200000] [--no-folder]
-        [--folder DIR] [--only-open] [--opens N]
+        [--folder DIR] [--only-open] [--opens N] [--cold N [--rounds R]]
 
 Prints timings for model load, sort by every column, text/quick filters, counts,
 scrolling (paint of a page with thumbnails), the real open of a folder whose
-predictions are cached in the store, and the peak RSS.
+predictions are cached in the store, and the peak RSS. ``--cold N``: predicting N files
+nobody predicted before, in the window (open -> run finished) and with ``plate-review
+predict --no-cache`` on the same files, interleaved rounds, images/s of each.
 """
 
 from __future__ import annotations
@@ -212,6 +214,48 @@ def bench_folder(app, n: int, results: list, tmp: Path | None = None, opens: int
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def bench_cold(app, n: int, rounds: int) -> None:
+    """Images/s of a first open in the window against the CLI's predict, on ``n`` real crops."""
+    import statistics
+    import subprocess
+
+    from PySide6.QtCore import QEventLoop, QSettings, QTimer
+
+    from gui.main_window import MainWindow
+
+    srcs = sorted((ROOT / "data" / "plates_real").glob("*.jpg"))
+    gui_ips, cli_ips = [], []
+    for r in range(rounds):
+        tmp = Path(tempfile.mkdtemp(prefix="bench_cold_"))
+        try:
+            folder = tmp / "ds"
+            folder.mkdir()
+            for i in range(n):
+                src = srcs[i % len(srcs)]
+                os.link(src, folder / f"{i:06d}{src.name[src.name.index('-') :]}")
+            win = MainWindow(settings=QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat))
+            win.resize(1280, 800)
+            win.show()
+            app.processEvents()
+            loop = QEventLoop()
+            win.sig_run_finished.connect(lambda _c, lp=loop: lp.quit())
+            t = time.perf_counter()
+            QTimer.singleShot(0, lambda w=win, f=folder: w.open_folder(f))
+            loop.exec()
+            gui_ips.append(n / (time.perf_counter() - t))
+            win.close()
+            app.processEvents()
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "core.cli", "predict", str(folder), "--no-cache", "--out",
+                            str(tmp / "r.csv")], cwd=ROOT, check=True, capture_output=True)  # fmt: skip
+            cli_ips.append(n / (time.perf_counter() - t))
+            print(f"cold round {r + 1}: window {gui_ips[-1]:.0f} images/s, CLI {cli_ips[-1]:.0f} images/s", flush=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    g, c = statistics.median(gui_ips), statistics.median(cli_ips)
+    print(f"{'first open of ' + format(n, ',') + ' files: window / CLI':<48} {g:9.0f} / {c:.0f} images/s = {g / c:.0%}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=200_000)
@@ -219,6 +263,8 @@ def main() -> int:
     ap.add_argument("--folder", type=Path, help="build the folder-open data set here and keep it (reused when built)")
     ap.add_argument("--only-open", action="store_true", help="skip the table benchmark")
     ap.add_argument("--opens", type=int, default=1, help="open the folder this many times")
+    ap.add_argument("--cold", type=int, default=0, help="also: a first open of this many files, window vs CLI")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of --cold")
     args = ap.parse_args()
     from PySide6.QtCore import QCoreApplication
     from PySide6.QtWidgets import QApplication
@@ -237,6 +283,8 @@ def main() -> int:
         print(f"{'peak RSS after the model benchmark':<48} {peak_rss_mb():9.0f} MB")
     if not args.no_folder:
         bench_folder(app, args.rows, results, args.folder, args.opens)
+    if args.cold:
+        bench_cold(app, args.cold, args.rounds)
     print(f"{'peak RSS':<48} {peak_rss_mb():9.0f} MB")
     return 0
 

@@ -11,7 +11,9 @@ a zero-padded running index), plus, beside the splits:
 * ``rec_gt_<split>.txt`` -- PaddleOCR recognition labels, ``<split>/<name><TAB><label>``
 
 Files are copied (``shutil.copy2``) or hard-linked, never moved: the source folder is
-not modified. After writing, the output is checked against what was read and an
+not modified. A CCPD full photograph (its name gives the plate's box and corners) is
+exported as its plate, rectified (:func:`core.ccpd.crop_plate`, what the model reads),
+written as a JPEG: the output is a crop dataset like the rest. After writing, the output is checked against what was read and an
 :class:`ExportError` is raised if a single readable sample is missing.
 
 A file appears under its final name only once complete (written to a hidden temporary
@@ -68,6 +70,7 @@ class ExportReport:
         changed: Exported samples whose label was changed in Plate Review.
         linked: Files hard-linked (the rest were copied).
         kept: Files an unfinished earlier export had already written completely (not written again).
+        cropped: CCPD photographs exported as their plate's crop.
     """
 
     out: Path
@@ -77,6 +80,7 @@ class ExportReport:
     changed: int = 0
     linked: int = 0
     kept: int = 0
+    cropped: int = 0
 
     def lines(self) -> list[str]:
         """Human summary, last line ``exported=N skipped=N read=N``."""
@@ -84,6 +88,8 @@ class ExportReport:
         out += [f"skipped {printable(rel)}: {printable(why)}" for rel, why in self.skipped]
         if self.kept:
             out.append(f"resumed an unfinished export: {self.kept} file(s) were already complete")
+        if self.cropped:
+            out.append(f"{self.cropped} CCPD photograph(s) exported as their plate's crop")
         out.append(f"exported={sum(self.written.values())} skipped={len(self.skipped)} read={self.read}")
         return out
 
@@ -328,13 +334,18 @@ def export_dataset(
         if should_stop is not None and should_stop():
             raise ExportError(f"export stopped after {i} of {len(plan)} files; {unfinished}")
         src, dst = root / rel, dest / out_rel
-        if marker is not None and _same_content(src, dst):  # complete from the unfinished run
+        crop = _is_photo(plan[i][3])
+        # complete from the unfinished run (a crop's final name appears only on a complete file)
+        if marker is not None and (dst.is_file() if crop else _same_content(src, dst)):
             report.kept += 1
             continue
         tmp = _part(dst.parent, str(i))
         try:
             tmp.unlink(missing_ok=True)  # never write into a leftover: it may be a hard link to a source
-            if link and _try_link(src, tmp):
+            if crop:
+                tmp.write_bytes(_plate_jpeg(src, plan[i][3]))
+                report.cropped += 1
+            elif link and _try_link(src, tmp):
                 report.linked += 1
             else:
                 shutil.copy2(src, tmp)
@@ -384,6 +395,25 @@ def export_dataset(
     return report
 
 
+def _is_photo(parsed: plates.ParsedName) -> bool:
+    """Whether the file is a CCPD full photograph whose name says where its plate is."""
+    return parsed.scheme is plates.Scheme.CCPD and (parsed.box is not None or parsed.corners is not None)
+
+
+def _plate_jpeg(src: Path, parsed: plates.ParsedName) -> bytes:
+    """The plate of the photograph ``src``, rectified, as JPEG bytes (quality 95)."""
+    import cv2
+
+    from .ccpd import crop_plate
+    from .images import read_rgb
+
+    crop = crop_plate(read_rgb(src), parsed)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    if not ok:
+        raise OSError(f"cannot encode the plate of {src.name} as JPEG")
+    return buf.tobytes()
+
+
 def _try_link(src: Path, dst: Path) -> bool:
     try:
         os.link(src, dst)
@@ -395,9 +425,12 @@ def _try_link(src: Path, dst: Path) -> bool:
 def _verify(root: Path, dest: Path, plan: list, report: ExportReport) -> None:
     """Count what was written against what was read; fail loudly on any difference."""
     on_disk = {f.rel: f.size for f in scan_files(dest)}
-    missing = [
-        f"{rel} -> {out_rel}" for rel, out_rel, _, _ in plan if on_disk.get(out_rel) != os.stat(root / rel).st_size
-    ]
+
+    def complete(rel: str, out_rel: str, parsed: plates.ParsedName) -> bool:
+        size = on_disk.get(out_rel, -1)
+        return size > 0 if _is_photo(parsed) else size == os.stat(root / rel).st_size  # a crop: any non-empty JPEG
+
+    missing = [f"{rel} -> {out_rel}" for rel, out_rel, _, parsed in plan if not complete(rel, out_rel, parsed)]
     extra = len(on_disk) - len(plan)
     if missing or extra or len(plan) + len(report.skipped) != report.read:
         head = "; ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")

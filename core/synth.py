@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import Dataset
 
 from . import plates
+from .ccpd import crop_named
 from .data import encode_label, preprocess
 from .images import read_rgb
 
@@ -748,7 +749,8 @@ class SpliceDataset(Dataset):
     """``n`` plates spliced from real crops (:func:`splice_plate`), deterministic per seed.
 
     Args:
-        items: ``(path, label)`` pairs of real crops with valid labels (training part only).
+        items: ``(path, label)`` pairs of real crops with valid labels (training part only); a CCPD
+            photograph contributes its plate, rectified.
         n: Samples per epoch.
         seed: Fixes which cells are joined.
         augment: Optional albumentations pipeline applied after splicing.
@@ -758,7 +760,7 @@ class SpliceDataset(Dataset):
     def __init__(self, items: Sequence[tuple[str | os.PathLike, str]], n: int, seed: int = 0,
                  augment: Callable | None = None, p_swap: float = 0.5, p_letter: float = 0.0,
                  p_anywhere: float = 0.0):  # fmt: skip
-        self.images = [read_rgb(p) for p, _ in items]
+        self.images = [crop_named(read_rgb(p), p) for p, _ in items]  # a CCPD photograph gives its plate
         self.labels = [lab for _, lab in items]
         self.n, self.seed, self.augment, self.p_swap, self.p_letter = int(n), int(seed), augment, p_swap, p_letter
         self.p_anywhere = p_anywhere

@@ -54,7 +54,13 @@ plate's own outline (solid, bright) or its bounding box (thin, dashed)."""
 
 
 class ImageView(QWidget):
-    """Shows one image either fitted to the widget (Lanczos-resampled, so crisp) or at 1:1."""
+    """Shows one image fitted to the widget (Lanczos-resampled, so crisp) or at 1:1; the mouse wheel
+    zooms about the pointer, dragging pans, a double click fits again."""
+
+    MAX_SIDE = 4096  # the longest side a zoom may resample the image to (memory)
+
+    sig_fit = Signal()
+    """A double click fitted the image again."""
 
     def __init__(self, parent=None, margin: int = 12, min_height: int = 140):
         super().__init__(parent)
@@ -65,6 +71,9 @@ class ImageView(QWidget):
         self._outlines: list[Outline] = []
         self.margin = margin
         self.fit = True
+        self.zoom: float | None = None  # a wheel zoom's scale (None: fit or 1:1)
+        self._pan = QPointF(0.0, 0.0)  # the image's offset from centred, in widget pixels
+        self._drag: QPointF | None = None
         self.setMinimumHeight(min_height)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
@@ -78,12 +87,71 @@ class ImageView(QWidget):
         self._message = message
         self._outlines = list(outlines or [])
         self._scaled = None
+        self.zoom, self._pan = None, QPointF(0.0, 0.0)
         self.update()
 
     def set_fit(self, fit: bool) -> None:
         self.fit = fit
+        self.zoom, self._pan = None, QPointF(0.0, 0.0)
         self._scaled = None
         self.update()
+
+    def scale(self) -> float:
+        """Displayed pixels per image pixel now."""
+        if self._rgb is None:
+            return 1.0
+        if self.zoom is not None:
+            return self.zoom
+        if not self.fit:
+            return 1.0
+        h, w = self._rgb.shape[:2]
+        area = self.rect().adjusted(self.margin, self.margin, -self.margin, -self.margin)
+        return min(area.width() / w, area.height() / h)
+
+    def zoom_by(self, factor: float, at: QPointF | None = None) -> None:
+        """Zoom by ``factor`` keeping the image point under ``at`` (widget coordinates; default: the centre) still."""
+        if self._rgb is None:
+            return
+        h, w = self._rgb.shape[:2]
+        old_t = self._target()
+        s_old = self.scale()
+        s_new = min(max(s_old * factor, 0.25 * min(1.0, s_old)), self.MAX_SIDE / max(w, h))
+        at = QPointF(self.rect().center()) if at is None else at
+        # the image point under `at`, then where it lands at the new scale; the pan makes up the difference
+        ix, iy = (at.x() - old_t.left()) / s_old, (at.y() - old_t.top()) / s_old
+        self.zoom = s_new
+        self._pan = QPointF(0.0, 0.0)
+        centred = self._target()
+        self._pan = QPointF(at.x() - ix * s_new - centred.left(), at.y() - iy * s_new - centred.top())
+        self._scaled = None
+        self.update()
+
+    def wheelEvent(self, event) -> None:  # noqa: N802
+        steps = event.angleDelta().y() / 120.0
+        if self._rgb is None or not steps:
+            event.ignore()  # nothing to zoom: the panel scrolls
+            return
+        self.zoom_by(1.25**steps, event.position())
+        event.accept()
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        if self._rgb is not None and event.button() == Qt.MouseButton.LeftButton:
+            self._drag = event.position()
+            self.setCursor(Qt.CursorShape.ClosedHandCursor)
+
+    def mouseMoveEvent(self, event) -> None:  # noqa: N802
+        if self._drag is not None:
+            self._pan += event.position() - self._drag
+            self._drag = event.position()
+            self.update()
+
+    def mouseReleaseEvent(self, event) -> None:  # noqa: N802
+        self._drag = None
+        self.unsetCursor()
+
+    def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802
+        self.set_fit(True)
+        self.sig_fit.emit()
 
     @property
     def has_image(self) -> bool:
@@ -93,12 +161,11 @@ class ImageView(QWidget):
         h, w = self._rgb.shape[:2]
         m = self.margin
         area = self.rect().adjusted(m, m, -m, -m)
-        if self.fit:
-            s = min(area.width() / w, area.height() / h)
-        else:
-            s = 1.0
+        s = self.scale()
         tw, th = max(1, round(w * s)), max(1, round(h * s))
         left, top = area.left() + (area.width() - tw) // 2, area.top() + (area.height() - th) // 2
+        if self.zoom is not None:
+            return QRect(round(left + self._pan.x()), round(top + self._pan.y()), tw, th)
         if self._outlines and (tw > area.width() or th > area.height()):
             quad = self._outlines[0][0]
             cx, cy = sum(x for x, _ in quad) / len(quad) * s, sum(y for _, y in quad) / len(quad) * s
@@ -424,7 +491,9 @@ class Inspector(QFrame):
         grp.addButton(self.fit_btn)
         grp.addButton(self.one_btn)
         grp.setExclusive(True)
-        self.fit_btn.toggled.connect(self.image.set_fit)
+        self.fit_btn.clicked.connect(lambda: self.image.set_fit(True))  # clicked: also after a wheel zoom
+        self.one_btn.clicked.connect(lambda: self.image.set_fit(False))
+        self.image.sig_fit.connect(lambda: self.fit_btn.setChecked(True))
 
         self.title = QLabel()
         self.title.setFont(plate_font(12, bold=True))

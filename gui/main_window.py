@@ -150,6 +150,10 @@ class MainWindow(QMainWindow):
         self._counts_timer = QTimer(self)
         self._counts_timer.setSingleShot(True)
         self._counts_timer.setInterval(120)
+        # While a run predicts, the rows it adds are sorted into the review order this often.
+        self._resort_timer = QTimer(self)
+        self._resort_timer.setInterval(2000)
+        self._resort_timer.timeout.connect(self._on_resort_timer_timeout)
         self._counts_timer.timeout.connect(self._update_counts)
 
         self.table.selectionModel().currentRowChanged.connect(self._on_table_current_changed)
@@ -205,7 +209,7 @@ class MainWindow(QMainWindow):
             "next": lambda: self._move(1), "prev": lambda: self._move(-1), "accept": self.accept_prediction,
             "verify": self.verify_label, "edit": self.edit_label, "unreadable": self.mark_unreadable,
             "undo": self.undo, "redo": self.redo, "find": self._focus_filter,
-            "fit": lambda: self.inspector.fit_btn.setChecked(True), "one": lambda: self.inspector.one_btn.setChecked(True),
+            "fit": lambda: self.inspector.fit_btn.click(), "one": lambda: self.inspector.one_btn.click(),
             "open": self.choose_folder, "sample": lambda: self.open_folder(SAMPLE_FOLDER), "export": self.choose_export,
             "quit": self.close, "model": self.choose_model, "default_model": lambda: self.set_model(None),
             "previous_model": lambda: self.set_model(self.previous_model), "second": self.choose_second_opinion,
@@ -537,6 +541,7 @@ class MainWindow(QMainWindow):
         """Cancel the running workers and wait for their threads (never terminated)."""
         self._stop_second(timeout_ms)
         run, self.open_run = self.open_run, None
+        self._resort_timer.stop()
         if run is not None:
             run.worker.stop()
             if not run.thread.wait(timeout_ms):
@@ -844,10 +849,29 @@ class MainWindow(QMainWindow):
             return
         had = self.model.rowCount()
         self.model.add_predictions(results, run.states)
+        if not self._resort_timer.isActive():
+            self._resort_timer.start()
         if had == 0 and self.model.rowCount():
             self.table.select_row(0)
             # Selected for the user, not by them: after the final sort, the worst row takes its place.
             run.auto_selected = self._current_row()
+
+    def _resort_keeping_place(self, run: OpenRun) -> None:
+        """Sort the rows that came in into the review order. The row the user is on stays selected; a row
+        selected for them (the first that came in) gives its place to the new first row."""
+        current = self._current_row()
+        self.model.resort()
+        if current is not None and current is run.auto_selected:
+            self.table.select_row(0)
+            self.table.scrollToTop()
+            run.auto_selected = self._current_row()
+        elif current is not None:
+            self._select_row(current)
+
+    @Slot()
+    def _on_resort_timer_timeout(self) -> None:
+        if self.open_run is not None and self.model.needs_resort:
+            self._resort_keeping_place(self.open_run)
 
     @Slot(object)
     def _on_worker_progress(self, p: Progress) -> None:
@@ -886,14 +910,9 @@ class MainWindow(QMainWindow):
         self.act_cancel.setEnabled(False)
         self.act_rerun.setEnabled(True)
         self.open_run = None
-        if self.model.needs_resort:  # predictions came in since the load's sort
-            current = self._current_row()
-            self.model.resort()
-            if current is not None and current is run.auto_selected:
-                self.table.select_row(0)
-                self.table.scrollToTop()
-            elif current is not None:
-                self._select_row(current)
+        self._resort_timer.stop()
+        if self.model.needs_resort:  # predictions came in since the last sort
+            self._resort_keeping_place(run)
         if self.model.rowCount() and not self.table.currentIndex().isValid():
             self.table.select_row(0)
         n = len(self.model.table)
@@ -1189,6 +1208,8 @@ class MainWindow(QMainWindow):
             parts.append(f"accuracy {s['accuracy']:.1%}")
             parts.append(f"CER {s['cer']:.3f}")
         parts.append(f"{s['likely_errors']:,} likely label errors")
+        if self.open_run is not None and self._resort_timer.isActive():
+            parts.append(f"predicting: new rows take their place every {self._resort_timer.interval() // 1000} s")
         if s.get("duplicate_conflicts"):
             parts.append(f"{s['duplicate_conflicts']:,} same-picture conflicts")
         parts.append(f"{s['reviewed']:,} reviewed")

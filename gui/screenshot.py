@@ -2,6 +2,7 @@
 
     QT_QPA_PLATFORM=offscreen python -m gui.screenshot [--model CKPT] [--row 3] [--out docs/screenshot.png]
         [--size 1280x800] [--second MODEL [--second-dict DICT]] [--confusions OUT] [--train]
+        [--folder DIR [--select FILE]]
 
 Works on a copy of resources/sample/ (the bundled folder is never written to).
 """
@@ -30,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--second-dict", help="the second reader's dictionary, if it is a CTC recognizer")
     ap.add_argument("--confusions", help="also save the confusion matrix (View > Confusions) to this file")
     ap.add_argument("--train", action="store_true", help="with the Train panel open")
+    ap.add_argument("--folder", help="a folder to show instead of the bundled sample (copied first)")
+    ap.add_argument("--select", help="select this file instead of --row")
     args = ap.parse_args(argv)
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
@@ -40,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="plate_review_shot_"))
     try:
         folder = tmp / "sample"
-        shutil.copytree(SAMPLE_FOLDER, folder)
+        shutil.copytree(args.folder or SAMPLE_FOLDER, folder)
         app = QApplication.instance() or QApplication([])
         app.setStyle("Fusion")
         fonts.install_app_fonts(app)
@@ -62,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
             while not second and time.time() - t < 300:
                 app.processEvents()
                 time.sleep(0.01)
-        win.table.select_row(args.row)
+        row = win.model.row_of(args.select) if args.select else None
+        win.table.select_row(args.row if row is None else row)
         win.table.setFocus()
         for _ in range(50):
             app.processEvents()

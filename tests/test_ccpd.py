@@ -314,3 +314,28 @@ def test_the_table_thumbnail_of_a_ccpd_photo_shows_its_plate():
     box = _plate_box(f"sub/{name}", QSize(720, 1160))
     assert (box.x(), box.y(), box.width(), box.height()) == (154, 383, 232, 90)
     assert _plate_box("0001-皖A12345.jpg", QSize(94, 24)) is None
+
+
+# --------------------------------------------------------------------------- export
+
+
+def test_export_writes_the_plate_of_a_photograph_not_the_photograph(tmp_path, real):
+    from core.export import export_dataset
+
+    crop, label = real
+    src = tmp_path / "ds"
+    src.mkdir()
+    frame, name, (w, h) = tilted_photo(crop, label)
+    write_rgb(src / name, frame)
+    write_rgb(src / f"0001-{label}.png", crop)  # a crop among photographs is copied as it is
+    report = export_dataset(src, tmp_path / "out", split={"train": 1.0})
+    assert report.cropped == 1 and report.written == {"train": 2}
+    assert any("exported as their plate's crop" in line for line in report.lines())
+    out = sorted((tmp_path / "out" / "train").iterdir())
+    photo_out = next(p for p in out if "&" not in p.name and p.suffix == ".jpg")
+    got = read_rgb(photo_out)
+    want = crop_named(frame, name)
+    assert got.shape == want.shape and abs(got.shape[1] - w) <= 3  # the rectified plate, not the 720x1160 frame
+    assert np.abs(got.astype(int) - want.astype(int)).mean() < 4  # JPEG at quality 95
+    assert parse_name(photo_out.name).label == label
+    assert (tmp_path / "out" / "train" / f"0001-{label}.png").read_bytes() == (src / f"0001-{label}.png").read_bytes()

@@ -707,3 +707,53 @@ def test_narrow_by_value_and_by_a_confusion_cell(qtbot, window, dataset):
         bar.confusion_chip.click()
         assert window.model.rowCount() == 21 and not bar.confusion_chip.isVisible()
     dlg.close()
+
+
+def test_the_inspector_zooms_with_the_wheel_about_the_pointer_and_pans(qtbot, window, dataset):
+    from PySide6.QtCore import QPoint, QPointF
+    from PySide6.QtGui import QWheelEvent
+
+    open_and_wait(qtbot, window, dataset)
+    window.table.select_row(5)
+    view = window.inspector.image
+    assert view.has_image and view.zoom is None
+    fit = view.scale()
+    at = QPointF(view._target().center()) + QPointF(20, 3)  # a point on the image, right of its centre
+    t = view._target()
+    before = ((at.x() - t.left()) / fit, (at.y() - t.top()) / fit)  # the image pixel under the pointer
+    wheel = QWheelEvent(at, view.mapToGlobal(at), QPoint(0, 0), QPoint(0, 240), Qt.MouseButton.NoButton,
+                        Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)  # fmt: skip
+    QApplication.sendEvent(view, wheel)
+    assert view.scale() == pytest.approx(fit * 1.25**2)
+    t = view._target()
+    after = ((at.x() - t.left()) / view.scale(), (at.y() - t.top()) / view.scale())
+    assert after == pytest.approx(before, abs=0.6)  # the same pixel stays under the pointer
+    qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=at.toPoint())
+    qtbot.mouseMove(view, (at + QPointF(-30, 0)).toPoint())
+    qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=(at + QPointF(-30, 0)).toPoint())
+    assert view._target().left() == t.left() - 30  # dragged left by 30 px
+    window.act_fit.trigger()  # Ctrl+0: fit again, even though Fit was already the checked button
+    assert view.zoom is None and view.scale() == pytest.approx(fit)
+    window.act_one.trigger()
+    assert view.scale() == 1.0 and window.inspector.one_btn.isChecked()
+    qtbot.mouseDClick(view, Qt.MouseButton.LeftButton)
+    assert view.scale() == pytest.approx(fit) and window.inspector.fit_btn.isChecked()
+
+
+def test_rows_join_the_review_order_while_a_first_open_predicts(qtbot, window, dataset):
+    """The first open of a folder sorts the rows in as they are predicted, not only at the end."""
+    from core.label_score import sort_for_review
+
+    window.batch_size = 2
+    window._resort_timer.setInterval(1)
+    sorted_mid_run = []
+
+    def check(_rows) -> None:
+        if window.open_run is not None and window.model.rowCount() >= 6 and not window.model.needs_resort:
+            shown = [r.rel for r in rows_in_view(window)]
+            sorted_mid_run.append(shown == [r.rel for r in sort_for_review(rows_in_view(window))])
+
+    window.model.layoutChanged.connect(check)
+    open_and_wait(qtbot, window, dataset)
+    assert sorted_mid_run and all(sorted_mid_run)
+    assert window.model.row_at(0) is window._current_row()  # the first row in the end is the one selected
