@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 import traceback
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,7 +29,10 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def install_excepthook(parent_getter=lambda: None) -> None:
-    """Show unexpected exceptions (from slots and events) in a dialog and log them; keep running."""
+    """Show unexpected exceptions (from slots and events) in a dialog and log them; keep running.
+
+    ``parent_getter`` returns the dialog's parent window or ``None`` (a ``weakref.ref`` fits).
+    """
     from PySide6.QtWidgets import QMessageBox
 
     def hook(etype, value, tb) -> None:
@@ -68,11 +72,27 @@ def run(argv: Sequence[str] | None = None) -> int:
     fonts.install_app_fonts(app)
     app.setStyleSheet(style.STYLE_SHEET)
     win = MainWindow(model_path=args.model, use_store=not args.no_store)
-    install_excepthook(lambda: win)
-    win.show()
-    folder = Path(args.folder) if args.folder else SAMPLE_FOLDER
-    if not folder.is_dir():
-        print(f"error: {folder}: not a folder", file=sys.stderr)
-        return 2
-    win.open_folder(folder)
-    return app.exec()
+    # The hook must not keep the window alive: it would outlive the QApplication, and Python would
+    # free its wrapper during interpreter shutdown, after Qt is gone.
+    install_excepthook(weakref.ref(win))
+    try:
+        win.show()
+        folder = Path(args.folder) if args.folder else SAMPLE_FOLDER
+        if not folder.is_dir():
+            print(f"error: {folder}: not a folder", file=sys.stderr)
+            return 2
+        win.open_folder(folder)
+        return app.exec()
+    finally:
+        close_window(win)
+
+
+def close_window(win) -> None:
+    """Delete the window's Qt objects now, while the application exists (its closeEvent has stopped every
+    thread), and restore Python's exception hook: nothing Qt outlives the event loop."""
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    sys.excepthook = sys.__excepthook__
+    win.close()
+    win.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)

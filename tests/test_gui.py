@@ -757,3 +757,32 @@ def test_rows_join_the_review_order_while_a_first_open_predicts(qtbot, window, d
     open_and_wait(qtbot, window, dataset)
     assert sorted_mid_run and all(sorted_mid_run)
     assert window.model.row_at(0) is window._current_row()  # the first row in the end is the one selected
+
+
+def test_nothing_qt_outlives_the_event_loop(tmp_path):
+    """After the app's event loop ends, its window is deleted while the application still exists and the
+    exception hook no longer holds it: Python never frees a Qt wrapper during interpreter shutdown."""
+    import subprocess
+    import sys
+
+    from ._util import REPO
+
+    code = (
+        "import sys, shiboken6\n"
+        "from PySide6.QtCore import QTimer\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "import gui.app as ga\n"
+        "app = QApplication([])\n"
+        "wins = []\n"
+        "def close():\n"
+        "    w = next(w for w in app.topLevelWidgets() if type(w).__name__ == 'MainWindow')\n"
+        "    wins.append(w)\n"
+        "    w.close()\n"
+        "QTimer.singleShot(500, close)\n"
+        "rc = ga.run(['--no-store'])\n"
+        "print(rc, shiboken6.isValid(wins[0]), sys.excepthook is sys.__excepthook__)\n"
+    )
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[-3:] == ["0", "False", "True"], r.stdout + r.stderr[-2000:]
