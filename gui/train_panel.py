@@ -257,6 +257,13 @@ class TrainPanel(QWidget):
         if mps is not None and mps.is_available():
             self.device_combo.addItem("Apple MPS", "mps")
         tf.addRow("Device", self.device_combo)
+        # Combos as wide as the column, not as their longest entry (the list still shows it whole):
+        # otherwise the column needs more than a 1366-px screen leaves it and its right edge is cut.
+        for combo in (self.base_combo, self.arch_combo, self.val_combo, self.device_combo):
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(10)
+            combo.setToolTip(combo.currentText())
+            combo.currentTextChanged.connect(combo.setToolTip)
         self.unreviewed_check = QCheckBox("Include unreviewed samples")
         self.unreviewed_check.setChecked(True)
         self.unreviewed_check.setToolTip(
