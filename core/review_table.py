@@ -63,6 +63,10 @@ class Narrowing:
     """The lowest label score shown (the score that orders the review)."""
     score_max: float | None = None
     """The highest label score shown."""
+    conf_min: float | None = None
+    """The lowest confidence shown (the model's probability of its whole reading)."""
+    conf_max: float | None = None
+    """The highest confidence shown."""
     state: str | None = None
     """The state as shown (``ReviewState`` value; missing, unreadable and invalid included)."""
 
@@ -597,6 +601,13 @@ class ReviewTable:
                 mask &= score >= nw.score_min
             if nw.score_max is not None:
                 mask &= score <= nw.score_max
+        if nw.conf_min is not None or nw.conf_max is not None:
+            conf = np.where(c("pred"), c("conf"), np.nan)  # rows without a reading have no confidence
+            mask &= ~np.isnan(conf)
+            if nw.conf_min is not None:
+                mask &= conf >= nw.conf_min
+            if nw.conf_max is not None:
+                mask &= conf <= nw.conf_max
         if nw.state is not None:
             code = self._state_code.get(nw.state)
             mask &= self._display_codes(sel) == code if code is not None else False

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QToolButton,
@@ -25,8 +26,6 @@ from core.review_table import Narrowing
 
 from . import style
 from .fonts import plate_font
-
-ANY = "Any"
 
 
 class NarrowBar(QWidget):
@@ -42,15 +41,20 @@ class NarrowBar(QWidget):
         self.setObjectName("filterBar")
         self._confusion: tuple[str, str] | None = None
         self.province = QComboBox()
-        self.province.addItem(ANY, None)
+        self.province.addItem("Any province", None)
         for ch in plates.PROVINCES:
             self.province.addItem(f"{ch} {plates.PROVINCE_PINYIN[ch]}", ch)
         self.province.setToolTip("Only labels of this province (the first character)")
         self.position = QComboBox()
-        self.position.addItem(ANY, None)
+        self.position.addItem("Any position", None)
         for i in range(7):
-            self.position.addItem(f"{i + 1}", i)
+            self.position.addItem(f"Position {i + 1}", i)
         self.position.setToolTip("Only rows read otherwise than labelled at this character (1: the province)")
+        self.measure = QComboBox()
+        self.measure.addItem("Score", "score")
+        self.measure.addItem("Confidence", "conf")
+        self.measure.setToolTip("The range beside applies to the label score (the review order) or to the "
+                                "model's confidence in its own reading")  # fmt: skip
         self.score_min, self.score_max = QDoubleSpinBox(), QDoubleSpinBox()
         for box, value in ((self.score_min, 0.0), (self.score_max, 1.0)):
             box.setRange(0.0, 1.0)
@@ -59,10 +63,10 @@ class NarrowBar(QWidget):
             box.setValue(value)
             box.setKeyboardTracking(False)  # filter when the number is complete, not per keystroke
             box.setFixedWidth(72)
-        self.score_min.setToolTip("Label score from (the score that orders the review)")
-        self.score_max.setToolTip("Label score up to")
+        self.score_min.setToolTip("From (inclusive)")
+        self.score_max.setToolTip("Up to (inclusive)")
         self.state = QComboBox()
-        self.state.addItem(ANY, None)
+        self.state.addItem("Any state", None)
         for s in ReviewState:
             self.state.addItem(s.value, s.value)
         self.state.setToolTip("Only rows in this state (as the State column shows it)")
@@ -81,18 +85,22 @@ class NarrowBar(QWidget):
         lay = QHBoxLayout(self)
         lay.setContentsMargins(8, 0, 8, 6)
         lay.setSpacing(4)
-        for text, w in (("Province", self.province), ("Position", self.position), ("Score", self.score_min),
-                        ("–", self.score_max), ("State", self.state)):  # fmt: skip
-            lab = QLabel(text)
-            lab.setObjectName("muted")
-            lay.addWidget(lab)
-            lay.addWidget(w)
-            lay.addSpacing(4)
+        for text, w in (("", self.province), ("", self.position), ("", self.measure), ("", self.score_min),
+                        ("–", self.score_max), ("", self.state)):  # fmt: skip
+            if text:
+                lay.addWidget(QLabel(text))
+            lay.addWidget(w, 1 if isinstance(w, QComboBox) else 0)
+            lay.addSpacing(2)
+        # Combos as narrow as a few characters when the window is (their lists show every entry whole).
+        for combo, chars in ((self.province, 6), (self.position, 6), (self.measure, 5), (self.state, 6)):
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(chars)
+            combo.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)  # wider when there is room
+            combo.setMaximumWidth(150)
         lay.addWidget(self.confusion_chip)
-        lay.addStretch(1)
         lay.addWidget(self.confusions_btn)
         lay.addWidget(self.clear_btn)
-        for combo in (self.province, self.position, self.state):
+        for combo in (self.province, self.position, self.state, self.measure):
             combo.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
             combo.currentIndexChanged.connect(self._emit)
         for box in (self.score_min, self.score_max):
@@ -100,12 +108,16 @@ class NarrowBar(QWidget):
 
     def narrowing(self) -> Narrowing:
         lo, hi = self.score_min.value(), self.score_max.value()
+        lo, hi = (lo if lo > 0.0 else None), (hi if hi < 1.0 else None)
+        conf = self.measure.currentData() == "conf"
         return Narrowing(
             province=self.province.currentData(),
             position=self.position.currentData(),
             confusion=self._confusion,
-            score_min=lo if lo > 0.0 else None,
-            score_max=hi if hi < 1.0 else None,
+            score_min=None if conf else lo,
+            score_max=None if conf else hi,
+            conf_min=lo if conf else None,
+            conf_max=hi if conf else None,
             state=self.state.currentData(),
         )
 
@@ -121,10 +133,10 @@ class NarrowBar(QWidget):
     @Slot()
     def clear(self) -> None:
         """Every value filter off (one change)."""
-        widgets = (self.province, self.position, self.state, self.score_min, self.score_max)
+        widgets = (self.province, self.position, self.state, self.measure, self.score_min, self.score_max)
         for w in widgets:
             w.blockSignals(True)
-        for combo in (self.province, self.position, self.state):
+        for combo in (self.province, self.position, self.state, self.measure):
             combo.setCurrentIndex(0)
         self.score_min.setValue(0.0)
         self.score_max.setValue(1.0)

@@ -282,6 +282,15 @@ def test_narrowing_by_province_position_confusion_score_and_state():
     assert shown(confusion=("3", "8")) == ["a", "b", "d"] and shown(confusion=("5", "8")) == []
     assert shown(score_min=0.1, score_max=0.5) == ["a", "d"] and shown(score_max=0.01) == ["b"]
     assert shown(state="verified") == ["c"] and shown(state="unreadable") == ["e"]
+    for rel, conf in (
+        ("a-皖A12345.jpg", 0.4),
+        ("b-皖B33333.jpg", 0.9),
+        ("c-沪C44444.jpg", 0.99),
+        ("d-沪D35555.jpg", 0.6),
+    ):
+        t.row_k(t.k_of(rel)).confidence = conf
+        t._sync(t.k_of(rel))
+    assert shown(conf_max=0.5) == ["a"] and shown(conf_min=0.5) == ["b", "c", "d"]  # e: no reading, no confidence
     assert shown(province="沪", confusion=("3", "8")) == ["d"]
     assert t.stats()["n"] == 1
     t.set_filter("", [], Narrowing())

@@ -6,9 +6,11 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 
+import pytest  # noqa: E402
 from PySide6.QtCore import QObject, Qt  # noqa: E402
 
 from gui.worker import Worker, WorkerError, describe_error, start_worker  # noqa: E402
@@ -95,3 +97,21 @@ def test_the_thread_ends_while_the_gui_thread_blocks_in_wait(qtbot):
     assert time.perf_counter() - t0 < 4
     assert [e[0] for e in events] == ["started", "returned", "finished"]
     qtbot.waitUntil(lambda: done == [True], timeout=5000)  # on_done runs in the GUI thread afterwards
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="True and None are immortal from Python 3.12: no refcounts")
+def test_the_qt_binding_keeps_python_refcounts_across_emit(qtbot):
+    """Workers emit thousands of signals. PySide6 6.12.0's emit dropped a reference to True per call, and
+    the interpreter died at exit (bool_dealloc / none_dealloc): pyproject excludes it, this checks."""
+    from PySide6.QtCore import QObject, Signal
+
+    class Emitter(QObject):
+        sig = Signal(object)
+
+    e, got = Emitter(), []
+    e.sig.connect(got.append)
+    before = sys.getrefcount(True), sys.getrefcount(None)
+    for _ in range(100):
+        e.sig.emit(None)
+    got.clear()
+    assert (sys.getrefcount(True), sys.getrefcount(None)) == before
