@@ -93,6 +93,7 @@ class CurvesWidget(QWidget):
         self._timer.setInterval(refresh_ms)
         self._timer.timeout.connect(self._on_timer_timeout)
         self._timer.start()
+        self.refresh()
 
     @staticmethod
     def _title_html(title: str, plot: str) -> str:
@@ -167,3 +168,7 @@ class CurvesWidget(QWidget):
         for name, item in self.items.items():
             xs, ys = self._data[name]
             item.setData(np.asarray(xs, dtype=float), np.asarray(ys, dtype=float))
+        for key, plot in self.plots.items():  # an empty plot shows no numbers (pyqtgraph's default range)
+            shown = any(self._data[name][0] for name, spec in SERIES.items() if spec[0] == key)
+            for ax in ("left", "bottom"):
+                plot.getAxis(ax).setStyle(showValues=shown)
