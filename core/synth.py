@@ -1,4 +1,4 @@
-"""Synthetic Chinese blue plates, and real-looking plates spliced from real crops.
+"""Synthetic Chinese plates (blue; single-row yellow on request), and real-looking plates spliced from real crops.
 
 Two sources of labelled training images besides the real crops:
 
@@ -73,6 +73,7 @@ class Look:
     noise: float = 1.0  # Gaussian noise sigma 2..10 grey levels, times this (on half the plates)
     jpeg_min: int = 30  # JPEG quality drawn from [30, 95], raised to at least this
     antialias: float = 0.5  # Gaussian sigma, in output pixels, before warping the drawn plate down
+    p_yellow: float = 0.0  # single-row yellow plates (black characters on yellow; large vehicles)
 
 
 HARSH = Look()
@@ -236,7 +237,15 @@ def _u(rng: np.random.Generator, a: float, b: float) -> float:
 
 
 def _plate_colours(rng: np.random.Generator, look: Look) -> tuple[np.ndarray, np.ndarray]:
-    """Background blue and character colour, RGB float 0..255."""
+    """Background and character colour, RGB float 0..255: white on blue, or black on yellow
+    (``look.p_yellow``; drawn only when it is set, so the blue looks keep their random stream)."""
+    if look.p_yellow and rng.random() < look.p_yellow:
+        hue = _u(rng, 18, 32)  # OpenCV hue: yellow ~ 20..30, towards orange when faded
+        bg = cv2.cvtColor(np.uint8([[[hue, _u(rng, 140, 255), _u(rng, 140, 255)]]]), cv2.COLOR_HSV2RGB)[0, 0]
+        fg = np.full(3, _u(rng, 5, 70), np.float32) + rng.uniform(0, 15, 3).astype(np.float32)
+        if rng.random() < look.p_dull:  # worn characters, grey towards the yellow
+            fg = 0.7 * fg + 0.3 * bg
+        return bg.astype(np.float32), fg
     hue = _u(rng, 100, 122)  # OpenCV hue (0..180): blue ~ 105..120
     sat = _u(rng, 150, 255)
     val = _u(rng, 120, 255)

@@ -340,3 +340,18 @@ def test_planar_blend_is_the_broadcast_formula_bit_for_bit():
     got = _blend(alpha, bg, fg)
     assert got.dtype == np.float32 and got.shape == want.shape
     assert np.array_equal(got, want)
+
+
+def test_yellow_plates_are_black_on_yellow_and_leave_the_blue_looks_alone():
+    from dataclasses import replace
+
+    from core.synth import HARSH, render_plate
+
+    rgb = render_plate("皖A26Y56", 11, size=(48, 188), look=replace(HARSH, p_yellow=1.0)).astype(int)
+    r, g, b = (np.median(rgb[..., c]) for c in range(3))
+    assert r > b + 40 and g > b + 40  # a yellow ground
+    grey = rgb.mean(axis=2)
+    assert np.percentile(grey, 5) < 0.5 * np.median(grey)  # dark characters on it
+    # p_yellow = 0 draws no extra random number: the blue looks keep their random stream.
+    assert np.array_equal(render_plate("皖A26Y56", 11, look=HARSH), render_plate("皖A26Y56", 11,
+                                                                                look=replace(HARSH, p_yellow=0.0)))  # fmt: skip
