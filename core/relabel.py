@@ -285,6 +285,14 @@ def decide(store: Store, states: dict[str, str], description: str | None = None)
         return report
 
 
+def _check_change(root, rel: str, label: str) -> tuple[str, str | None, str | None]:
+    """The normalised label, why the file may not be touched (``None``: it may; a missing file is
+    left for the plan to report), and why the label is invalid (``None``: it is a plate)."""
+    why = rel_problem(rel) or disk_problem(root, rel)
+    label = plates.normalize_label(label)
+    return label, why if why and why != "file not found" else None, plates.label_error(label)
+
+
 def _relabel(store, changes, state, description, chunk, progress, should_stop, verify=()) -> RelabelReport:
     root = store.folder
     report = RelabelReport()
@@ -297,12 +305,10 @@ def _relabel(store, changes, state, description, chunk, progress, should_stop, v
     for ch in changes:
         ch = ch if isinstance(ch, Change) else Change(*ch)
         rel = ch.rel
-        why = rel_problem(rel) or disk_problem(root, rel)
-        if why and why != "file not found":
-            report.failed.append((rel, f"refused: {why}; nothing touched"))
+        label, refused, err = _check_change(root, rel, ch.label)
+        if refused:
+            report.failed.append((rel, f"refused: {refused}; nothing touched"))
             continue
-        label = plates.normalize_label(ch.label)
-        err = plates.label_error(label)
         if err:
             report.failed.append((rel, f"invalid label: {err}"))
             continue
@@ -532,12 +538,10 @@ def relabel_from_csv(
     changes: list[Change] = []
     for row in rows:
         rel = row.file.replace("\\", "/").removeprefix("./")
-        why = rel_problem(rel) or disk_problem(root, rel)
-        if why and why != "file not found":
-            report.failed.append((rel, f"line {row.line}: {rel}: refused: {why}; nothing touched"))
+        label, refused, err = _check_change(root, rel, row.label)
+        if refused:
+            report.failed.append((rel, f"line {row.line}: {rel}: refused: {refused}; nothing touched"))
             continue
-        label = plates.normalize_label(row.label)
-        err = plates.label_error(label)
         if err:
             report.failed.append((rel, f"line {row.line}: {rel}: invalid label {row.label!r}: {err}"))
             continue

@@ -12,14 +12,14 @@ import pytest
 from core.cli import main
 from core.results_csv import PREDICT_HEADER as CSV_HEADER
 
-from ._util import REPO, copy_real, random_checkpoint_file
+from ._util import REPO, copy_real
 
 SUMMARY = re.compile(r"^n=(\d+) unreadable=(\d+) invalid=(\d+) accuracy=([\d.]+) cer=([\d.]+) images_per_s=([\d.]+)$")
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    return random_checkpoint_file(tmp_path_factory.mktemp("m") / "m.pt")
+@pytest.fixture
+def ckpt(random_checkpoint):
+    return random_checkpoint
 
 
 @pytest.fixture

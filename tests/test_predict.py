@@ -17,9 +17,9 @@ from core.predict import PredictionResult, Predictor, StopFlag, predict_samples
 from ._util import REAL, copy_real, random_checkpoint_file
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    return random_checkpoint_file(tmp_path_factory.mktemp("model") / "m.pt")
+@pytest.fixture
+def ckpt(random_checkpoint):
+    return random_checkpoint
 
 
 @pytest.fixture
