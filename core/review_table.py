@@ -282,6 +282,8 @@ class ReviewTable:
         self._shown = np.ones(0, np.bool_)  # filter result by k
         self.order = np.zeros(0, np.int64)
         self.view = self.order
+        self._version = 0  # counts changes to the rows' values: a sort of unchanged rows is a no-op
+        self._sorted_as: tuple | None = None  # (key, descending, version) of the last sort
         self._opos: np.ndarray | None = None  # k -> position in order
         self._vpos: np.ndarray | None = None  # k -> position in view (-1: hidden)
         self.needs_resort = False
@@ -307,6 +309,7 @@ class ReviewTable:
         m = len(recs)
         if not m:
             return
+        self._version += 1
         with gc_paused():  # one C-level pass per attribute (~3x cheaper than a tuple per record)
             rel, label, lerr, pred, conf, cer, err, score = (list(map(get, recs)) for get in _ATTRS)
         start, end = self._n, self._n + m
@@ -367,6 +370,7 @@ class ReviewTable:
         r = self._objs[k]
         if r is None:
             return
+        self._version += 1
         a = self._a
         a["err"][k] = bool(r.error)
         a["lerr"][k] = bool(r.label_error)
@@ -703,9 +707,14 @@ class ReviewTable:
             self.sort_key = key
         if descending is not None:
             self.descending = descending
+        done = (self.sort_key, self.descending, self._version)
+        if done == self._sorted_as and not self.needs_resort:
+            self._set_view()
+            return  # already in this order (a view asks twice: the header's indicator, then the sort)
         if len(self.order):
             keys = self.keys(self.sort_key, self.order)
             self.order = self.order[_perm_from_keys(keys, self.descending)]
+        self._sorted_as = done
         self._opos = None
         self.needs_resort = False
         self._set_view()
@@ -785,6 +794,7 @@ class ReviewTable:
         ks = [k for k in map(self.k_of, rels) if k is not None]
         if not ks:
             return 0
+        self._version += 1
         keep = np.ones(self._n, np.bool_)
         keep[ks] = False
         new_k = np.cumsum(keep) - 1  # old k -> new k, where kept
@@ -858,6 +868,7 @@ class ReviewTable:
 
     def add_second(self, results: dict) -> None:
         """More of the second reader's predictions (as they come in)."""
+        self._version += 1
         self._src["second"].update(results)
         for rel, res in results.items():
             k = self.k_of(rel)
@@ -867,6 +878,7 @@ class ReviewTable:
 
     def set_readings(self, name: str, results: dict) -> None:
         """Replace the other reading ``name`` (one of :data:`READINGS`) of every row: ``{rel: record}``."""
+        self._version += 1
         self._src[name] = dict(results)
         self._a[name][:] = np.nan
         with gc_paused():

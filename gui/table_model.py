@@ -150,17 +150,23 @@ class ResultsModel(QAbstractTableModel):
         """Apply the current sort order again (after rows were added or changed)."""
         self._relayout(self.table.sort)
 
-    def _relayout(self, change: Callable[[], None]) -> None:
+    def _relayout(self, change: Callable[[], None], renumbers: bool = False) -> None:
         """Run ``change`` (a new order or filter) inside one layout change; persistent indexes follow their
-        samples, or become invalid where the sample is no longer shown."""
+        samples, or become invalid where the sample is no longer shown. ``renumbers``: the change
+        renumbers the records (a removal), so samples are followed by name, not by record index."""
         self.layoutAboutToBeChanged.emit()
         persistent = self.persistentIndexList()
         view = self.table.view
-        rels = [self.table.row_k(int(view[i.row()])).rel for i in persistent]
+        ks = [int(view[i.row()]) for i in persistent]
+        rels = [self.table.row_k(k).rel for k in ks] if renumbers else None
         change()
         self._nrows = len(self.table.view)
         if persistent:
-            new = [self.table.view_row_of(rel) for rel in rels]
+            if renumbers:
+                new = [self.table.view_row_of(rel) for rel in rels]
+            else:
+                pos = self.table.view_pos()
+                new = [int(pos[k]) if pos[k] >= 0 else None for k in ks]
             self.changePersistentIndexList(
                 persistent, [QModelIndex() if r is None else self.index(r, i.column()) for r, i in zip(new, persistent)]
             )
@@ -374,7 +380,7 @@ class ResultsModel(QAbstractTableModel):
             nonlocal n
             n = self.table.remove(rels)
 
-        self._relayout(change)
+        self._relayout(change, renumbers=True)
         return n
 
     def set_crossval(self, results: dict) -> None:
