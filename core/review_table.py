@@ -825,14 +825,14 @@ class ReviewTable:
             return None
         self.row_k(k).rename(new)
         self._sync(k)
-        if old in self._src["cv"]:  # a model that never saw the crop: its reading stays as it was
-            self._src["cv"][new] = self._src["cv"].pop(old)
-        second = self._src["second"].pop(old, None)
-        if second is not None:  # the second reader's score follows the new label, as the first's does
-            second = replace(second.to_record() if hasattr(second, "to_record") else second, rel=new,
-                             **relabelled(second, new))  # fmt: skip
-            self._src["second"][new] = second
-            self._set_reading("second", k, second)
+        for name in READINGS:  # the other readings' scores follow the new label, as the row's own does
+            res = self._src[name].pop(old, None)
+            if res is None:
+                continue
+            if getattr(res, "probs", None):  # a reading with no per-character probabilities keeps its score
+                res = replace(res.to_record() if hasattr(res, "to_record") else res, rel=new, **relabelled(res, new))
+            self._src[name][new] = res
+            self._set_reading(name, k, res)
         return k
 
     def set_state(self, rel: str, state: str) -> int | None:

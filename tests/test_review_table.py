@@ -298,3 +298,19 @@ def test_narrowing_by_province_position_confusion_score_and_state():
     assert t.confusions() == {("3", "8"): 3}
     t.set_filter("", [], Narrowing(province="皖"))
     assert t.confusions(shown_only=True) == {("3", "8"): 2}
+
+
+def test_a_rename_moves_the_cross_validated_score_with_the_label():
+    """Accepting what a model that never saw the crop read makes its own score of the label high."""
+    rec = PredictionResult("0-皖A11111.jpg", "皖A11111", prediction="皖A11111", probs=[0.9] * 7, runner_up="皖A11111",
+                           runner_up_probs=[0.01] * 7, cer=0.0, correct=True, label_score=0.9)  # fmt: skip
+    cv = PredictionResult(rec.rel, rec.label, prediction="皖A77111", probs=[0.95] * 7, runner_up="皖A11777",
+                          runner_up_probs=[0.03] * 7, cer=2 / 7, correct=False, label_score=0.03)  # fmt: skip
+    t = ReviewTable()
+    t.set_records([rec], {})
+    t.set_crossval({rec.rel: cv})
+    assert t.score_shown(0) == 0.03
+    t.rename(rec.rel, "0-皖A77111.jpg")
+    assert t.crossval_of("0-皖A77111.jpg").label_score == pytest.approx(0.95) and t.score_shown(0) == pytest.approx(
+        0.95
+    )
