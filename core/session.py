@@ -60,16 +60,20 @@ class ReviewSession:
     Args:
         folder: The dataset folder.
         use_store: Open the SQLite store (``False``: in-memory states, renames unavailable).
+        lock_wait_s: How long an edit waits while another process changes the folder before it
+            fails with ``core.store.StoreError`` (default: ``core.store.LOCK_TIMEOUT_S``).
 
     Raises:
         NotADirectoryError: ``folder`` is not a folder.
     """
 
-    def __init__(self, folder: str | os.PathLike, use_store: bool = True):
+    def __init__(self, folder: str | os.PathLike, use_store: bool = True, lock_wait_s: float | None = None):
         self.folder = Path(folder).resolve()
         if not self.folder.is_dir():
             raise NotADirectoryError(f"{folder}: not a folder")
         self.store = _store.Store.open(self.folder) if use_store else None
+        if self.store is not None and lock_wait_s is not None:
+            self.store.lock_wait_s = lock_wait_s  # how long an edit waits for another process's
         self.notices: list[str] = []
         if self.store is not None:
             if self.store.notice:

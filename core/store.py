@@ -425,6 +425,9 @@ class Store:
         self.owner = uuid.uuid4().hex
         self._lock = threading.RLock()
         self._mutating = 0
+        #: How long a change waits for another process's (:meth:`mutating`): a batch tool can wait,
+        #: a window should say at once that the folder is busy.
+        self.lock_wait_s = LOCK_TIMEOUT_S
         self.conn = sqlite3.connect(str(db_path), timeout=30.0, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed 'pending' journal entry must survive a power cut before the rename.
@@ -582,10 +585,11 @@ class Store:
         return False
 
     @contextlib.contextmanager
-    def mutating(self, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    def mutating(self, timeout_s: float | None = None) -> Iterator[None]:
         """Hold the folder's change lock: relabels, undos and redos of all processes run one at a time.
 
-        Re-entrant within this instance. A second process waits up to ``timeout_s``.
+        Re-entrant within this instance. A second process waits up to ``timeout_s`` (default:
+        :attr:`lock_wait_s`, which is :data:`LOCK_TIMEOUT_S` unless set).
 
         Raises:
             StoreError: another process held the lock for longer than ``timeout_s``.
@@ -599,7 +603,7 @@ class Store:
             return
         f = open(self.path.parent / "changes.lock", "a+b")  # noqa: SIM115 - closed below
         try:
-            deadline = time.monotonic() + timeout_s
+            deadline = time.monotonic() + (self.lock_wait_s if timeout_s is None else timeout_s)
             while not _try_lock(f):
                 if time.monotonic() > deadline:
                     raise StoreError(

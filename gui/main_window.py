@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from core import session as sess
+from core.errors import PlateReviewError
 from core.predict import Progress
 from core.review_state import ReviewState
 
@@ -1015,7 +1016,7 @@ class MainWindow(QMainWindow):
         nxt = self.model.row_at(cur + 1)
         try:
             out = fn(row, *args)
-        except sess.SessionError as e:
+        except (sess.SessionError, PlateReviewError) as e:  # e.g. another process is renaming files here
             self.statusBar().showMessage(str(e), 8000)
             return
         if out is None:
@@ -1057,7 +1058,7 @@ class MainWindow(QMainWindow):
         first = self.table.selected_rows()[0]
         try:
             out = fn(rows)
-        except sess.SessionError as e:
+        except (sess.SessionError, PlateReviewError) as e:
             self.statusBar().showMessage(str(e), 8000)
             return
         self._apply(out)
@@ -1144,7 +1145,11 @@ class MainWindow(QMainWindow):
             self._undo_redo(self.session.redo)
 
     def _undo_redo(self, fn) -> None:
-        out = fn()
+        try:
+            out = fn()
+        except PlateReviewError as e:  # another process is renaming files in this folder
+            self.statusBar().showMessage(str(e), 8000)
+            return
         self._apply(out)
         target = out.renamed[-1][1] if out.renamed else next(iter(out.states), None)
         if target is not None:

@@ -24,6 +24,10 @@ from core.session import ReviewSession
 
 from .worker import Worker, WorkerError
 
+#: How long an edit in the window waits while another process (a CLI relabel) changes the folder:
+#: the GUI thread waits, so the window says the folder is busy instead of freezing.
+EDIT_LOCK_WAIT_S = 1.0
+
 
 class OpenWorker(Worker):
     """Show a dataset's cached predictions at once, then scan the folder, reconcile, predict the rest.
@@ -110,7 +114,7 @@ class OpenWorker(Worker):
 
         if self.session is None:
             self._phase("Opening dataset…")
-            self.session = ReviewSession(self.folder, use_store=self.use_store)
+            self.session = ReviewSession(self.folder, use_store=self.use_store, lock_wait_s=EDIT_LOCK_WAIT_S)
             self.sig_opened.emit(self.session)
         session = self.session
         model_path = Path(self.model_path) if self.model_path else default_model_path()

@@ -786,3 +786,35 @@ def test_nothing_qt_outlives_the_event_loop(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split()[-3:] == ["0", "False", "True"], r.stdout + r.stderr[-2000:]
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the lock holder uses fcntl")
+def test_an_edit_while_another_process_renames_says_so_at_once(qtbot, window, dataset):
+    """The window waits about a second for another process's changes, then says the folder is busy:
+    no frozen window, no error dialog, nothing changed."""
+    import subprocess
+    import sys
+    import time
+
+    open_and_wait(qtbot, window, dataset)
+    lock = window.session.store.path.parent / "changes.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time\nf = open(sys.argv[1], 'a+b')\n"
+         "fcntl.flock(f.fileno(), fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(20)\n", str(lock)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        window.table.select_row(2)
+        row = window._current_row()
+        t = time.monotonic()
+        window.verify_label()
+        waited = time.monotonic() - t
+        assert waited < 5, waited
+        assert row.state == "unreviewed" and window.session.get_state(row.rel) == "unreviewed"
+        assert "another Plate Review process" in window.statusBar().currentMessage()
+    finally:
+        holder.kill()
+        holder.wait()
+    window.verify_label()  # the folder is free again
+    assert row.state == "verified"
