@@ -339,3 +339,17 @@ def test_export_writes_the_plate_of_a_photograph_not_the_photograph(tmp_path, re
     assert np.abs(got.astype(int) - want.astype(int)).mean() < 4  # JPEG at quality 95
     assert parse_name(photo_out.name).label == label
     assert (tmp_path / "out" / "train" / f"0001-{label}.png").read_bytes() == (src / f"0001-{label}.png").read_bytes()
+
+
+def test_a_photograph_that_cannot_be_read_at_export_time_names_itself(tmp_path, real):
+    from core.export import ExportError, export_dataset
+
+    crop, label = real
+    src = tmp_path / "ds"
+    src.mkdir()
+    frame, name, _ = tilted_photo(crop, label)
+    write_rgb(src / name, frame)
+    (src / name).write_bytes(b"\xff\xd8\xff not a jpeg any more")  # damaged after naming
+    with pytest.raises(ExportError, match="cannot write"):
+        export_dataset(src, tmp_path / "out", split={"train": 1.0}, check_images=False)
+    assert (src / name).read_bytes().startswith(b"\xff\xd8\xff")  # the source is untouched
