@@ -651,8 +651,9 @@ class MainWindow(QMainWindow):
         """The open folder's second reader and its dictionary, or ``None``."""
         if self.folder is None:
             return None
-        v = self.settings.value(self._second_key(), "", str)
-        model, _, dict_path = v.partition("\n")
+        v = self.settings.value(self._second_key(), [])
+        v = [v] if isinstance(v, str) else list(v or [])  # QSettings gives a one-item list back as a str
+        model, dict_path = (v + ["", ""])[:2]
         return (Path(model), Path(dict_path) if dict_path else None) if model else None
 
     def set_second_opinion(self, path: str | Path | None, dict_path: str | Path | None = None) -> None:
@@ -660,7 +661,7 @@ class MainWindow(QMainWindow):
         if self.folder is None:
             return
         self._stop_second()
-        self.settings.setValue(self._second_key(), f"{path}\n{dict_path or ''}" if path else "")
+        self.settings.setValue(self._second_key(), [str(path), str(dict_path or "")] if path else [])
         self.model.set_second({})
         self._show_second_column()
         if path and not self.running:
@@ -713,7 +714,7 @@ class MainWindow(QMainWindow):
     def _on_second_errored(self, err: WorkerError) -> None:
         if self._from_second() is None:
             return
-        self.settings.setValue(self._second_key(), "")  # a refused file is not opened again
+        self.settings.setValue(self._second_key(), [])  # a refused file is not opened again
         self._show_second_column()
         QMessageBox.warning(self, "Plate Review", f"The second opinion could not be read:\n{err.message}\n\n"
                             "Choose another model with Model ▸ Second Opinion….")  # fmt: skip

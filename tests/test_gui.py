@@ -818,3 +818,12 @@ def test_an_edit_while_another_process_renames_says_so_at_once(qtbot, window, da
         holder.wait()
     window.verify_label()  # the folder is free again
     assert row.state == "verified"
+
+
+def test_the_second_opinion_setting_keeps_any_path(window, tmp_path):
+    """A file name may hold a comma or a newline (POSIX): the folder's choice comes back exactly."""
+    window.folder = tmp_path
+    window.set_second_opinion("/models/a,\nb.onnx", "/models/dict, 1.txt")
+    assert window.second_opinion() == (Path("/models/a,\nb.onnx"), Path("/models/dict, 1.txt"))
+    window.set_second_opinion(None)
+    assert window.second_opinion() is None
