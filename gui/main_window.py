@@ -274,7 +274,8 @@ class MainWindow(QMainWindow):
         """Filter box, quick filters and counts above the table."""
         self.filter_edit = QLineEdit()
         self.filter_edit.setFocusPolicy(Qt.FocusPolicy.ClickFocus)  # Ctrl+F or a click; the keys start in the table
-        self.filter_edit.setPlaceholderText("Filter: file, label or prediction  (Ctrl+F)")
+        self.filter_edit.setPlaceholderText("Filter  (Ctrl+F)")
+        self.filter_edit.setToolTip("Show the rows whose file name, label or prediction contains this text")
         self.filter_edit.setClearButtonEnabled(True)
         self.filter_edit.setMinimumWidth(140)
         self.filter_edit.setMaximumWidth(300)
