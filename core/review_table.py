@@ -515,19 +515,10 @@ class ReviewTable:
         """Record ``k``'s other reading ``name`` (one of :data:`READINGS`), or ``None``."""
         return self._rec[name].get(k)
 
-    def crossval_k(self, k: int):
-        """Record ``k``'s cross-validation result, or ``None``."""
-        return self._rec["cv"].get(k)
-
-    def crossval_of(self, rel: str):
-        """The cross-validation result of the sample ``rel`` now has, or ``None``."""
+    def reading_of(self, name: str, rel: str):
+        """The other reading ``name`` (one of :data:`READINGS`) the sample ``rel`` has now, or ``None``."""
         k = self.k_of(rel)
-        return None if k is None else self._rec["cv"].get(k)
-
-    def second_of(self, rel: str):
-        """The second reader's reading of the sample ``rel``, or ``None``."""
-        k = self.k_of(rel)
-        return None if k is None else self._rec["second"].get(k)
+        return None if k is None else self._rec[name].get(k)
 
     @property
     def has_second(self) -> bool:

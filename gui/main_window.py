@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -169,7 +170,7 @@ class MainWindow(QMainWindow):
         self.inspector.sig_missing.connect(self._on_inspector_missing)
         self.inspector.sig_select.connect(self._on_inspector_select)
         self.inspector.duplicates_provider = self.model.duplicates_of
-        self.inspector.second_provider = self.model.table.second_of
+        self.inspector.second_provider = functools.partial(self.model.table.reading_of, "second")
         self.model.sig_changed.connect(self._counts_timer.start)
         self.model.sig_thumbnail.connect(self.table.viewport().update)
         self.model.rowsInserted.connect(self._counts_timer.start)
@@ -728,11 +729,8 @@ class MainWindow(QMainWindow):
         self.second_run = None
         self.progress_box.hide()
         self.act_cancel.setEnabled(False)
-        if self.model.needs_resort:
-            current = self._current_row()
-            self.model.resort()
-            if current is not None:
-                self._select_row(current)
+        if self.model.needs_resort:  # the combined scores reorder the review
+            self._resort_keeping_place()
         self._update_counts()
         self.sig_second_finished.emit()
 
@@ -859,12 +857,12 @@ class MainWindow(QMainWindow):
             # Selected for the user, not by them: after the final sort, the worst row takes its place.
             run.auto_selected = self._current_row()
 
-    def _resort_keeping_place(self, run: OpenRun) -> None:
-        """Sort the rows that came in into the review order. The row the user is on stays selected; a row
-        selected for them (the first that came in) gives its place to the new first row."""
+    def _resort_keeping_place(self, run: OpenRun | None = None) -> None:
+        """Sort the rows that came in (or changed) into the review order. The row the user is on stays
+        selected; a row an open ``run`` selected for them gives its place to the new first row."""
         current = self._current_row()
         self.model.resort()
-        if current is not None and current is run.auto_selected:
+        if current is not None and run is not None and current is run.auto_selected:
             self.table.select_row(0)
             self.table.scrollToTop()
             run.auto_selected = self._current_row()

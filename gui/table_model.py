@@ -108,10 +108,6 @@ class ResultsModel(QAbstractTableModel):
         return self.table.needs_resort
 
     @property
-    def filtering(self) -> bool:
-        return self.table.filtering
-
-    @property
     def quick(self) -> frozenset[str]:
         return self.table.quick
 
@@ -127,10 +123,6 @@ class ResultsModel(QAbstractTableModel):
         if (name in self.table.quick) != on:
             quick = self.table.quick | {name} if on else self.table.quick - {name}
             self._relayout(lambda: self.table.set_filter(self.table.text, quick))
-
-    @property
-    def narrowing(self) -> Narrowing:
-        return self.table.narrowing
 
     def set_narrowing(self, narrowing: Narrowing) -> None:
         """Filter by value too (province, position, confusion, score range, state)."""
@@ -261,7 +253,7 @@ class ResultsModel(QAbstractTableModel):
         return None
 
     def _cv_data(self, k: int, role):
-        cv = self.table.crossval_k(k)
+        cv = self.table.reading_k("cv", k)
         score = None if cv is None else cv.label_score
         if role == Qt.ItemDataRole.DisplayRole:
             return score_text(score)
@@ -298,7 +290,7 @@ class ResultsModel(QAbstractTableModel):
         s = self.table.score_shown(k)
         if s is None:
             return None
-        cv = self.table.crossval_k(k)
+        cv = self.table.reading_k("cv", k)
         cv = cv if cv is not None and cv.label_score is not None else None
         second = self.table.reading_k("second", k) if cv is None else None
         src = ("cross-validated (a model that never saw this crop)" if cv is not None
@@ -330,12 +322,6 @@ class ResultsModel(QAbstractTableModel):
 
     def duplicates_of(self, rel: str) -> list[Row]:
         return self.table.duplicates_of(rel)
-
-    def in_conflict(self, rel: str) -> bool:
-        return self.table.in_conflict(rel)
-
-    def crossval_of(self, rel: str):
-        return self.table.crossval_of(rel)
 
     # ------------------------------------------------------------ content
 

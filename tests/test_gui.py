@@ -626,14 +626,14 @@ def test_a_second_opinion_is_shown_combined_and_remembered_per_folder(qtbot, win
         window.set_second_opinion(other)
     assert not window.table.isColumnHidden(COL_SECOND) and window.act_no_second.isEnabled()
     rows = [r for r in rows_in_view(window) if r.prediction]
-    assert rows and all(window.model.table.second_of(r.rel) is not None for r in rows)
+    assert rows and all(window.model.table.reading_of("second", r.rel) is not None for r in rows)
     for r in rows:  # the order's score is the two readers' combined one
         k = window.model.table.k_of(r.rel)
         assert window.model.table.score_shown(k) == pytest.approx(
-            combined_score(r.label_score, window.model.table.second_of(r.rel).label_score)
+            combined_score(r.label_score, window.model.table.reading_of("second", r.rel).label_score)
         )
     i = window.model.row_of(rows[0].rel)
-    assert window.model.index(i, COL_SECOND).data() == window.model.table.second_of(rows[0].rel).prediction
+    assert window.model.index(i, COL_SECOND).data() == window.model.table.reading_of("second", rows[0].rel).prediction
     assert "second opinion" in window.model_label.text()
     keys = [window.model.index(j, COL_SCORE).data(SORT_ROLE) for j in range(window.model.rowCount())]
     assert keys == sorted(keys)  # re-sorted once the second readings were in

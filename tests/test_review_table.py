@@ -150,7 +150,7 @@ def test_remove_compacts_and_keeps_order_states_and_crossval(table):
     table.set_filter("", ["unreviewed"])
     assert table.remove([rels[0], rels[1], "not-there.jpg"]) == 2
     assert len(table) == len(rels) - 2 and [r.rel for r in table.rows] == rels[2:]
-    assert table.crossval_of(cv_rel).label_score == 0.002 and table.score_shown(table.k_of(cv_rel)) == 0.002
+    assert table.reading_of("cv", cv_rel).label_score == 0.002 and table.score_shown(table.k_of(cv_rel)) == 0.002
     assert table.row_of(rels[0]) is None and table.k_of(rels[2]) is not None
     assert [r.rel for r in table.shown_rows()] == [r.rel for r in table.rows if r.state == "unreviewed"]
 
@@ -248,7 +248,10 @@ def test_a_second_reader_combines_scores_and_follows_renames():
     assert [r.rel for r in t.shown_rows()] == []  # 0.05 and 0.97 are above the threshold
     # Accepting the readers' plate: the second reader's score follows the new label too.
     k = t.rename(both.rel, "0-皖A77777.jpg")
-    assert t.second_of("0-皖A77777.jpg").label_score == pytest.approx(0.95) and t.second_of(both.rel) is None
+    assert (
+        t.reading_of("second", "0-皖A77777.jpg").label_score == pytest.approx(0.95)
+        and t.reading_of("second", both.rel) is None
+    )
     assert t.score_shown(k) == pytest.approx(0.95)
     t.set_second({})
     assert not t.has_second and t.score_shown(t.k_of(first_only.rel)) == 0.001
@@ -311,6 +314,6 @@ def test_a_rename_moves_the_cross_validated_score_with_the_label():
     t.set_crossval({rec.rel: cv})
     assert t.score_shown(0) == 0.03
     t.rename(rec.rel, "0-皖A77111.jpg")
-    assert t.crossval_of("0-皖A77111.jpg").label_score == pytest.approx(0.95) and t.score_shown(0) == pytest.approx(
-        0.95
-    )
+    assert t.reading_of("cv", "0-皖A77111.jpg").label_score == pytest.approx(0.95) and t.score_shown(
+        0
+    ) == pytest.approx(0.95)
