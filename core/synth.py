@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -74,6 +74,12 @@ class Look:
     jpeg_min: int = 30  # JPEG quality drawn from [30, 95], raised to at least this
     antialias: float = 0.5  # Gaussian sigma, in output pixels, before warping the drawn plate down
     p_yellow: float = 0.0  # single-row yellow plates (black characters on yellow; large vehicles)
+    # What other cameras' crops add (docs/MODEL.md, "Known limits"). The defaults keep the
+    # random stream of the looks above: a rescale only, or a draw made only when the field is set.
+    margin: float = 1.0  # loose crops: positive margins times this (1.6: up to ~25 % of the height)
+    size_max: float = 2.0  # drawn output sizes reach this times 94x24 (2.45: ~230 px wide)
+    p_stamp: float = 0.0  # a camera's timestamp text printed over the crop
+    p_washed: float = 0.0  # washed-out colour: haze lifts the blacks and drains the saturation
 
 
 HARSH = Look()
@@ -93,6 +99,11 @@ MATCHED = Look(
     antialias=0.28,
 )
 """Calibrated so that contrast and sharpness match the real crops (``scripts/synth_vs_real.py``)."""
+
+CAMERAS = replace(MATCHED, p_yellow=0.3, margin=1.6, size_max=2.45, p_stamp=0.1, p_washed=0.2, p_motion=0.1)
+"""MATCHED plus what crops from other cameras show: yellow plates, looser and larger crops, timestamp
+text, washed colour, and motion blur as often as the blur draw allows (10 %). Each was checked
+against what the teacher reads (``bench/bench_teacher_critic.py``)."""
 
 # Standard plate geometry (GA 36), in mm: 440 x 140, characters 45 x 90,
 # 12 mm gaps, 34 mm between characters 2 and 3 holding the separator dot.
@@ -364,6 +375,35 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.clip(base + cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC), 0, 255)
 
 
+def _wash(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Haze and drained colour: towards a light grey by 20-50 %, saturation down to 40-80 %."""
+    grey = img.mean(axis=2, keepdims=True)
+    img = grey + (img - grey) * _u(rng, 0.4, 0.8)
+    return img + (_u(rng, 150, 230) - img) * _u(rng, 0.2, 0.5)
+
+
+_STAMP_DIGITS = "0123456789"
+
+
+def _stamp(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A camera's date and time printed over the crop: a white (or yellow) line of Hershey text
+    a quarter to two fifths of the crop's height, over its top edge or its bottom edge, partly off it."""
+    h, w = img.shape[:2]
+    d = "".join(_STAMP_DIGITS[int(k)] for k in rng.integers(0, 10, 12))
+    text = f"20{d[:2]}-{d[2:4]}-{d[4:6]} {d[6:8]}:{d[8:10]}:{d[10:12]}"
+    scale = _u(rng, 0.25, 0.4) * h / 22.0  # FONT_HERSHEY_PLAIN's capitals are ~0.6 x 22 px at scale 1
+    thick = max(1, int(round(scale)))
+    colour = (250.0, 250.0, 250.0) if rng.random() < 0.7 else (250.0, 230.0, 60.0)
+    x = int(_u(rng, -0.3, 0.3) * w)
+    y = int(_u(rng, 0.08, 0.25) * h) if rng.random() < 0.5 else int(_u(rng, 0.95, 1.15) * h)
+    edge, fill = np.zeros((h, w), np.uint8), np.zeros((h, w), np.uint8)
+    cv2.putText(edge, text, (x, y), cv2.FONT_HERSHEY_PLAIN, scale, 255, thick + 1, cv2.LINE_AA)
+    cv2.putText(fill, text, (x, y), cv2.FONT_HERSHEY_PLAIN, scale, 255, thick, cv2.LINE_AA)
+    out = img * (1 - cv2.merge([edge.astype(np.float32) / 255 * 0.6] * 3))
+    a = fill.astype(np.float32) / 255
+    return _blend(a, np.zeros(3, np.float32), np.float32(colour)) + out * cv2.merge([1 - a] * 3)
+
+
 def render_plate(
     label: str,
     rng: np.random.Generator | int,
@@ -406,7 +446,7 @@ def render_plate(
         if rng.random() < 0.6:
             size = (24, 94)
         else:
-            s = _u(rng, 1.0, 2.0)
+            s = 1.0 + _u(rng, 0.0, 1.0) * (look.size_max - 1.0)
             size = (int(round(24 * s * _u(rng, 0.92, 1.08))), int(round(94 * s)))
     oh, ow = size
     # Draw at about 2-3x the output resolution, then warp down (pre-blurred to avoid aliasing).
@@ -435,6 +475,8 @@ def render_plate(
     my0, my1 = (_u(rng, -0.08, 0.16) for _ in range(2))
     if rng.random() < 0.6:  # most real crops are nearly exact
         mx0, mx1, my0, my1 = (v * 0.3 for v in (mx0, mx1, my0, my1))
+    if look.margin != 1.0:  # looser crops: only the margins grow, cut-off edges stay as they are
+        mx0, mx1, my0, my1 = (v * look.margin if v > 0 else v for v in (mx0, mx1, my0, my1))
     if not margins:
         mx0 = mx1 = my0 = my1 = 0.0
     x0, x1 = mx0 * ow, ow * (1 - mx1)
@@ -459,6 +501,10 @@ def render_plate(
     mask = cv2.warpPerspective(np.ones((ph, pw), np.float32), M, (ow, oh), flags=cv2.INTER_LINEAR)
     mask = cv2.merge([mask] * 3)  # (H, W, 3) rather than broadcast (H, W, 1): same values, faster
     out = np.where(mask > 0, out * mask + bgimg * (1 - mask), bgimg)
+    if look.p_washed and rng.random() < look.p_washed:
+        out = _wash(out, rng)
+    if look.p_stamp and rng.random() < look.p_stamp:
+        out = _stamp(out, rng)
     # Colour cast, contrast, blur, noise, JPEG.
     cast = rng.uniform(0.8, 1.15, 3).astype(np.float32)
     offset = rng.uniform(-20, 20, 3).astype(np.float32)

@@ -355,3 +355,41 @@ def test_yellow_plates_are_black_on_yellow_and_leave_the_blue_looks_alone():
     # p_yellow = 0 draws no extra random number: the blue looks keep their random stream.
     assert np.array_equal(render_plate("皖A26Y56", 11, look=HARSH), render_plate("皖A26Y56", 11,
                                                                                 look=replace(HARSH, p_yellow=0.0)))  # fmt: skip
+
+
+def test_other_camera_looks_keep_the_plates_and_loosen_and_enlarge_the_crops():
+    from dataclasses import replace
+
+    from core.synth import CAMERAS
+
+    def blue_share(rgb):
+        r, b = rgb[..., 0].astype(int), rgb[..., 2].astype(int)
+        return float((b > r + 30).mean())
+
+    tight, loose = SynthDataset(60, seed=8, look=MATCHED), SynthDataset(60, seed=8, look=replace(MATCHED, margin=1.6))
+    shares = []
+    for i in range(60):
+        (a, la), (b, lb) = tight.sample(i), loose.sample(i)
+        assert la == lb and a.shape == b.shape  # a rescale only: the same plates and sizes
+        shares.append((blue_share(a), blue_share(b)))
+    t, lo = np.mean(shares, 0)
+    assert lo < t - 0.01  # the plate fills less of a looser crop (0.81 against 0.83 of the pixels)
+    widths = [SynthDataset(300, seed=9, look=replace(MATCHED, size_max=2.45)).sample(i)[0].shape[1] for i in range(300)]
+    assert 188 < max(widths) <= 231
+    assert CAMERAS.p_yellow > 0 and CAMERAS.margin > 1 and CAMERAS.size_max > 2 and CAMERAS.p_stamp > 0
+
+
+def test_a_timestamp_stays_at_the_top_or_bottom_edge_and_washing_drains_the_colour():
+    from core.synth import _stamp, _wash
+
+    grey = np.full((42, 138, 3), 100.0, np.float32)
+    for seed in range(20):
+        out = _stamp(grey.copy(), np.random.default_rng(seed))
+        changed = np.abs(out - grey).max(axis=(1, 2)) > 1
+        assert changed.any()  # text was printed
+        assert not changed[int(0.3 * 42) : int(0.65 * 42)].any()  # not over the characters' middle rows
+        assert out.max() > 200  # light text with a dark edge
+    blue = np.zeros((24, 94, 3), np.float32)
+    blue[..., 2] = 200.0
+    washed = _wash(blue, np.random.default_rng(0))
+    assert washed.min() > 20 and (washed[..., 2] - washed[..., 0]).mean() < 0.8 * 200  # lifted blacks, less colour
