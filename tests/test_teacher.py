@@ -125,3 +125,21 @@ def test_the_distill_weight_reaches_training(recognizer, tmp_path):  # noqa: F81
         res = train(cfg, data, data, out=tmp_path / f"m{w}.pt")
         outs.append(res.checkpoint.state_dict)
     assert any(not torch.equal(outs[0][k], outs[1][k]) for k in outs[0] if outs[0][k].is_floating_point())
+
+
+def test_a_saved_pool_comes_back_only_for_its_key(recognizer, tmp_path):  # noqa: F811
+    reader = open_reader(recognizer)
+    items = [(np.full((24, 94, 3), 128, np.uint8), "皖A12345"), (np.zeros((42, 138, 3), np.uint8), "皖A12345")]
+    pool = TeacherPool.build(reader, iter(items))
+    path = pool.save(tmp_path / "pool.npz", "key-1")
+    back = TeacherPool.load(path, "key-1")
+    assert back is not None and back.labels == pool.labels and np.array_equal(back.soft, pool.soft)
+    assert [im.shape for im in back.images] == [(24, 94, 3), (42, 138, 3)]
+    assert all(np.array_equal(a, b) for a, b in zip(back.images, pool.images))
+    assert back.report.read_exactly == 2 and back.report.images == 2
+    assert TeacherPool.load(path, "key-2") is None  # made by something else: built again
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    assert TeacherPool.load(tmp_path / "bad.npz", "key-1") is None
+    (tmp_path / "cut.npz").write_bytes(path.read_bytes()[:300])  # a run killed while writing (no .tmp rename)
+    assert TeacherPool.load(tmp_path / "cut.npz", "key-1") is None
+    assert TeacherPool.load(tmp_path / "missing.npz", "key-1") is None
