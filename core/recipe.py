@@ -602,6 +602,7 @@ def polish(start: Path, stage: StageConfig, epochs: int, inputs: StageInputs) ->
     base = measure(start)
     print(f"[{name}] start {start.name}: {base}", flush=True)
     data, shifting = stage_data(stage, inputs)
+    pools = [vars(d.report) for d in data.datasets if isinstance(d, TeacherPool)]  # its figures, for the summary
     records: list[dict] = []
     seconds, prev = 0.0, start
     for ep in range(epochs):
@@ -626,14 +627,21 @@ def polish(start: Path, stage: StageConfig, epochs: int, inputs: StageInputs) ->
               flush=True)  # fmt: skip
         prev = out
     if refit:
-        return prev, records, seconds, {"start": base, "chosen_epoch": epochs, "rule": "refit: the last epoch"}
+        decision = {"start": base, "chosen_epoch": epochs, "rule": "refit: the last epoch"}
+        return prev, records, seconds, {**decision, **({"teacher_pool": pools[0]} if pools else {})}
     ok = [r for r in records
           if r["real_val_cer"] <= base["real_val_cer"] and r["real_val_accuracy"] >= base["real_val_accuracy"]
           and r["dev_synth_accuracy"] >= base["dev_synth_accuracy"] + recipe.dev_synth_gain]  # fmt: skip
+    extra = {"teacher_pool": pools[0]} if pools else {}
     if not ok:
-        return start, records, seconds, {"start": base, "chosen_epoch": None}
+        return start, records, seconds, {"start": base, "chosen_epoch": None, **extra}
     best = max(ok, key=lambda r: (r["dev_synth_accuracy"], -r["real_val_cer"], -r["epoch"]))
-    return work / f"{name}_{best['epoch']}.pt", records, seconds, {"start": base, "chosen_epoch": best["epoch"]}
+    return (
+        work / f"{name}_{best['epoch']}.pt",
+        records,
+        seconds,
+        {"start": base, "chosen_epoch": best["epoch"], **extra},
+    )
 
 
 def extra_stage(stage: StageConfig, start: Path, inputs: StageInputs, seconds: dict, histories: dict

@@ -119,6 +119,7 @@ class PoolReport:
     kept: int = 0
     wrong_length: int = 0
     seconds: float = 0.0
+    """How long the teacher took to read the pool when it was built (not when loaded again)."""
     confusions: dict[str, int] = field(default_factory=dict)
     """``label->read`` character pairs of the same-length misreads, by count."""
 

@@ -259,4 +259,5 @@ def test_the_camera_stage_trains_on_a_teacher_pool_with_its_soft_targets(tmp_pat
     ck = load_checkpoint(out)
     assert ck.summary["selected_stage"] == "camera epoch 2" and ck.summary["camera"]["distill_weight"] == 0.5
     assert "--camera-epochs 2" in ck.summary["recipe"] and "teacher pool" in ck.summary["data"]["camera"]
+    assert ck.summary["camera"]["teacher_pool"]["images"] == pools[0].report.images  # what the teacher read
     assert "synth_yellow_accuracy" in ck.metrics and "synth_cameras_per_province_accuracy" in ck.metrics
