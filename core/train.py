@@ -63,6 +63,7 @@ class TrainConfig:
             the other six (:func:`plate_loss`; 1 = the notebook's loss).
         distill_weight: Weight of the teacher's soft targets (:func:`distill_loss`) added to the
             label's loss, for data that yields ``(x, y, soft)`` (core.teacher.TeacherPool).
+        distill_province: Whether the soft targets teach the province too (False: positions 1-6 only).
     """
 
     arch: str = "lstm"
@@ -84,6 +85,7 @@ class TrainConfig:
     val_every_steps: int | None = None
     province_weight: float = 1.0
     distill_weight: float = 0.0
+    distill_province: bool = True
 
 
 @dataclass
@@ -458,8 +460,8 @@ def train(
                 loss = plate_loss(first.float(), tail.float(), y, config.province_weight)
                 if config.distill_weight and len(batch) > 2:
                     soft = batch[2].to(device, non_blocking=pin)
-                    loss = loss + config.distill_weight * distill_loss(first.float(), tail.float(), soft,
-                                                                       config.province_weight)  # fmt: skip
+                    w_province = config.province_weight if config.distill_province else 0.0
+                    loss = loss + config.distill_weight * distill_loss(first.float(), tail.float(), soft, w_province)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)

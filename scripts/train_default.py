@@ -87,6 +87,7 @@ def recipe_from_args(args: argparse.Namespace, base: Recipe) -> Recipe:
             pool_synthetic=args.camera_pool,
             pool_real=args.camera_pool_real,
             distill_weight=args.distill_weight,
+            distill_province=args.distill_province,
         ),
     )
 
@@ -169,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         default=r.camera.distill_weight,
         help="stage 6: weight of the teacher's soft targets in the loss",
     )
+    ap.add_argument("--distill-province", action=argparse.BooleanOptionalAction, default=r.camera.distill_province,
+                    help="stage 6: whether the soft targets teach the province too (--no-distill-province: "
+                         "positions 1-6 only)")  # fmt: skip
     ap.add_argument(
         "--teacher-cache",
         default=str(RunOptions.teacher_cache),

@@ -242,12 +242,12 @@ def test_the_camera_stage_trains_on_a_teacher_pool_with_its_soft_targets(tmp_pat
     assert td.main(["--quick", "--work", str(tmp_path / "w1"), "--out", str(first)]) == 0
     n_before = len(calls)
     out = tmp_path / "second.pt"
-    argv = ["--quick", "--start", str(first), "--camera-epochs", "2", "--distill-weight", "0.5",
+    argv = ["--quick", "--start", str(first), "--camera-epochs", "2", "--distill-weight", "0.5", "--no-distill-province",
             "--teacher-cache", str(tmp_path / "cache"), "--work", str(tmp_path / "w2"), "--out", str(out)]  # fmt: skip
     assert td.main(argv) == 0
     camera = calls[n_before:]
     assert asked == [tmp_path / "cache"] and len(camera) == 2
-    assert all(c["cfg"].distill_weight == 0.5 and c["val"] is None for c in camera)
+    assert all(c["cfg"].distill_weight == 0.5 and not c["cfg"].distill_province and c["val"] is None for c in camera)
     pools = [p for p in camera[0]["data"].datasets if isinstance(p, TeacherPool)]
     assert len(pools) == 1
     stage = recipe.DEFAULT_RECIPE.camera
@@ -258,6 +258,7 @@ def test_the_camera_stage_trains_on_a_teacher_pool_with_its_soft_targets(tmp_pat
     assert len(pools[0]) == pools[0].report.read_exactly  # kept: what it read as labelled
     ck = load_checkpoint(out)
     assert ck.summary["selected_stage"] == "camera epoch 2" and ck.summary["camera"]["distill_weight"] == 0.5
-    assert "--camera-epochs 2" in ck.summary["recipe"] and "teacher pool" in ck.summary["data"]["camera"]
+    assert "--camera-epochs 2" in ck.summary["recipe"] and "--no-distill-province" in ck.summary["recipe"]
+    assert "teacher pool" in ck.summary["data"]["camera"]
     assert ck.summary["camera"]["teacher_pool"]["images"] == pools[0].report.images  # what the teacher read
     assert "synth_yellow_accuracy" in ck.metrics and "synth_cameras_per_province_accuracy" in ck.metrics

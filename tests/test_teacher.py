@@ -143,3 +143,15 @@ def test_a_saved_pool_comes_back_only_for_its_key(recognizer, tmp_path):  # noqa
     (tmp_path / "cut.npz").write_bytes(path.read_bytes()[:300])  # a run killed while writing (no .tmp rename)
     assert TeacherPool.load(tmp_path / "cut.npz", "key-1") is None
     assert TeacherPool.load(tmp_path / "missing.npz", "key-1") is None
+
+
+def test_without_the_province_the_soft_targets_teach_positions_one_to_six_only():
+    torch.manual_seed(1)
+    first, tail = torch.randn(2, 1, 31), torch.randn(2, 6, 35)
+    soft = torch.zeros(2, 7, 35)
+    soft[:, 0, 3], soft[:, 1:, 5] = 1.0, 1.0
+    other = soft.clone()
+    other[:, 0] = 0
+    other[:, 0, 7] = 1.0  # another province
+    assert distill_loss(first, tail, soft, 0.0).item() == pytest.approx(distill_loss(first, tail, other, 0.0).item())
+    assert distill_loss(first, tail, soft, 1.0).item() != pytest.approx(distill_loss(first, tail, other, 1.0).item())
