@@ -607,9 +607,16 @@ def polish(start: Path, stage: StageConfig, epochs: int, inputs: StageInputs) ->
     pools = [vars(d.report) for d in data.datasets if isinstance(d, TeacherPool)]  # its figures, for the summary
     records: list[dict] = []
     seconds, prev = 0.0, start
+    # Resuming, an epoch is finished when its record is there and so is its checkpoint or a later
+    # finished epoch's: only the newest checkpoint needs to travel (bench/gpu_train.sh).
+    finished = 0
+    if inputs.opts.resume:
+        kept = [ep for ep in range(1, epochs + 1) if (work / f"{name}_{ep}.pt").is_file()]
+        last = max((ep for ep in kept if (work / f"{name}_{ep}.done").is_file()), default=0)
+        finished = next((ep - 1 for ep in range(1, last + 1) if not (work / f"{name}_{ep}.done").is_file()), last)
     for ep in range(epochs):
         out, done = work / f"{name}_{ep + 1}.pt", work / f"{name}_{ep + 1}.done"
-        if inputs.opts.resume and done.is_file() and out.is_file():
+        if ep < finished:
             rec = json.loads(done.read_text())
         else:
             cfg = TrainConfig(arch=recipe.arch, epochs=1, batch_size=recipe.batch_size,
@@ -639,8 +646,11 @@ def polish(start: Path, stage: StageConfig, epochs: int, inputs: StageInputs) ->
     if not ok:
         return start, records, seconds, {"start": base, "chosen_epoch": None, **extra}
     best = max(ok, key=lambda r: (r["dev_synth_accuracy"], -r["real_val_cer"], -r["epoch"]))
+    chosen = work / f"{name}_{best['epoch']}.pt"
+    if not chosen.is_file():
+        raise SystemExit(f"{chosen}: the chosen epoch's checkpoint is gone (resume with every epoch's checkpoint)")
     return (
-        work / f"{name}_{best['epoch']}.pt",
+        chosen,
         records,
         seconds,
         {"start": base, "chosen_epoch": best["epoch"], **extra},

@@ -262,3 +262,16 @@ def test_the_camera_stage_trains_on_a_teacher_pool_with_its_soft_targets(tmp_pat
     assert "teacher pool" in ck.summary["data"]["camera"]
     assert ck.summary["camera"]["teacher_pool"]["images"] == pools[0].report.images  # what the teacher read
     assert "synth_yellow_accuracy" in ck.metrics and "synth_cameras_per_province_accuracy" in ck.metrics
+
+
+def test_resume_needs_only_the_newest_epoch_checkpoint(tmp_path, calls):
+    # bench/gpu_train.sh carries the .done records and the newest checkpoint of each stage.
+    work, out = tmp_path / "w", tmp_path / "m.pt"
+    assert td.main(["--quick", "--work", str(work), "--out", str(out)]) == 0
+    n_first = len(calls)
+    (work / "polish_1.pt").unlink()
+    assert td.main(["--quick", "--resume", "--work", str(work), "--out", str(out)]) == 0
+    assert len(calls) == n_first  # nothing trained again
+    (work / "polish_2.done").unlink()  # the last epoch unfinished: it trains again, from polish_1's weights...
+    assert td.main(["--quick", "--resume", "--work", str(work), "--out", str(out)]) == 0
+    assert len(calls) == n_first + 2  # ...which are gone, so both epochs train again
