@@ -161,18 +161,9 @@ class CTCReader:
     def best_path(self, probs: np.ndarray) -> tuple[str, list[float]]:
         """Greedy CTC decoding of one sample ``(T, C)``: the text and each character's probability
         (the highest over the frames of its run)."""
-        idx = probs.argmax(-1)
-        text: list[str] = []
-        char_p: list[float] = []
-        prev = 0
-        for t, k in enumerate(idx.tolist()):
-            if k != prev and k != 0:
-                text.append(self.chars[k])
-                char_p.append(float(probs[t, k]))
-            elif k == prev and k != 0:
-                char_p[-1] = max(char_p[-1], float(probs[t, k]))
-            prev = k
-        return "".join(text), char_p
+        runs = best_path_runs(probs)
+        text = "".join(self.chars[k] for k, _, _ in runs)
+        return text, [float(probs[t0:t1, k].max()) for k, t0, t1 in runs]
 
     def label_scores(self, probs: np.ndarray, labels: Sequence[str]) -> list[float | None]:
         """``p(label | crop)`` under CTC (all alignments), per sample; ``None`` for an empty label or a
@@ -189,6 +180,20 @@ class CTCReader:
         for b, v in zip(rows, nll.tolist()):
             out[b] = float(math.exp(-v)) if math.isfinite(v) else 0.0
         return out
+
+
+def best_path_runs(probs: np.ndarray) -> list[tuple[int, int, int]]:
+    """The characters of one sample's greedy CTC path ``(T, C)``: ``(class, first frame, last
+    frame + 1)`` for each run of the same non-blank class (class 0 is the blank)."""
+    runs: list[tuple[int, int, int]] = []
+    prev = 0
+    for t, k in enumerate(probs.argmax(-1).tolist()):
+        if k and k == prev:
+            runs[-1] = (k, runs[-1][1], t + 1)
+        elif k:
+            runs.append((k, t, t + 1))
+        prev = k
+    return runs
 
 
 def _identity(model: bytes, dictionary: bytes) -> str:

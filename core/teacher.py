@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from . import plates
-from .ctc import CTCReader, ctc_prepare
+from .ctc import CTCReader, best_path_runs, ctc_prepare
 from .data import encode_label, preprocess
 
 N_POSITIONS = 7
@@ -85,15 +85,7 @@ def position_targets(reader: CTCReader, probs: np.ndarray, provinces: str = plat
     soft = np.zeros((len(probs), N_POSITIONS, k), np.float32)
     texts: list[str] = []
     for b, p in enumerate(probs):
-        best = p.argmax(-1)
-        runs: list[tuple[int, int, int]] = []  # (class, first frame, last frame + 1)
-        prev = 0
-        for t, c in enumerate(best.tolist()):
-            if c and c == prev:
-                runs[-1] = (c, runs[-1][1], t + 1)
-            elif c:
-                runs.append((c, t, t + 1))
-            prev = c
+        runs = best_path_runs(p)
         texts.append("".join(reader.chars[c] for c, _, _ in runs))
         if len(runs) != N_POSITIONS:
             continue
