@@ -16,8 +16,10 @@ the others went.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -150,8 +152,6 @@ class TeacherPool(Dataset):
         images it reads exactly as labelled and has soft targets for; ``keep="all"``: every
         image, with all-zero soft targets where the teacher disagrees with the label or has
         none (such an image trains on its label alone)."""
-        import time
-
         if keep not in ("agree", "all"):
             raise ValueError(f"keep must be 'agree' or 'all', not {keep!r}")
         t0 = time.perf_counter()
@@ -194,8 +194,6 @@ class TeacherPool(Dataset):
     def save(self, path: str | Path, key: str) -> Path:
         """Write the pool (images, labels, soft targets, report) to one ``.npz``, tagged with ``key``
         (what made it: :meth:`load` gives it back only for the same key)."""
-        import json
-
         path = Path(path)
         shapes = np.array([im.shape for im in self.images], np.int64).reshape(-1, 3)
         flat = np.concatenate([im.reshape(-1) for im in self.images]) if self.images else np.zeros(0, np.uint8)
@@ -210,8 +208,6 @@ class TeacherPool(Dataset):
              others: str = plates.OTHERS) -> TeacherPool | None:  # fmt: skip
         """A pool :meth:`save` wrote with the same ``key``; ``None`` when there is none, it has
         another key or cannot be read (the caller builds it again)."""
-        import json
-
         try:
             with np.load(Path(path), allow_pickle=False) as z:
                 if str(z["key"]) != key:
