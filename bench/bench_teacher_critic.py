@@ -71,6 +71,7 @@ def main() -> int:
         ("matched, timestamp text", replace(MATCHED, p_stamp=1.0)),
         ("matched, washed colour", replace(MATCHED, p_washed=1.0)),
         ("matched, motion blur (its most: 10 %)", replace(MATCHED, p_motion=0.1)),
+        ("matched, the plate font's Q", replace(MATCHED, plate_q=True)),
         ("other cameras (core.synth.CAMERAS)", CAMERAS),
     )
     for name, look in looks:

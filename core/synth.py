@@ -80,6 +80,7 @@ class Look:
     size_max: float = 2.0  # drawn output sizes reach this times 94x24 (2.45: ~230 px wide)
     p_stamp: float = 0.0  # a camera's timestamp text printed over the crop
     p_washed: float = 0.0  # washed-out colour: haze lifts the blacks and drains the saturation
+    plate_q: bool = False  # draw Q as the plate font does (a 0 with a short inner tail)
 
 
 HARSH = Look()
@@ -100,10 +101,11 @@ MATCHED = Look(
 )
 """Calibrated so that contrast and sharpness match the real crops (``scripts/synth_vs_real.py``)."""
 
-CAMERAS = replace(MATCHED, p_yellow=0.3, margin=1.6, size_max=2.45, p_stamp=0.1, p_washed=0.2, p_motion=0.1)
+CAMERAS = replace(MATCHED, p_yellow=0.3, margin=1.6, size_max=2.45, p_stamp=0.1, p_washed=0.2, p_motion=0.1,
+                  plate_q=True)  # fmt: skip
 """MATCHED plus what crops from other cameras show: yellow plates, looser and larger crops, timestamp
-text, washed colour, and motion blur as often as the blur draw allows (10 %). Each was checked
-against what the teacher reads (``bench/bench_teacher_critic.py``)."""
+text, washed colour, motion blur as often as the blur draw allows (10 %), and the plate font's
+Q. Each was checked against what the teacher reads (``bench/bench_teacher_critic.py``)."""
 
 # Standard plate geometry (GA 36), in mm: 440 x 140, characters 45 x 90,
 # 12 mm gaps, 34 mm between characters 2 and 3 holding the separator dot.
@@ -243,6 +245,17 @@ def label_for(index: int, seed: int) -> str:
 _PLAIN_ONE = np.full((96, 10), 255, np.uint8)
 
 
+@functools.lru_cache(maxsize=16)
+def _plate_q(font: int) -> np.ndarray:
+    """The plate font's Q: the font's 0 with a short tail inside its lower right (Noto's and the
+    Latin fonts' Q have a long tail below the bowl, which readers of real plates take for 0)."""
+    m = load_glyphs()[(font, "0")].copy()
+    h, w = m.shape
+    thick = max(2, int(round(0.13 * w)))
+    cv2.line(m, (int(0.55 * w), int(0.66 * h)), (int(0.92 * w), int(0.97 * h)), 255, thick, cv2.LINE_AA)
+    return m
+
+
 def _u(rng: np.random.Generator, a: float, b: float) -> float:
     return float(rng.uniform(a, b))
 
@@ -336,6 +349,8 @@ def _draw_plate(
             m = glyphs[(font if i == 0 else latin, ch)]
             if ch == "1" and rng.random() < 0.7:
                 m = _PLAIN_ONE  # the plate font's 1 is a plain bar; Noto's has a flag (read as V, 7)
+            elif ch == "Q" and look.plate_q:
+                m = _plate_q(font if i == 0 else latin)
         if thin and i > 0:
             m = cv2.erode(m, np.ones((3, 3), np.uint8))
         mh, mw = m.shape

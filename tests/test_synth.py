@@ -393,3 +393,22 @@ def test_a_timestamp_stays_at_the_top_or_bottom_edge_and_washing_drains_the_colo
     blue[..., 2] = 200.0
     washed = _wash(blue, np.random.default_rng(0))
     assert washed.min() > 20 and (washed[..., 2] - washed[..., 0]).mean() < 0.8 * 200  # lifted blacks, less colour
+
+
+def test_the_plate_q_is_a_zero_with_an_inner_tail_and_only_when_asked():
+    from dataclasses import replace
+
+    from core.synth import _plate_q, load_glyphs
+
+    zero, q = load_glyphs()[(0, "0")], _plate_q(0)
+    assert q.shape == zero.shape and (q >= zero).all()  # the 0, plus a stroke
+    h, w = q.shape
+    added = (q.astype(int) - zero) > 128
+    assert added.any() and not added[: int(0.6 * h)].any() and not added[:, : int(0.45 * w)].any()  # lower right
+    # Off by default: the blue looks' Q plates are drawn as before.
+    assert np.array_equal(
+        render_plate("皖A77Q40", 3, look=MATCHED), render_plate("皖A77Q40", 3, look=replace(MATCHED, plate_q=False))
+    )
+    assert not np.array_equal(
+        render_plate("皖A77Q40", 3, look=MATCHED), render_plate("皖A77Q40", 3, look=replace(MATCHED, plate_q=True))
+    )
