@@ -72,7 +72,7 @@ def main() -> int:
         ("matched, timestamp text", replace(MATCHED, p_stamp=1.0)),
         ("matched, washed colour", replace(MATCHED, p_washed=1.0)),
         ("matched, motion blur (its most: 10 %)", replace(MATCHED, p_motion=0.1)),
-        ("matched, the plate font's Q", replace(MATCHED, plate_q=True)),
+        ("matched, the plate font's Q", replace(MATCHED, p_plate_q=1.0)),
         ("other cameras (core.synth.CAMERAS)", CAMERAS),
     )
     for name, look in looks:
@@ -96,7 +96,7 @@ def main() -> int:
 
 def q_plates(teacher, n: int) -> None:
     """Plates with a Q in the serial, drawn with the generator's Q and with the plate font's
-    (``Look.plate_q``), read by the teacher and by the bundled model: which Q looks real."""
+    (``Look.p_plate_q``), read by the teacher and by the bundled model: which Q looks real."""
     import numpy as np
 
     from core.models import load_checkpoint
@@ -118,9 +118,9 @@ def q_plates(teacher, n: int) -> None:
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, plate_q in (
         ("the generator's (Noto: a tail below the bowl)", False),
-        ("the plate font's (Look.plate_q)", True),
+        ("the plate font's (Look.p_plate_q)", True),
     ):
-        look = replace(MATCHED, plate_q=plate_q)
+        look = replace(MATCHED, p_plate_q=float(plate_q))
         images = [render_plate(lab, 1000 + i, latin_fonts=False, look=look) for i, lab in enumerate(labels)]
         t_read = [p for i in range(0, n, 64) for p, _ in teacher.recognize(images[i : i + 64])]
         m_read, _, _ = predict(model, images, ck)

