@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
 from . import plates
 from .data import PlateDataset, reseed_augmentations, train_augmentations, worker_start_method
@@ -188,16 +188,15 @@ def distill_loss(first_logits: torch.Tensor, tail_logits: torch.Tensor, soft: to
     return (province_weight * ce_first + 6 * ce_tail) / (province_weight + 6)
 
 
-def collate_train(batch: list[tuple]) -> tuple[torch.Tensor, ...]:
-    """Stack ``(x, y)`` and ``(x, y, soft)`` items into one batch: ``(x, y)`` when none has soft
-    targets, else ``(x, y, soft)`` with all-zero rows for the items without."""
-    xs = torch.stack([b[0] for b in batch])
-    ys = torch.stack([b[1] for b in batch])
-    softs = [b[2] for b in batch if len(b) > 2]
-    if not softs:
-        return xs, ys
-    zero = torch.zeros_like(softs[0])
-    return xs, ys, torch.stack([b[2] if len(b) > 2 else zero for b in batch])
+def collate_train(batch: list[tuple]) -> list[torch.Tensor]:
+    """Stack ``(x, y)`` and ``(x, y, soft)`` items into one batch: ``[x, y]`` when none has soft
+    targets, else ``[x, y, soft]`` with all-zero rows for the items without. torch's own
+    collation does the stacking (in a worker, straight into shared memory)."""
+    soft = next((b[2] for b in batch if len(b) > 2), None)
+    if soft is not None:
+        zero = torch.zeros_like(soft)
+        batch = [b if len(b) > 2 else (*b, zero) for b in batch]
+    return default_collate(batch)
 
 
 def split_items(
