@@ -2,12 +2,12 @@
 # The recipe on a lent CUDA machine (docs/TRAINING.md, "On a GPU"): one prepared script, run from
 # the repository root, that spends its time training, not setting up.
 #
-#   bash bench/gpu_train.sh [extra train_default.py flags, e.g. --camera-epochs 8]
+#   bash bench/gpu_train.sh [extra train_default.py flags, e.g. --camera-epochs 24]
 #
 # It runs scripts/train_default.py --device cuda with --resume on the work folder runs/gpu, so
 # a stage (or polish epoch) that finished before, here or on a CPU, is skipped, and one that a
-# time limit cut short starts again on the next call: the whole recipe (about 20 GPU minutes on
-# an H200) spreads over two 15-minute loans. Training stops after $BUDGET seconds (default 660)
+# time limit cut short starts again on the next call: stages 1-4 (about 20 GPU minutes on an H200)
+# and stage 6 (not timed on a GPU) spread over two or three 15-minute loans. Training stops after $BUDGET seconds (default 660)
 # so that the finished stages and the log are copied to $OUT (default ./gpu_out) in time:
 #   $OUT/work.tar   what a resumed run needs of the work folder (the .done records and the
 #                   newest checkpoints, ~25 MB); unpack it into runs/gpu to go on on the next machine

