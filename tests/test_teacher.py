@@ -79,6 +79,13 @@ def test_the_pool_keeps_what_the_teacher_reads_as_labelled(recognizer):  # noqa:
     assert soft[6, _column(plates.OTHERS, "5")] == pytest.approx(0.6)
     every = TeacherPool.build(reader, iter(items), keep="all")
     assert len(every) == 3 and not every.soft[1].any() and every.soft[0].any()  # no soft target against the label
+    # keep="serial": the serial characters must be read as labelled, the province need not be
+    other_province = [(img, "苏A12345"), (img, "苏A12344"), (img, "皖A12345")]
+    serial = TeacherPool.build(reader, iter(other_province), keep="serial")
+    assert serial.labels == ["苏A12345", "皖A12345"] and serial.report.kept == 2
+    assert not serial.soft[0].any() and serial.soft[1].any()  # soft targets only where it read the whole plate
+    with pytest.raises(ValueError, match="keep must be one of"):
+        TeacherPool.build(reader, iter(items), keep="province")
 
 
 def test_distill_loss_is_the_label_loss_for_one_hot_targets_and_skips_plates_without():
