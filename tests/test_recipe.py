@@ -277,7 +277,7 @@ def test_the_camera_stage_trains_on_a_teacher_pool_with_its_soft_targets(tmp_pat
     n_before = len(calls)
     out = tmp_path / "second.pt"
     argv = ["--quick", "--start", str(first), "--camera-epochs", "2", "--distill-weight", "0.5", "--no-distill-province",
-            "--camera-pool-keep", "serial",
+            "--camera-pool-keep", "serial", "--camera-lr-gamma", "0.8",
             "--teacher-cache", str(tmp_path / "cache"), "--work", str(tmp_path / "w2"), "--out", str(out)]  # fmt: skip
     assert td.main(argv) == 0
     camera = calls[n_before:]
@@ -295,6 +295,8 @@ def test_the_camera_stage_trains_on_a_teacher_pool_with_its_soft_targets(tmp_pat
     assert ck.summary["selected_stage"] == "camera epoch 2" and ck.summary["camera"]["distill_weight"] == 0.5
     assert "--camera-epochs 2" in ck.summary["recipe"] and "--no-distill-province" in ck.summary["recipe"]
     assert "--camera-pool-keep serial" in ck.summary["recipe"] and ck.summary["camera"]["pool_keep"] == "serial"
+    assert [c["cfg"].lr for c in camera] == pytest.approx([stage.lr, stage.lr * 0.8])
+    assert "--camera-lr-gamma 0.8" in ck.summary["recipe"] and ck.summary["camera"]["lr_gamma"] == 0.8
     assert "reads their serial characters as labelled" in ck.summary["data"]["camera"]
     assert ck.summary["camera"]["teacher_pool"]["images"] == pools[0].report.images  # what the teacher read
     assert "synth_yellow_accuracy" in ck.metrics and "synth_cameras_per_province_accuracy" in ck.metrics
