@@ -99,15 +99,17 @@ def q_plates(teacher, n: int) -> None:
     (``Look.p_plate_q``), read by the teacher and by the bundled model: which Q looks real."""
     import numpy as np
 
+    from core import plates
     from core.models import load_checkpoint
     from core.predict import default_model_path
     from core.recipe import predict
     from core.synth import MATCHED, render_plate
 
     rng = np.random.default_rng(0)
+    issued = list(plates.OTHERS.replace("O", ""))  # serial characters of real plates (no O)
     labels = []
     for _ in range(n):
-        lab = "皖A" + "".join(rng.choice(list("0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"), 5))
+        lab = "皖A" + "".join(rng.choice(issued, 5))
         k = 2 + int(rng.integers(5))
         labels.append(lab[:k] + "Q" + lab[k + 1 :])
     ck = load_checkpoint(default_model_path())
