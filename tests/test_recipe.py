@@ -256,16 +256,22 @@ def test_the_default_recipe_is_the_one_the_bundled_file_records():
 
     assert flags(cmd) == flags(ck.summary["recipe"])
     # and the line says it all, so the check above does not rest on the parser's defaults
-    assert {"--camera-epochs 12", "--distill-weight 0.0", "--plate-q 0.5", "--mixed-epochs 23"} <= {
-        " ".join(pair) for pair in zip(ck.summary["recipe"].split(), ck.summary["recipe"].split()[1:])
-    }
+    assert {
+        "--camera-epochs 24",
+        "--camera-lr-gamma 0.95",
+        "--distill-weight 0.0",
+        "--plate-q 0.5",
+        "--mixed-epochs 23",
+    } <= {" ".join(pair) for pair in zip(ck.summary["recipe"].split(), ck.summary["recipe"].split()[1:])}
     assert r.pretrain.per_epoch(r.scale) == (0, 0, 180000)
     assert (r.mixed.per_epoch(r.scale), r.mixed.epochs_for(refit=True)) == ((36, 24000, 24000), 23)
     assert (r.polish.per_epoch(r.scale), r.polish.epochs) == ((18, 12000, 48000), 16)
     assert ck.summary["data"]["polish"].startswith("16 epochs x (450 real x 18 augmented + 12000 spliced")
-    assert (r.camera.epochs, r.camera.distill_weight, r.camera.p_plate_q) == (12, 0.0, 0.5)
-    assert ck.summary["data"]["camera"].startswith("12 epochs of the polish stage's data mix (seeds from 70)")
-    assert ck.summary["selected_stage"] == "camera epoch 12"
+    assert (r.camera.epochs, r.camera.lr_gamma, r.camera.distill_weight, r.camera.p_plate_q) == (24, 0.95, 0.0, 0.5)
+    assert ck.summary["data"]["camera"].startswith(
+        "24 epochs of the polish stage's data mix (seeds from 70), lr 0.0002 x0.95"
+    )
+    assert ck.summary["selected_stage"] == "camera epoch 24"
 
 
 def test_the_camera_stage_trains_on_a_teacher_pool_with_its_soft_targets(tmp_path, calls, teacher_asked):
