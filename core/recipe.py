@@ -705,8 +705,7 @@ def extra_flags(recipe: Recipe) -> str:
         out += f" --plate-q {plate_q.pop()}"
     if recipe.camera.epochs > 0:
         cam = recipe.camera
-        out += (f" --camera-epochs {cam.epochs}" + ("" if cam.lr_gamma == _POLISH.lr_gamma else f" --camera-lr-gamma {cam.lr_gamma}")
-                + f" --camera-pool {cam.pool_synthetic} --camera-pool-real {cam.pool_real}"
+        out += (f" --camera-epochs {cam.epochs} --camera-lr-gamma {cam.lr_gamma} --camera-pool {cam.pool_synthetic} --camera-pool-real {cam.pool_real}"
                 + ("" if cam.pool_keep == "agree" else f" --camera-pool-keep {cam.pool_keep}")
                 + f" --distill-weight {cam.distill_weight}" + ("" if cam.distill_province else " --no-distill-province"))  # fmt: skip
     return out
