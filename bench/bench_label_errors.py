@@ -178,18 +178,14 @@ def camera_plates(n: int, dst: Path) -> list[Path]:
     """``n`` synthetic plates in the other cameras' look (core.synth.CAMERAS: yellow plates, loose
     and large crops, timestamps, washed colour), seed :data:`CAMERAS_SEED`, written to ``dst`` as
     ``NNNN-label.jpg``: a stand-in for a folder from other cameras, which this repository lacks."""
-    import cv2
-
+    from core.images import encode_jpeg
     from core.synth import CAMERAS, SynthDataset
 
     ds, files = SynthDataset(n, seed=CAMERAS_SEED, look=CAMERAS), []
     for i in range(n):
         rgb, label = ds.sample(i)
         path = dst / f"{i:04d}-{label}.jpg"
-        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
-        if not ok:
-            raise SystemExit(f"cannot encode {path.name}")
-        path.write_bytes(buf.tobytes())
+        path.write_bytes(encode_jpeg(rgb, path.name))
         files.append(path)
     return files
 

@@ -402,19 +402,14 @@ def _is_photo(parsed: plates.ParsedName) -> bool:
 
 def _plate_jpeg(src: Path, parsed: plates.ParsedName) -> bytes:
     """The plate of the photograph ``src``, rectified, as JPEG bytes (quality 95)."""
-    import cv2
-
     from .ccpd import crop_plate
-    from .images import ImageReadError, read_rgb
+    from .images import ImageReadError, encode_jpeg, read_rgb
 
     try:
         crop = crop_plate(read_rgb(src), parsed)
     except ImageReadError as e:  # changed since the scan checked it: reported like a failed copy
         raise OSError(e.reason) from None
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
-    if not ok:
-        raise OSError(f"cannot encode the plate of {src.name} as JPEG")
-    return buf.tobytes()
+    return encode_jpeg(crop, f"the plate of {src.name}")
 
 
 def _try_link(src: Path, dst: Path) -> bool:

@@ -318,3 +318,11 @@ def to_rgb8(img: np.ndarray, path: str | os.PathLike = "<array>", in_place: bool
     if channels == 4:
         return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
     raise ImageReadError(path, f"unsupported number of channels: {channels}")
+
+
+def encode_jpeg(rgb: np.ndarray, what: str, quality: int = 95) -> bytes:
+    """``rgb`` (8-bit RGB) as JPEG bytes; ``what`` names the image in the OSError if it cannot be encoded."""
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise OSError(f"cannot encode {what} as JPEG")
+    return buf.tobytes()
