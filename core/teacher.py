@@ -116,16 +116,26 @@ class PoolReport:
     """How long the teacher took to read the pool when it was built (not when loaded again)."""
     confusions: dict[str, int] = field(default_factory=dict)
     """``label->read`` character pairs of the same-length misreads, by count."""
+    unread_provinces: str | None = None
+    """The provinces the teacher read right on fewer than :data:`UNREAD_PROVINCE` of the plates
+    whose serial it read right (``keep="hybrid"`` keeps those on their serial); ``None`` in reports
+    written before it was counted."""
 
     def line(self) -> str:
         top = ", ".join(f"{k} {v}" for k, v in sorted(self.confusions.items(), key=lambda kv: -kv[1])[:5])
+        unread = (
+            "" if self.unread_provinces is None else f"provinces it cannot read: {self.unread_provinces or 'none'}; "
+        )
         return (f"teacher read {self.read_exactly}/{self.images} exactly, kept {self.kept}, "
                 f"{self.wrong_length} of the wrong length; commonest confusions {top or 'none'}; "
-                f"{self.seconds:.0f} s")  # fmt: skip
+                f"{unread}{self.seconds:.0f} s")  # fmt: skip
 
 
 #: What :meth:`TeacherPool.build` can keep of what the teacher read (its ``keep`` argument).
-POOL_KEEP = ("agree", "serial", "all")
+POOL_KEEP = ("agree", "hybrid", "serial", "all")
+#: ``keep="hybrid"``: a province the teacher reads right on fewer than this share of the pool's
+#: plates whose serial it reads right is one it cannot read; its plates are kept on their serial.
+UNREAD_PROVINCE = 0.5
 
 
 class TeacherPool(Dataset):
@@ -156,13 +166,20 @@ class TeacherPool(Dataset):
         images it reads exactly as labelled and has soft targets for; ``keep="serial"``: the
         images whose six serial characters it reads as labelled, whatever it reads as the
         province (for a teacher that knows the serial characters better than the rarer
-        provinces); ``keep="all"``: every image. A kept image the teacher does not read
-        exactly has all-zero soft targets (it trains on its label alone)."""
+        provinces); ``keep="hybrid"``: 'agree', except for the provinces the teacher itself
+        cannot read (right on fewer than :data:`UNREAD_PROVINCE` of the plates whose serial it
+        reads right), which are kept as 'serial' (its verdict on those provinces says more about
+        the teacher than about the plate); ``keep="all"``: every image. A kept image the teacher
+        does not read exactly has all-zero soft targets (it trains on its label alone)."""
         if keep not in POOL_KEEP:
             raise ValueError(f"keep must be one of {', '.join(POOL_KEEP)}, not {keep!r}")
         t0 = time.perf_counter()
         report = PoolReport()
         kept_images, kept_labels, kept_soft = [], [], []
+        # keep="hybrid": the plates read right but for the province wait, at their place in the
+        # order, until the whole pool says which provinces the teacher cannot read.
+        maybe: list[tuple[int, str]] = []
+        serial_read: dict[str, list[int]] = {}  # province -> [serial read right, province read right too]
         chunk: list[tuple[np.ndarray, str]] = []
 
         def flush() -> None:
@@ -179,10 +196,19 @@ class TeacherPool(Dataset):
                         if a != b:
                             report.confusions[f"{a}->{b}"] = report.confusions.get(f"{a}->{b}", 0) + 1
                 serial = len(text) == len(lab) and text[1:] == lab[1:]
+                if serial:
+                    counts = serial_read.setdefault(lab[0], [0, 0])
+                    counts[0] += 1
+                    counts[1] += exact
                 if keep == "all" or (exact and s.any()) or (keep == "serial" and serial):
                     kept_images.append(im)
                     kept_labels.append(lab)
                     kept_soft.append(s if exact else np.zeros_like(s))
+                elif keep == "hybrid" and serial and not exact:
+                    maybe.append((len(kept_images), lab[0]))
+                    kept_images.append(im)
+                    kept_labels.append(lab)
+                    kept_soft.append(np.zeros_like(s))
             chunk.clear()
 
         for item in items:
@@ -191,6 +217,15 @@ class TeacherPool(Dataset):
                 flush()
         if chunk:
             flush()
+        report.unread_provinces = "".join(
+            sorted(p for p, (n, right) in serial_read.items() if right < UNREAD_PROVINCE * n)
+        )
+        if maybe:
+            drop = {i for i, p in maybe if p not in report.unread_provinces}
+            keep_at = [i for i in range(len(kept_images)) if i not in drop]
+            kept_images = [kept_images[i] for i in keep_at]
+            kept_labels = [kept_labels[i] for i in keep_at]
+            kept_soft = [kept_soft[i] for i in keep_at]
         k = soft_width(provinces, others)
         soft = np.stack(kept_soft) if kept_soft else np.zeros((0, N_POSITIONS, k), np.float32)
         pool = cls(kept_images, kept_labels, soft, augment, provinces, others)

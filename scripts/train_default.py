@@ -187,7 +187,9 @@ def parser(r: Recipe) -> argparse.ArgumentParser:
     )
     ap.add_argument("--camera-pool-keep", choices=POOL_KEEP, default=r.camera.pool_keep,
                     help="stage 6: which pool images train: 'agree', those the teacher reads as labelled; 'serial', "
-                         "those whose serial characters it reads as labelled (any province); 'all'")  # fmt: skip
+                         "those whose serial characters it reads as labelled (any province); 'hybrid', 'agree' but "
+                         "'serial' for the provinces the teacher reads right on under half of the plates whose "
+                         "serial it reads right; 'all'")  # fmt: skip
     ap.add_argument(
         "--distill-weight",
         type=float,

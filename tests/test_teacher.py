@@ -88,6 +88,45 @@ def test_the_pool_keeps_what_the_teacher_reads_as_labelled(recognizer):  # noqa:
         TeacherPool.build(reader, iter(items), keep="province")
 
 
+class _ProvinceByBrightness:
+    """A teacher that reads 皖A12345 on bright images and 苏A12345 on dark ones."""
+
+    chars = ["<blank>", *CHARS, "苏"]
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        out = []
+        for x in batch:
+            t = np.zeros((14, len(self.chars)), np.float32)
+            t[:, : len(CHARS) + 1] = _table()
+            if x[:, :, :8].mean() < -0.5:  # dark (left of the padding): the province frame reads 苏
+                t[0] = 0
+                t[0, len(self.chars) - 1] = 1.0
+            out.append(t)
+        return np.stack(out)
+
+
+def test_the_hybrid_pool_keeps_on_their_serial_only_the_provinces_the_teacher_cannot_read():
+    bright, dark = np.full((24, 94, 3), 200, np.uint8), np.full((24, 94, 3), 20, np.uint8)
+    items = [
+        (bright, "皖A12345"),  # read exactly
+        (bright, "苏A12345"),  # read 皖: 苏 is read right on 2 of its 3 serial-right plates, so dropped
+        (dark, "苏A12345"),  # read exactly
+        (bright, "京A12345"),  # read 皖: 京 is never read right, so kept on its serial
+        (dark, "苏A12345"),  # read exactly
+        (dark, "皖A12345"),  # read 苏: 皖 read right on 1 of 2, not under half, so dropped
+        (bright, "京A12344"),  # serial misread: never kept
+    ]
+    pool = TeacherPool.build(_ProvinceByBrightness(), iter(items), keep="hybrid", batch=3)
+    assert pool.labels == ["皖A12345", "苏A12345", "京A12345", "苏A12345"]  # in the order read
+    assert pool.report.unread_provinces == "京" and pool.report.kept == 4
+    assert [bool(s.any()) for s in pool.soft] == [True, True, False, True]  # no soft target against the label
+    assert "provinces it cannot read: 京" in pool.report.line()
+    agree = TeacherPool.build(_ProvinceByBrightness(), iter(items), keep="agree")
+    assert agree.labels == ["皖A12345", "苏A12345", "苏A12345"]
+    serial = TeacherPool.build(_ProvinceByBrightness(), iter(items), keep="serial")
+    assert len(serial) == 6
+
+
 def test_distill_loss_is_the_label_loss_for_one_hot_targets_and_skips_plates_without():
     torch.manual_seed(0)
     first, tail = torch.randn(4, 1, 31), torch.randn(4, 6, 35)
