@@ -311,13 +311,14 @@ def _draw_plate(
     real_glyphs: dict[str, np.ndarray] | None = None,
     latin_fonts: bool = True,
     look: Look = HARSH,
+    p_real: float = 0.5,
 ) -> np.ndarray:
     """The flat plate, ``ppm`` pixels per mm, RGB float32 0..255.
 
     Letters and digits come from one of the Latin fonts on 60 % of the plates
     (``latin_fonts``), else from the province's Noto font. With ``real_glyphs``
-    (:func:`real_glyph_masks`), half of the plates draw every character that has a real
-    template with it (the plate font itself).
+    (:func:`real_glyph_masks`), a share ``p_real`` of the plates (half by default) draw
+    every character that has a real template with it (the plate font itself).
     """
     glyphs = load_glyphs()
     W, H = int(round(PLATE_W * ppm)), int(round(PLATE_H * ppm))
@@ -327,7 +328,7 @@ def _draw_plate(
     latin = font
     if latin_fonts and rng.random() >= 0.4:
         latin = len(FONT_FILES) + int(rng.integers(len(LATIN_FONT_FILES)))
-    real = real_glyphs if real_glyphs and rng.random() < 0.5 else {}
+    real = real_glyphs if real_glyphs and rng.random() < p_real else {}
     thin = rng.random() < look.p_thin
     # White frame, ~1.5..3 mm inside the edge, ~1..2 mm thick, rounded corners.
     if rng.random() < 0.9:
@@ -427,6 +428,7 @@ def render_plate(
     latin_fonts: bool = True,
     skip: Collection[str] = (),
     look: Look = HARSH,
+    p_real: float = 0.5,
 ) -> np.ndarray:
     """Render one degraded, tightly cropped plate image.
 
@@ -436,7 +438,8 @@ def render_plate(
         size: Output ``(height, width)``; ``None`` draws it: mostly 24x94 (the real
             crops), otherwise up to twice that.
         real_glyphs: Optional plate-font templates (:func:`real_glyph_masks`) used on
-            half of the plates.
+            a share ``p_real`` of the plates (half by default; 1.0: every plate, with the
+            same random stream).
         latin_fonts: Draw letters and digits with the bundled Latin fonts too (False:
             Noto only, the generator of the first bundled models, same random stream).
         skip: Degradations to leave out, any of :data:`DEGRADATIONS`. Every random
@@ -466,7 +469,7 @@ def render_plate(
     oh, ow = size
     # Draw at about 2-3x the output resolution, then warp down (pre-blurred to avoid aliasing).
     ppm = max(0.35, min(1.0, 2.5 * ow / PLATE_W))
-    plate = _draw_plate(label, rng, ppm, real_glyphs, latin_fonts, look)
+    plate = _draw_plate(label, rng, ppm, real_glyphs, latin_fonts, look, p_real)
     ph, pw = plate.shape[:2]
     # Illumination gradient and a soft shadow band.
     if rng.random() < 0.7:

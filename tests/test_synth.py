@@ -239,6 +239,20 @@ def test_latin_fonts_switch_the_serial_glyphs_only_when_asked():
     assert all(np.array_equal(noto.sample(i)[0], again.sample(i)[0]) for i in range(30))
 
 
+def test_p_real_sets_the_share_of_plates_drawn_with_the_real_templates():
+    block = {"D": np.full((96, 40), 255, np.uint8)}  # a template unlike any font's D
+    seeds = range(20)
+
+    def render(p_real):
+        return [render_plate("皖AD0000", s, size=(24, 94), real_glyphs=block, p_real=p_real) for s in seeds]
+
+    never, always, half = render(0.0), render(1.0), render(0.5)
+    assert all(not np.array_equal(a, b) for a, b in zip(never, always))  # the same stream: only the D differs
+    as_never = sum(np.array_equal(h, a) for h, a in zip(half, never))
+    as_always = sum(np.array_equal(h, a) for h, a in zip(half, always))
+    assert as_never + as_always == 20 and 4 <= as_always <= 16
+
+
 def test_render_can_leave_out_each_degradation_and_keeps_the_rest():
     with pytest.raises(ValueError, match="unknown degradations"):
         render_plate("皖A26Y56", 1, skip={"rain"})
