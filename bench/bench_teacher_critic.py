@@ -109,6 +109,16 @@ def looks_table(teacher, read, train, n: int) -> None:
               f"  ({time.perf_counter() - t:.0f} s)", flush=True)  # fmt: skip
 
 
+def plates_with(ch: str, n: int, rng, alphabet: list[str]) -> list[str]:
+    """``n`` 皖A plates with ``ch`` at a random serial position, the other four from ``alphabet``."""
+    labels = []
+    for _ in range(n):
+        lab = "皖A" + "".join(rng.choice(alphabet, 5))
+        k = 2 + int(rng.integers(5))
+        labels.append(lab[:k] + ch + lab[k + 1 :])
+    return labels
+
+
 def q_plates(teacher, n: int) -> None:
     """Plates with a Q in the serial, drawn with the generator's Q and with the plate font's
     (``Look.p_plate_q``), read by the teacher and by the bundled model: which Q looks real."""
@@ -120,13 +130,8 @@ def q_plates(teacher, n: int) -> None:
     from core.recipe import predict
     from core.synth import MATCHED, render_plate
 
-    rng = np.random.default_rng(0)
     issued = list(plates.OTHERS.replace("O", ""))  # serial characters of real plates (no O)
-    labels = []
-    for _ in range(n):
-        lab = "皖A" + "".join(rng.choice(issued, 5))
-        k = 2 + int(rng.integers(5))
-        labels.append(lab[:k] + "Q" + lab[k + 1 :])
+    labels = plates_with("Q", n, np.random.default_rng(0), issued)
     ck = load_checkpoint(default_model_path())
     model = ck.build()
     print(f"\n{n} plates with a Q in the serial (matched look, Noto glyphs otherwise)")
@@ -178,13 +183,7 @@ def template_plates(teacher, train, n: int) -> None:
           "| its commonest misread of the template |")  # fmt: skip
     print("| --- | ---: | --- | ---: | --- |")
     for ch in [c for c in issued if c in glyphs]:
-        rng = np.random.default_rng(ord(ch))
-        others = [c for c in issued if c != ch]
-        labels = []
-        for _ in range(n):
-            lab = "皖A" + "".join(rng.choice(others, 5))
-            k = 2 + int(rng.integers(5))
-            labels.append(lab[:k] + ch + lab[k + 1 :])
+        labels = plates_with(ch, n, np.random.default_rng(ord(ch)), [c for c in issued if c != ch])
         cells: list[list[str]] = [[], []]
         misread: list[str] = ["", ""]
         for p_real in (0.0, 1.0):
