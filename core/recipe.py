@@ -580,7 +580,9 @@ def teacher_pool(stage: StageConfig, inputs: StageInputs) -> TeacherPool:
             yield aug(image=im)["image"], lab
 
     # Augmented again on every read (colour, blur, noise, small warps: no character changes position).
-    reader = CTCReader(*teacher, threads=torch.get_num_threads())
+    # Every core reads: nothing else runs yet (the loaders start after), and onnxruntime's
+    # probabilities do not depend on its thread count (1 and 2 threads give the same bits).
+    reader = CTCReader(*teacher, threads=os.cpu_count() or 1)
     pool = TeacherPool.build(reader, items(), keep=stage.pool_keep, augment=aug_pool)
     print(f"[{stage.name}] teacher pool of {n_synth} other-camera plates and {n_real} real copies: "
           f"{pool.report.line()}", flush=True)  # fmt: skip
