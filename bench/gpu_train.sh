@@ -8,9 +8,9 @@
 # a stage (or polish epoch) that finished before, here or on a CPU, is skipped, and one that a
 # time limit cut short starts again on the next call: stages 1-4 (about 20 GPU minutes on an
 # H200) and stage 6 (about 11 minutes there: two calls, the second at once while the machine is
-# warm) spread over two or three 15-minute loans. Training stops
-# after $BUDGET seconds (default 540: one device command may run 600) so that the finished stages and the log are copied to $OUT
-# (default ./gpu_out) in time:
+# warm) spread over two or three 15-minute loans. Training stops after $BUDGET seconds (default
+# 540: one command on the lent machine may run 600) so that the finished stages and the log are
+# copied to $OUT (default ./gpu_out) in time:
 #   $OUT/work.tar   what a resumed run needs of the work folder (the .done records and the
 #                   newest checkpoints, ~25 MB); unpack it into runs/gpu to go on on the next machine
 #   $OUT/train.txt  the log;  $OUT/default_gpu.pt  the model, once every stage has finished.
