@@ -150,6 +150,10 @@ class StageConfig:
     p_plate_q: float | None = None
     """Chance that a Q of the stage's synthetic plates is drawn as the plate font's
     (``core.synth.Look.p_plate_q``); ``None``: as the run's look draws it."""
+    p_yellow: float | None = None
+    """Share of the stage's synthetic plates drawn as single-row yellow plates
+    (``core.synth.Look.p_yellow``), in the run's look and not filtered by the teacher, like the
+    blue ones; ``None``: as the run's look draws it (none)."""
 
     def per_epoch(self, scale: float) -> tuple[int, int, int]:
         """(real repeats, spliced, synthetic) per epoch at ``scale``."""
@@ -540,6 +544,7 @@ def stage_data(stage: StageConfig, inputs: StageInputs) -> tuple[ConcatDataset, 
         shifting.append(Shifting(splice, n_splice))
     if n_synth:
         look = inputs.look if stage.p_plate_q is None else replace(inputs.look, p_plate_q=stage.p_plate_q)
+        look = look if stage.p_yellow is None else replace(look, p_yellow=stage.p_yellow)
         synth = SynthDataset(10**9, seed=stage.seed + 2, real_glyphs=inputs.glyphs, latin_fonts=inputs.latin,
                              look=look)  # fmt: skip
         shifting.append(Shifting(synth, n_synth))
@@ -688,7 +693,7 @@ def extra_stage(stage: StageConfig, start: Path, inputs: StageInputs, seconds: d
     print(f"{stage.name}: ships {path.name} ({shown})", flush=True)
     return path, {**decision, "epochs": n, "province_weight": stage.province_weight, "lr": stage.lr,
                   "lr_gamma": stage.lr_gamma, "seed": stage.seed, "distill_weight": stage.distill_weight,
-                  "distill_province": stage.distill_province, "p_plate_q": stage.p_plate_q,
+                  "distill_province": stage.distill_province, "p_plate_q": stage.p_plate_q, "p_yellow": stage.p_yellow,
                   "pool_synthetic": stage.pool_synthetic, "pool_real": stage.pool_real,
                   "pool_keep": stage.pool_keep}  # fmt: skip
 
@@ -710,6 +715,7 @@ def extra_flags(recipe: Recipe) -> str:
         cam = recipe.camera
         out += (f" --camera-epochs {cam.epochs} --camera-lr-gamma {cam.lr_gamma} --camera-pool {cam.pool_synthetic} --camera-pool-real {cam.pool_real}"
                 + ("" if cam.pool_keep == "agree" else f" --camera-pool-keep {cam.pool_keep}")
+                + ("" if cam.p_yellow is None else f" --camera-yellow {cam.p_yellow}")
                 + f" --distill-weight {cam.distill_weight}" + ("" if cam.distill_province else " --no-distill-province"))  # fmt: skip
     return out
 
@@ -720,6 +726,8 @@ def _extra_line(stage: StageConfig, info: dict) -> str:
             f"x{stage.lr_gamma}/epoch, province weight {stage.province_weight} in the loss")  # fmt: skip
     if stage.p_plate_q is not None:
         line += f", the plate font's Q on {stage.p_plate_q:.0%} of the synthetic plates' Qs"
+    if stage.p_yellow is not None:
+        line += f", {stage.p_yellow:.0%} of the synthetic plates single-row yellow"
     if stage.pool_synthetic or stage.pool_real:
         kept = {"agree": "reads them as labelled", "serial": "reads their serial characters as labelled",
                 "hybrid": "reads them as labelled, or their serial characters for a province it cannot read",

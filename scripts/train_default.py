@@ -100,6 +100,7 @@ def recipe_from_args(args: argparse.Namespace, base: Recipe) -> Recipe:
             pool_synthetic=args.camera_pool,
             pool_real=args.camera_pool_real,
             pool_keep=args.camera_pool_keep,
+            p_yellow=args.camera_yellow,
             distill_weight=args.distill_weight,
             distill_province=args.distill_province,
             p_plate_q=base.camera.p_plate_q if args.plate_q is None else args.plate_q,
@@ -190,6 +191,9 @@ def parser(r: Recipe) -> argparse.ArgumentParser:
                          "those whose serial characters it reads as labelled (any province); 'hybrid', 'agree' but "
                          "'serial' for the provinces the teacher reads right on under half of the plates whose "
                          "serial it reads right; 'all'")  # fmt: skip
+    ap.add_argument("--camera-yellow", type=float, default=r.camera.p_yellow, metavar="P",
+                    help="stage 6: share of its synthetic plates (the run's look, not read by the teacher) drawn as "
+                         "single-row yellow plates (default: none)")  # fmt: skip
     ap.add_argument(
         "--distill-weight",
         type=float,

@@ -20,7 +20,7 @@ from core import recipe
 from core.data import PlateDataset, reseed_augmentations, train_augmentations
 from core.models import Checkpoint, ModelConfig, build_model, load_checkpoint, save_checkpoint
 from core.recipe import Shifting
-from core.synth import SpliceDataset
+from core.synth import SpliceDataset, SynthDataset
 from core.train import EpochInfo, TrainResult
 
 from ._util import script_checkpoint
@@ -283,7 +283,7 @@ def test_the_camera_stage_trains_on_a_teacher_pool_with_its_soft_targets(tmp_pat
     n_before = len(calls)
     out = tmp_path / "second.pt"
     argv = ["--quick", "--start", str(first), "--camera-epochs", "2", "--distill-weight", "0.5", "--no-distill-province",
-            "--camera-pool-keep", "serial", "--camera-lr-gamma", "0.8",
+            "--camera-pool-keep", "serial", "--camera-lr-gamma", "0.8", "--camera-yellow", "0.5",
             "--teacher-cache", str(tmp_path / "cache"), "--work", str(tmp_path / "w2"), "--out", str(out)]  # fmt: skip
     assert td.main(argv) == 0
     camera = calls[n_before:]
@@ -304,6 +304,14 @@ def test_the_camera_stage_trains_on_a_teacher_pool_with_its_soft_targets(tmp_pat
     assert [c["cfg"].lr for c in camera] == pytest.approx([stage.lr, stage.lr * 0.8])
     assert "--camera-lr-gamma 0.8" in ck.summary["recipe"] and ck.summary["camera"]["lr_gamma"] == 0.8
     assert "reads their serial characters as labelled" in ck.summary["data"]["camera"]
+    # --camera-yellow: the stage's own synthetic plates (not the pool's) are yellow that often
+    synth = [d.dataset for d in camera[0]["data"].datasets if isinstance(getattr(d, "dataset", None), SynthDataset)]
+    assert [s.look.p_yellow for s in synth] == [0.5] and recipe.DEFAULT_RECIPE.look == "harsh"
+    assert synth[0].look.white_min == recipe.LOOKS["harsh"].white_min  # the run's look otherwise
+    yellow = [float(np.mean(im[..., 2])) < float(np.mean(im[..., 0])) for im, _ in map(synth[0].sample, range(40))]
+    assert 10 <= sum(yellow) <= 30
+    assert "--camera-yellow 0.5" in ck.summary["recipe"] and ck.summary["camera"]["p_yellow"] == 0.5
+    assert "50% of the synthetic plates single-row yellow" in ck.summary["data"]["camera"]
     assert ck.summary["camera"]["teacher_pool"]["images"] == pools[0].report.images  # what the teacher read
     assert "synth_yellow_accuracy" in ck.metrics and "synth_cameras_per_province_accuracy" in ck.metrics
 
