@@ -10,6 +10,8 @@ folder. Then, with k = the number of injected errors:
 
 * for each candidate label score (computed from the model's full outputs, in memory) and for
   the old CER order: precision at k, recall at 2k, and the ROC AUC of the score;
+* which crops with their own label the shipped score puts in the first k rows, and in how
+  many seeds: the model's own misreads (and 0295, whose label is wrong, below);
 * the app's own order: the rows of `plate-review predict`'s CSV (its default order), run
   as a user runs it, precision at k and recall at 2k;
 * with ``--cv``: the same figures from cross-validated scores (`crossval_scores`, 5 folds of
@@ -35,6 +37,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -257,6 +260,7 @@ def main() -> int:
     figures: dict[str, list[tuple[float, float, float]]] = {}
     with_known: dict[str, list[float]] = {}
     thresholds_hits = {t: [0, 0, 0] for t in (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)}  # flagged, true, total errors
+    intruders: Counter[str] = Counter()  # crops with their own label that the shipped score puts in the first k
     tmp = Path(tempfile.mkdtemp(prefix="bench-label-errors-"))
     try:
         for seed in range(args.seeds):
@@ -283,6 +287,8 @@ def main() -> int:
                 cands["both: mean rank"] = ((r1 + r2) / 2).tolist()
             for name, sc in cands.items():
                 order = [names[i] for i in np.argsort(sc, kind="stable")]
+                if name == "weakest char (shipped)":
+                    intruders.update(src_of[n] for n in order[: len(errors)] if n not in errors)
                 figures.setdefault(name, []).append((*at_k(order, errors), auc(sc, positive)))
                 known = errors | (KNOWN_LABEL_ERRORS & set(names))
                 with_known.setdefault(name, []).append(at_k(order, known)[0])
@@ -324,6 +330,9 @@ def main() -> int:
         print("| ranking | precision at k |\n|---|---|")
         for name, vals in with_known.items():
             print(f"| {name} | {np.mean(vals):.1%} ({min(vals):.0%}-{max(vals):.0%}) |")
+        print(f"\ncrops with their own label in the shipped score's first k rows (seeds, of {args.seeds}; known "
+              "wrong labels marked *): " + (", ".join(f"{n}{'*' if n in KNOWN_LABEL_ERRORS else ''} {c}"
+                                                     for n, c in intruders.most_common(6)) or "none"))  # fmt: skip
         print(f"\nthreshold for 'likely label error' on the shipped score (shipped: {LIKELY_ERROR_THRESHOLD}):")
         print("| score <= | flagged per seed | precision | recall |\n|---|---|---|---|")
         for thr, (fl, tp, tot) in thresholds_hits.items():
