@@ -190,11 +190,13 @@ class Recipe:
     """Stage 5 (:func:`extra_stage`): the polish stage's data mix and loop with new seeds, the
     province weighted in the loss; 0 epochs (off) in the bundled file's recipe."""
     camera: StageConfig = replace(_POLISH, name="camera", epochs=24, lr=2e-4, lr_gamma=0.95, seed=70, pool_synthetic=8000,
-                                  pool_real=1000, distill_weight=0.0, p_plate_q=0.5)  # fmt: skip
+                                  pool_real=1000, pool_keep="hybrid", distill_weight=0.0, p_plate_q=0.5,
+                                  p_yellow=0.1)  # fmt: skip
     """Stage 6 (:func:`extra_stage`): the polish loop again with new seeds (the plate font's Q on half
-    of the synthetic plates' Qs), plus a pool of plates in the other cameras' look and augmented
-    real crops that the teacher reads as labelled (the teacher as a filter; ``distill_weight`` > 0
-    adds its soft targets to the loss). In the bundled file's recipe: 24 epochs at lr 2e-4 x0.95, no soft targets."""
+    of the synthetic plates' Qs, a tenth of them single-row yellow), plus a pool of plates in the other
+    cameras' look and augmented real crops that the teacher reads as labelled, or whose serial it reads
+    for a province it cannot read (the teacher as a filter; ``distill_weight`` > 0 adds its soft targets
+    to the loss). In the bundled file's recipe: 24 epochs at lr 2e-4 x0.95, no soft targets."""
     arch: str = "lstm-fast"
     """The architecture (core.models) the pretrain stage builds; later stages continue its weights."""
     batch_size: int = 64
@@ -714,8 +716,7 @@ def extra_flags(recipe: Recipe) -> str:
     if recipe.camera.epochs > 0:
         cam = recipe.camera
         out += (f" --camera-epochs {cam.epochs} --camera-lr-gamma {cam.lr_gamma} --camera-pool {cam.pool_synthetic} --camera-pool-real {cam.pool_real}"
-                + ("" if cam.pool_keep == "agree" else f" --camera-pool-keep {cam.pool_keep}")
-                + ("" if cam.p_yellow is None else f" --camera-yellow {cam.p_yellow}")
+                + f" --camera-pool-keep {cam.pool_keep} --camera-yellow {cam.p_yellow or 0.0}"
                 + f" --distill-weight {cam.distill_weight}" + ("" if cam.distill_province else " --no-distill-province"))  # fmt: skip
     return out
 
@@ -726,7 +727,7 @@ def _extra_line(stage: StageConfig, info: dict) -> str:
             f"x{stage.lr_gamma}/epoch, province weight {stage.province_weight} in the loss")  # fmt: skip
     if stage.p_plate_q is not None:
         line += f", the plate font's Q on {stage.p_plate_q:.0%} of the synthetic plates' Qs"
-    if stage.p_yellow is not None:
+    if stage.p_yellow:
         line += f", {stage.p_yellow:.0%} of the synthetic plates single-row yellow"
     if stage.pool_synthetic or stage.pool_real:
         kept = {"agree": "reads them as labelled", "serial": "reads their serial characters as labelled",

@@ -193,7 +193,7 @@ def parser(r: Recipe) -> argparse.ArgumentParser:
                          "serial it reads right; 'all'")  # fmt: skip
     ap.add_argument("--camera-yellow", type=float, default=r.camera.p_yellow, metavar="P",
                     help="stage 6: share of its synthetic plates (the run's look, not read by the teacher) drawn as "
-                         f"single-row yellow plates (default: {r.camera.p_yellow or 'none'})")  # fmt: skip
+                         f"single-row yellow plates; 0: none (default: {r.camera.p_yellow or 0})")  # fmt: skip
     ap.add_argument(
         "--distill-weight",
         type=float,

@@ -255,10 +255,16 @@ def test_the_default_recipe_is_the_one_the_bundled_file_records():
         return td.parser(r).parse_args(line.split()[2:])
 
     assert flags(cmd) == flags(ck.summary["recipe"])
+    # a stage-6 setting other than the default is written out, so the line reruns what ran
+    other = replace(r, camera=replace(r.camera, pool_keep="agree", p_yellow=None))
+    args = flags(recipe.command(other, recipe.RunOptions(threads=1)))
+    assert (args.camera_pool_keep, args.camera_yellow) == ("agree", 0.0)
     # and the line says it all, so the check above does not rest on the parser's defaults
     assert {
         "--camera-epochs 24",
         "--camera-lr-gamma 0.95",
+        "--camera-pool-keep hybrid",
+        "--camera-yellow 0.1",
         "--distill-weight 0.0",
         "--plate-q 0.5",
         "--mixed-epochs 23",
@@ -268,9 +274,12 @@ def test_the_default_recipe_is_the_one_the_bundled_file_records():
     assert (r.polish.per_epoch(r.scale), r.polish.epochs) == ((18, 12000, 48000), 16)
     assert ck.summary["data"]["polish"].startswith("16 epochs x (450 real x 18 augmented + 12000 spliced")
     assert (r.camera.epochs, r.camera.lr_gamma, r.camera.distill_weight, r.camera.p_plate_q) == (24, 0.95, 0.0, 0.5)
+    assert (r.camera.pool_keep, r.camera.p_yellow) == ("hybrid", 0.1)
     assert ck.summary["data"]["camera"].startswith(
         "24 epochs of the polish stage's data mix (seeds from 70), lr 0.0002 x0.95"
     )
+    assert "10% of the synthetic plates single-row yellow" in ck.summary["data"]["camera"]
+    assert (ck.summary["camera"]["pool_keep"], ck.summary["camera"]["p_yellow"]) == ("hybrid", 0.1)
     assert ck.summary["selected_stage"] == "camera epoch 24"
 
 
