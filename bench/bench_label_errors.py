@@ -329,18 +329,21 @@ def main() -> int:
             a = [r[2] for r in rows_ if r[2] == r[2]]
             auc_s = f"{np.mean(a):.3f}" if a else "-"
             print(f"| {name} | {np.mean(p):.1%} ({min(p):.0%}-{max(p):.0%}) | {np.mean(r2):.1%} | {auc_s} |")
-        print(f"\ncounting the held-out crops with a known wrong label ({', '.join(sorted(KNOWN_LABEL_ERRORS))}) "
-              "as label errors too (k + 1 rows):")  # fmt: skip
-        print("| ranking | precision at k |\n|---|---|")
-        for name, vals in with_known.items():
-            print(f"| {name} | {np.mean(vals):.1%} ({min(vals):.0%}-{max(vals):.0%}) |")
+        present = sorted(KNOWN_LABEL_ERRORS & {p.name for p in held})  # none among synthetic plates
+        if present:
+            print(f"\ncounting the held-out crops with a known wrong label ({', '.join(present)}) "
+                  f"as label errors too (k + {len(present)} rows):")  # fmt: skip
+            print("| ranking | precision at k |\n|---|---|")
+            for name, vals in with_known.items():
+                print(f"| {name} | {np.mean(vals):.1%} ({min(vals):.0%}-{max(vals):.0%}) |")
 
         def listed(counts: Counter[str]) -> str:
             return ", ".join(f"{n}{'*' if n in KNOWN_LABEL_ERRORS else ''} {c}" for n, c in counts.most_common(6))
 
         print(f"\ncrops with their own label in the shipped score's first rows (in how many of {args.seeds} seeds; "
-              f"* a known wrong label): first k: {listed(intruders) or 'none'}; "
-              f"first k + 1, known wrong labels counted: {listed(intruders_known) or 'none'}")  # fmt: skip
+              f"* a known wrong label): first k: {listed(intruders) or 'none'}"
+              + (f"; first k + {len(present)}, known wrong labels counted: {listed(intruders_known) or 'none'}"
+                 if present else ""))  # fmt: skip
         print(f"\nthreshold for 'likely label error' on the shipped score (shipped: {LIKELY_ERROR_THRESHOLD}):")
         print("| score <= | flagged per seed | precision | recall |\n|---|---|---|---|")
         for thr, (fl, tp, tot) in thresholds_hits.items():
