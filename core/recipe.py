@@ -412,11 +412,47 @@ def evaluate(ckpt: Checkpoint, heldout: list[tuple[str, str]], n_per_province: i
     }  # fmt: skip
 
 
+#: How docs/MODEL.md names each of :data:`EVAL_LOOKS` in its table of held-out synthetic plates.
+CARD_LOOKS = {
+    "harsh": "HARSH (the training generator's)",
+    "matched": "MATCHED (the real crops' contrast and sharpness)",
+    "cameras": "`cameras` (other cameras' look, `core.synth.CAMERAS`)",
+    "yellow": "single-row yellow plates (matched look)",
+}
+
+
+def card_tables(metrics: dict) -> list[str]:
+    """The held-out figures as docs/MODEL.md's table rows: the real crops' row, one row per look
+    (whole plate right, CER, provinces at >= 97 % and >= 95 %, the lowest), and the per-province
+    table (HARSH / MATCHED / cameras / yellow, eight provinces a row)."""
+
+    def pct(x: float) -> str:
+        return f"{100 * x:.1f} %"
+
+    n, auc = metrics["heldout_real_n"], metrics["heldout_real_confidence_auc"]  # no AUC when all right or all wrong
+    rows = [f"| **Plate Review default** | **{pct(metrics['heldout_real_accuracy'])}** "
+            f"({round(metrics['heldout_real_accuracy'] * n)}/{n}) | **{metrics['heldout_real_cer']:.4f}** | "
+            f"**{'-' if auc is None else f'{auc:.3f}'}** |"]  # fmt: skip
+    for look, label in CARD_LOOKS.items():
+        per = metrics[f"synth_{look}_per_province_accuracy"]
+        low = min(per, key=per.get)
+        rows.append(f"| {label} | **{pct(metrics[f'synth_{look}_accuracy'])}** | {metrics[f'synth_{look}_cer']:.2g} | "
+                    f"{sum(v >= 0.97 for v in per.values())} of {len(per)} | "
+                    f"{sum(v >= 0.95 for v in per.values())} of {len(per)} | {low} {pct(per[low])} |")  # fmt: skip
+    cells = [f"{p} " + " / ".join(f"{100 * metrics[f'synth_{look}_per_province_accuracy'][p]:.1f}" for look in CARD_LOOKS)
+             for p in metrics["synth_harsh_per_province_accuracy"]]  # fmt: skip
+    cells += [""] * (-len(cells) % 8)
+    rows += ["| " + " | ".join(cells[i : i + 8]).rstrip() + " |" for i in range(0, len(cells), 8)]
+    return rows
+
+
 def print_heldout(metrics: dict) -> None:
-    """The held-out figures, then the held-out real errors on one line."""
+    """The held-out figures, then the held-out real errors on one line, then docs/MODEL.md's rows."""
     show = {k: v for k, v in metrics.items() if k != "heldout_real_errors"}
     print(json.dumps(show, ensure_ascii=False, indent=1))
     print("errors:", json.dumps(metrics["heldout_real_errors"], ensure_ascii=False))
+    if all(f"synth_{look}_per_province_accuracy" in metrics for look in CARD_LOOKS):
+        print("docs/MODEL.md's rows:", *card_tables(metrics), sep="\n")
 
 
 def load_script_checkpoint(path: Path) -> Checkpoint:

@@ -42,3 +42,15 @@ def test_onnx_and_torch_agree_on_real_crops(heldout):
     b = predict_samples(heldout, Predictor(backend="torch"), workers=0)
     same = sum(x.prediction == y.prediction for x, y in zip(a, b))
     assert same >= len(a) - 1
+
+
+def test_the_model_card_shows_the_bundled_files_figures():
+    # docs/MODEL.md's held-out rows are the ones the recipe prints from the checkpoint's metrics:
+    # replacing the bundled file without its card fails here.
+    from core.recipe import card_tables
+
+    card = (REPO / "docs" / "MODEL.md").read_text(encoding="utf-8").splitlines()
+    rows = card_tables(load_checkpoint(default_model_path()).metrics)
+    assert len(rows) == 1 + 4 + 4
+    missing = [row for row in rows if row not in card]
+    assert not missing, "docs/MODEL.md lacks these rows of the bundled file's figures:\n" + "\n".join(missing)

@@ -220,7 +220,7 @@ def test_a_cpu_without_bf16_is_told_the_recipe_is_slow(tmp_path, calls, monkeypa
     assert recipe.SLOW_CPU_NOTE not in capsys.readouterr().out
 
 
-def test_evaluate_rewrites_the_held_out_figures_and_keeps_the_weights(tmp_path, monkeypatch):
+def test_evaluate_rewrites_the_held_out_figures_and_keeps_the_weights(tmp_path, monkeypatch, capsys):
     path = script_checkpoint(tmp_path / "m.pt")
     before = load_checkpoint(path)
     small = replace(td.DEFAULT_RECIPE, heldout_synth_per_province=2)  # 2 x 31 plates per look: fast
@@ -234,6 +234,9 @@ def test_evaluate_rewrites_the_held_out_figures_and_keeps_the_weights(tmp_path, 
     assert m["synth_per_province_n"] == 2 and m["synth_look"] == "matched"  # the look it was trained with
     assert m["heldout_real_n"] == 150 and 0.0 <= m["heldout_real_accuracy"] <= 1.0
     assert set(m["synth_harsh_per_province_accuracy"]) == set(before.provinces)
+    # and it prints them as docs/MODEL.md's rows (a look's row, the per-province table)
+    out = capsys.readouterr().out.splitlines()
+    assert set(recipe.card_tables(m)) <= set(out) and any(line.startswith("| 云 ") for line in out)
 
 
 def test_evaluate_refuses_a_checkpoint_the_script_did_not_write(tmp_path):
