@@ -2,12 +2,12 @@
 # The recipe on a lent CUDA machine (docs/TRAINING.md, "On a GPU"): one prepared script, run from
 # the repository root, that spends its time training, not setting up.
 #
-#   bash bench/gpu_train.sh [extra train_default.py flags, e.g. --camera-epochs 36]
+#   bash bench/gpu_train.sh [extra train_default.py flags, e.g. --camera-epochs 24]
 #
 # It runs scripts/train_default.py --device cuda with --resume on the work folder runs/gpu, so
 # a stage (or polish epoch) that finished before, here or on a CPU, is skipped, and one that a
 # time limit cut short starts again on the next call: stages 1-4 (about 20 GPU minutes on an
-# H200) and stage 6 (about 11 minutes there: two calls, the second at once while the machine is
+# H200) and stage 6 (about 16 minutes there, estimated: two calls, the second at once while the machine is
 # warm) spread over two or three 15-minute loans. Training stops after $BUDGET seconds (default
 # 540: one command on the lent machine may run 600) so that the finished stages and the log are
 # copied to $OUT (default ./gpu_out) in time:
