@@ -87,6 +87,7 @@ def test_a_confident_disagreement_comes_before_an_unsure_one(qtbot, tmp_path):
     """With the bundled model on real crops: a label the model confidently contradicts (one character
     changed) is the first row; a crop the model misreads unsurely, with the same CER, comes later."""
     from core.models import load_checkpoint
+    from core.plates import parse_name
     from core.predict import default_model_path
 
     from ._util import REAL as REAL_CROPS
@@ -99,8 +100,9 @@ def test_a_confident_disagreement_comes_before_an_unsure_one(qtbot, tmp_path):
     # a crop the bundled model misreads unsurely: of its held-out errors, the least confident with
     # one serial character wrong (recorded in the checkpoint, so the test follows the bundled file)
     errors = load_checkpoint(default_model_path()).metrics["heldout_real_errors"]
-    one_char = [e for e in errors if sum(a != b for a, b in zip(e["file"].split("-")[1][:7], e["pred"])) == 1
-                and e["file"].split("-")[1][0] == e["pred"][0]]  # fmt: skip
+    label = {e["file"]: parse_name(e["file"]).label for e in errors}
+    one_char = [e for e in errors if label[e["file"]][0] == e["pred"][0]
+                and sum(a != b for a, b in zip(label[e["file"]], e["pred"])) == 1]  # fmt: skip
     pick = min(one_char, key=lambda e: e["conf"])
     assert pick["conf"] < 0.8
     unsure = next(p for p in crops if p.name == pick["file"])
