@@ -279,6 +279,7 @@ def main() -> int:
             cands = candidate_scores(f, t, lab, ck.provinces, ck.others,
                                      class_thresholds(f, t, lab, ck.provinces, ck.others))  # fmt: skip
             positive = [n in errors for n in names]
+            known = errors | (KNOWN_LABEL_ERRORS & set(names))  # with the crops whose own label is wrong
             if peer is not None:
                 ps = peer.label_scores(peer_probs[rows], lab)
                 ps = [0.0 if v is None else v for v in ps]
@@ -290,7 +291,6 @@ def main() -> int:
                 cands["both: mean rank"] = ((r1 + r2) / 2).tolist()
             for name, sc in cands.items():
                 order = [names[i] for i in np.argsort(sc, kind="stable")]
-                known = errors | (KNOWN_LABEL_ERRORS & set(names))
                 if name == "weakest char (shipped)":
                     intruders.update(src_of[n] for n in order[: len(errors)] if n not in errors)
                     intruders_known.update(src_of[n] for n in order[: len(known)] if n not in known)
@@ -308,7 +308,6 @@ def main() -> int:
             # the app, end to end
             order = app_order(folder, tmp / f"seed{seed}.csv", args.model)
             figures.setdefault("plate-review predict CSV", []).append((*at_k(order, errors), float("nan")))
-            known = errors | (KNOWN_LABEL_ERRORS & set(names))
             with_known.setdefault("plate-review predict CSV", []).append(at_k(order, known)[0])
             shipped = cands["weakest char (shipped)"]
             for thr, acc in thresholds_hits.items():
