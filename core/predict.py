@@ -37,7 +37,7 @@ from .device import describe_device, resolve_device
 from .errors import PlateReviewError
 from .label_score import label_char_probs, label_score
 from .metrics import cer as char_error_rate
-from .models import MAX_CHECKPOINT_BYTES, Checkpoint, CheckpointError, file_sha256, load_checkpoint
+from .models import MAX_CHECKPOINT_BYTES, Checkpoint, CheckpointError, file_sha256, load_checkpoint, read_probabilities
 from .progress import Progress, StopFlag
 from .records import PredictionResult
 
@@ -65,45 +65,47 @@ class _ExportModule(torch.nn.Module):
 
     Normalisation (:func:`core.data.preprocess`'s ``x * scale + bias`` with the same
     float32 terms) and the HWC -> CHW transpose run inside the graph, so the Python side
-    only decodes and resizes (:func:`core.data.resize_for_model`).
+    only decodes and resizes (:func:`core.data.resize_for_model`). With ``views``, the
+    probabilities are the mean over the crop and its shifted views (:func:`core.models.read_probabilities`).
     """
 
-    def __init__(self, model: torch.nn.Module, mean: Sequence[float], std: Sequence[float]):
+    def __init__(self, model: torch.nn.Module, mean: Sequence[float], std: Sequence[float], views: bool = True):
         super().__init__()
         self.model = model
+        self.views = views
         scale, bias = normalisation_terms(tuple(mean), tuple(std))
         self.register_buffer("scale", torch.from_numpy(scale.copy())[None])
         self.register_buffer("bias", torch.from_numpy(bias.copy())[None])
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = pixels.permute(0, 3, 1, 2).float() * self.scale + self.bias
-        first, tail = self.model(x)
-        return first.float().softmax(-1), tail.float().softmax(-1)
+        return read_probabilities(self.model, x, self.views)
 
 
 #: Bumped when the exported graph's inputs or outputs change, so stale cached exports are not reused.
 ONNX_FORMAT = "u8"
 
 
-def onnx_cache_path(ckpt_path: Path, sha: str) -> Path:
+def onnx_cache_path(ckpt_path: Path, sha: str, views: bool = True) -> Path:
     """Where the ONNX export of a checkpoint lives: the user's cache, keyed by the checkpoint's hash.
 
     Never beside the checkpoint: a file there may come from whoever handed over the checkpoint,
     and an ONNX graph can compute anything; the app reads only exports it wrote itself.
     """
-    return _user_cache_onnx_path(sha)
+    return _user_cache_onnx_path(sha, views)
 
 
-def export_onnx(ckpt: Checkpoint, path: Path, checkpoint_sha: str) -> Path:
+def export_onnx(ckpt: Checkpoint, path: Path, checkpoint_sha: str, views: bool = True) -> Path:
     """Export a checkpoint to ONNX (uint8 pixels in, probabilities out, dynamic batch), atomically.
 
     ``checkpoint_sha`` (the checkpoint file's :func:`core.models.file_sha256`) is written into
     the model's metadata (:data:`ONNX_CHECKPOINT_KEY`), so that the cached file is tied to the
-    checkpoint it came from (:func:`onnx_checkpoint_sha`).
+    checkpoint it came from (:func:`onnx_checkpoint_sha`). ``views``: the graph reads the crop and
+    its shifted views (:func:`core.models.read_probabilities`).
     """
     import onnx
 
-    model = _ExportModule(ckpt.build(), ckpt.mean, ckpt.std).eval()
+    model = _ExportModule(ckpt.build(), ckpt.mean, ckpt.std, views).eval()
     h, w = ckpt.input_size
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
@@ -149,10 +151,10 @@ def onnx_checkpoint_sha(model_bytes: bytes) -> str | None:
     return {p.key: p.value for p in proto.metadata_props}.get(ONNX_CHECKPOINT_KEY)
 
 
-def _user_cache_onnx_path(sha: str) -> Path:
+def _user_cache_onnx_path(sha: str, views: bool = True) -> Path:
     from platformdirs import user_cache_dir
 
-    return Path(user_cache_dir("plate-review")) / "onnx" / f"{sha}.{ONNX_FORMAT}.onnx"
+    return Path(user_cache_dir("plate-review")) / "onnx" / f"{sha}.{ONNX_FORMAT}{'.views' if views else ''}.onnx"
 
 
 class Predictor:
@@ -165,6 +167,9 @@ class Predictor:
             ``onnx`` with device ``auto`` runs on the CPU (onnxruntime's CPU provider) even
             where a GPU is present; with an explicit GPU device it falls back to torch.
         threads: CPU threads for the model (default: torch's setting).
+        views: Read each crop three times, as it is and shifted by 2 % of its width either way,
+            and average (:func:`core.models.read_probabilities`): more plates right, a third of
+            the speed. ``False``: the crop alone.
 
     Raises:
         CheckpointError: the model file is missing or damaged.
@@ -177,10 +182,15 @@ class Predictor:
         device: str = "auto",
         backend: str = "auto",
         threads: int | None = None,
+        views: bool = True,
     ):
         self.model_path = Path(model_path) if model_path else default_model_path()
+        self.views = views
         self.checkpoint = load_checkpoint(self.model_path)
-        self.model_hash = file_sha256(self.model_path)
+        self.checkpoint_sha = file_sha256(self.model_path)
+        self.model_hash = self.checkpoint_sha + (".views" if views else "")
+        """The reading's identity, the store's cache key: the checkpoint's SHA-256, marked when
+        read with views (a cache of the crop-alone reading is never taken for this one)."""
         if backend == "onnx" and device == "auto":
             device = "cpu"  # onnxruntime runs here on the CPU: asking for it picks the CPU, even beside a GPU
         self.device = resolve_device(device)
@@ -201,23 +211,23 @@ class Predictor:
 
     @property
     def description(self) -> str:
-        """E.g. ``'default.pt (lstm) on CPU (2 threads), onnxruntime'``."""
+        """E.g. ``'default.pt (lstm) on CPU (2 threads), onnxruntime, 3 views'``."""
         return (
             f"{self.model_path.name} ({self.checkpoint.config.arch}) on {describe_device(self.device)}, "
-            f"{'onnxruntime' if self.backend == 'onnx' else 'PyTorch'}"
+            f"{'onnxruntime' if self.backend == 'onnx' else 'PyTorch'}, {'3 views' if self.views else 'one view'}"
         )
 
     def _onnx_session(self):
         """An onnxruntime session of the checkpoint's cached ONNX export, exported first when the
         cache is missing, damaged or not made from this checkpoint (its metadata names another)."""
-        path = onnx_cache_path(self.model_path, self.model_hash)
+        path = onnx_cache_path(self.model_path, self.checkpoint_sha, self.views)
         session = self._cached_session(path)
         if session is not None:
             return session
         try:
             self._export(path)
         except OSError as e:  # a foreign export beside a read-only checkpoint: use the user's cache
-            fallback = _user_cache_onnx_path(self.model_hash)
+            fallback = _user_cache_onnx_path(self.checkpoint_sha, self.views)
             if fallback == path:
                 raise
             log.warning("cannot write %s (%s); using %s", path, e.strerror or e, fallback)
@@ -236,7 +246,7 @@ class Predictor:
 
     def _export(self, path: Path) -> None:
         log.info("exporting %s to ONNX at %s", self.model_path, path)
-        export_onnx(self.checkpoint, path, self.model_hash)
+        export_onnx(self.checkpoint, path, self.checkpoint_sha, self.views)
 
     def _cached_session(self, path: Path):
         """A session of the ONNX file at ``path`` if it is an export of this checkpoint, else ``None``
@@ -261,10 +271,10 @@ class Predictor:
         if sha is None:  # an export by an earlier version (or one that hides where it came from)
             log.info("%s: ONNX export without a checkpoint hash; exporting %s again", path, self.model_path)
             return None
-        if sha != self.model_hash:
+        if sha != self.checkpoint_sha:
             log.warning(
                 "%s: ONNX export not made from %s (its checkpoint hash is %s, not %s); exporting again",
-                path, self.model_path, sha[:12], self.model_hash[:12],
+                path, self.model_path, sha[:12], self.checkpoint_sha[:12],
             )  # fmt: skip
             return None
         so = ort.SessionOptions()
@@ -300,8 +310,7 @@ class Predictor:
         if self.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), torch.autocast("cuda", enabled=self.device.type == "cuda"):
-            first, tail = self._model(x)
-            first, tail = first.float().softmax(-1), tail.float().softmax(-1)
+            first, tail = read_probabilities(self._model, x, self.views)
         return first.cpu().numpy(), tail.cpu().numpy()
 
     def apply_grammar(self, tail: np.ndarray) -> np.ndarray:
@@ -430,12 +439,13 @@ def results_from_outputs(
 
 
 def export_for_deployment(model_path: str | os.PathLike, out: str | os.PathLike, n_check: int = 16,
-                          seed: int = 0) -> float:  # fmt: skip
+                          seed: int = 0, views: bool = True) -> float:  # fmt: skip
     """Export a checkpoint to ONNX for deployment and check it against PyTorch.
 
     The graph is the app's own (uint8 RGB pixels ``(B, H, W, 3)`` resized to the checkpoint's
     input size in, softmax probabilities of the province and of the six other positions out;
-    the normalisation is inside). ``n_check`` random images go through both; the export is
+    the normalisation and, with ``views``, the three views' average,
+    :func:`core.models.read_probabilities`, are inside). ``n_check`` random images go through both; the export is
     refused when their probabilities differ by more than 1e-4.
 
     Returns:
@@ -448,11 +458,11 @@ def export_for_deployment(model_path: str | os.PathLike, out: str | os.PathLike,
 
     model_path, out = Path(model_path), Path(out)
     ckpt = load_checkpoint(model_path)
-    export_onnx(ckpt, out, file_sha256(model_path))
+    export_onnx(ckpt, out, file_sha256(model_path), views)
     h, w = ckpt.input_size
     pixels = np.random.default_rng(seed).integers(0, 256, (n_check, h, w, 3), dtype=np.uint8)
     with torch.inference_mode():
-        want = _ExportModule(ckpt.build(), ckpt.mean, ckpt.std).eval()(torch.from_numpy(pixels))
+        want = _ExportModule(ckpt.build(), ckpt.mean, ckpt.std, views).eval()(torch.from_numpy(pixels))
     so = ort.SessionOptions()
     so.log_severity_level = 3
     got = ort.InferenceSession(str(out), so, providers=["CPUExecutionProvider"]).run(None, {"pixels": pixels})
@@ -469,9 +479,11 @@ def open_reader(
     backend: str = "auto",
     threads: int | None = None,
     dict_path: str | os.PathLike | None = None,
+    views: bool = True,
 ):
     """The reader for a model file: a PaddleOCR-style CTC recognizer for ``.onnx`` (with its
-    dictionary, ``core.ctc.CTCReader``), else a :class:`Predictor` (checkpoints, the notebook's files).
+    dictionary, ``core.ctc.CTCReader``), else a :class:`Predictor` (checkpoints, the notebook's files)
+    reading each crop with its shifted views unless ``views`` is False (CTC readers read the crop alone).
 
     Raises:
         CheckpointError: the file cannot be used; the message names it and what was expected.
@@ -484,7 +496,7 @@ def open_reader(
         return CTCReader(model_path, dict_path, threads)
     if dict_path is not None:
         raise CheckpointError(f"{model_path or 'the bundled model'}: --dict is for CTC recognizers (.onnx) only")
-    return Predictor(model_path, device=device, backend=backend, threads=threads)
+    return Predictor(model_path, device=device, backend=backend, threads=threads, views=views)
 
 
 def default_workers(predictor: Predictor, n: int) -> int:

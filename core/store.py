@@ -7,7 +7,7 @@ absolute dataset path>/`` and :attr:`Store.notice` says so (once, for the CLI/GU
 
 Tables:
 
-* ``predictions`` -- the prediction cache, keyed by model identity (checkpoint sha256)
+* ``predictions`` -- the prediction cache, keyed by reader identity (``Predictor.model_hash``)
   and file identity (relative path, size, mtime_ns). Probabilities are float64 blobs.
 * ``states`` -- the review state of each sample (no row = unreviewed), with who set it
   (``human`` or ``model``) so a model re-run never overrides a human decision.

@@ -147,6 +147,20 @@ def test_predict_reuses_the_store_cache(folder, ckpt, tmp_path, capsys):
     assert "17 predictions from the cache, 1 to compute" in capsys.readouterr().err
 
 
+def test_one_view_and_three_views_are_cached_apart(folder, ckpt, tmp_path, capsys):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    args = ["predict", str(folder), "--model", str(ckpt), "--workers", "0"]
+    assert main([*args, "--one-view", "--out", str(a)]) == 0
+    assert "one view" in capsys.readouterr().err
+    assert main([*args, "--out", str(b)]) == 0
+    err = capsys.readouterr().err
+    assert "3 views" in err and "from the cache" not in err  # the one-view reading is not served again
+    assert a.read_bytes() != b.read_bytes()
+    assert main([*args, "--one-view", "--out", str(b)]) == 0
+    assert "18 predictions from the cache, 0 to compute" in capsys.readouterr().err
+    assert a.read_bytes() == b.read_bytes()
+
+
 def test_no_cache_leaves_the_folder_untouched(folder, ckpt, tmp_path):
     assert main(["predict", str(folder), "--model", str(ckpt), "--workers", "0", "--no-cache",
                  "--out", str(tmp_path / "r.csv")]) == 0  # fmt: skip

@@ -69,10 +69,33 @@ def test_workers_and_backends_agree(folder, ckpt, monkeypatch):
             assert np.allclose(a.probs, b.probs, atol=1e-2)
 
 
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_views_average_the_crop_and_the_crop_shifted_either_way(backend):
+    three, one = Predictor(None, backend=backend), Predictor(None, backend=backend, views=False)  # the bundled model
+    assert three.views and three.model_hash != one.model_hash  # the store never serves one reading for the other
+    h, w = three.checkpoint.input_size
+    crops = np.random.default_rng(1).integers(0, 256, (5, h, w, 3), dtype=np.uint8)
+    s = round(0.02 * w)  # 4 px of 224, edge columns repeated
+    right = np.concatenate([np.repeat(crops[:, :, :1], s, 2), crops[:, :, : w - s]], 2)
+    left = np.concatenate([crops[:, :, s:], np.repeat(crops[:, :, -1:], s, 2)], 2)
+
+    def prepared(images):
+        return np.stack([three.prepare(im) for im in images])
+
+    got = three.probabilities(prepared(crops))
+    singles = [one.probabilities(prepared(v)) for v in (crops, right, left)]
+    for k in range(2):
+        want = np.mean([sv[k] for sv in singles], 0)
+        assert np.allclose(got[k], want, atol=1e-5)
+        assert np.abs(got[k] - singles[0][k]).max() > 0.01  # the views change what is read
+
+
 def test_onnx_export_is_cached_in_the_user_cache_never_beside_the_checkpoint(ckpt, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     p1 = Predictor(ckpt, backend="onnx")
-    cached = predict_mod.onnx_cache_path(ckpt, p1.model_hash)
+    assert Predictor(ckpt, backend="onnx", views=False).checkpoint_sha == p1.checkpoint_sha
+    cached = predict_mod.onnx_cache_path(ckpt, p1.checkpoint_sha)
+    assert cached != predict_mod.onnx_cache_path(ckpt, p1.checkpoint_sha, views=False)
     assert cached.exists() and str(cached).startswith(str(tmp_path / "cache"))
     assert not list(ckpt.parent.glob("*.onnx"))  # a file beside a checkpoint is never the app's
     mtime = cached.stat().st_mtime_ns

@@ -267,7 +267,7 @@ def test_the_default_recipe_is_the_one_the_bundled_file_records():
         "--camera-epochs 36",
         "--camera-lr-gamma 0.967",
         "--camera-pool-keep hybrid",
-        "--camera-yellow 0.1",
+        "--camera-yellow 0.2",
         "--distill-weight 0.0",
         "--plate-q 0.5",
         "--mixed-epochs 23",
@@ -277,12 +277,12 @@ def test_the_default_recipe_is_the_one_the_bundled_file_records():
     assert (r.polish.per_epoch(r.scale), r.polish.epochs) == ((18, 12000, 48000), 16)
     assert ck.summary["data"]["polish"].startswith("16 epochs x (450 real x 18 augmented + 12000 spliced")
     assert (r.camera.epochs, r.camera.lr_gamma, r.camera.distill_weight, r.camera.p_plate_q) == (36, 0.967, 0.0, 0.5)
-    assert (r.camera.pool_keep, r.camera.p_yellow) == ("hybrid", 0.1)
+    assert (r.camera.pool_keep, r.camera.p_yellow) == ("hybrid", 0.2)
     assert ck.summary["data"]["camera"].startswith(
         "36 epochs of the polish stage's data mix (seeds from 70), lr 0.0002 x0.967"
     )
-    assert "10% of the synthetic plates single-row yellow" in ck.summary["data"]["camera"]
-    assert (ck.summary["camera"]["pool_keep"], ck.summary["camera"]["p_yellow"]) == ("hybrid", 0.1)
+    assert "20% of the synthetic plates single-row yellow" in ck.summary["data"]["camera"]
+    assert (ck.summary["camera"]["pool_keep"], ck.summary["camera"]["p_yellow"]) == ("hybrid", 0.2)
     assert ck.summary["selected_stage"] == "camera epoch 36"
 
 

@@ -43,6 +43,8 @@ def _model(text: str | None) -> str | None:
 def add_model_commands(sub: argparse._SubParsersAction) -> None:
     """Register predict/train/eval on the ``plate-review`` parser."""
     dev = dict(choices=["auto", "cpu", "cuda", "mps"], default="auto", help="where the model runs (default: auto)")
+    one_view = dict(action="store_true", help="read each crop alone, not averaged with its two views shifted by "
+                    "2 %% of its width: about 3x the model's speed, fewer plates right (docs/MODEL.md)")  # fmt: skip
 
     p = sub.add_parser("predict", help="run the model over a folder, write a CSV worst first")
     p.add_argument("folder", help="dataset folder (labels in file names)")
@@ -62,6 +64,7 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
         help="row order: score = likeliest label errors first (default); cer = largest CER first",
     )  # fmt: skip
     p.add_argument("--device", **dev)
+    p.add_argument("--one-view", **one_view)
     p.add_argument("--batch-size", type=int_at_least(1), default=128)
     p.add_argument("--workers", type=int_at_least(0), default=None, help="decode processes (default: auto)")
     p.add_argument("--no-cache", action="store_true", help="predict every file again; do not open the dataset store")
@@ -100,6 +103,7 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     x = sub.add_parser("export-model", help="export a checkpoint to ONNX for deployment (checked against PyTorch)")
     x.add_argument("checkpoint", help="a Plate Review checkpoint, or the notebook's .pth/.ckpt")
     x.add_argument("--out", required=True, help="the .onnx file to write")
+    x.add_argument("--one-view", **one_view)
     x.set_defaults(func=cmd_export_model)
 
     e = sub.add_parser("eval", help="accuracy, CER, per-position accuracy and confusions on a folder")
@@ -107,6 +111,7 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--model")
     e.add_argument("--dict", help="character dictionary of a CTC recognizer (.onnx)")
     e.add_argument("--device", **dev)
+    e.add_argument("--one-view", **one_view)
     e.add_argument("--batch-size", type=int_at_least(1), default=128)
     e.add_argument("--workers", type=int_at_least(0), default=None)
     e.add_argument("--no-cache", action="store_true", help="predict every file again; do not open the dataset store")
@@ -116,12 +121,13 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
 def _run_predict(args: argparse.Namespace) -> tuple[list[PredictionResult], Predictor, float]:
     """Predict a folder through its store: cached results for unchanged files, the model for the rest."""
     folder = _folder(args.folder)
-    predictor = open_reader(_model(args.model), device=args.device, dict_path=args.dict)
+    predictor = open_reader(_model(args.model), device=args.device, dict_path=args.dict, views=not args.one_view)
     t0 = time.perf_counter()
     results = _predict_with(args, folder, predictor)
     second_path = getattr(args, "second_model", None)
     if second_path:
-        second = open_reader(_model(second_path), device=args.device, dict_path=args.second_dict)
+        second = open_reader(_model(second_path), device=args.device, dict_path=args.second_dict,
+                             views=not args.one_view)  # fmt: skip
         print(f"second opinion: {second.description}", file=sys.stderr)
         other = {r.rel: r for r in _predict_with(args, folder, second)}
         results = with_second_opinion(results, other)
@@ -193,8 +199,10 @@ def cmd_export_model(args: argparse.Namespace) -> int:
     """``plate-review export-model CKPT --out model.onnx``: the app's graph, checked against PyTorch."""
     from ..predict import export_for_deployment
 
-    diff = export_for_deployment(args.checkpoint, args.out)
-    print(f"wrote {args.out}: uint8 RGB (batch, height, width, 3) in, province and character probabilities out; "
+    diff = export_for_deployment(args.checkpoint, args.out, views=not args.one_view)
+    reading = "the crop alone" if args.one_view else "the mean over the crop and its two shifted views"
+    print(f"wrote {args.out}: uint8 RGB (batch, height, width, 3) in, province and character probabilities "
+          f"({reading}) out; "
           f"largest difference from PyTorch on 16 random images {diff:.1e}")  # fmt: skip
     return 0
 

@@ -378,9 +378,9 @@ def test_swapped_onnx_cache_is_not_used(tmp_path, crops, caplog):
     a = _random_ckpt(tmp_path / "a" / "m.pt", seed=1)
     b = _random_ckpt(tmp_path / "b" / "m.pt", seed=2)
     pa, pb = Predictor(a, backend="onnx"), Predictor(b, backend="onnx")
-    cache_a = predict_mod.onnx_cache_path(a, pa.model_hash)
-    cache_b = predict_mod.onnx_cache_path(b, pb.model_hash)
-    assert predict_mod.onnx_checkpoint_sha(cache_a.read_bytes()) == pa.model_hash
+    cache_a = predict_mod.onnx_cache_path(a, pa.checkpoint_sha)
+    cache_b = predict_mod.onnx_cache_path(b, pb.checkpoint_sha)
+    assert predict_mod.onnx_checkpoint_sha(cache_a.read_bytes()) == pa.checkpoint_sha
     shutil.copyfile(cache_b, cache_a)  # same file name, another model inside
 
     samples = scan_folder(crops)
@@ -391,35 +391,35 @@ def test_swapped_onnx_cache_is_not_used(tmp_path, crops, caplog):
     other = predict_samples(samples, Predictor(b, backend="torch"), batch_size=8, workers=0)
     assert all(np.allclose(x.probs, y.probs, atol=1e-3) for x, y in zip(swapped, own))
     assert not all(np.allclose(x.probs, y.probs, atol=1e-3) for x, y in zip(swapped, other))
-    assert predict_mod.onnx_checkpoint_sha(cache_a.read_bytes()) == pa.model_hash  # exported again
+    assert predict_mod.onnx_checkpoint_sha(cache_a.read_bytes()) == pa.checkpoint_sha  # exported again
 
 
 @pytest.mark.parametrize("content", [b"\x08\x07garbage" * 100, b""])
 def test_damaged_onnx_cache_is_exported_again_with_a_warning(good_ckpt, crops, caplog, content):
     p = Predictor(good_ckpt, backend="onnx")
-    cache = predict_mod.onnx_cache_path(good_ckpt, p.model_hash)
+    cache = predict_mod.onnx_cache_path(good_ckpt, p.checkpoint_sha)
     cache.write_bytes(content)
     with caplog.at_level(logging.WARNING, logger="core.predict"):
         p2 = Predictor(good_ckpt, backend="onnx")
     assert any(str(cache) in r.getMessage() for r in caplog.records)
     assert predict_samples(scan_folder(crops), p2, batch_size=8, workers=0)[0].prediction
-    assert predict_mod.onnx_checkpoint_sha(cache.read_bytes()) == p.model_hash
+    assert predict_mod.onnx_checkpoint_sha(cache.read_bytes()) == p.checkpoint_sha
 
 
 def test_foreign_onnx_beside_a_read_only_checkpoint_falls_back_to_the_user_cache(tmp_path, crops, monkeypatch):
     a = _random_ckpt(tmp_path / "ro" / "m.pt", seed=3)
     b = _random_ckpt(tmp_path / "b" / "m.pt", seed=4)
     pb = Predictor(b, backend="onnx")
-    sha_a = Predictor(a, backend="torch").model_hash
+    sha_a = Predictor(a, backend="torch").checkpoint_sha
     beside = predict_mod.onnx_cache_path(a, sha_a)
-    shutil.copyfile(predict_mod.onnx_cache_path(b, pb.model_hash), beside)
+    shutil.copyfile(predict_mod.onnx_cache_path(b, pb.checkpoint_sha), beside)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     real_export = predict_mod.export_onnx
 
-    def export(ckpt, path, sha):
+    def export(ckpt, path, sha, views):
         if path.parent == a.parent:
             raise PermissionError(13, "Permission denied")
-        return real_export(ckpt, path, sha)
+        return real_export(ckpt, path, sha, views)
 
     monkeypatch.setattr(predict_mod, "export_onnx", export)
     p = Predictor(a, backend="onnx")
