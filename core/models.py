@@ -167,8 +167,8 @@ def build_model(config: ModelConfig, provinces: str = plates.PROVINCES, others: 
 VIEW_SHIFT = 0.02
 """Test-time views (:func:`read_probabilities`): besides the crop itself, the model reads it
 shifted by this share of the input's width to the right and to the left (4 px of 224), its edge
-columns repeated. Averaging the three views' probabilities reads 1-4 points more synthetic plates
-right than the crop alone (docs/MODEL.md, "Reading a crop")."""
+columns repeated. Averaging the three views' probabilities reads 0.5-3 points more synthetic
+plates right than the crop alone (docs/MODEL.md, "Model", the Reading entry)."""
 
 N_VIEWS = 3
 
