@@ -157,6 +157,13 @@ def _user_cache_onnx_path(sha: str, views: bool = True) -> Path:
     return Path(user_cache_dir("plate-review")) / "onnx" / f"{sha}.{ONNX_FORMAT}{'.views' if views else ''}.onnx"
 
 
+def reading_identity(checkpoint_sha: str, views: bool = True) -> str:
+    """The store's key for a checkpoint's predictions (:attr:`Predictor.model_hash`), known before
+    the model is loaded: the checkpoint file's SHA-256, marked when read with views, so that a
+    cache of one reading is never served as the other."""
+    return checkpoint_sha + (".views" if views else "")
+
+
 class Predictor:
     """A loaded model ready to read plates, on the chosen device and backend.
 
@@ -188,9 +195,8 @@ class Predictor:
         self.views = views
         self.checkpoint = load_checkpoint(self.model_path)
         self.checkpoint_sha = file_sha256(self.model_path)
-        self.model_hash = self.checkpoint_sha + (".views" if views else "")
-        """The reading's identity, the store's cache key: the checkpoint's SHA-256, marked when
-        read with views (a cache of the crop-alone reading is never taken for this one)."""
+        self.model_hash = reading_identity(self.checkpoint_sha, views)
+        """The store's cache key (:func:`reading_identity`)."""
         if backend == "onnx" and device == "auto":
             device = "cpu"  # onnxruntime runs here on the CPU: asking for it picks the CPU, even beside a GPU
         self.device = resolve_device(device)

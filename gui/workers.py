@@ -110,7 +110,7 @@ class OpenWorker(Worker):
 
     def _run(self) -> None:
         from core.models import file_sha256
-        from core.predict import default_model_path, open_reader
+        from core.predict import default_model_path, open_reader, reading_identity
 
         if self.session is None:
             self._phase("Opening dataset…")
@@ -125,8 +125,8 @@ class OpenWorker(Worker):
             from core.ctc import reader_identity
 
             model_hash = reader_identity(model_path, self.dict_path)
-        elif model_path.is_file():
-            model_hash = file_sha256(model_path)
+        elif model_path.is_file():  # the key the predictor will save under (open_reader reads with views)
+            model_hash = reading_identity(file_sha256(model_path))
         # Cache rows and the scan are a few hundred thousand small tuples (no cycles): with the
         # cyclic GC on, each of its many collections would walk the whole growing heap.
         with gc_paused():

@@ -141,6 +141,25 @@ def test_second_open_uses_the_cache(qtbot, window, dataset):
     assert batches == []
 
 
+def test_a_restarted_app_reads_the_folder_from_the_cache(qtbot, window, dataset, tmp_path, random_checkpoint):
+    # a new window (the app started again) has no loaded model: it must look the cache up under the
+    # key the predictor saved it with (core.predict.reading_identity), not predict everything again
+    open_and_wait(qtbot, window, dataset)
+    first = {r.rel: r.prediction for r in rows_in_view(window)}
+    window.close()
+    settings = QSettings(str(tmp_path / "settings2.ini"), QSettings.Format.IniFormat)
+    again = MainWindow(model_path=random_checkpoint, settings=settings)
+    qtbot.addWidget(again)
+    batches = []
+    with qtbot.waitSignal(again.sig_folder_loaded, timeout=20000):
+        again.open_folder(dataset)
+        again.open_run.worker.sig_batch.connect(batches.append)
+    assert {r.rel: r.prediction for r in again.model.table.rows} == first
+    qtbot.waitUntil(lambda: not again.running, timeout=20000)
+    assert batches == []
+    again.close()
+
+
 def test_reopen_shows_the_cache_before_the_scan_then_reconciles(qtbot, window, dataset):
     """Rows of the last session show before the scan; files added, removed, changed or renamed
     behind the app's back end up right: never lost, never twice."""
