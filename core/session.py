@@ -113,7 +113,7 @@ class ReviewSession:
         """Every sample with its cached prediction where still valid, and the samples left to predict.
 
         Args:
-            model_hash: Identity of the model (checkpoint sha256); "" = no cache.
+            model_hash: Identity of the reading (``Predictor.model_hash``, :func:`core.predict.reading_identity`); "" = no cache.
             files: From :meth:`scan` (scanned here when ``None``).
 
         Returns:

@@ -641,7 +641,7 @@ class Store:
         read, so a 200,000-file reopen builds no float lists.
 
         Args:
-            model_hash: The model identity (checkpoint sha256).
+            model_hash: The reader identity (``Predictor.model_hash``).
             files: ``(rel, size, mtime_ns)`` of the current files, e.g. :func:`scan_files`.
 
         Returns:
@@ -673,7 +673,7 @@ class Store:
         """Cache predictions (one transaction). Never touches review states or file names.
 
         Args:
-            model_hash: The model identity (checkpoint sha256).
+            model_hash: The reader identity (``Predictor.model_hash``).
             records: ``PredictionResult``-like objects or dicts (fields of :class:`PredictionRecord`).
             files: ``{rel: (size, mtime_ns)}`` captured before inference; files missing here
                 are stat'ed now (a file that vanished is not cached).
