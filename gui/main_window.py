@@ -105,6 +105,7 @@ class MainWindow(QMainWindow):
         self.model_path: Path | None = Path(model_path) if model_path else (Path(saved) if saved else None)
         saved_dict = self.settings.value("dict_path", "", str) if not model_path else ""
         self.dict_path: Path | None = Path(saved_dict) if saved_dict else None  # a CTC model's dictionary
+        self.views = self.settings.value("views", True, bool)  # Model ▸ Read Three Views
         self.use_store = use_store
         self.batch_size = 64
         self.session: sess.ReviewSession | None = None
@@ -214,7 +215,8 @@ class MainWindow(QMainWindow):
             "fit": lambda: self.inspector.fit_btn.click(), "one": lambda: self.inspector.one_btn.click(),
             "open": self.choose_folder, "sample": lambda: self.open_folder(SAMPLE_FOLDER), "export": self.choose_export,
             "quit": self.close, "model": self.choose_model, "default_model": lambda: self.set_model(None),
-            "previous_model": lambda: self.set_model(self.previous_model), "second": self.choose_second_opinion,
+            "previous_model": lambda: self.set_model(self.previous_model), "views": self.set_views,
+            "second": self.choose_second_opinion,
             "no_second": lambda: self.set_second_opinion(None), "rerun": self.rerun, "cancel": self.cancel_run,
             "help": self.show_help, "about": self._about, "confusions": self.show_confusions,
         }  # fmt: skip
@@ -245,6 +247,7 @@ class MainWindow(QMainWindow):
         self.act_cancel.setEnabled(False)
         self.act_previous_model.setEnabled(False)
         self.act_no_second.setEnabled(False)
+        self.act_views.setChecked(self.views)
         self.quick_actions: dict[str, QAction] = {}
         for name, _text, chip, _tip in QUICK_FILTER_ACTIONS:
             a = self.quick_actions[name] = self.actions_by_name[f"quick_{name}"]
@@ -448,7 +451,7 @@ class MainWindow(QMainWindow):
         self.inspector.show_row(None)
         self._show_second_column()
         self._start(OpenWorker(self.folder, self.model_path, self.predictor, self.use_store, self.batch_size,
-                               dict_path=self.dict_path))  # fmt: skip
+                               dict_path=self.dict_path, views=self.views))  # fmt: skip
         return True
 
     def _reset_thumbnails(self) -> None:
@@ -678,7 +681,7 @@ class MainWindow(QMainWindow):
         second = self.second_opinion()
         if second is None or self.session is None:
             return
-        worker = SecondOpinionWorker(self.session, second[0], second[1], self.batch_size)
+        worker = SecondOpinionWorker(self.session, second[0], second[1], self.batch_size, views=self.views)
         worker.sig_batch.connect(self._on_second_batch)
         worker.sig_progress.connect(self._on_second_progress)
         worker.sig_returned.connect(self._on_second_returned)
@@ -758,6 +761,23 @@ class MainWindow(QMainWindow):
         self.predictor = None
         self._update_model_label()
         if self.folder is not None:
+            self.stop_run()
+            self.open_folder(self.folder)
+
+    def set_views(self, on: bool) -> None:
+        """Read each crop three times and average (``True``), or once; remembered, and the open folder is
+        read again (its readings of the other kind stay cached under their own key)."""
+        on = bool(on)
+        self.act_views.setChecked(on)
+        if on == self.views:
+            return
+        self.views = on
+        self.settings.setValue("views", on)
+        self.predictor = None
+        self._update_model_label()
+        if self.folder is not None:
+            self._stop_second()
+            self.model.set_second({})
             self.stop_run()
             self.open_folder(self.folder)
 

@@ -44,6 +44,7 @@ class OpenWorker(Worker):
         predictor: A loaded predictor to reuse (must match ``model_path``), or ``None``.
         use_store: Open the dataset store (cache, states, renames).
         batch_size: Images per model call.
+        views: Read each crop with its shifted views (``core.predict.open_reader``); ``False``: once.
     """
 
     sig_opened = Signal(object)
@@ -78,9 +79,11 @@ class OpenWorker(Worker):
         batch_size: int = 64,
         session: ReviewSession | None = None,
         dict_path: str | Path | None = None,
+        views: bool = True,
     ):
         super().__init__()
         self.dict_path = dict_path  # the dictionary of a CTC recognizer (.onnx), when not beside it
+        self.views = views
         self.folder = Path(folder)
         self.model_path = model_path
         self.predictor = predictor
@@ -125,8 +128,8 @@ class OpenWorker(Worker):
             from core.ctc import reader_identity
 
             model_hash = reader_identity(model_path, self.dict_path)
-        elif model_path.is_file():  # the key the predictor will save under (open_reader reads with views)
-            model_hash = reading_identity(file_sha256(model_path))
+        elif model_path.is_file():  # the key the predictor will save under
+            model_hash = reading_identity(file_sha256(model_path), self.views)
         # Cache rows and the scan are a few hundred thousand small tuples (no cycles): with the
         # cyclic GC on, each of its many collections would walk the whole growing heap.
         with gc_paused():
@@ -150,7 +153,7 @@ class OpenWorker(Worker):
         if predictor is None:
             self._phase("Loading model…")
             try:
-                predictor = open_reader(model_path, dict_path=self.dict_path)
+                predictor = open_reader(model_path, dict_path=self.dict_path, views=self.views)
             except Exception as e:  # missing/damaged checkpoint: the table still works without predictions
                 self.sig_model.emit(None, f"no model: {e}")
                 return
@@ -182,6 +185,7 @@ class SecondOpinionWorker(Worker):
         model_path: The second reader's file (checkpoint, notebook file or CTC .onnx).
         dict_path: A CTC recognizer's dictionary, when not beside it.
         batch_size: Images per model call.
+        views: Read each crop with its shifted views (``core.predict.open_reader``); ``False``: once.
     """
 
     sig_batch = Signal(object)
@@ -190,15 +194,16 @@ class SecondOpinionWorker(Worker):
     """Progress (core.progress.Progress; message names the phase)."""
 
     def __init__(self, session: ReviewSession, model_path: str | Path, dict_path: str | Path | None = None,
-                 batch_size: int = 64):  # fmt: skip
+                 batch_size: int = 64, views: bool = True):  # fmt: skip
         super().__init__()
         self.session, self.model_path, self.dict_path, self.batch_size = session, model_path, dict_path, batch_size
+        self.views = views
 
     def work(self) -> str:
         from core.predict import open_reader
 
         self.sig_progress.emit(Progress(0, 0, 0.0, 0.0, "Second opinion: loading the reader…"))
-        reader = open_reader(Path(self.model_path), dict_path=self.dict_path)
+        reader = open_reader(Path(self.model_path), dict_path=self.dict_path, views=self.views)
         self.sig_progress.emit(Progress(0, 0, 0.0, 0.0, "Second opinion: reading the cache…"))
         with gc_paused():
             files = self.session.scan()

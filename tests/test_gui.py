@@ -160,6 +160,40 @@ def test_a_restarted_app_reads_the_folder_from_the_cache(qtbot, window, dataset,
     again.close()
 
 
+def test_reading_once_is_a_remembered_choice_with_its_own_cache(qtbot, window, dataset, tmp_path, random_checkpoint):
+    # Model ▸ Read Three Views off: the folder is read again, once per crop (never served the three-view
+    # cache); the choice survives a restart, which then reads from the one-view cache; back on, the
+    # three-view readings come from their own cache
+    def readings(win):
+        return {r.rel: (r.prediction, r.confidence) for r in rows_in_view(win)}
+
+    open_and_wait(qtbot, window, dataset)
+    assert window.predictor.views and window.act_views.isChecked()
+    three = readings(window)
+    batches = []
+    with qtbot.waitSignal(window.sig_run_finished, timeout=60000):
+        window.act_views.trigger()
+        window.open_run.worker.sig_batch.connect(batches.append)
+    assert sum(len(b) for b in batches) == 21 and not window.predictor.views
+    assert "one view" in window.model_label.text()
+    once = readings(window)
+    assert once != three
+    window.close()
+    again = MainWindow(model_path=random_checkpoint, settings=window.settings)
+    qtbot.addWidget(again)
+    assert not again.act_views.isChecked()
+    batches.clear()
+    with qtbot.waitSignal(again.sig_run_finished, timeout=60000):
+        again.open_folder(dataset)
+        again.open_run.worker.sig_batch.connect(batches.append)
+    assert batches == [] and readings(again) == once
+    with qtbot.waitSignal(again.sig_run_finished, timeout=60000):
+        again.act_views.trigger()
+        again.open_run.worker.sig_batch.connect(batches.append)
+    assert batches == [] and readings(again) == three and again.settings.value("views", False, bool)
+    again.close()
+
+
 def test_reopen_shows_the_cache_before_the_scan_then_reconciles(qtbot, window, dataset):
     """Rows of the last session show before the scan; files added, removed, changed or renamed
     behind the app's back end up right: never lost, never twice."""
