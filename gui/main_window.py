@@ -776,9 +776,8 @@ class MainWindow(QMainWindow):
         self.predictor = None
         self._update_model_label()
         if self.folder is not None:
-            self._stop_second()
-            self.model.set_second({})
             self.stop_run()
+            self.model.set_second({})  # the second reader reads again too, after the open
             self.open_folder(self.folder)
 
     @Slot(object)
