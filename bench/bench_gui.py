@@ -1,13 +1,14 @@
 """GUI scale benchmark: a 200,000-row results table and a warm-cache open of a 200,000-file folder.
 
     QT_QPA_PLATFORM=offscreen python bench/bench_gui.py [--rows 200000] [--no-folder]
-        [--folder DIR] [--only-open] [--opens N] [--cold N [--rounds R]]
+        [--folder DIR] [--only-open] [--opens N] [--cold N [--rounds R] [--one-view]]
 
 Prints timings for model load, sort by every column, text/quick filters, counts,
 scrolling (paint of a page with thumbnails), the real open of a folder whose
 predictions are cached in the store, and the peak RSS. ``--cold N``: predicting N files
 nobody predicted before, in the window (open -> run finished) and with ``plate-review
-predict --no-cache`` on the same files, interleaved rounds, images/s of each.
+predict --no-cache`` on the same files, interleaved rounds, images/s of each; both read each
+crop three times (the default), or once with ``--one-view`` (*Model ▸ Read Three Views* off).
 """
 
 from __future__ import annotations
@@ -214,7 +215,7 @@ def bench_folder(app, n: int, results: list, tmp: Path | None = None, opens: int
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def bench_cold(app, n: int, rounds: int) -> None:
+def bench_cold(app, n: int, rounds: int, views: bool = True) -> None:
     """Images/s of a first open in the window against the CLI's predict, on ``n`` real crops."""
     import statistics
     import subprocess
@@ -233,7 +234,9 @@ def bench_cold(app, n: int, rounds: int) -> None:
             for i in range(n):
                 src = srcs[i % len(srcs)]
                 os.link(src, folder / f"{i:06d}{src.name[src.name.index('-') :]}")
-            win = MainWindow(settings=QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat))
+            settings = QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat)
+            settings.setValue("views", views)
+            win = MainWindow(settings=settings)
             win.resize(1280, 800)
             win.show()
             app.processEvents()
@@ -247,13 +250,15 @@ def bench_cold(app, n: int, rounds: int) -> None:
             app.processEvents()
             t = time.perf_counter()
             subprocess.run([sys.executable, "-m", "core.cli", "predict", str(folder), "--no-cache", "--out",
-                            str(tmp / "r.csv")], cwd=ROOT, check=True, capture_output=True)  # fmt: skip
+                            str(tmp / "r.csv"), *([] if views else ["--one-view"])],
+                           cwd=ROOT, check=True, capture_output=True)  # fmt: skip
             cli_ips.append(n / (time.perf_counter() - t))
             print(f"cold round {r + 1}: window {gui_ips[-1]:.0f} images/s, CLI {cli_ips[-1]:.0f} images/s", flush=True)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     g, c = statistics.median(gui_ips), statistics.median(cli_ips)
-    print(f"{'first open of ' + format(n, ',') + ' files: window / CLI':<48} {g:9.0f} / {c:.0f} images/s = {g / c:.0%}")
+    reading = "3 views" if views else "one view"
+    print(f"{f'first open of {n:,} files ({reading}): window / CLI':<48} {g:9.0f} / {c:.0f} images/s = {g / c:.0%}")
 
 
 def main() -> int:
@@ -265,6 +270,7 @@ def main() -> int:
     ap.add_argument("--opens", type=int, default=1, help="open the folder this many times")
     ap.add_argument("--cold", type=int, default=0, help="also: a first open of this many files, window vs CLI")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of --cold")
+    ap.add_argument("--one-view", action="store_true", help="--cold reads each crop once (default: three views)")
     args = ap.parse_args()
     from PySide6.QtCore import QCoreApplication
     from PySide6.QtWidgets import QApplication
@@ -284,7 +290,7 @@ def main() -> int:
     if not args.no_folder:
         bench_folder(app, args.rows, results, args.folder, args.opens)
     if args.cold:
-        bench_cold(app, args.cold, args.rounds)
+        bench_cold(app, args.cold, args.rounds, views=not args.one_view)
     print(f"{'peak RSS':<48} {peak_rss_mb():9.0f} MB")
     return 0
 
