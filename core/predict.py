@@ -82,8 +82,9 @@ class _ExportModule(torch.nn.Module):
         return read_probabilities(self.model, x, self.views)
 
 
-#: Bumped when the exported graph's inputs or outputs change, so stale cached exports are not reused.
-ONNX_FORMAT = "u8"
+#: Bumped when the exported graph changes (its inputs, outputs, or how it reads the views), so stale
+#: cached exports are not reused.
+ONNX_FORMAT = "u8v2"
 
 
 def onnx_cache_path(ckpt_path: Path, sha: str, views: bool = True) -> Path:
