@@ -8,7 +8,9 @@ scrolling (paint of a page with thumbnails), the real open of a folder whose
 predictions are cached in the store, and the peak RSS. ``--cold N``: predicting N files
 nobody predicted before, in the window (open -> run finished) and with ``plate-review
 predict --no-cache`` on the same files, interleaved rounds, images/s of each; both read each
-crop three times (the default), or once with ``--one-view`` (*Model ▸ Read Three Views* off).
+crop three times (the default), or once with ``--one-view`` (*Model ▸ Read Three Views* off);
+and the benchmark process's peak RSS after the first open (run it with ``--no-folder --only-open``
+for the open alone).
 """
 
 from __future__ import annotations
@@ -246,6 +248,8 @@ def bench_cold(app, n: int, rounds: int, views: bool = True) -> None:
             QTimer.singleShot(0, lambda w=win, f=folder: w.open_folder(f))
             loop.exec()
             gui_ips.append(n / (time.perf_counter() - t))
+            if r == 0:  # the first open only: later rounds reuse what earlier windows left allocated
+                print(f"{'first open in the window: peak RSS':<48} {peak_rss_mb():9.0f} MB", flush=True)
             win.close()
             app.processEvents()
             t = time.perf_counter()

