@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
+# The user's cache, settings and data folders (platformdirs, QSettings) point into a temporary
+# folder for the session, the subprocesses included: the tests neither use ONNX exports or
+# settings that the user's own sessions (or earlier test runs) left, nor leave theirs behind.
+_USER_DIRS = tempfile.mkdtemp(prefix="plate-review-tests-")
+for _var in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME"):
+    os.environ[_var] = os.path.join(_USER_DIRS, _var.lower())
 
-import shutil  # noqa: E402
+
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
 from ._util import REAL, random_checkpoint_file  # noqa: E402
+
+
+def pytest_unconfigure(config) -> None:
+    shutil.rmtree(_USER_DIRS, ignore_errors=True)
 
 
 @pytest.fixture
