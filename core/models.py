@@ -187,8 +187,7 @@ def read_probabilities(model: nn.Module, x: torch.Tensor, views: bool = True) ->
     the app's reading; without, the crop alone (training's checkpoint selection).
 
     The views are read one model call each, not stacked into one batch three times the size: the
-    same probabilities, with a third of the activations' memory (stacked, a batch of 64 held
-    about 340 MB more than one view in onnxruntime; one call a view, about 100 MB more)."""
+    same probabilities, in about the working memory of one batch instead of three."""
     if not views:
         first, tail = model(x)
         return first.float().softmax(-1), tail.float().softmax(-1)
