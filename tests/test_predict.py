@@ -90,6 +90,22 @@ def test_views_average_the_crop_and_the_crop_shifted_either_way(backend):
         assert np.abs(got[k] - singles[0][k]).max() > 0.01  # the views change what is read
 
 
+def test_views_are_read_one_model_call_each():
+    # stacked into one batch three times the size, three views took about three times the working
+    # memory (a first open of 200,000 crops in the window went over 1.5 GB); the ONNX graph is a trace
+    # of the same function
+    from core.models import read_probabilities
+
+    model = Predictor(None, backend="torch")._model
+    sizes = []
+    hook = model.register_forward_pre_hook(lambda _m, args: sizes.append(args[0].shape[0]))
+    try:
+        first, tail = read_probabilities(model, torch.zeros(4, 3, 64, 224))
+    finally:
+        hook.remove()
+    assert sizes == [4, 4, 4] and first.shape[0] == tail.shape[0] == 4
+
+
 def test_onnx_export_is_cached_in_the_user_cache_never_beside_the_checkpoint(ckpt, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     p1 = Predictor(ckpt, backend="onnx")
