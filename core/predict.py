@@ -93,7 +93,9 @@ def onnx_cache_path(ckpt_path: Path, sha: str, views: bool = True) -> Path:
     Never beside the checkpoint: a file there may come from whoever handed over the checkpoint,
     and an ONNX graph can compute anything; the app reads only exports it wrote itself.
     """
-    return _user_cache_onnx_path(sha, views)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("plate-review")) / "onnx" / f"{reading_identity(sha, views)}.{ONNX_FORMAT}.onnx"
 
 
 def export_onnx(ckpt: Checkpoint, path: Path, checkpoint_sha: str, views: bool = True) -> Path:
@@ -150,12 +152,6 @@ def onnx_checkpoint_sha(model_bytes: bytes) -> str | None:
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
         return None
     return {p.key: p.value for p in proto.metadata_props}.get(ONNX_CHECKPOINT_KEY)
-
-
-def _user_cache_onnx_path(sha: str, views: bool = True) -> Path:
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("plate-review")) / "onnx" / f"{reading_identity(sha, views)}.{ONNX_FORMAT}.onnx"
 
 
 def reading_identity(checkpoint_sha: str, views: bool = True) -> str:
@@ -231,18 +227,7 @@ class Predictor:
         session = self._cached_session(path)
         if session is not None:
             return session
-        try:
-            self._export(path)
-        except OSError as e:  # a foreign export beside a read-only checkpoint: use the user's cache
-            fallback = _user_cache_onnx_path(self.checkpoint_sha, self.views)
-            if fallback == path:
-                raise
-            log.warning("cannot write %s (%s); using %s", path, e.strerror or e, fallback)
-            path = fallback
-            session = self._cached_session(path)
-            if session is not None:
-                return session
-            self._export(path)
+        self._export(path)
         session = self._cached_session(path)
         if session is None:
             raise CheckpointError(
