@@ -763,6 +763,8 @@ def extra_flags(recipe: Recipe) -> str:
         out += (f" --camera-epochs {cam.epochs} --camera-lr-gamma {cam.lr_gamma} --camera-pool {cam.pool_synthetic} --camera-pool-real {cam.pool_real}"
                 + f" --camera-pool-keep {cam.pool_keep} --camera-yellow {cam.p_yellow or 0.0}"
                 + f" --distill-weight {cam.distill_weight}" + ("" if cam.distill_province else " --no-distill-province"))  # fmt: skip
+        if cam.province_weight != 1.0:
+            out += f" --camera-province-weight {cam.province_weight}"
     return out
 
 

@@ -104,6 +104,7 @@ def recipe_from_args(args: argparse.Namespace, base: Recipe) -> Recipe:
             p_yellow=args.camera_yellow,
             distill_weight=args.distill_weight,
             distill_province=args.distill_province,
+            province_weight=args.camera_province_weight,
             p_plate_q=base.camera.p_plate_q if args.plate_q is None else args.plate_q,
         ),
     )
@@ -196,6 +197,9 @@ def parser(r: Recipe) -> argparse.ArgumentParser:
     ap.add_argument("--camera-yellow", type=float, default=r.camera.p_yellow, metavar="P",
                     help="stage 6: share of its synthetic plates (the run's look, not read by the teacher) drawn as "
                          f"single-row yellow plates; 0: none (default: {r.camera.p_yellow or 0})")  # fmt: skip
+    ap.add_argument("--camera-province-weight", type=float, default=r.camera.province_weight,
+                    help="stage 6: weight of the province character in the loss, against 1 for each of the other "
+                         "six (1: the notebook's loss)")  # fmt: skip
     ap.add_argument(
         "--distill-weight",
         type=float,

@@ -296,11 +296,12 @@ def test_the_camera_stage_trains_on_a_teacher_pool_with_its_soft_targets(tmp_pat
     out = tmp_path / "second.pt"
     argv = ["--quick", "--start", str(first), "--camera-epochs", "2", "--distill-weight", "0.5", "--no-distill-province",
             "--camera-pool-keep", "serial", "--camera-lr-gamma", "0.8", "--camera-yellow", "0.5",
-            "--teacher-cache", str(tmp_path / "cache"), "--work", str(tmp_path / "w2"), "--out", str(out)]  # fmt: skip
+            "--camera-province-weight", "3", "--teacher-cache", str(tmp_path / "cache"), "--work", str(tmp_path / "w2"), "--out", str(out)]  # fmt: skip
     assert td.main(argv) == 0
     camera = calls[n_before:]
     assert teacher_asked == [tmp_path / "cache"] and len(camera) == 2
     assert all(c["cfg"].distill_weight == 0.5 and not c["cfg"].distill_province and c["val"] is None for c in camera)
+    assert [c["cfg"].province_weight for c in camera] == [3.0, 3.0]
     pools = [p for p in camera[0]["data"].datasets if isinstance(p, TeacherPool)]
     assert len(pools) == 1
     stage = recipe.DEFAULT_RECIPE.camera
@@ -323,6 +324,8 @@ def test_the_camera_stage_trains_on_a_teacher_pool_with_its_soft_targets(tmp_pat
     yellow = [float(np.mean(im[..., 2])) < float(np.mean(im[..., 0])) for im, _ in map(synth[0].sample, range(40))]
     assert 10 <= sum(yellow) <= 30
     assert "--camera-yellow 0.5" in ck.summary["recipe"] and ck.summary["camera"]["p_yellow"] == 0.5
+    assert "--camera-province-weight 3.0" in ck.summary["recipe"] and ck.summary["camera"]["province_weight"] == 3.0
+    assert "province weight 3.0 in the loss" in ck.summary["data"]["camera"]
     assert "50% of the synthetic plates single-row yellow" in ck.summary["data"]["camera"]
     assert ck.summary["camera"]["teacher_pool"]["images"] == pools[0].report.images  # what the teacher read
     assert "synth_yellow_accuracy" in ck.metrics and "synth_cameras_per_province_accuracy" in ck.metrics
