@@ -1,7 +1,7 @@
 """Batched inference over a list of files: result records, progress, cancel.
 
 On CPU the model runs in onnxruntime (exported once from the checkpoint and
-cached beside it, ~3-4x faster than eager PyTorch on this model); on CUDA/MPS it
+cached in the user's cache folder, ~3-4x faster than eager PyTorch on this model); on CUDA/MPS it
 runs in PyTorch under ``inference_mode`` (autocast on CUDA). Decoding, resizing
 and batching happen in DataLoader workers, overlapped with the model.
 """
@@ -96,6 +96,49 @@ def onnx_cache_path(ckpt_path: Path, sha: str, views: bool = True) -> Path:
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("plate-review")) / "onnx" / f"{reading_identity(sha, views)}.{ONNX_FORMAT}.onnx"
+
+
+#: How many ONNX exports the user's cache keeps (~5 MB each): the most recently used ones.
+ONNX_CACHE_KEEP = 12
+
+#: An unfinished export (``*.tmp``, left by a process killed while exporting) older than this is removed.
+_STALE_TMP_SECONDS = 3600.0
+
+
+def prune_onnx_cache(folder: Path, keep: int = ONNX_CACHE_KEEP) -> list[Path]:
+    """Remove from the ONNX cache ``folder`` the exports of earlier formats, all but the ``keep``
+    most recently used exports (by modification time: a served export is touched), and unfinished
+    exports older than an hour. Returns what was removed. Files that vanish or cannot be removed
+    meanwhile (another process at work) are skipped."""
+    now = time.time()
+    current, removed = [], []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            mtime = entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        name = entry.name
+        if name.endswith(f".{ONNX_FORMAT}.onnx"):
+            current.append((mtime, name))
+            continue
+        if name.endswith(".onnx") or (name.endswith(".tmp") and now - mtime > _STALE_TMP_SECONDS):
+            removed.append(name)
+    current.sort(reverse=True)
+    removed += [name for _, name in current[keep:]]
+    gone = []
+    for name in removed:
+        with contextlib.suppress(OSError):
+            (folder / name).unlink()
+            gone.append(folder / name)
+    if gone:
+        log.info("ONNX cache %s: removed %d old export(s)", folder, len(gone))
+    return gone
 
 
 def export_onnx(ckpt: Checkpoint, path: Path, checkpoint_sha: str, views: bool = True) -> Path:
@@ -226,8 +269,11 @@ class Predictor:
         path = onnx_cache_path(self.model_path, self.checkpoint_sha, self.views)
         session = self._cached_session(path)
         if session is not None:
+            with contextlib.suppress(OSError):
+                os.utime(path)  # recently used: the cache's pruning keeps it
             return session
         self._export(path)
+        prune_onnx_cache(path.parent)
         session = self._cached_session(path)
         if session is None:
             raise CheckpointError(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -114,11 +115,40 @@ def test_onnx_export_is_cached_in_the_user_cache_never_beside_the_checkpoint(ckp
     assert cached != predict_mod.onnx_cache_path(ckpt, p1.checkpoint_sha, views=False)
     assert cached.exists() and str(cached).startswith(str(tmp_path / "cache"))
     assert not list(ckpt.parent.glob("*.onnx"))  # a file beside a checkpoint is never the app's
-    mtime = cached.stat().st_mtime_ns
+    data = cached.read_bytes()
     calls = []
     monkeypatch.setattr(predict_mod, "export_onnx", lambda *a: calls.append(a))
     Predictor(ckpt, backend="onnx")
-    assert calls == [] and cached.stat().st_mtime_ns == mtime
+    assert calls == [] and cached.read_bytes() == data
+
+
+def test_the_onnx_cache_keeps_the_most_recently_used_exports(ckpt, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    sha = Predictor(ckpt, backend="onnx").checkpoint_sha
+    cached = predict_mod.onnx_cache_path(ckpt, sha)
+    folder = cached.parent
+    fmt = predict_mod.ONNX_FORMAT
+    others = [folder / f"{i:064x}.views.{fmt}.onnx" for i in range(predict_mod.ONNX_CACHE_KEEP)]
+    for i, p in enumerate(others):  # exports of other checkpoints, used after this one...
+        p.write_bytes(b"x")
+        os.utime(p, (2000 + i, 2000 + i))
+    os.utime(cached, (1000, 1000))
+    old_format = folder / f"{sha}.views.u8.onnx"
+    old_format.write_bytes(b"x")
+    stale_tmp, fresh_tmp = folder / "a.onnx.1.tmp", folder / "b.onnx.2.tmp"  # killed mid-export / exporting now
+    stale_tmp.write_bytes(b"x")
+    os.utime(stale_tmp, (1000, 1000))
+    fresh_tmp.write_bytes(b"x")
+    unrelated = folder / "notes.txt"
+    unrelated.write_text("not ours to judge")
+    Predictor(ckpt, backend="onnx")  # ...but this one is used again now: served, and so kept
+    other = random_checkpoint_file(tmp_path / "other.pt", seed=1)
+    new = Predictor(other, backend="onnx")  # a new export: the cache is pruned
+    assert predict_mod.onnx_cache_path(other, new.checkpoint_sha).exists() and cached.exists()
+    assert not others[0].exists() and all(p.exists() for p in others[2:])  # the two least recently used go
+    assert not old_format.exists() and not stale_tmp.exists()
+    assert fresh_tmp.exists() and unrelated.exists()
+    assert len(list(folder.glob(f"*.{fmt}.onnx"))) == predict_mod.ONNX_CACHE_KEEP
 
 
 def test_cancel_stops_between_batches(folder, ckpt):
