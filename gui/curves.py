@@ -32,6 +32,14 @@ def _finite(v: Any) -> bool:
     return v is not None and isinstance(v, (int, float)) and math.isfinite(v)
 
 
+class StepAxis(pg.AxisItem):
+    """The step axis: ticks at whole steps only (a run of a few steps gets no tick at 1.5)."""
+
+    def tickValues(self, minVal, maxVal, size):
+        levels = super().tickValues(minVal, maxVal, size)
+        return [(max(spacing, 1.0), [v for v in values if float(v).is_integer()]) for spacing, values in levels]
+
+
 class CurvesWidget(QWidget):
     """Three stacked plots sharing the step axis: loss, validation quality, learning rate.
 
@@ -61,7 +69,7 @@ class CurvesWidget(QWidget):
         self.plots: dict[str, pg.PlotItem] = {}
         titles = {"loss": "Loss", "quality": "Validation", "lr": "Learning rate"}
         for row, key in enumerate(("loss", "quality", "lr")):
-            p = self.view.addPlot(row=row, col=0)
+            p = self.view.addPlot(row=row, col=0, axisItems={"bottom": StepAxis(orientation="bottom")})
             p.setTitle(self._title_html(titles[key], key), size="9pt")
             p.showGrid(x=True, y=True, alpha=0.15)
             p.setMenuEnabled(False)

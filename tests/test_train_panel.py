@@ -136,6 +136,25 @@ def test_one_epoch_reaches_the_plots_then_use_this_model(qtbot, panel, tiny_fold
     _wait_idle(qtbot, panel)
 
 
+def test_the_step_axis_has_whole_steps_only(qtbot):
+    import pyqtgraph as pg
+
+    from gui.curves import CurvesWidget
+
+    w = CurvesWidget()
+    qtbot.addWidget(w)
+    for step in (1, 2, 3, 4):  # a short run: pyqtgraph alone would tick at 1.5, 2.5...
+        w.add_step(step, 0.5, 1e-4)
+    w.refresh()
+    assert any(v % 1 for _sp, vals in pg.AxisItem("bottom").tickValues(1, 4, 600) for v in vals)
+    for plot in w.plots.values():
+        axis = plot.getAxis("bottom")
+        levels = axis.tickValues(1, 4, 600)
+        assert levels and all(float(v).is_integer() for _sp, vals in levels for v in vals)
+        assert all(sp >= 1 for sp, _vals in levels)
+        assert axis.tickStrings([1.0, 2.0], 1.0, 1.0) == ["1", "2"]
+
+
 def test_cancel_stops_at_the_next_step_and_keeps_a_checkpoint(qtbot, panel, monkeypatch):
     # Deterministic rather than timed: once Cancel is clicked, at most the optimiser step
     # already under way may finish. (The latency itself, < 2 s, is measured by
