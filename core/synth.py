@@ -121,11 +121,14 @@ CELL_CUTS = (0.0, 66.5 / 440, 134.0 / 440, 202.0 / 440, 259.0 / 440, 316.0 / 440
 # --------------------------------------------------------------------------- glyphs
 
 
-def build_glyph_atlas(out: str | os.PathLike = ATLAS_PATH, height: int = 96, chars: str = ATLAS_CHARS) -> Path:
+def build_glyph_atlas(
+    out: str | os.PathLike = ATLAS_PATH, height: int = 96, chars: str = ATLAS_CHARS, cjk_fonts: tuple = FONT_FILES
+) -> Path:
     """Rasterise ``chars`` from the bundled font subsets into an .npz of ink masks.
 
     Each glyph is cropped to its ink box; masks are uint8 (0..255), ``height`` px
-    for a full-height glyph. Build-time only: needs fontTools.
+    for a full-height glyph. ``cjk_fonts``: the fonts of the CJK slots (font indices 0, 1...),
+    names in resources/fonts or paths (a font collection's first font). Build-time only: needs fontTools.
     """
     from fontTools.pens.basePen import BasePen  # build-time dependency
     from fontTools.ttLib import TTFont
@@ -164,9 +167,9 @@ def build_glyph_atlas(out: str | os.PathLike = ATLAS_PATH, height: int = 96, cha
 
     arrays: dict[str, np.ndarray] = {}
     ss = 4  # supersampling
-    fonts = [(f, chars) for f in FONT_FILES] + [(f, plates.OTHERS) for f in LATIN_FONT_FILES]
+    fonts = [(f, chars) for f in cjk_fonts] + [(f, plates.OTHERS) for f in LATIN_FONT_FILES]
     for fi, (fname, font_chars) in enumerate(fonts):
-        font = TTFont(FONT_DIR / fname)
+        font = TTFont(FONT_DIR / fname, fontNumber=0)
         cmap, gs = font.getBestCmap(), font.getGlyphSet()
         upm = font["head"].unitsPerEm
         # Scale so that a digit's height (cap height ~ 0.73 em) maps to `height` px.

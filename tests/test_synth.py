@@ -426,3 +426,47 @@ def test_the_plate_q_is_a_zero_with_an_inner_tail_and_only_when_asked():
     assert not np.array_equal(
         render_plate("皖A77Q40", 3, look=MATCHED), render_plate("皖A77Q40", 3, look=replace(MATCHED, p_plate_q=1.0))
     )
+
+
+def test_the_glyph_atlas_builds_from_the_bundled_fonts_and_from_other_cjk_fonts(tmp_path):
+    from core import synth
+
+    bundled = synth.load_glyphs()
+    out = synth.build_glyph_atlas(tmp_path / "a.npz", chars="皖冀A0")
+    again = synth.load_glyphs.__wrapped__(out)
+    assert all(np.array_equal(again[k], bundled[k]) for k in again)  # the bundled atlas, as committed
+    regular = synth.FONT_DIR / synth.FONT_FILES[1]
+    other = synth.load_glyphs.__wrapped__(synth.build_glyph_atlas(tmp_path / "b.npz", chars="皖", cjk_fonts=(regular,)))
+    assert np.array_equal(other[(0, "皖")], bundled[(1, "皖")])  # slot 0 drawn from the font it was given
+    assert not np.array_equal(other[(0, "皖")], bundled[(0, "皖")])
+
+
+def test_the_province_font_benchmark_draws_provinces_in_the_font_it_is_given(tmp_path, capsys, random_checkpoint):
+    import bench.bench_province_fonts as bpf
+    from core import synth
+
+    before = synth.load_glyphs
+    drawn = []
+    import core.recipe as recipe  # main() imports predict from it when it runs
+
+    orig = recipe.predict
+
+    def spy(model, images, ck, **kw):
+        drawn.append(list(images))
+        return orig(model, images, ck, **kw)
+
+    recipe.predict = spy
+    try:
+        regular = synth.FONT_DIR / synth.FONT_FILES[1]
+        assert (
+            bpf.main(["--font", str(regular), "--per", "1", "--looks", "matched", "--model", str(random_checkpoint)])
+            == 0
+        )
+    finally:
+        recipe.predict = orig
+    rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ") and "of 31" in ln]
+    assert [r.split(" | ")[0] for r in rows] == ["| as trained (Noto Sans SC)", f"| {regular.name}"]
+    assert synth.load_glyphs is before  # restored
+    assert len(drawn) == 2 and [im.shape for im in drawn[0]] == [im.shape for im in drawn[1]]  # the same plates...
+    # ...with other province glyphs: those drawn in the Bold slot (about half) now get the Regular design
+    assert sum(not np.array_equal(a, b) for a, b in zip(*drawn)) >= 8
