@@ -1,7 +1,7 @@
 """Batched inference over a list of files: result records, progress, cancel.
 
 On CPU the model runs in onnxruntime (exported once from the checkpoint and
-cached in the user's cache folder, ~3-4x faster than eager PyTorch on this model); on CUDA/MPS it
+cached in the user's cache folder, ~3x faster than eager PyTorch on this model); on CUDA/MPS it
 runs in PyTorch under ``inference_mode`` (autocast on CUDA). Decoding, resizing
 and batching happen in DataLoader workers, overlapped with the model.
 """
