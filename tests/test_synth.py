@@ -441,29 +441,26 @@ def test_the_glyph_atlas_builds_from_the_bundled_fonts_and_from_other_cjk_fonts(
     assert not np.array_equal(other[(0, "皖")], bundled[(0, "皖")])
 
 
-def test_the_province_font_benchmark_draws_provinces_in_the_font_it_is_given(tmp_path, capsys, random_checkpoint):
+def test_the_province_font_benchmark_draws_provinces_in_the_font_it_is_given(
+    tmp_path, capsys, random_checkpoint, monkeypatch
+):
     import bench.bench_province_fonts as bpf
+    import core.recipe as recipe  # main() imports predict from it when it runs
     from core import synth
 
     before = synth.load_glyphs
     drawn = []
-    import core.recipe as recipe  # main() imports predict from it when it runs
-
     orig = recipe.predict
 
     def spy(model, images, ck, **kw):
         drawn.append(list(images))
         return orig(model, images, ck, **kw)
 
-    recipe.predict = spy
-    try:
-        regular = synth.FONT_DIR / synth.FONT_FILES[1]
-        assert (
-            bpf.main(["--font", str(regular), "--per", "1", "--looks", "matched", "--model", str(random_checkpoint)])
-            == 0
-        )
-    finally:
-        recipe.predict = orig
+    monkeypatch.setattr(recipe, "predict", spy)
+    regular = synth.FONT_DIR / synth.FONT_FILES[1]
+    assert (
+        bpf.main(["--font", str(regular), "--per", "1", "--looks", "matched", "--model", str(random_checkpoint)]) == 0
+    )
     rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ") and "of 31" in ln]
     assert [r.split(" | ")[0] for r in rows] == ["| as trained (Noto Sans SC)", f"| {regular.name}"]
     assert synth.load_glyphs is before  # restored
