@@ -3,14 +3,17 @@
     python bench/bench_province_fonts.py --font /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc \\
         [--font OTHER ...] [--model CKPT] [--per 40] [--looks matched,yellow] [--one-view]
 
-The recipe draws every province glyph with Noto Sans SC (Bold or Regular, resources/fonts/);
-real plates use their own plate font, and the real crops have too few provinces other than 皖
-to teach it. This benchmark draws the held-out synthetic plates of the recipe's evaluation
-(seed 7777, ``--per`` plates per province, in each of ``--looks``) twice: as trained, and with
-the 31 province glyphs of both Noto slots taken from each ``--font`` instead (the serial is
-unchanged), and prints the model's exact-plate accuracy and the plates whose province it
+The bundled recipe draws every province glyph with Noto Sans SC (Bold or Regular,
+resources/fonts/); real plates use their own plate font, and the real crops have too few
+provinces other than 皖 to teach it. This benchmark draws the held-out synthetic plates of the
+recipe's evaluation (seed 7777, ``--per`` plates per province, in each of ``--looks``) twice: as
+trained, and with every province glyph taken from each ``--font`` instead
+(``core.synth.Look.p_province_font`` 1.0 with that one design: the same plates otherwise, the
+serial unchanged), and prints the model's exact-plate accuracy and the plates whose province it
 misreads. A model whose province errors multiply under another sans design reads provinces by
-the training font's details, not by the characters' shapes.
+the training font's details, not by the characters' shapes. A model trained with
+``train_default.py --camera-province-fonts`` has seen the designs of
+``core.synth.PROVINCE_FONT_FILES``: judge it on fonts that are not among them.
 
 Needs fontTools (``pip install fonttools``, the atlas builder's build-time dependency) and
 font files of your own: any TrueType/OpenType font or collection (its first font) with the 31
@@ -23,6 +26,7 @@ import argparse
 import collections
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,11 +34,10 @@ sys.path.insert(0, str(ROOT))
 
 
 def province_glyphs(font: Path, work: Path) -> dict:
-    """The 31 province masks of ``font`` in the atlas's CJK slots 0 and 1."""
-    from core import plates, synth
+    """The 31 province masks of ``font``: ``{province: ink mask}``, as the renderer draws them."""
+    from core import synth
 
-    out = synth.build_glyph_atlas(work / f"{font.stem}.npz", chars=plates.PROVINCES, cjk_fonts=(font, font))
-    return {k: v for k, v in synth.load_glyphs.__wrapped__(out).items() if k[0] in (0, 1)}
+    return synth.load_province_designs(synth.build_province_atlas(work / f"{font.stem}.npz", fonts=(font,)))[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,38 +64,31 @@ def main(argv: list[str] | None = None) -> int:
     model_path = args.model or default_model_path()
     ck = load_checkpoint(model_path)
     model = ck.build().eval()
-    trained = synth.load_glyphs()
-    variants: dict[str, dict] = {"as trained (Noto Sans SC)": {}}
+    variants: dict[str, dict | None] = {"as trained (Noto Sans SC)": None}
     with tempfile.TemporaryDirectory() as work:
         for f in args.font:
             variants[f.name] = province_glyphs(f, Path(work))
     looks = args.looks.split(",")
-    original = synth.load_glyphs
     print(f"model: {model_path.name}; {args.per} plates per province and look (seed 7777); "
           f"{'one view' if args.one_view else 'three views'}")  # fmt: skip
     print(
         "| province font | " + " | ".join(f"{lk} exact | {lk} province wrong" for lk in looks) + " | worst provinces |"
     )
     print("|---|" + "---:|---:|" * len(looks) + "---|")
-    try:
-        for name, replaced in variants.items():
-            glyphs = {**trained, **replaced}
-            synth.load_glyphs = lambda path=None, _g=glyphs: _g  # what the renderer draws with
-            cells, worst = [], collections.Counter()
-            for look in looks:
-                ds = synth.SynthDataset(
-                    args.per * len(plates.PROVINCES), seed=7777, latin_fonts=False, look=EVAL_LOOKS[look]
-                )
-                images, labels = map(list, zip(*(ds.sample(i) for i in range(len(ds)))))
-                pred = predict(model, images, ck, views=not args.one_view)[0]
-                wrong = sum(p != t for p, t in zip(pred, labels))
-                province = [t[0] for p, t in zip(pred, labels) if p[0] != t[0]]
-                worst.update(province)
-                cells += [f"{1 - wrong / len(labels):.1%}", f"{len(province)} of {len(labels)}"]
-            top = ", ".join(f"{ch} {n}" for ch, n in worst.most_common(4))
-            print(f"| {name} | " + " | ".join(cells) + f" | {top} |", flush=True)
-    finally:
-        synth.load_glyphs = original
+    for name, design in variants.items():
+        cells, worst = [], collections.Counter()
+        for look in looks:
+            lk = EVAL_LOOKS[look] if design is None else replace(EVAL_LOOKS[look], p_province_font=1.0)
+            ds = synth.SynthDataset(args.per * len(plates.PROVINCES), seed=7777, latin_fonts=False, look=lk,
+                                    province_designs=None if design is None else (design,))  # fmt: skip
+            images, labels = map(list, zip(*(ds.sample(i) for i in range(len(ds)))))
+            pred = predict(model, images, ck, views=not args.one_view)[0]
+            wrong = sum(p != t for p, t in zip(pred, labels))
+            province = [t[0] for p, t in zip(pred, labels) if p[0] != t[0]]
+            worst.update(province)
+            cells += [f"{1 - wrong / len(labels):.1%}", f"{len(province)} of {len(labels)}"]
+        top = ", ".join(f"{ch} {n}" for ch, n in worst.most_common(4))
+        print(f"| {name} | " + " | ".join(cells) + f" | {top} |", flush=True)
     return 0
 
 

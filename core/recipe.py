@@ -155,6 +155,10 @@ class StageConfig:
     """Share of the stage's synthetic plates drawn as single-row yellow plates
     (``core.synth.Look.p_yellow``), in the run's look and not filtered by the teacher, like the
     blue ones; ``None``: as the run's look draws it (none)."""
+    p_province_font: float | None = None
+    """Share of the stage's synthetic plates whose province is drawn in one of the other CJK designs
+    (``core.synth.Look.p_province_font``, ``core.synth.PROVINCE_FONT_FILES``); ``None``: as the run's
+    look draws it (none)."""
 
     def per_epoch(self, scale: float) -> tuple[int, int, int]:
         """(real repeats, spliced, synthetic) per epoch at ``scale``."""
@@ -592,6 +596,7 @@ def stage_data(stage: StageConfig, inputs: StageInputs) -> tuple[ConcatDataset, 
     if n_synth:
         look = inputs.look if stage.p_plate_q is None else replace(inputs.look, p_plate_q=stage.p_plate_q)
         look = look if stage.p_yellow is None else replace(look, p_yellow=stage.p_yellow)
+        look = look if stage.p_province_font is None else replace(look, p_province_font=stage.p_province_font)
         synth = SynthDataset(10**9, seed=stage.seed + 2, real_glyphs=inputs.glyphs, latin_fonts=inputs.latin,
                              look=look)  # fmt: skip
         shifting.append(Shifting(synth, n_synth))
@@ -741,7 +746,7 @@ def extra_stage(stage: StageConfig, start: Path, inputs: StageInputs, seconds: d
     return path, {**decision, "epochs": n, "province_weight": stage.province_weight, "lr": stage.lr,
                   "lr_gamma": stage.lr_gamma, "seed": stage.seed, "distill_weight": stage.distill_weight,
                   "distill_province": stage.distill_province, "p_plate_q": stage.p_plate_q, "p_yellow": stage.p_yellow,
-                  "pool_synthetic": stage.pool_synthetic, "pool_real": stage.pool_real,
+                  "p_province_font": stage.p_province_font, "pool_synthetic": stage.pool_synthetic, "pool_real": stage.pool_real,
                   "pool_keep": stage.pool_keep}  # fmt: skip
 
 
@@ -765,6 +770,8 @@ def extra_flags(recipe: Recipe) -> str:
                 + f" --distill-weight {cam.distill_weight}" + ("" if cam.distill_province else " --no-distill-province"))  # fmt: skip
         if cam.province_weight != 1.0:
             out += f" --camera-province-weight {cam.province_weight}"
+        if cam.p_province_font:
+            out += f" --camera-province-fonts {cam.p_province_font}"
     return out
 
 
@@ -776,6 +783,8 @@ def _extra_line(stage: StageConfig, info: dict) -> str:
         line += f", the plate font's Q on {stage.p_plate_q:.0%} of the synthetic plates' Qs"
     if stage.p_yellow:
         line += f", {stage.p_yellow:.0%} of the synthetic plates single-row yellow"
+    if stage.p_province_font:
+        line += f", the province of {stage.p_province_font:.0%} of them drawn in other CJK designs"
     if stage.pool_synthetic or stage.pool_real:
         kept = {"agree": "reads them as labelled", "serial": "reads their serial characters as labelled",
                 "hybrid": "reads them as labelled, or their serial characters for a province it cannot read",

@@ -48,6 +48,20 @@ LATIN_FONT_FILES = (
     "LeagueSpartan-Bold.otf",
 )
 ATLAS_PATH = FONT_DIR / "plate_glyphs.npz"
+#: Province-only subsets of other CJK designs (weights, serif, kai, condensed): the glyph shapes of
+#: ``Look.p_province_font``, so that the province is read by its shape, not by Noto Sans' details.
+PROVINCE_FONT_FILES = (
+    "NotoSansSC-Light-provinces.otf",
+    "NotoSansSC-Medium-provinces.otf",
+    "NotoSansSC-Black-provinces.otf",
+    "NotoSerifSC-Regular-provinces.otf",
+    "NotoSerifSC-Bold-provinces.otf",
+    "NotoSerifSC-Black-provinces.otf",
+    "WenKai-Regular-provinces.ttf",
+    "WenKai-Bold-provinces.ttf",
+    "SmileySans-Oblique-provinces.ttf",
+)
+PROVINCE_ATLAS_PATH = FONT_DIR / "province_glyphs.npz"
 ATLAS_CHARS = plates.PROVINCES + plates.OTHERS
 DEGRADATIONS = ("photometric", "margins", "geometry", "blur", "noise", "jpeg")
 """What :func:`render_plate` can leave out: illumination gradient, shadow band, dirt, colour
@@ -81,6 +95,7 @@ class Look:
     p_stamp: float = 0.0  # a camera's timestamp text printed over the crop
     p_washed: float = 0.0  # washed-out colour: haze lifts the blacks and drains the saturation
     p_plate_q: float = 0.0  # Qs drawn as the plate font does (a 0 with a short inner tail)
+    p_province_font: float = 0.0  # provinces drawn in another CJK design (:func:`load_province_designs`)
 
 
 HARSH = Look()
@@ -122,13 +137,18 @@ CELL_CUTS = (0.0, 66.5 / 440, 134.0 / 440, 202.0 / 440, 259.0 / 440, 316.0 / 440
 
 
 def build_glyph_atlas(
-    out: str | os.PathLike = ATLAS_PATH, height: int = 96, chars: str = ATLAS_CHARS, cjk_fonts: tuple = FONT_FILES
+    out: str | os.PathLike = ATLAS_PATH,
+    height: int = 96,
+    chars: str = ATLAS_CHARS,
+    cjk_fonts: tuple = FONT_FILES,
+    latin_fonts: tuple = LATIN_FONT_FILES,
 ) -> Path:
     """Rasterise ``chars`` from the bundled font subsets into an .npz of ink masks.
 
     Each glyph is cropped to its ink box; masks are uint8 (0..255), ``height`` px
     for a full-height glyph. ``cjk_fonts``: the fonts of the CJK slots (font indices 0, 1...),
-    names in resources/fonts or paths (a font collection's first font). Build-time only: needs fontTools.
+    names in resources/fonts or paths (a font collection's first font); ``latin_fonts`` follow
+    them with the letters and digits. Build-time only: needs fontTools.
     """
     from fontTools.pens.basePen import BasePen  # build-time dependency
     from fontTools.ttLib import TTFont
@@ -167,7 +187,7 @@ def build_glyph_atlas(
 
     arrays: dict[str, np.ndarray] = {}
     ss = 4  # supersampling
-    fonts = [(f, chars) for f in cjk_fonts] + [(f, plates.OTHERS) for f in LATIN_FONT_FILES]
+    fonts = [(f, chars) for f in cjk_fonts] + [(f, plates.OTHERS) for f in latin_fonts]
     for fi, (fname, font_chars) in enumerate(fonts):
         font = TTFont(FONT_DIR / fname, fontNumber=0)
         cmap, gs = font.getBestCmap(), font.getGlyphSet()
@@ -207,6 +227,32 @@ def load_glyphs(path: str | os.PathLike = ATLAS_PATH) -> dict[tuple[int, str], n
             fi, code = k.split("_")
             out[(int(fi), chr(int(code)))] = z[k]
     return out
+
+
+def build_province_atlas(out: str | os.PathLike = PROVINCE_ATLAS_PATH, fonts: tuple = PROVINCE_FONT_FILES) -> Path:
+    """The province glyphs of ``fonts`` (default: :data:`PROVINCE_FONT_FILES`), one atlas slot per
+    font, for :func:`load_province_designs`. Build-time only: needs fontTools."""
+    return build_glyph_atlas(out, chars=plates.PROVINCES, cjk_fonts=tuple(fonts), latin_fonts=())
+
+
+def load_province_designs(path: str | os.PathLike = PROVINCE_ATLAS_PATH) -> tuple[dict[str, np.ndarray], ...]:
+    """The province glyphs of other CJK designs: one ``{province: uint8 ink mask}`` per design, from
+    an atlas :func:`build_province_atlas` wrote (default: the bundled one). What the renderer
+    draws a province with on a share ``Look.p_province_font`` of the plates."""
+    return _province_designs(str(path))
+
+
+@functools.lru_cache(maxsize=4)
+def _province_designs(path: str) -> tuple[dict[str, np.ndarray], ...]:
+    by_font: dict[int, dict[str, np.ndarray]] = {}
+    for (fi, ch), m in load_glyphs.__wrapped__(path).items():
+        by_font.setdefault(fi, {})[ch] = m
+    designs = tuple(by_font[k] for k in sorted(by_font))
+    missing = [f"design {i}: {''.join(sorted(set(plates.PROVINCES) - set(d)))}" for i, d in enumerate(designs)
+               if set(plates.PROVINCES) - set(d)]  # fmt: skip
+    if not designs or missing:
+        raise ValueError(f"{path}: not a province atlas (missing provinces: {'; '.join(missing) or 'all'})")
+    return designs
 
 
 # --------------------------------------------------------------------------- labels
@@ -315,19 +361,27 @@ def _draw_plate(
     latin_fonts: bool = True,
     look: Look = HARSH,
     p_real: float = 0.5,
+    province_designs: Sequence[dict[str, np.ndarray]] | None = None,
 ) -> np.ndarray:
     """The flat plate, ``ppm`` pixels per mm, RGB float32 0..255.
 
     Letters and digits come from one of the Latin fonts on 60 % of the plates
     (``latin_fonts``), else from the province's Noto font. With ``real_glyphs``
     (:func:`real_glyph_masks`), a share ``p_real`` of the plates (half by default) draw
-    every character that has a real template with it (the plate font itself).
+    every character that has a real template with it (the plate font itself). A share
+    ``look.p_province_font`` draw the province from one of ``province_designs`` (default:
+    :func:`load_province_designs`) unless a real template draws it.
     """
     glyphs = load_glyphs()
     W, H = int(round(PLATE_W * ppm)), int(round(PLATE_H * ppm))
     bg, fg = _plate_colours(rng, look)
     alpha = np.zeros((H, W), np.float32)  # foreground (white) coverage
     font = int(rng.integers(2))  # CJK font of the province (and of the rest, unless a Latin font is drawn)
+    province = None  # another design's province glyph; drawn only when the look asks (the stream stays)
+    p_design = look.p_province_font
+    if p_design and (p_design >= 1 or rng.random() < p_design):
+        designs = load_province_designs() if province_designs is None else province_designs
+        province = designs[0 if len(designs) == 1 else int(rng.integers(len(designs)))][label[0]]
     latin = font
     if latin_fonts and rng.random() >= 0.4:
         latin = len(FONT_FILES) + int(rng.integers(len(LATIN_FONT_FILES)))
@@ -349,7 +403,9 @@ def _draw_plate(
     ch_h = _u(rng, 82, 94)
     for i, ch in enumerate(label):
         m = real.get(ch)
-        if m is None:
+        if m is None and i == 0 and province is not None:
+            m = province
+        elif m is None:
             m = glyphs[(font if i == 0 else latin, ch)]
             if ch == "1" and rng.random() < 0.7:
                 m = _PLAIN_ONE  # the plate font's 1 is a plain bar; Noto's has a flag (read as V, 7)
@@ -432,6 +488,7 @@ def render_plate(
     skip: Collection[str] = (),
     look: Look = HARSH,
     p_real: float = 0.5,
+    province_designs: Sequence[dict[str, np.ndarray]] | None = None,
 ) -> np.ndarray:
     """Render one degraded, tightly cropped plate image.
 
@@ -453,6 +510,10 @@ def render_plate(
             (the default, the bundled recipe's) or
             :data:`MATCHED` (calibrated to the real crops' contrast and sharpness). Same
             random stream either way: the plates differ only in those strengths.
+        province_designs: The province glyphs ``look.p_province_font`` draws from, one
+            ``{province: ink mask}`` per design (default: :func:`load_province_designs`).
+            With ``p_province_font`` 1.0 and one design the random stream is the same as
+            without: the same plates, the province drawn in that design.
 
     Returns:
         RGB uint8 array of shape ``(height, width, 3)``.
@@ -472,7 +533,7 @@ def render_plate(
     oh, ow = size
     # Draw at about 2-3x the output resolution, then warp down (pre-blurred to avoid aliasing).
     ppm = max(0.35, min(1.0, 2.5 * ow / PLATE_W))
-    plate = _draw_plate(label, rng, ppm, real_glyphs, latin_fonts, look, p_real)
+    plate = _draw_plate(label, rng, ppm, real_glyphs, latin_fonts, look, p_real, province_designs)
     ph, pw = plate.shape[:2]
     # Illumination gradient and a soft shadow band.
     if rng.random() < 0.7:
@@ -589,14 +650,17 @@ class SynthDataset(Dataset):
         skip: Degradations to leave out (:func:`render_plate`); sample ``i`` is otherwise
             the same plate as without.
         look: Contrast and degradation strengths (:class:`Look`; :data:`HARSH` by default).
+        province_designs: The province glyph sets ``look.p_province_font`` draws from
+            (:func:`render_plate`; default: the bundled ones).
     """
 
     def __init__(self, n: int, seed: int = 0, augment: Callable | None = None,
                  real_glyphs: dict[str, np.ndarray] | None = None, latin_fonts: bool = True,
-                 skip: Collection[str] = (), look: Look = HARSH):  # fmt: skip
+                 skip: Collection[str] = (), look: Look = HARSH,
+                 province_designs: Sequence[dict[str, np.ndarray]] | None = None):  # fmt: skip
         self.n, self.seed, self.augment = int(n), int(seed), augment
         self.real_glyphs, self.latin_fonts, self.skip = real_glyphs, latin_fonts, frozenset(skip)
-        self.look = look
+        self.look, self.province_designs = look, province_designs
 
     def __len__(self) -> int:
         return self.n
@@ -607,9 +671,8 @@ class SynthDataset(Dataset):
             raise IndexError(idx)
         label = label_for(idx, self.seed)
         rng = np.random.default_rng([self.seed, idx, 2])
-        img = render_plate(
-            label, rng, real_glyphs=self.real_glyphs, latin_fonts=self.latin_fonts, skip=self.skip, look=self.look
-        )
+        img = render_plate(label, rng, real_glyphs=self.real_glyphs, latin_fonts=self.latin_fonts, skip=self.skip,
+                           look=self.look, province_designs=self.province_designs)  # fmt: skip
         return img, label
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -862,11 +925,15 @@ def _main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--build-atlas", action="store_true", help="rasterise the font subsets into the glyph atlas")
     ap.add_argument("--preview", metavar="PNG", help="write a grid of synthetic plates")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--province-fonts", type=float, default=0.0, metavar="P",
+                    help="share of the preview's provinces drawn in the other CJK designs")  # fmt: skip
     args = ap.parse_args(argv)
     if args.build_atlas:
         print(build_glyph_atlas())
+        print(build_province_atlas())
     if args.preview:
-        ds = SynthDataset(40, seed=args.seed)
+        look = replace(HARSH, p_province_font=args.province_fonts)
+        ds = SynthDataset(40, seed=args.seed, look=look)
         tiles = [cv2.resize(ds.sample(i)[0], (282, 72), interpolation=cv2.INTER_LINEAR) for i in range(40)]
         grid = np.vstack([np.hstack(tiles[r : r + 4]) for r in range(0, 40, 4)])
         cv2.imwrite(args.preview, grid[..., ::-1])

@@ -105,6 +105,7 @@ def recipe_from_args(args: argparse.Namespace, base: Recipe) -> Recipe:
             distill_weight=args.distill_weight,
             distill_province=args.distill_province,
             province_weight=args.camera_province_weight,
+            p_province_font=args.camera_province_fonts or None,
             p_plate_q=base.camera.p_plate_q if args.plate_q is None else args.plate_q,
         ),
     )
@@ -200,6 +201,10 @@ def parser(r: Recipe) -> argparse.ArgumentParser:
     ap.add_argument("--camera-province-weight", type=float, default=r.camera.province_weight,
                     help="stage 6: weight of the province character in the loss, against 1 for each of the other "
                          "six (1: the notebook's loss)")  # fmt: skip
+    ap.add_argument("--camera-province-fonts", type=float, default=r.camera.p_province_font or 0.0, metavar="P",
+                    help="stage 6: share of its synthetic plates whose province is drawn in one of the other CJK "
+                         "designs of resources/fonts (weights, serif, kai, condensed) instead of Noto Sans SC; "
+                         f"0: none (default: {r.camera.p_province_font or 0})")  # fmt: skip
     ap.add_argument(
         "--distill-weight",
         type=float,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -357,7 +359,6 @@ def test_planar_blend_is_the_broadcast_formula_bit_for_bit():
 
 
 def test_yellow_plates_are_black_on_yellow_and_leave_the_blue_looks_alone():
-    from dataclasses import replace
 
     from core.synth import HARSH, render_plate
 
@@ -372,7 +373,6 @@ def test_yellow_plates_are_black_on_yellow_and_leave_the_blue_looks_alone():
 
 
 def test_other_camera_looks_keep_the_plates_and_loosen_and_enlarge_the_crops():
-    from dataclasses import replace
 
     from core.synth import CAMERAS
 
@@ -410,7 +410,6 @@ def test_a_timestamp_stays_at_the_top_or_bottom_edge_and_washing_drains_the_colo
 
 
 def test_the_plate_q_is_a_zero_with_an_inner_tail_and_only_when_asked():
-    from dataclasses import replace
 
     from core.synth import _plate_q, load_glyphs
 
@@ -448,7 +447,6 @@ def test_the_province_font_benchmark_draws_provinces_in_the_font_it_is_given(
     import core.recipe as recipe  # main() imports predict from it when it runs
     from core import synth
 
-    before = synth.load_glyphs
     drawn = []
     orig = recipe.predict
 
@@ -463,7 +461,50 @@ def test_the_province_font_benchmark_draws_provinces_in_the_font_it_is_given(
     )
     rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ") and "of 31" in ln]
     assert [r.split(" | ")[0] for r in rows] == ["| as trained (Noto Sans SC)", f"| {regular.name}"]
-    assert synth.load_glyphs is before  # restored
     assert len(drawn) == 2 and [im.shape for im in drawn[0]] == [im.shape for im in drawn[1]]  # the same plates...
     # ...with other province glyphs: those drawn in the Bold slot (about half) now get the Regular design
     assert sum(not np.array_equal(a, b) for a, b in zip(*drawn)) >= 8
+
+
+def test_provinces_can_be_drawn_in_the_other_bundled_designs(tmp_path):
+    from core import plates, synth
+
+    designs = synth.load_province_designs()
+    assert len(designs) == len(synth.PROVINCE_FONT_FILES) >= 8
+    assert all(set(d) == set(plates.PROVINCES) for d in designs)
+    # the bundled atlas is what the bundled font subsets rasterise to
+    again = synth.load_province_designs(synth.build_province_atlas(tmp_path / "p.npz"))
+    assert all(np.array_equal(a[c], b[c]) for a, b in zip(designs, again) for c in plates.PROVINCES)
+    # one design at p 1.0: the same plate (the random stream is kept), only the province cell redrawn
+    ink = {c: np.full((96, 60), 255, np.uint8) for c in plates.PROVINCES}  # a solid block for every province
+    block = replace(MATCHED, p_province_font=1.0)
+    base = render_plate("皖A26Y56", 5, size=(48, 188), look=MATCHED, skip=("geometry",))
+    other = render_plate("皖A26Y56", 5, size=(48, 188), look=block, skip=("geometry",), province_designs=(ink,))
+    diff = np.abs(base.astype(int) - other.astype(int)).max(axis=(0, 2))
+    # (columns 0-25: the province cell; from 40 on, past the JPEG block it shares with the A, nothing moves)
+    assert diff[: 188 * 60 // 440].max() > 60 and diff[40:].max() <= 2
+    # a share of a dataset's plates, from each of the designs it is given; none without the look's share
+    drawn = []
+
+    class Seen(dict):
+        def __getitem__(self, ch):
+            drawn.append((id(self), ch))
+            return super().__getitem__(ch)
+
+    spies = tuple(Seen(d) for d in designs[:3])
+    half = SynthDataset(100, seed=3, look=replace(MATCHED, p_province_font=0.5), province_designs=spies)
+    labels = [half.sample(i)[1] for i in range(100)]
+    assert 35 <= len(drawn) <= 65 and {i for i, _ in drawn} == {id(d) for d in spies}
+    assert {ch for _, ch in drawn} <= {lab[0] for lab in labels}
+    drawn.clear()
+    [SynthDataset(100, seed=3, look=MATCHED, province_designs=spies).sample(i) for i in range(100)]
+    assert drawn == []
+
+
+def test_a_province_atlas_missing_provinces_is_refused(tmp_path):
+    from core import synth
+
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **{f"0_{ord('皖')}": np.zeros((4, 4), np.uint8)})
+    with pytest.raises(ValueError, match="bad.npz: not a province atlas"):
+        synth.load_province_designs(bad)
