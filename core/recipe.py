@@ -159,6 +159,9 @@ class StageConfig:
     """Share of the stage's synthetic plates whose province is drawn in one of the other CJK designs
     (``core.synth.Look.p_province_font``, ``core.synth.PROVINCE_FONT_FILES``); ``None``: as the run's
     look draws it (none)."""
+    province_warp: float | None = None
+    """How far those designs' glyphs are thickened, thinned, sheared and turned
+    (``core.synth.Look.province_warp``; 1.0: the full range); ``None``: as the run's look draws it (not)."""
 
     def per_epoch(self, scale: float) -> tuple[int, int, int]:
         """(real repeats, spliced, synthetic) per epoch at ``scale``."""
@@ -597,6 +600,7 @@ def stage_data(stage: StageConfig, inputs: StageInputs) -> tuple[ConcatDataset, 
         look = inputs.look if stage.p_plate_q is None else replace(inputs.look, p_plate_q=stage.p_plate_q)
         look = look if stage.p_yellow is None else replace(look, p_yellow=stage.p_yellow)
         look = look if stage.p_province_font is None else replace(look, p_province_font=stage.p_province_font)
+        look = look if stage.province_warp is None else replace(look, province_warp=stage.province_warp)
         synth = SynthDataset(10**9, seed=stage.seed + 2, real_glyphs=inputs.glyphs, latin_fonts=inputs.latin,
                              look=look)  # fmt: skip
         shifting.append(Shifting(synth, n_synth))
@@ -746,7 +750,8 @@ def extra_stage(stage: StageConfig, start: Path, inputs: StageInputs, seconds: d
     return path, {**decision, "epochs": n, "province_weight": stage.province_weight, "lr": stage.lr,
                   "lr_gamma": stage.lr_gamma, "seed": stage.seed, "distill_weight": stage.distill_weight,
                   "distill_province": stage.distill_province, "p_plate_q": stage.p_plate_q, "p_yellow": stage.p_yellow,
-                  "p_province_font": stage.p_province_font, "pool_synthetic": stage.pool_synthetic, "pool_real": stage.pool_real,
+                  "p_province_font": stage.p_province_font, "province_warp": stage.province_warp,
+                  "pool_synthetic": stage.pool_synthetic, "pool_real": stage.pool_real,
                   "pool_keep": stage.pool_keep}  # fmt: skip
 
 
@@ -772,6 +777,8 @@ def extra_flags(recipe: Recipe) -> str:
             out += f" --camera-province-weight {cam.province_weight}"
         if cam.p_province_font:
             out += f" --camera-province-fonts {cam.p_province_font}"
+        if cam.province_warp:
+            out += f" --camera-province-warp {cam.province_warp}"
     return out
 
 
@@ -785,6 +792,8 @@ def _extra_line(stage: StageConfig, info: dict) -> str:
         line += f", {stage.p_yellow:.0%} of the synthetic plates single-row yellow"
     if stage.p_province_font:
         line += f", the province of {stage.p_province_font:.0%} of them drawn in other CJK designs"
+        if stage.province_warp:
+            line += f" (warped, strength {stage.province_warp})"
     if stage.pool_synthetic or stage.pool_real:
         kept = {"agree": "reads them as labelled", "serial": "reads their serial characters as labelled",
                 "hybrid": "reads them as labelled, or their serial characters for a province it cannot read",

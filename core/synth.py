@@ -96,6 +96,7 @@ class Look:
     p_washed: float = 0.0  # washed-out colour: haze lifts the blacks and drains the saturation
     p_plate_q: float = 0.0  # Qs drawn as the plate font does (a 0 with a short inner tail)
     p_province_font: float = 0.0  # provinces drawn in another CJK design (:func:`load_province_designs`)
+    province_warp: float = 0.0  # those glyphs' strokes thickened or thinned, sheared and turned (1.0: full range)
 
 
 HARSH = Look()
@@ -305,6 +306,30 @@ def _plate_q(font: int) -> np.ndarray:
     return m
 
 
+def _warp_glyph(m: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """Another weight and slant of an ink mask (96 px high): strokes up to ~2 px thicker or
+    thinner per side, a shear up to 0.15 and a turn up to 3 degrees, each times ``strength``;
+    cropped to the ink again."""
+    r = int(round(rng.integers(-2, 3) * strength))
+    if r:
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(r) + 1, 2 * abs(r) + 1))
+        m = cv2.dilate(m, k) if r > 0 else cv2.erode(m, k)
+    h, w = m.shape
+    pad = int(0.3 * h)
+    m = cv2.copyMakeBorder(m, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    a = np.deg2rad(_u(rng, -3, 3) * strength)
+    sh = _u(rng, -0.15, 0.15) * strength
+    c, s = np.cos(a), np.sin(a)
+    cx, cy = m.shape[1] / 2, m.shape[0] / 2
+    lin = np.array([[c, -s], [s, c]]) @ np.array([[1.0, sh], [0.0, 1.0]])
+    aff = np.hstack([lin, (np.array([cx, cy]) - lin @ np.array([cx, cy]))[:, None]])
+    m = cv2.warpAffine(m, aff, (m.shape[1], m.shape[0]), flags=cv2.INTER_LINEAR)
+    ys, xs = np.nonzero(m > 32)
+    if not len(ys):
+        return m
+    return m[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+
+
 def _u(rng: np.random.Generator, a: float, b: float) -> float:
     return float(rng.uniform(a, b))
 
@@ -382,6 +407,8 @@ def _draw_plate(
     if p_design and (p_design >= 1 or rng.random() < p_design):
         designs = load_province_designs() if province_designs is None else province_designs
         province = designs[0 if len(designs) == 1 else int(rng.integers(len(designs)))][label[0]]
+        if look.province_warp:
+            province = _warp_glyph(province, rng, look.province_warp)
     latin = font
     if latin_fonts and rng.random() >= 0.4:
         latin = len(FONT_FILES) + int(rng.integers(len(LATIN_FONT_FILES)))

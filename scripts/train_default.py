@@ -106,6 +106,7 @@ def recipe_from_args(args: argparse.Namespace, base: Recipe) -> Recipe:
             distill_province=args.distill_province,
             province_weight=args.camera_province_weight,
             p_province_font=args.camera_province_fonts or None,
+            province_warp=args.camera_province_warp or None,
             p_plate_q=base.camera.p_plate_q if args.plate_q is None else args.plate_q,
         ),
     )
@@ -205,6 +206,9 @@ def parser(r: Recipe) -> argparse.ArgumentParser:
                     help="stage 6: share of its synthetic plates whose province is drawn in one of the other CJK "
                          "designs of resources/fonts (weights, serif, kai, condensed) instead of Noto Sans SC; "
                          f"0: none (default: {r.camera.p_province_font or 0})")  # fmt: skip
+    ap.add_argument("--camera-province-warp", type=float, default=r.camera.province_warp or 0.0, metavar="S",
+                    help="stage 6: those provinces' strokes thickened or thinned, sheared and turned, up to S times "
+                         f"the full range (1.0); 0: as drawn (default: {r.camera.province_warp or 0})")  # fmt: skip
     ap.add_argument(
         "--distill-weight",
         type=float,

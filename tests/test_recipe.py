@@ -296,7 +296,7 @@ def test_the_camera_stage_trains_on_a_teacher_pool_with_its_soft_targets(tmp_pat
     out = tmp_path / "second.pt"
     argv = ["--quick", "--start", str(first), "--camera-epochs", "2", "--distill-weight", "0.5", "--no-distill-province",
             "--camera-pool-keep", "serial", "--camera-lr-gamma", "0.8", "--camera-yellow", "0.5",
-            "--camera-province-weight", "3", "--camera-province-fonts", "0.4", "--teacher-cache", str(tmp_path / "cache"), "--work", str(tmp_path / "w2"), "--out", str(out)]  # fmt: skip
+            "--camera-province-weight", "3", "--camera-province-fonts", "0.4", "--camera-province-warp", "1", "--teacher-cache", str(tmp_path / "cache"), "--work", str(tmp_path / "w2"), "--out", str(out)]  # fmt: skip
     assert td.main(argv) == 0
     camera = calls[n_before:]
     assert teacher_asked == [tmp_path / "cache"] and len(camera) == 2
@@ -330,7 +330,10 @@ def test_the_camera_stage_trains_on_a_teacher_pool_with_its_soft_targets(tmp_pat
     # --camera-province-fonts: the stage's own synthetic plates draw the province in other designs that often
     assert synth[0].look.p_province_font == 0.4 and recipe.LOOKS["harsh"].p_province_font == 0.0
     assert "--camera-province-fonts 0.4" in ck.summary["recipe"] and ck.summary["camera"]["p_province_font"] == 0.4
-    assert "the province of 40% of them drawn in other CJK designs" in ck.summary["data"]["camera"]
+    assert (
+        "the province of 40% of them drawn in other CJK designs (warped, strength 1.0)" in ck.summary["data"]["camera"]
+    )
+    assert synth[0].look.province_warp == 1.0 and "--camera-province-warp 1.0" in ck.summary["recipe"]
     assert ck.summary["camera"]["teacher_pool"]["images"] == pools[0].report.images  # what the teacher read
     assert "synth_yellow_accuracy" in ck.metrics and "synth_cameras_per_province_accuracy" in ck.metrics
 

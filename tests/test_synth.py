@@ -508,3 +508,15 @@ def test_a_province_atlas_missing_provinces_is_refused(tmp_path):
     np.savez(bad, **{f"0_{ord('皖')}": np.zeros((4, 4), np.uint8)})
     with pytest.raises(ValueError, match="bad.npz: not a province atlas"):
         synth.load_province_designs(bad)
+
+
+def test_a_warped_province_glyph_changes_weight_and_slant_but_stays_a_glyph():
+    from core import synth
+
+    glyph = synth.load_province_designs()[0]["皖"]
+    rng = np.random.default_rng(0)
+    warped = [synth._warp_glyph(glyph, rng, 1.0) for _ in range(20)]
+    ink, base = [int((w > 127).sum()) for w in warped], int((glyph > 127).sum())
+    assert min(ink) < 0.8 * base and max(ink) > 1.2 * base  # thinner and bolder strokes
+    assert all(0.7 < w.shape[0] / glyph.shape[0] < 1.4 for w in warped)  # cropped to the ink again
+    assert len({w.shape for w in warped}) > 10  # sheared and turned by different amounts
