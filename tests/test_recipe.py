@@ -349,3 +349,31 @@ def test_resume_needs_only_the_newest_epoch_checkpoint(tmp_path, calls):
     (work / "polish_2.done").unlink()  # the last epoch unfinished: it trains again, from polish_1's weights...
     assert td.main(["--quick", "--resume", "--work", str(work), "--out", str(out)]) == 0
     assert len(calls) == n_first + 2  # ...which are gone, so both epochs train again
+
+
+def test_the_teacher_pool_key_follows_the_crops_content_not_their_folder(tmp_path):
+    import shutil
+    from types import SimpleNamespace
+
+    from ._util import REAL
+
+    crops = sorted(REAL.glob("*.jpg"))[:6]
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for f in crops:
+        shutil.copy(f, moved / f.name)
+
+    def key(folder, stage=recipe.DEFAULT_RECIPE.camera, names=None):
+        fit = [(str(folder / f.name), f.stem.split("-", 1)[1]) for f in crops]
+        if names:
+            fit = [(p, names.get(lab, lab)) for p, lab in fit]
+        return recipe.pool_key(stage, SimpleNamespace(scale=3.0, fit_real=fit, latin=False), "teacher-id")
+
+    here = key(REAL)
+    assert key(moved) == here  # a moved or copied checkout keeps its pool
+    assert key(REAL, names={crops[0].stem.split("-", 1)[1]: "皖A00000"}) != here  # a corrected label does not
+    (moved / crops[1].name).write_bytes((moved / crops[2].name).read_bytes())
+    assert key(moved) != here  # nor an edited crop
+    assert key(REAL, stage=replace(recipe.DEFAULT_RECIPE.camera, seed=71)) != here
+    assert key(REAL, stage=replace(recipe.DEFAULT_RECIPE.camera, pool_keep="agree")) != here
+    assert '"p_province_font"' not in here and '"p_stamp"' in here  # only the look's settings that draw
