@@ -314,8 +314,7 @@ def _warp_glyph(m: np.ndarray, rng: np.random.Generator, strength: float) -> np.
     if r:
         k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(r) + 1, 2 * abs(r) + 1))
         m = cv2.dilate(m, k) if r > 0 else cv2.erode(m, k)
-    h, w = m.shape
-    pad = int(0.3 * h)
+    pad = int(0.3 * m.shape[0])
     m = cv2.copyMakeBorder(m, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
     a = np.deg2rad(_u(rng, -3, 3) * strength)
     sh = _u(rng, -0.15, 0.15) * strength
