@@ -236,15 +236,11 @@ def build_province_atlas(out: str | os.PathLike = PROVINCE_ATLAS_PATH, fonts: tu
     return build_glyph_atlas(out, chars=plates.PROVINCES, cjk_fonts=tuple(fonts), latin_fonts=())
 
 
+@functools.lru_cache(maxsize=4)
 def load_province_designs(path: str | os.PathLike = PROVINCE_ATLAS_PATH) -> tuple[dict[str, np.ndarray], ...]:
     """The province glyphs of other CJK designs: one ``{province: uint8 ink mask}`` per design, from
     an atlas :func:`build_province_atlas` wrote (default: the bundled one). What the renderer
     draws a province with on a share ``Look.p_province_font`` of the plates."""
-    return _province_designs(str(path))
-
-
-@functools.lru_cache(maxsize=4)
-def _province_designs(path: str) -> tuple[dict[str, np.ndarray], ...]:
     by_font: dict[int, dict[str, np.ndarray]] = {}
     for (fi, ch), m in load_glyphs.__wrapped__(path).items():
         by_font.setdefault(fi, {})[ch] = m
