@@ -163,6 +163,16 @@ class StageConfig:
     province_warp: float | None = None
     """How far those designs' glyphs are thickened, thinned, sheared and turned
     (``core.synth.Look.province_warp``; 1.0: the full range); ``None``: as the run's look draws it (not)."""
+    p_templates: float | None = None
+    """Share of the stage's synthetic plates that draw every character with a plate-font template
+    (``core.synth.real_glyph_masks`` of the training crops) with it, whatever the run's generator
+    (``core.synth.render_plate``'s ``p_real``); ``None``: as the generator draws them (the 'plate'
+    generator on half of its plates, 'noto' none)."""
+    templates_skip: str = "D"
+    """Characters whose template those plates do not draw: the D template (the median of the real Ds,
+    its left corners rounded) is read right by the teacher on 53 % of 120 plates (as 0 on 54) against
+    92 % for the fonts' D (``bench/bench_teacher_critic.py --table templates``): it would teach a D
+    that looks like a 0."""
 
     def per_epoch(self, scale: float) -> tuple[int, int, int]:
         """(real repeats, spliced, synthetic) per epoch at ``scale``."""
@@ -580,6 +590,8 @@ class StageInputs:
     """Whether the synthetic plates use the 'plate' generator's Latin fonts."""
     glyphs: dict | None
     """Plate-font glyph templates from the training crops (the 'plate' generator), else ``None``."""
+    templates: dict
+    """The plate-font templates of the training crops whatever the generator (a stage's ``p_templates``)."""
     look: Look
     """The synthetic plates' look."""
 
@@ -602,8 +614,12 @@ def stage_data(stage: StageConfig, inputs: StageInputs) -> tuple[ConcatDataset, 
         look = look if stage.p_yellow is None else replace(look, p_yellow=stage.p_yellow)
         look = look if stage.p_province_font is None else replace(look, p_province_font=stage.p_province_font)
         look = look if stage.province_warp is None else replace(look, province_warp=stage.province_warp)
-        synth = SynthDataset(10**9, seed=stage.seed + 2, real_glyphs=inputs.glyphs, latin_fonts=inputs.latin,
-                             look=look)  # fmt: skip
+        glyphs, p_real = inputs.glyphs, 0.5
+        if stage.p_templates is not None:
+            glyphs = {ch: m for ch, m in inputs.templates.items() if ch not in stage.templates_skip}
+            glyphs, p_real = (glyphs if stage.p_templates else None), stage.p_templates
+        synth = SynthDataset(10**9, seed=stage.seed + 2, real_glyphs=glyphs, latin_fonts=inputs.latin, look=look,
+                             p_real=p_real)  # fmt: skip
         shifting.append(Shifting(synth, n_synth))
     if stage.pool_synthetic or stage.pool_real:
         parts.append(teacher_pool(stage, inputs))
@@ -763,6 +779,7 @@ def extra_stage(stage: StageConfig, start: Path, inputs: StageInputs, seconds: d
                   "lr_gamma": stage.lr_gamma, "seed": stage.seed, "distill_weight": stage.distill_weight,
                   "distill_province": stage.distill_province, "p_plate_q": stage.p_plate_q, "p_yellow": stage.p_yellow,
                   "p_province_font": stage.p_province_font, "province_warp": stage.province_warp,
+                  "p_templates": stage.p_templates, "templates_skip": stage.templates_skip if stage.p_templates else None,
                   "pool_synthetic": stage.pool_synthetic, "pool_real": stage.pool_real,
                   "pool_keep": stage.pool_keep}  # fmt: skip
 
@@ -791,6 +808,8 @@ def extra_flags(recipe: Recipe) -> str:
             out += f" --camera-province-fonts {cam.p_province_font}"
         if cam.province_warp:
             out += f" --camera-province-warp {cam.province_warp}"
+        if cam.p_templates:
+            out += f" --camera-templates {cam.p_templates} --camera-templates-skip '{cam.templates_skip}'"
     return out
 
 
@@ -806,6 +825,9 @@ def _extra_line(stage: StageConfig, info: dict) -> str:
         line += f", the province of {stage.p_province_font:.0%} of them drawn in other CJK designs"
         if stage.province_warp:
             line += f" (warped, strength {stage.province_warp})"
+    if stage.p_templates:
+        line += (f", {stage.p_templates:.0%} of them drawn with the plate-font templates of the training crops"
+                 + (f" (not {stage.templates_skip})" if stage.templates_skip else ""))  # fmt: skip
     if stage.pool_synthetic or stage.pool_real:
         kept = {"agree": "reads them as labelled", "serial": "reads their serial characters as labelled",
                 "hybrid": "reads them as labelled, or their serial characters for a province it cannot read",
@@ -867,9 +889,10 @@ def run_recipe(recipe: Recipe, opts: RunOptions) -> Path | None:
     seconds: dict[str, float] = {}
     histories: dict[str, list] = {}
     # Plate-font glyph templates from the training crops (never val or held-out ones).
-    glyphs = real_glyph_masks([(read_rgb(p), lab) for p, lab in train_real]) if latin else None
+    templates = real_glyph_masks([(read_rgb(p), lab) for p, lab in train_real])
+    glyphs = templates if latin else None
     print(f"real glyph templates: {''.join(sorted(glyphs)) if glyphs else 'none'}", flush=True)
-    inputs = StageInputs(recipe, opts, k, fit_real, fit_val_real, val, latin, glyphs, look)
+    inputs = StageInputs(recipe, opts, k, fit_real, fit_val_real, val, latin, glyphs, templates, look)
     candidates: list[tuple[tuple[float, float], str, Path]] = []
     path: Path | None = None
     for stage in (recipe.pretrain, recipe.mixed):
@@ -975,14 +998,15 @@ def continue_with_stages(start: Path, recipe: Recipe, opts: RunOptions) -> Path:
     fit_real = sorted(train_real + val_real)
     latin, look_name = src.summary.get("synth") == "plate", src.summary["look"]["name"]
     look = LOOKS[look_name]
-    glyphs = real_glyph_masks([(read_rgb(p), lab) for p, lab in train_real]) if latin else None
+    templates = real_glyph_masks([(read_rgb(p), lab) for p, lab in train_real])
+    glyphs = templates if latin else None
     work = Path(opts.work)
     work.mkdir(parents=True, exist_ok=True)
     seconds = dict(src.summary.get("seconds_per_stage", {}))
     seconds.pop("evaluate", None)
     histories = dict(src.summary.get("history", {}))
     # Refit: nothing real is left to validate on, so the stages get no validation set.
-    inputs = StageInputs(recipe, opts, opts.scale(recipe), fit_real, [], None, latin, glyphs, look)
+    inputs = StageInputs(recipe, opts, opts.scale(recipe), fit_real, [], None, latin, glyphs, templates, look)
     path, infos = start, {}
     for stage in extra_stages(recipe):
         path, infos[stage.name] = extra_stage(stage, path, inputs, seconds, histories)

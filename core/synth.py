@@ -674,15 +674,16 @@ class SynthDataset(Dataset):
         look: Contrast and degradation strengths (:class:`Look`; :data:`HARSH` by default).
         province_designs: The province glyph sets ``look.p_province_font`` draws from
             (:func:`render_plate`; default: the bundled ones).
+        p_real: The share of plates that draw ``real_glyphs`` (:func:`render_plate`).
     """
 
     def __init__(self, n: int, seed: int = 0, augment: Callable | None = None,
                  real_glyphs: dict[str, np.ndarray] | None = None, latin_fonts: bool = True,
                  skip: Collection[str] = (), look: Look = HARSH,
-                 province_designs: Sequence[dict[str, np.ndarray]] | None = None):  # fmt: skip
+                 province_designs: Sequence[dict[str, np.ndarray]] | None = None, p_real: float = 0.5):  # fmt: skip
         self.n, self.seed, self.augment = int(n), int(seed), augment
         self.real_glyphs, self.latin_fonts, self.skip = real_glyphs, latin_fonts, frozenset(skip)
-        self.look, self.province_designs = look, province_designs
+        self.look, self.province_designs, self.p_real = look, province_designs, p_real
 
     def __len__(self) -> int:
         return self.n
@@ -694,7 +695,7 @@ class SynthDataset(Dataset):
         label = label_for(idx, self.seed)
         rng = np.random.default_rng([self.seed, idx, 2])
         img = render_plate(label, rng, real_glyphs=self.real_glyphs, latin_fonts=self.latin_fonts, skip=self.skip,
-                           look=self.look, province_designs=self.province_designs)  # fmt: skip
+                           look=self.look, p_real=self.p_real, province_designs=self.province_designs)  # fmt: skip
         return img, label
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -107,6 +107,8 @@ def recipe_from_args(args: argparse.Namespace, base: Recipe) -> Recipe:
             province_weight=args.camera_province_weight,
             p_province_font=args.camera_province_fonts or None,
             province_warp=args.camera_province_warp or None,
+            p_templates=args.camera_templates or None,
+            templates_skip=args.camera_templates_skip,
             p_plate_q=base.camera.p_plate_q if args.plate_q is None else args.plate_q,
         ),
     )
@@ -209,6 +211,14 @@ def parser(r: Recipe) -> argparse.ArgumentParser:
     ap.add_argument("--camera-province-warp", type=float, default=r.camera.province_warp or 0.0, metavar="S",
                     help="stage 6: those provinces' strokes thickened or thinned, sheared and turned, up to S times "
                          f"the full range (1.0); 0: as drawn (default: {r.camera.province_warp or 0})")  # fmt: skip
+    ap.add_argument("--camera-templates", type=float, default=r.camera.p_templates or 0.0, metavar="P",
+                    help="stage 6: share of its synthetic plates that draw their characters with the plate-font "
+                         "templates recovered from the training crops (core.synth.real_glyph_masks), whatever the "
+                         f"generator; 0: as the generator draws them (default: {r.camera.p_templates or 0})")  # fmt: skip
+    ap.add_argument("--camera-templates-skip", default=r.camera.templates_skip, metavar="CHARS",
+                    help="stage 6: characters whose template --camera-templates does not draw (default: "
+                         f"'{r.camera.templates_skip}': the teacher reads the D template as 0, "
+                         "bench/bench_teacher_critic.py --table templates)")  # fmt: skip
     ap.add_argument(
         "--distill-weight",
         type=float,

@@ -296,7 +296,7 @@ def test_the_camera_stage_trains_on_a_teacher_pool_with_its_soft_targets(tmp_pat
     out = tmp_path / "second.pt"
     argv = ["--quick", "--start", str(first), "--camera-epochs", "2", "--distill-weight", "0.5", "--no-distill-province",
             "--camera-pool-keep", "serial", "--camera-lr-gamma", "0.8", "--camera-yellow", "0.5",
-            "--camera-province-weight", "3", "--camera-province-fonts", "0.4", "--camera-province-warp", "1", "--teacher-cache", str(tmp_path / "cache"), "--work", str(tmp_path / "w2"), "--out", str(out)]  # fmt: skip
+            "--camera-province-weight", "3", "--camera-province-fonts", "0.4", "--camera-province-warp", "1", "--camera-templates", "0.6", "--camera-templates-skip", "DM", "--teacher-cache", str(tmp_path / "cache"), "--work", str(tmp_path / "w2"), "--out", str(out)]  # fmt: skip
     assert td.main(argv) == 0
     camera = calls[n_before:]
     assert teacher_asked == [tmp_path / "cache"] and len(camera) == 2
@@ -334,6 +334,19 @@ def test_the_camera_stage_trains_on_a_teacher_pool_with_its_soft_targets(tmp_pat
         "the province of 40% of them drawn in other CJK designs (warped, strength 1.0)" in ck.summary["data"]["camera"]
     )
     assert synth[0].look.province_warp == 1.0 and "--camera-province-warp 1.0" in ck.summary["recipe"]
+    # --camera-templates: the plate-font templates of the training crops on that share of them, but D's and M's
+    templates = set(synth[0].real_glyphs)
+    assert synth[0].p_real == 0.6 and not synth[0].latin_fonts  # the run's generator is still 'noto'
+    none = SynthDataset(10**9, seed=synth[0].seed, real_glyphs=synth[0].real_glyphs, latin_fonts=False,
+                        look=synth[0].look, p_real=0.0)  # fmt: skip
+    drawn = [not np.array_equal(synth[0].sample(i)[0], none.sample(i)[0]) for i in range(40)]
+    assert 15 <= sum(drawn) <= 33  # about 60 % of the plates draw templates, the rest are the same plates
+    assert {"Q", "G", "3", "皖"} <= templates and not templates & {"D", "M"} and len(templates) > 25
+    assert "--camera-templates 0.6 --camera-templates-skip 'DM'" in ck.summary["recipe"]
+    assert (ck.summary["camera"]["p_templates"], ck.summary["camera"]["templates_skip"]) == (0.6, "DM")
+    assert (
+        "60% of them drawn with the plate-font templates of the training crops (not DM)" in ck.summary["data"]["camera"]
+    )
     assert ck.summary["camera"]["teacher_pool"]["images"] == pools[0].report.images  # what the teacher read
     assert "synth_yellow_accuracy" in ck.metrics and "synth_cameras_per_province_accuracy" in ck.metrics
 
