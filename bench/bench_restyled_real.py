@@ -23,7 +23,8 @@ The restyle (fixed before a training run; do not tune it to the results), :func:
 3. Size: width U(138, 230) px, height = width x the crop's h/w x U(0.92, 1.08), INTER_CUBIC.
 4. Turn: U(-3, 3) degrees about the plate's centre (warpAffine, BORDER_REPLICATE).
 5. Margins: top, bottom, left, right each U(0, 0.25) x plate height (rounded), filled with
-   ``core.synth._background`` (smooth car paint / bumper).
+   ``core.synth._background`` (smooth car paint / bumper): ``core.synth.loose_frame``, which
+   ``train_default.py --camera-loose`` also draws (on the training crops, never the val crops).
 6. Washed colour p 0.2 (``core.synth._wash``), a timestamp p 0.1 (``core.synth._stamp``),
    horizontal motion blur p 0.1 (1 x k box, k in 3, 5, 7), then JPEG at quality U(50, 95).
 
@@ -88,13 +89,9 @@ def _resize_and_turn(plate: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def _place(plate: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Step 5: independent top, bottom, left, right margins of background around the plate."""
-    from core.synth import _background
+    from core.synth import loose_frame
 
-    ph, pw = plate.shape[:2]
-    top, bottom, left, right = (int(round(rng.uniform(0, 0.25) * ph)) for _ in range(4))
-    img = _background(rng, ph + top + bottom, pw + left + right)
-    img[top : top + ph, left : left + pw] = plate
-    return img
+    return loose_frame(plate, rng, 0.25)
 
 
 def _degrade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:

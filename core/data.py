@@ -62,14 +62,32 @@ def normalisation_terms(mean: tuple[float, ...], std: tuple[float, ...]) -> tupl
     return (1.0 / (255.0 * s))[:, None, None], (-m / s)[:, None, None]
 
 
-def train_augmentations(strength: float = 1.0, seed: int | None = None) -> A.Compose:
+class LooseFrame(A.ImageOnlyTransform):
+    """A tight crop framed as a looser camera frames plates (:func:`core.synth.loose_frame`):
+    margins of up to ``max_margin`` x its height on each side over a car-paint background.
+    Draws from the transform's own generator (seeded by its ``A.Compose``)."""
+
+    def __init__(self, max_margin: float = 0.25, p: float = 0.5):
+        super().__init__(p=p)
+        self.max_margin = max_margin
+
+    def apply(self, img: np.ndarray, **params) -> np.ndarray:
+        from .synth import loose_frame  # core.synth builds on this module
+
+        out = loose_frame(img.astype(np.float32), self.random_generator, self.max_margin)
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def train_augmentations(strength: float = 1.0, seed: int | None = None, loose: float = 0.0) -> A.Compose:
     """The notebook's training augmentations (before :func:`preprocess`).
 
     Blur(1..3), RGBShift(5), RandomBrightnessContrast(0.2, 0.2), Perspective(0.025),
     plus, following the notebook's error analysis, random crop margins (crops that
     are not perfectly tight), stronger colour changes, JPEG artefacts and noise.
     ``strength=0`` gives the notebook's set only. ``seed`` makes the random draws
-    reproducible (albumentations keeps its own generator, not numpy's).
+    reproducible (albumentations keeps its own generator, not numpy's). ``loose`` > 0
+    first frames that share of the crops loosely (:class:`LooseFrame`, margins up to a
+    quarter of the height); 0 adds nothing, so the pipeline draws what it drew without it.
     """
     notebook = [
         A.Blur(blur_limit=(3, 3), p=0.5),
@@ -77,8 +95,9 @@ def train_augmentations(strength: float = 1.0, seed: int | None = None) -> A.Com
         A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.5),
         A.Perspective(scale=(0.025, 0.025), p=0.3),
     ]
+    first = [LooseFrame(p=loose)] if loose > 0 else []
     if strength <= 0:
-        return A.Compose(notebook, seed=seed)
+        return A.Compose(first + notebook, seed=seed)
     extra = [
         A.Affine(
             translate_percent={"x": (-0.03 * strength, 0.03 * strength), "y": (-0.06 * strength, 0.06 * strength)},
@@ -98,7 +117,7 @@ def train_augmentations(strength: float = 1.0, seed: int | None = None) -> A.Com
         A.ImageCompression(quality_range=(max(10, int(90 - 60 * strength)), 95), p=0.3),
         A.MotionBlur(blur_limit=(3, 5), p=0.1 * strength),
     ]
-    return A.Compose(notebook + extra, seed=seed)
+    return A.Compose(first + notebook + extra, seed=seed)
 
 
 def encode_label(label: str, provinces: str = plates.PROVINCES, others: str = plates.OTHERS) -> np.ndarray:

@@ -126,7 +126,8 @@ class StageConfig:
     """Learning-rate factor per epoch."""
     seed: int
     """Base of the stage's seeds: augmentations ``seed + 1``, synthetic plates ``+ 2``, spliced
-    plates ``+ 3``, training ``+ 4`` (plus the epoch index in a stage trained one call per epoch).
+    plates ``+ 3``, training ``+ 4`` (plus the epoch index in a stage trained one call per epoch),
+    the teacher pool ``+ 5`` to ``+ 7``, loosely framed real crops ``+ 8``.
     Every stage has its own, so no two stages see the same plates."""
     refit_epochs: int | None = None
     """Epochs when the run refits (no real crops left to select an epoch with); ``None``: ``epochs``."""
@@ -173,6 +174,11 @@ class StageConfig:
     its left corners rounded) is read right by the teacher on 53 % of 120 plates (as 0 on 54) against
     92 % for the fonts' D (``bench/bench_teacher_critic.py --table templates``): it would teach a D
     that looks like a 0."""
+    p_loose: float = 0.0
+    """Share of the stage's real training crops framed as looser cameras frame plates
+    (``core.data.LooseFrame``: margins up to a quarter of the height on each side), with their own
+    augmentations (seed ``seed + 8``). Never the validation crops, even when a refit trains on them:
+    they stay a fair test of loose framing (``bench/bench_restyled_real.py --crops val``)."""
 
     def per_epoch(self, scale: float) -> tuple[int, int, int]:
         """(real repeats, spliced, synthetic) per epoch at ``scale``."""
@@ -592,6 +598,9 @@ class StageInputs:
     """Plate-font glyph templates from the training crops (the 'plate' generator), else ``None``."""
     templates: dict
     """The plate-font templates of the training crops whatever the generator (a stage's ``p_templates``)."""
+    train_crops: list[tuple[str, str]]
+    """The training crops proper, never the validation ones even when a refit trains on those: what the
+    templates come from and what a stage's ``p_loose`` frames loosely."""
     look: Look
     """The synthetic plates' look."""
 
@@ -603,7 +612,19 @@ def stage_data(stage: StageConfig, inputs: StageInputs) -> tuple[ConcatDataset, 
     # Seeded: an albumentations pipeline keeps its own random state, which no global seed sets.
     aug = train_augmentations(1.0, seed=stage.seed + 1)
     recipe = inputs.recipe
-    parts: list[Dataset] = [PlateDataset(inputs.fit_real * rep, augment=aug)] if rep else []
+    parts: list[Dataset] = []
+    if rep and stage.p_loose:
+        may = {p for p, _ in inputs.train_crops}
+        loose, tight = (
+            [it for it in inputs.fit_real if it[0] in may],
+            [it for it in inputs.fit_real if it[0] not in may],
+        )
+        loose_aug = train_augmentations(1.0, seed=stage.seed + 8, loose=stage.p_loose)
+        parts = [PlateDataset(loose * rep, augment=loose_aug)] + (
+            [PlateDataset(tight * rep, augment=aug)] if tight else []
+        )
+    elif rep:
+        parts = [PlateDataset(inputs.fit_real * rep, augment=aug)]
     shifting: list[Shifting] = []
     if n_splice:
         splice = SpliceDataset(inputs.fit_real, 10**9, seed=stage.seed + 3, augment=aug,
@@ -780,6 +801,7 @@ def extra_stage(stage: StageConfig, start: Path, inputs: StageInputs, seconds: d
                   "distill_province": stage.distill_province, "p_plate_q": stage.p_plate_q, "p_yellow": stage.p_yellow,
                   "p_province_font": stage.p_province_font, "province_warp": stage.province_warp,
                   "p_templates": stage.p_templates, "templates_skip": stage.templates_skip if stage.p_templates else None,
+                  "p_loose": stage.p_loose,
                   "pool_synthetic": stage.pool_synthetic, "pool_real": stage.pool_real,
                   "pool_keep": stage.pool_keep}  # fmt: skip
 
@@ -810,6 +832,8 @@ def extra_flags(recipe: Recipe) -> str:
             out += f" --camera-province-warp {cam.province_warp}"
         if cam.p_templates:
             out += f" --camera-templates {cam.p_templates} --camera-templates-skip '{cam.templates_skip}'"
+        if cam.p_loose:
+            out += f" --camera-loose {cam.p_loose}"
     return out
 
 
@@ -828,6 +852,8 @@ def _extra_line(stage: StageConfig, info: dict) -> str:
     if stage.p_templates:
         line += (f", {stage.p_templates:.0%} of them drawn with the plate-font templates of the training crops"
                  + (f" (not {stage.templates_skip})" if stage.templates_skip else ""))  # fmt: skip
+    if stage.p_loose:
+        line += f", {stage.p_loose:.0%} of the real training crops (not the validation ones) framed loosely"
     if stage.pool_synthetic or stage.pool_real:
         kept = {"agree": "reads them as labelled", "serial": "reads their serial characters as labelled",
                 "hybrid": "reads them as labelled, or their serial characters for a province it cannot read",
@@ -892,7 +918,7 @@ def run_recipe(recipe: Recipe, opts: RunOptions) -> Path | None:
     templates = real_glyph_masks([(read_rgb(p), lab) for p, lab in train_real])
     glyphs = templates if latin else None
     print(f"real glyph templates: {''.join(sorted(glyphs)) if glyphs else 'none'}", flush=True)
-    inputs = StageInputs(recipe, opts, k, fit_real, fit_val_real, val, latin, glyphs, templates, look)
+    inputs = StageInputs(recipe, opts, k, fit_real, fit_val_real, val, latin, glyphs, templates, train_real, look)
     candidates: list[tuple[tuple[float, float], str, Path]] = []
     path: Path | None = None
     for stage in (recipe.pretrain, recipe.mixed):
@@ -1006,7 +1032,8 @@ def continue_with_stages(start: Path, recipe: Recipe, opts: RunOptions) -> Path:
     seconds.pop("evaluate", None)
     histories = dict(src.summary.get("history", {}))
     # Refit: nothing real is left to validate on, so the stages get no validation set.
-    inputs = StageInputs(recipe, opts, opts.scale(recipe), fit_real, [], None, latin, glyphs, templates, look)
+    inputs = StageInputs(recipe, opts, opts.scale(recipe), fit_real, [], None, latin, glyphs, templates, train_real,
+                         look)  # fmt: skip
     path, infos = start, {}
     for stage in extra_stages(recipe):
         path, infos[stage.name] = extra_stage(stage, path, inputs, seconds, histories)

@@ -472,6 +472,17 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.clip(base + cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC), 0, 255)
 
 
+def loose_frame(plate: np.ndarray, rng: np.random.Generator, max_margin: float = 0.25) -> np.ndarray:
+    """A tight crop as a looser camera crop frames it: margins of ``U(0, max_margin)`` x its height
+    on each side (top, bottom, left, right, drawn in that order and independently) over
+    :func:`_background` (car paint, bumper, shadow). Float32 RGB out; the crop's pixels unchanged."""
+    ph, pw = plate.shape[:2]
+    top, bottom, left, right = (int(round(rng.uniform(0, max_margin) * ph)) for _ in range(4))
+    img = _background(rng, ph + top + bottom, pw + left + right)
+    img[top : top + ph, left : left + pw] = plate
+    return img
+
+
 def _wash(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Haze and drained colour: towards a light grey by 20-50 %, saturation down to 40-80 %."""
     grey = img.mean(axis=2, keepdims=True)

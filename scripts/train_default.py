@@ -109,6 +109,7 @@ def recipe_from_args(args: argparse.Namespace, base: Recipe) -> Recipe:
             province_warp=args.camera_province_warp or None,
             p_templates=args.camera_templates or None,
             templates_skip=args.camera_templates_skip,
+            p_loose=args.camera_loose,
             p_plate_q=base.camera.p_plate_q if args.plate_q is None else args.plate_q,
         ),
     )
@@ -215,6 +216,10 @@ def parser(r: Recipe) -> argparse.ArgumentParser:
                     help="stage 6: share of its synthetic plates that draw their characters with the plate-font "
                          "templates recovered from the training crops (core.synth.real_glyph_masks), whatever the "
                          f"generator; 0: as the generator draws them (default: {r.camera.p_templates or 0})")  # fmt: skip
+    ap.add_argument("--camera-loose", type=float, default=r.camera.p_loose, metavar="P",
+                    help="stage 6: share of its real training crops (never the validation crops) framed as looser "
+                         "cameras frame plates: margins up to a quarter of the height on each side over a car-paint "
+                         f"background (core.data.LooseFrame); 0: none (default: {r.camera.p_loose})")  # fmt: skip
     ap.add_argument("--camera-templates-skip", default=r.camera.templates_skip, metavar="CHARS",
                     help="stage 6: characters whose template --camera-templates does not draw (default: "
                          f"'{r.camera.templates_skip}': the teacher reads the D template as 0, "

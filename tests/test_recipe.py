@@ -17,7 +17,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 import scripts.train_default as td
 from core import recipe
-from core.data import PlateDataset, reseed_augmentations, train_augmentations
+from core.data import LooseFrame, PlateDataset, reseed_augmentations, train_augmentations
 from core.models import Checkpoint, ModelConfig, build_model, load_checkpoint, save_checkpoint
 from core.recipe import Shifting
 from core.synth import SpliceDataset, SynthDataset
@@ -296,7 +296,7 @@ def test_the_camera_stage_trains_on_a_teacher_pool_with_its_soft_targets(tmp_pat
     out = tmp_path / "second.pt"
     argv = ["--quick", "--start", str(first), "--camera-epochs", "2", "--distill-weight", "0.5", "--no-distill-province",
             "--camera-pool-keep", "serial", "--camera-lr-gamma", "0.8", "--camera-yellow", "0.5",
-            "--camera-province-weight", "3", "--camera-province-fonts", "0.4", "--camera-province-warp", "1", "--camera-templates", "0.6", "--camera-templates-skip", "DM", "--teacher-cache", str(tmp_path / "cache"), "--work", str(tmp_path / "w2"), "--out", str(out)]  # fmt: skip
+            "--camera-province-weight", "3", "--camera-province-fonts", "0.4", "--camera-province-warp", "1", "--camera-templates", "0.6", "--camera-templates-skip", "DM", "--camera-loose", "0.5", "--teacher-cache", str(tmp_path / "cache"), "--work", str(tmp_path / "w2"), "--out", str(out)]  # fmt: skip
     assert td.main(argv) == 0
     camera = calls[n_before:]
     assert teacher_asked == [tmp_path / "cache"] and len(camera) == 2
@@ -347,6 +347,17 @@ def test_the_camera_stage_trains_on_a_teacher_pool_with_its_soft_targets(tmp_pat
     assert (
         "60% of them drawn with the plate-font templates of the training crops (not DM)" in ck.summary["data"]["camera"]
     )
+    # --camera-loose: the real training crops framed loosely that often, never the validation crops
+    train_crops, val_crops, _ = recipe.real_split()
+    real_parts = [d for d in camera[0]["data"].datasets if type(d) is PlateDataset]
+    assert len(real_parts) == 2
+    loose, tight = real_parts
+    assert {p for p, _ in loose.items} == {p for p, _ in train_crops} and len(loose.items) % len(train_crops) == 0
+    assert {p for p, _ in tight.items} == {p for p, _ in val_crops}
+    assert any(isinstance(t, LooseFrame) and t.p == 0.5 for t in loose.augment.transforms)
+    assert not any(isinstance(t, LooseFrame) for t in tight.augment.transforms)
+    assert "--camera-loose 0.5" in ck.summary["recipe"] and ck.summary["camera"]["p_loose"] == 0.5
+    assert "50% of the real training crops (not the validation ones) framed loosely" in ck.summary["data"]["camera"]
     assert ck.summary["camera"]["teacher_pool"]["images"] == pools[0].report.images  # what the teacher read
     assert "synth_yellow_accuracy" in ck.metrics and "synth_cameras_per_province_accuracy" in ck.metrics
 

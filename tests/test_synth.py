@@ -520,3 +520,35 @@ def test_a_warped_province_glyph_changes_weight_and_slant_but_stays_a_glyph():
     assert min(ink) < 0.8 * base and max(ink) > 1.2 * base  # thinner and bolder strokes
     assert all(0.7 < w.shape[0] / glyph.shape[0] < 1.4 for w in warped)  # cropped to the ink again
     assert len({w.shape for w in warped}) > 10  # sheared and turned by different amounts
+
+
+def test_a_crop_is_framed_loosely_with_its_pixels_kept_and_reproducibly():
+    from core.data import LooseFrame, train_augmentations
+    from core.synth import loose_frame
+
+    crop = read_rgb(sorted(REAL.glob("*.jpg"))[7])
+    h, w = crop.shape[:2]
+    shapes = set()
+    for s in range(12):
+        out = loose_frame(crop.astype(np.float32), np.random.default_rng(s))
+        H, W = out.shape[:2]
+        assert h <= H <= h + 2 * round(0.25 * h) and w <= W <= w + 2 * round(0.25 * h)
+        shapes.add((H, W))
+        found = [
+            (y, x)
+            for y in range(H - h + 1)
+            for x in range(W - w + 1)
+            if np.array_equal(out[y : y + h, x : x + w], crop)
+        ]
+        assert len(found) == 1  # the crop, unchanged, somewhere inside its margins
+    assert len(shapes) >= 8  # each side drawn on its own
+    # As an augmentation: that share of the crops, drawn from the pipeline's own seeded generator.
+    a, b = train_augmentations(0.0, seed=3, loose=1.0), train_augmentations(0.0, seed=3, loose=1.0)
+    outs = [a(image=crop)["image"] for _ in range(6)]
+    assert all(o.shape[0] > h or o.shape[1] > w for o in outs) and outs[0].dtype == np.uint8
+    assert all(np.array_equal(o, b(image=crop)["image"]) for o in outs)
+    a.set_random_seed(9), b.set_random_seed(9)  # what a DataLoader worker's reseed does
+    assert all(np.array_equal(a(image=crop)["image"], b(image=crop)["image"]) for _ in range(4))
+    half = train_augmentations(0.0, seed=4, loose=0.5)
+    assert 6 <= sum(half(image=crop)["image"].shape != crop.shape for _ in range(40)) <= 34
+    assert not any(isinstance(t, LooseFrame) for t in train_augmentations(1.0, seed=3).transforms)
