@@ -28,6 +28,9 @@ The restyle (fixed before a training run; do not tune it to the results), :func:
 6. Washed colour p 0.2 (``core.synth._wash``), a timestamp p 0.1 (``core.synth._stamp``),
    horizontal motion blur p 0.1 (1 x k box, k in 3, 5, 7), then JPEG at quality U(50, 95).
 
+``--without turn|margins|degradations`` (repeatable) leaves a step out, every value still drawn:
+the other steps are the same, so the difference is that step's cost.
+
 Every value is drawn in this order from ``np.random.default_rng([seed, crop index, copy index,
 0 blue / 1 yellow])``, so an image depends only on those four numbers.
 
@@ -53,6 +56,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 COLOURS = ("blue", "yellow")
+STEPS = ("turn", "margins", "degradations")
+"""Steps ``--without`` can leave out (ablation): each is still drawn, so the other steps are unchanged."""
 Reader = Callable[[list[np.ndarray]], list[str]]
 
 
@@ -77,13 +82,15 @@ def _yellow(w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return _blend(w, bg.astype(np.float32), fg)
 
 
-def _resize_and_turn(plate: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _resize_and_turn(plate: np.ndarray, rng: np.random.Generator, turn: bool = True) -> np.ndarray:
     """Steps 3 and 4: the plate at a camera's size, turned slightly about its centre."""
     h, w = plate.shape[:2]
     pw = int(round(rng.uniform(138, 230)))
     ph = int(round(pw * h / w * rng.uniform(0.92, 1.08)))
     plate = cv2.resize(plate, (pw, ph), interpolation=cv2.INTER_CUBIC)
     m = cv2.getRotationMatrix2D(((pw - 1) / 2, (ph - 1) / 2), float(rng.uniform(-3, 3)), 1.0)
+    if not turn:
+        return plate
     return cv2.warpAffine(plate, m, (pw, ph), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
@@ -112,14 +119,21 @@ def _degrade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
-def restyle(rgb: np.ndarray, rng: np.random.Generator, colour: str) -> np.ndarray:
+def restyle(rgb: np.ndarray, rng: np.random.Generator, colour: str, without: Sequence[str] = ()) -> np.ndarray:
     """A tight real blue crop (H, W, 3 uint8 RGB) as another camera shows a ``colour`` plate
-    ("blue" or "yellow"): the module docstring's steps 1-6, uint8 RGB."""
+    ("blue" or "yellow"): the module docstring's steps 1-6, uint8 RGB. ``without``: steps of
+    :data:`STEPS` drawn but not applied (the image is otherwise the same)."""
     if colour not in COLOURS:
         raise ValueError(f"colour must be one of {COLOURS}, not {colour!r}")
+    if set(without) - set(STEPS):
+        raise ValueError(f"unknown steps {sorted(set(without) - set(STEPS))}; known: {', '.join(STEPS)}")
     w = whiteness(rgb)
     plate = rgb.astype(np.float32) if colour == "blue" else _yellow(w, rng)
-    return _degrade(_place(_resize_and_turn(plate, rng), rng), rng)
+    plate = _resize_and_turn(plate, rng, turn="turn" not in without)
+    placed = _place(plate, rng)
+    img = plate if "margins" in without else placed
+    degraded = _degrade(img, rng)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8) if "degradations" in without else degraded
 
 
 def restyle_rng(seed: int, crop_index: int, copy_index: int, colour: str) -> np.random.Generator:
@@ -128,12 +142,12 @@ def restyle_rng(seed: int, crop_index: int, copy_index: int, colour: str) -> np.
 
 
 def restyled_set(crops: Sequence[np.ndarray], labels: Sequence[str], colour: str, copies: int,
-                 seed: int) -> tuple[list[np.ndarray], list[str]]:  # fmt: skip
+                 seed: int, without: Sequence[str] = ()) -> tuple[list[np.ndarray], list[str]]:  # fmt: skip
     """``copies`` restyled images of each crop (crop-major) and their labels."""
     images, out_labels = [], []
     for i, (rgb, label) in enumerate(zip(crops, labels)):
         for c in range(copies):
-            images.append(restyle(rgb, restyle_rng(seed, i, c, colour), colour))
+            images.append(restyle(rgb, restyle_rng(seed, i, c, colour), colour, without))
             out_labels.append(label)
     return images, out_labels
 
@@ -259,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=None, help="only the first N crops of the split (tests)")
     ap.add_argument("--save-examples", type=Path, default=None, help="PNG grid of 6 blue and 6 yellow images")
+    ap.add_argument("--without", action="append", default=[], choices=STEPS,
+                    help="leave a step out (repeatable; ablation: the other steps draw the same)")  # fmt: skip
     args = ap.parse_args(argv)
 
     import torch
@@ -276,11 +292,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("command: " + shlex.join(["python", "bench/bench_restyled_real.py", *argv]))
     print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; threads={args.threads}")
     print(f"{len(crops)} {args.crops} real crops x {args.copies} copies x {len(COLOURS)} colours, seed {args.seed}; "
-          f"models read with {'one view' if args.one_view else 'three views'}")  # fmt: skip
+          f"models read with {'one view' if args.one_view else 'three views'}"
+          + (f"; without {', '.join(args.without)}" if args.without else ""))  # fmt: skip
 
     sets, labels = {}, {}
     for colour in COLOURS:
-        sets[colour], labels[colour] = restyled_set(crops, crop_labels, colour, args.copies, args.seed)
+        sets[colour], labels[colour] = restyled_set(crops, crop_labels, colour, args.copies, args.seed, args.without)
     if args.save_examples:
         save_examples(sets, args.copies, args.save_examples)
         print(f"examples: {args.save_examples}")

@@ -110,3 +110,17 @@ def test_main_reads_both_colours_with_the_bundled_model(capsys, tmp_path):
     assert "yellow confusions" in out and "province wrong" in out
     grid = read_rgb(png)
     assert grid.shape[0] > 2 * 40 and grid.shape[1] > 6 * 138
+
+
+def test_a_step_left_out_leaves_the_others_as_drawn(crop):
+    full = _restyle(crop, "blue")
+    no_margins = brr.restyle(crop, brr.restyle_rng(2026, 3, 0, "blue"), "blue", ("margins",))
+    no_turn = brr.restyle(crop, brr.restyle_rng(2026, 3, 0, "blue"), "blue", ("turn",))
+    assert no_margins.shape[0] < full.shape[0] or no_margins.shape[1] < full.shape[1]  # the plate alone
+    assert no_turn.shape == full.shape and not np.array_equal(no_turn, full)  # same size and margins, level
+    bare = brr.restyle(crop, brr.restyle_rng(2026, 3, 0, "yellow"), "yellow", brr.STEPS)
+    assert bare.shape[0] > crop.shape[0] and bare.shape[0] / bare.shape[1] == pytest.approx(
+        crop.shape[0] / crop.shape[1], rel=0.1
+    )  # only resized and recoloured
+    with pytest.raises(ValueError):
+        brr.restyle(crop, brr.restyle_rng(2026, 3, 0, "blue"), "blue", ("blur",))
