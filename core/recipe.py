@@ -806,6 +806,15 @@ def extra_stage(stage: StageConfig, start: Path, inputs: StageInputs, seconds: d
                   "pool_keep": stage.pool_keep}  # fmt: skip
 
 
+def plate_templates(recipe: Recipe, train_real: list[tuple[str, str]], latin: bool) -> dict:
+    """The plate-font templates of the training crops (``core.synth.real_glyph_masks``; never val or
+    held-out crops) when the 'plate' generator or a stage's ``p_templates`` draws them, else ``{}``
+    (reading the crops for them takes seconds)."""
+    if not (latin or any(st.p_templates for st in extra_stages(recipe))):
+        return {}
+    return real_glyph_masks([(read_rgb(p), lab) for p, lab in train_real])
+
+
 def extra_stages(recipe: Recipe) -> list[StageConfig]:
     """The optional stages after the polish stage that this recipe runs (epochs > 0), in order."""
     return [st for st in (recipe.province, recipe.camera) if st.epochs > 0]
@@ -915,7 +924,7 @@ def run_recipe(recipe: Recipe, opts: RunOptions) -> Path | None:
     seconds: dict[str, float] = {}
     histories: dict[str, list] = {}
     # Plate-font glyph templates from the training crops (never val or held-out ones).
-    templates = real_glyph_masks([(read_rgb(p), lab) for p, lab in train_real])
+    templates = plate_templates(recipe, train_real, latin)
     glyphs = templates if latin else None
     print(f"real glyph templates: {''.join(sorted(glyphs)) if glyphs else 'none'}", flush=True)
     inputs = StageInputs(recipe, opts, k, fit_real, fit_val_real, val, latin, glyphs, templates, train_real, look)
@@ -1024,7 +1033,7 @@ def continue_with_stages(start: Path, recipe: Recipe, opts: RunOptions) -> Path:
     fit_real = sorted(train_real + val_real)
     latin, look_name = src.summary.get("synth") == "plate", src.summary["look"]["name"]
     look = LOOKS[look_name]
-    templates = real_glyph_masks([(read_rgb(p), lab) for p, lab in train_real])
+    templates = plate_templates(recipe, train_real, latin)
     glyphs = templates if latin else None
     work = Path(opts.work)
     work.mkdir(parents=True, exist_ok=True)
