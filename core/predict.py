@@ -37,7 +37,7 @@ from .device import describe_device, resolve_device
 from .errors import PlateReviewError
 from .label_score import label_char_probs, label_score
 from .metrics import cer as char_error_rate
-from .models import MAX_CHECKPOINT_BYTES, Checkpoint, CheckpointError, file_sha256, load_checkpoint, read_probabilities
+from .models import MAX_CHECKPOINT_BYTES, Checkpoint, CheckpointError, Reading, file_sha256, load_checkpoint, read_crops
 from .progress import Progress, StopFlag
 from .records import PredictionResult
 
@@ -65,8 +65,9 @@ class _ExportModule(torch.nn.Module):
 
     Normalisation (:func:`core.data.preprocess`'s ``x * scale + bias`` with the same
     float32 terms) and the HWC -> CHW transpose run inside the graph, so the Python side
-    only decodes and resizes (:func:`core.data.resize_for_model`). With ``views``, the
-    probabilities are the mean over the crop and its shifted views (:func:`core.models.read_probabilities`).
+    only decodes and resizes (:func:`core.data.resize_for_model`). With ``views``, the outputs
+    are the four of :class:`core.models.Reading` (the shown read, over the shifted and zoomed views,
+    and the crop's own read, :func:`core.models.read_crops`); without, the crop's read alone (two).
     """
 
     def __init__(self, model: torch.nn.Module, mean: Sequence[float], std: Sequence[float], views: bool = True):
@@ -77,14 +78,15 @@ class _ExportModule(torch.nn.Module):
         self.register_buffer("scale", torch.from_numpy(scale.copy())[None])
         self.register_buffer("bias", torch.from_numpy(bias.copy())[None])
 
-    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = pixels.permute(0, 3, 1, 2).float() * self.scale + self.bias
-        return read_probabilities(self.model, x, self.views)
+        reading = read_crops(self.model, x, self.views)
+        return tuple(reading) if self.views else reading[:2]
 
 
 #: Bumped when the exported graph changes (its inputs, outputs, or how it reads the views), so stale
 #: cached exports are not reused.
-ONNX_FORMAT = "u8v2"
+ONNX_FORMAT = "u8v4"
 
 
 def onnx_cache_path(ckpt_path: Path, sha: str, views: bool = True) -> Path:
@@ -146,12 +148,13 @@ def export_onnx(ckpt: Checkpoint, path: Path, checkpoint_sha: str, views: bool =
 
     ``checkpoint_sha`` (the checkpoint file's :func:`core.models.file_sha256`) is written into
     the model's metadata (:data:`ONNX_CHECKPOINT_KEY`), so that the cached file is tied to the
-    checkpoint it came from (:func:`onnx_checkpoint_sha`). ``views``: the graph reads the crop and
-    its shifted views (:func:`core.models.read_probabilities`).
+    checkpoint it came from (:func:`onnx_checkpoint_sha`). ``views``: the graph reads the crop with
+    its shifted and zoomed views (:func:`core.models.read_crops`), four outputs; without, two.
     """
     import onnx
 
     model = _ExportModule(ckpt.build(), ckpt.mean, ckpt.std, views).eval()
+    names = ["province", "others", "own_province", "own_others"][: 4 if views else 2]
     h, w = ckpt.input_size
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
@@ -165,8 +168,8 @@ def export_onnx(ckpt: Checkpoint, path: Path, checkpoint_sha: str, views: bool =
                 (torch.zeros(2, h, w, 3, dtype=torch.uint8),),
                 str(tmp),
                 input_names=["pixels"],
-                output_names=["province", "others"],
-                dynamic_axes={"pixels": {0: "batch"}, "province": {0: "batch"}, "others": {0: "batch"}},
+                output_names=names,
+                dynamic_axes={"pixels": {0: "batch"}, **{n: {0: "batch"} for n in names}},
                 opset_version=ONNX_OPSET,
                 dynamo=False,
             )
@@ -200,8 +203,9 @@ def onnx_checkpoint_sha(model_bytes: bytes) -> str | None:
 def reading_identity(checkpoint_sha: str, views: bool = True) -> str:
     """The store's key for a checkpoint's predictions (:attr:`Predictor.model_hash`), known before
     the model is loaded: the checkpoint file's SHA-256, marked when read with views, so that a
-    cache of one reading is never served as the other."""
-    return checkpoint_sha + (".views" if views else "")
+    cache of one reading is never served as the other (``.zoom``: the shifted and zoomed views of
+    :func:`core.models.read_crops`; stores of the earlier three-view reading, ``.views``, are read again)."""
+    return checkpoint_sha + (".zoom" if views else "")
 
 
 class Predictor:
@@ -214,9 +218,10 @@ class Predictor:
             ``onnx`` with device ``auto`` runs on the CPU (onnxruntime's CPU provider) even
             where a GPU is present; with an explicit GPU device it falls back to torch.
         threads: CPU threads for the model (default: torch's setting).
-        views: Read each crop three times, as it is and shifted by 2 % of its width either way,
-            and average (:func:`core.models.read_probabilities`): more plates right, a third of
-            the model's speed (about half end to end on 2 cores). ``False``: the crop alone.
+        views: Read each crop as it is and shifted by 2 % of its width either way, averaged, and the
+            same zoomed twice; a zoomed read is shown where clearly more confident
+            (:func:`core.models.read_crops`): more plates right, loose crops from other cameras above
+            all, at a ninth of the model's speed. ``False``: the crop alone.
 
     Raises:
         CheckpointError: the model file is missing or damaged.
@@ -257,10 +262,10 @@ class Predictor:
 
     @property
     def description(self) -> str:
-        """E.g. ``'default.pt (lstm) on CPU (2 threads), onnxruntime, 3 views'``."""
+        """E.g. ``'default.pt (lstm) on CPU (2 threads), onnxruntime, 3 views x 3 zooms'``."""
         return (
             f"{self.model_path.name} ({self.checkpoint.config.arch}) on {describe_device(self.device)}, "
-            f"{'onnxruntime' if self.backend == 'onnx' else 'PyTorch'}, {'3 views' if self.views else 'one view'}"
+            f"{'onnxruntime' if self.backend == 'onnx' else 'PyTorch'}, {'3 views x 3 zooms' if self.views else 'one view'}"
         )
 
     def _onnx_session(self):
@@ -338,43 +343,45 @@ class Predictor:
             return resize_for_model(rgb, ck.input_size)
         return preprocess(rgb, ck.input_size, ck.mean, ck.std)
 
-    def probabilities(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Softmax outputs ``(B, 1, n_provinces)``, ``(B, 6, n_others)`` for a batch of
-        :meth:`prepare` outputs."""
+    def probabilities(self, batch: np.ndarray) -> Reading:
+        """The :class:`core.models.Reading` (numpy arrays: softmax ``(B, 1, n_provinces)``,
+        ``(B, 6, n_others)``, shown and own) of a batch of :meth:`prepare` outputs."""
         if self._session is not None:
-            first, tail = self._session.run(None, {"pixels": batch})
-            return first, tail
+            outs = self._session.run(None, {"pixels": batch})
+            return Reading(*outs) if len(outs) == 4 else Reading(*outs, *outs)
         x = torch.from_numpy(batch).to(self.device, non_blocking=True)
         if self.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), torch.autocast("cuda", enabled=self.device.type == "cuda"):
-            first, tail = read_probabilities(self._model, x, self.views)
-        return first.cpu().numpy(), tail.cpu().numpy()
+            reading = read_crops(self._model, x, self.views)
+        return Reading(*(a.cpu().numpy() for a in reading))
 
     def apply_grammar(self, tail: np.ndarray) -> np.ndarray:
         """The tail head's probabilities with the plate grammar applied (:func:`core.decode.apply_grammar`)."""
         return apply_grammar(tail, self.checkpoint.others)
 
-    def check_outputs(self, first: np.ndarray, tail: np.ndarray, first_file: str | os.PathLike) -> None:
+    def check_outputs(self, reading: Reading, first_file: str | os.PathLike) -> None:
         """Check that :meth:`probabilities` returned probabilities: the expected shapes, finite,
-        within [0, 1]. A broken or hostile checkpoint (weights that overflow, an absurd
-        normalisation) makes NaN or infinity, which must never reach a record or a paint event.
+        within [0, 1], for the shown and the own read. A broken or hostile checkpoint (weights that
+        overflow, an absurd normalisation) makes NaN or infinity, which must never reach a record or
+        a paint event.
 
         Raises:
             ModelOutputError: naming the model file and ``first_file`` (the batch's first file).
         """
         ck = self.checkpoint
-        n = len(first)
+        n = len(reading.first)
         want = ((n, 1, len(ck.provinces)), (n, 6, len(ck.others)))
         problem = None
-        if (first.shape, tail.shape) != want:
-            problem = f"outputs of shapes {first.shape} and {tail.shape}, not {want[0]} and {want[1]}"
-        else:
-            bad = sum(int((~np.isfinite(a)).sum()) for a in (first, tail))
-            if bad:
+        for first, tail in ((reading.first, reading.tail), (reading.own_first, reading.own_tail)):
+            if (first.shape, tail.shape) != want:
+                problem = f"outputs of shapes {first.shape} and {tail.shape}, not {want[0]} and {want[1]}"
+            elif bad := sum(int((~np.isfinite(a)).sum()) for a in (first, tail)):
                 problem = f"{bad:,} non-finite probabilities (NaN or infinity)"
             elif min(float(first.min()), float(tail.min())) < 0 or max(float(first.max()), float(tail.max())) > 1.001:
                 problem = "probabilities outside [0, 1]"
+            if problem:
+                break
         if problem:
             raise ModelOutputError(
                 f"{self.model_path}: the model gave {problem} on the batch starting with {first_file} "
@@ -394,8 +401,7 @@ class Predictor:
         self, xs: np.ndarray, samples: Sequence[Sample], hashes: Sequence[int | None] | None = None
     ) -> list[PredictionResult]:
         """The records of a batch of prepared crops (:meth:`dataset` items)."""
-        first, tail = self.probabilities(xs)
-        return results_from_outputs(self, samples, first, tail, hashes)
+        return results_from_outputs(self, samples, self.probabilities(xs), hashes)
 
     def decode(self, first: np.ndarray, tail: np.ndarray) -> list[tuple[str, list[float], str, list[float]]]:
         """Top-2 characters and probabilities per position (:func:`core.decode.top2`); ``tail``
@@ -451,11 +457,12 @@ def make_result(
 def results_from_outputs(
     predictor: Predictor,
     samples: Sequence[Sample],
-    first: np.ndarray,
-    tail: np.ndarray,
+    reading: Reading,
     hashes: Sequence[int | None] | None = None,
 ) -> list[PredictionResult]:
-    """The records of a batch of samples from the model's raw outputs (the one place they are made).
+    """The records of a batch of samples from the model's raw outputs (the one place they are made):
+    the prediction from the shown read, the label score from the crop's own read
+    (:func:`core.models.read_crops` says why).
 
     ``hashes``: the crops' perceptual hashes (:func:`core.duplicates.image_hash`), if taken.
 
@@ -463,12 +470,14 @@ def results_from_outputs(
         ModelOutputError: the outputs are not probabilities (:meth:`Predictor.check_outputs`).
     """
     if len(samples):
-        predictor.check_outputs(first, tail, samples[0].file)
-    tail = predictor.apply_grammar(tail)
+        predictor.check_outputs(reading, samples[0].file)
+    first, tail = reading.first, predictor.apply_grammar(reading.tail)
+    own_first = reading.own_first
+    own_tail = tail if reading.own_tail is reading.tail else predictor.apply_grammar(reading.own_tail)
     ck = predictor.checkpoint
     out = []
     for b, (s, dec) in enumerate(zip(samples, predictor.decode(first, tail))):
-        lp = label_char_probs(s.label, first[b], tail[b], ck.provinces, ck.others) if s.valid else None
+        lp = label_char_probs(s.label, own_first[b], own_tail[b], ck.provinces, ck.others) if s.valid else None
         r = make_result(s, dec, None, lp)
         if hashes is not None:
             r.image_hash = hashes[b]
@@ -482,8 +491,8 @@ def export_for_deployment(model_path: str | os.PathLike, out: str | os.PathLike,
 
     The graph is the app's own (uint8 RGB pixels ``(B, H, W, 3)`` resized to the checkpoint's
     input size in, softmax probabilities of the province and of the six other positions out;
-    the normalisation and, with ``views``, the three views' average,
-    :func:`core.models.read_probabilities`, are inside). ``n_check`` random images go through both; the export is
+    the normalisation and, with ``views``, the shifted and zoomed views,
+    :func:`core.models.read_crops`, are inside, four outputs). ``n_check`` random images go through both; the export is
     refused when their probabilities differ by more than 1e-4.
 
     Returns:

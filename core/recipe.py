@@ -364,8 +364,8 @@ def predict(model: torch.nn.Module, images: list[np.ndarray], ckpt: Checkpoint, 
     """Plates as the app reads them (``core.decode``: the grammar, then the best characters),
     twice, and confidences (the product of the 7 characters' top probabilities).
 
-    ``views``: read as the app does, the crop and its two shifted views averaged
-    (:func:`core.models.read_probabilities`; the held-out figures). Without (the default), the crop
+    ``views``: read as the app does, the crop and its two shifted views averaged, zoomed where
+    unsure (:func:`core.models.read_crops`, the shown read; the held-out figures). Without (the default), the crop
     alone: training's checkpoint selection reads so, as it did for the recorded recipes.
 
     The plates come twice because the checkpoints' figures keep a second set of keys

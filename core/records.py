@@ -82,7 +82,9 @@ def relabelled(rec: Any, rel: str) -> dict[str, Any]:
 
     The reading stays (renaming keeps the pixels); label, CER, exact match and label score
     follow the new name. The label's character probabilities come from the record's two
-    best characters per position (:func:`core.label_score.label_char_probs_from_top2`).
+    best characters per position (:func:`core.label_score.label_char_probs_from_top2`) of the read it
+    shows; the crop's own read, which scored the label when the crop was read, is not kept (the two
+    differ only where a zoomed read is shown, :func:`core.models.read_crops`).
 
     Returns:
         ``{label, label_error, cer, correct, label_probs, label_score}``.

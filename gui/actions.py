@@ -103,9 +103,10 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("model", "Open Checkpoint…", (), "predict with another model"),
     ActionSpec("default_model", "Use Bundled Model", (), "predict with the bundled model"),
     ActionSpec("previous_model", "Use Previous Model", (), "go back to the model used before the last switch"),
-    ActionSpec("views", "Read Three Views", (),
-               "read each crop three times (as it is, and shifted by 2 % of its width either way) and average: "
-               "fewer misreads, about twice the time on a CPU; off, each crop is read once",
+    ActionSpec("views", "Read Shifted and Zoomed Views", (),
+               "read each crop three times (as it is, and shifted by 2 % of its width either way) and average, "
+               "and zoomed in twice where that read is unsure, showing a zoomed read where clearly surer: fewer "
+               "misreads, loose crops from other cameras above all; off, each crop is read once",
                checkable=True),
     ActionSpec("second", "Second Opinion…", (),
                "also read the folder with a second model: the label score then combines both readers"),

@@ -105,7 +105,7 @@ class MainWindow(QMainWindow):
         self.model_path: Path | None = Path(model_path) if model_path else (Path(saved) if saved else None)
         saved_dict = self.settings.value("dict_path", "", str) if not model_path else ""
         self.dict_path: Path | None = Path(saved_dict) if saved_dict else None  # a CTC model's dictionary
-        self.views = self.settings.value("views", True, bool)  # Model ▸ Read Three Views
+        self.views = self.settings.value("views", True, bool)  # Model ▸ Read Shifted and Zoomed Views
         self.use_store = use_store
         self.batch_size = 64
         self.session: sess.ReviewSession | None = None

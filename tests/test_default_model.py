@@ -30,7 +30,7 @@ def test_card_figures_reproduce(heldout):
     ck = load_checkpoint(default_model_path())
     assert ck.config.arch in ("lstm", "lstm-fast") and ck.input_size == (64, 224)
     assert default_model_path().stat().st_size <= 5 * 1024 * 1024
-    assert ck.metrics["read_with_views"]  # the card's figures are read as the app reads (3 views)
+    assert ck.metrics["read_with_views"]  # the card's figures are read as the app reads (views, zoom)
     res = predict_samples(heldout, Predictor(backend="onnx"), workers=0)
     acc = sum(r.correct for r in res) / len(res)
     cer = corpus_cer([r.prediction for r in res], [r.label for r in res])

@@ -161,7 +161,7 @@ def test_a_restarted_app_reads_the_folder_from_the_cache(qtbot, window, dataset,
 
 
 def test_reading_once_is_a_remembered_choice_with_its_own_cache(qtbot, window, dataset, tmp_path, random_checkpoint):
-    # Model ▸ Read Three Views off: the folder is read again, once per crop (never served the three-view
+    # Model ▸ Read Shifted and Zoomed Views off: the folder is read again, once per crop (never served the three-view
     # cache); the choice survives a restart, which then reads from the one-view cache; back on, the
     # three-view readings come from their own cache
     def readings(win):

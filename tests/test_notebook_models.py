@@ -74,7 +74,7 @@ def test_the_notebooks_files_read_plates_as_its_own_forward(tmp_path, lstm, how)
     with torch.inference_mode():
         first, tail = m(x)
     p = Predictor(path, backend="torch", views=False)  # the notebook reads the crop alone
-    f2, t2 = p.probabilities(np.stack([p.prepare(read_rgb(f)) for f in files]))
+    f2, t2 = p.probabilities(np.stack([p.prepare(read_rgb(f)) for f in files]))[:2]
     assert np.allclose(f2, first.softmax(-1).numpy(), atol=1e-5) and np.allclose(
         t2, tail.softmax(-1).numpy(), atol=1e-5
     )
@@ -135,6 +135,6 @@ def test_export_model_writes_an_onnx_that_matches_pytorch(tmp_path, capsys):
     files = sorted(REAL.glob("*.jpg"))[:4]
     p = Predictor(src, backend="torch")
     pixels = np.stack([resize_for_model(read_rgb(f), (64, 224)) for f in files])
-    first, tail = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"pixels": pixels})
-    f2, t2 = p.probabilities(np.stack([p.prepare(read_rgb(f)) for f in files]))
+    first, tail = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"pixels": pixels})[:2]
+    f2, t2 = p.probabilities(np.stack([p.prepare(read_rgb(f)) for f in files]))[:2]
     assert np.allclose(first, f2, atol=1e-4) and np.allclose(tail, t2, atol=1e-4)

@@ -10,12 +10,13 @@ from torchmetrics.text import CharErrorRate
 
 from core import predict as predict_mod
 from core.dataset import scan_folder
+from core.images import read_rgb
 from core.label_score import sort_for_review
 from core.metrics import cer, corpus_cer
 from core.plates import LETTERS, is_valid_label
 from core.predict import PredictionResult, Predictor, StopFlag, predict_samples
 
-from ._util import REAL, copy_real, random_checkpoint_file
+from ._util import REAL, copy_real, random_checkpoint_file, real_files
 
 
 @pytest.fixture
@@ -85,26 +86,59 @@ def test_views_average_the_crop_and_the_crop_shifted_either_way(backend):
 
     got = three.probabilities(prepared(crops))
     singles = [one.probabilities(prepared(v)) for v in (crops, right, left)]
-    for k in range(2):
+    for k in range(2):  # the crop's own read (the label score's) is the three views' mean
         want = np.mean([sv[k] for sv in singles], 0)
-        assert np.allclose(got[k], want, atol=1e-5)
-        assert np.abs(got[k] - singles[0][k]).max() > 0.01  # the views change what is read
+        assert np.allclose(got[2 + k], want, atol=1e-5)
+        assert np.abs(got[2 + k] - singles[0][k]).max() > 0.01  # the views change what is read
+    assert all(np.array_equal(a, b) for a, b in zip(singles[0][:2], singles[0][2:]))  # one view: one read
 
 
-def test_views_are_read_one_model_call_each():
+def test_views_are_read_one_model_call_each_and_only_unsure_crops_zoomed():
     # stacked into one batch three times the size, three views took about three times the working
     # memory (a first open of 200,000 crops in the window went over 1.5 GB); the ONNX graph is a trace
-    # of the same function
-    from core.models import read_probabilities
+    # of the same function. A zoomed read can only be shown where the crop's own read is less sure than
+    # 1 - ZOOM_MARGIN, so only those crops are read zoomed: tight crops read at about the three views' speed
+    from core import models
+    from core.data import preprocess
 
     model = Predictor(None, backend="torch")._model
+    x = torch.from_numpy(np.stack([preprocess(read_rgb(p)) for p in real_files(16, step=37)]))
     sizes = []
     hook = model.register_forward_pre_hook(lambda _m, args: sizes.append(args[0].shape[0]))
     try:
-        first, tail = read_probabilities(model, torch.zeros(4, 3, 64, 224))
+        with torch.inference_mode():
+            first, tail, own_first, own_tail = models.read_crops(model, x)
     finally:
         hook.remove()
-    assert sizes == [4, 4, 4] and first.shape[0] == tail.shape[0] == 4
+    unsure = int((models.read_confidence(own_first, own_tail) < 1 - models.ZOOM_MARGIN).sum())
+    assert unsure < 8 and first.shape[0] == tail.shape[0] == 16
+    assert sizes == [16] * 3 + [unsure + 1] * 6  # 3 shifted views x (the crop, 2 zooms of the unsure + one)
+
+
+def test_a_zoomed_read_replaces_the_crops_own_only_where_it_is_clearly_more_confident():
+    # crops from other cameras are looser than the training crops: the app reads each crop also zoomed
+    # and keeps a zoomed read where it is more confident by ZOOM_MARGIN
+    from core import models
+    from core.data import preprocess
+    from core.synth import loose_frame
+
+    model = Predictor(None, backend="torch")._model
+    crops = [read_rgb(p) for p in real_files(16, step=37)]
+    loose = [loose_frame(c.astype(np.float32), np.random.default_rng(i), 0.4).astype(np.uint8) for i, c in enumerate(crops)]  # fmt: skip
+    with torch.inference_mode():
+        for images, zoomed_at_least, zoomed_at_most in ((crops, 0, 3), (loose, 4, 16)):  # 0 and 8 of 16 now
+            x = torch.from_numpy(np.stack([preprocess(im) for im in images]))
+            first, tail, own_first, own_tail = models.read_crops(model, x)
+            reads = [models._shifted_mean(model, models.zoomed(x, t)) for t in (0.0, *models.ZOOM_TRIMS)]
+            assert torch.equal(own_first, reads[0][0]) and torch.equal(own_tail, reads[0][1])
+            conf = torch.stack([models.read_confidence(*r) for r in reads])
+            conf[1:] -= models.ZOOM_MARGIN
+            want = conf.argmax(0)  # ties: the crop's own read
+            for b in range(len(images)):
+                k = int(want[b])
+                assert torch.allclose(first[b], reads[k][0][b], atol=1e-6) and torch.allclose(tail[b], reads[k][1][b], atol=1e-6)  # fmt: skip
+            assert zoomed_at_least <= int((want > 0).sum()) <= zoomed_at_most, want
+    assert torch.equal(models.zoomed(x, 0.0), x) and models.zoomed(x, 0.08).shape == x.shape
 
 
 def test_onnx_export_is_cached_in_the_user_cache_never_beside_the_checkpoint(ckpt, tmp_path, monkeypatch):
@@ -212,6 +246,29 @@ def test_predicted_records_carry_the_label_score(tmp_path):
     assert good.correct and good.label_score > 0.5 and len(good.label_probs) == 7
     assert bad.label_score < 0.05 and bad.suspect == 6
     assert good.prediction == bad.prediction  # the same pixels, the same reading
+
+
+def test_the_label_score_comes_from_the_crops_own_read_not_the_zoomed_one(tmp_path):
+    # a zoom that reads a correctly labelled crop confidently wrong must not put the crop among the
+    # likely label errors: the shown read may be zoomed, the label is scored with the crop's own read
+    from core.models import Reading
+    from core.predict import results_from_outputs
+
+    src = sorted(REAL.glob("*.jpg"))[0]
+    (tmp_path / src.name).write_bytes(src.read_bytes())
+    samples = scan_folder(tmp_path)
+    label = samples[0].label
+    p = Predictor()
+    own = p.probabilities(np.stack([p.prepare(read_rgb(s.file)) for s in samples]))
+    other = "1" if label[6] != "1" else "2"
+    shown_tail = own.own_tail.copy()
+    shown_tail[0, 5] = 0.0
+    shown_tail[0, 5, p.checkpoint.others.index(other)] = 1.0
+    (rec,) = results_from_outputs(p, samples, Reading(own.own_first, shown_tail, own.own_first, own.own_tail))
+    assert rec.prediction == label[:6] + other and not rec.correct  # shown: the other read
+    assert rec.label_score > 0.5  # scored: the crop's own read
+    (swapped,) = results_from_outputs(p, samples, Reading(own.own_first, own.own_tail, own.own_first, shown_tail))
+    assert swapped.correct and swapped.label_score < 0.01 and swapped.suspect == 6
 
 
 def test_cer_matches_torchmetrics():

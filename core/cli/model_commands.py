@@ -44,7 +44,7 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     """Register predict/train/eval on the ``plate-review`` parser."""
     dev = dict(choices=["auto", "cpu", "cuda", "mps"], default="auto", help="where the model runs (default: auto)")
     one_view = dict(action="store_true", help="read each crop alone, not averaged with its two views shifted by "
-                    "2 %% of its width: about 3x the model's speed, fewer plates right (docs/MODEL.md)")  # fmt: skip
+                    "2 %% of its width nor zoomed where unsure: 2-3x the speed, fewer plates right (docs/MODEL.md)")  # fmt: skip
 
     p = sub.add_parser("predict", help="run the model over a folder, write a CSV worst first")
     p.add_argument("folder", help="dataset folder (labels in file names)")
@@ -200,7 +200,9 @@ def cmd_export_model(args: argparse.Namespace) -> int:
     from ..predict import export_for_deployment
 
     diff = export_for_deployment(args.checkpoint, args.out, views=not args.one_view)
-    reading = "the crop alone" if args.one_view else "the mean over the crop and its two shifted views"
+    reading = ("the crop alone" if args.one_view else
+               "the read shown: the mean over the crop and its two shifted views, or zoomed where surer; "
+               "then the crop's own read, which scores labels")  # fmt: skip
     print(f"wrote {args.out}: uint8 RGB (batch, height, width, 3) in, province and character probabilities "
           f"({reading}) out; "
           f"largest difference from PyTorch on 16 random images {diff:.1e}")  # fmt: skip

@@ -311,8 +311,9 @@ def test_misshapen_or_out_of_range_outputs_are_an_error(good_ckpt, crops, monkey
     samples = scan_folder(crops)
     real = predictor.probabilities
     for fake in (
-        lambda b: (real(b)[0][:, :, :5], real(b)[1]),  # a province head of 5 classes
-        lambda b: (real(b)[0] - 0.5, real(b)[1]),  # not probabilities
+        lambda b: real(b)._replace(first=real(b).first[:, :, :5]),  # a province head of 5 classes
+        lambda b: real(b)._replace(first=real(b).first - 0.5),  # not probabilities
+        lambda b: real(b)._replace(own_tail=real(b).own_tail * np.nan),  # the read that scores labels
     ):
         monkeypatch.setattr(predictor, "probabilities", fake)
         with pytest.raises(ModelOutputError, match=str(good_ckpt).replace("\\", "\\\\")):
