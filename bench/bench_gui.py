@@ -261,7 +261,7 @@ def bench_cold(app, n: int, rounds: int, views: bool = True) -> None:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     g, c = statistics.median(gui_ips), statistics.median(cli_ips)
-    reading = "default reading: 3 views x 3 zooms" if views else "one view"
+    reading = "default reading: 3 views, zoomed where unsure" if views else "one view"
     print(f"{f'first open of {n:,} files ({reading}): window / CLI':<48} {g:9.0f} / {c:.0f} images/s = {g / c:.0%}")
 
 

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             variants[f.name] = province_glyphs(f, Path(work))
     looks = args.looks.split(",")
     print(f"model: {model_path.name}; {args.per} plates per province and look (seed 7777); "
-          f"{'one view' if args.one_view else 'the app reading (3 views x 3 zooms)'}")  # fmt: skip
+          f"{'one view' if args.one_view else 'the app reading (3 views, zoomed where unsure)'}")  # fmt: skip
     print(
         "| province font | " + " | ".join(f"{lk} exact | {lk} province wrong" for lk in looks) + " | worst provinces |"
     )

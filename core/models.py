@@ -181,11 +181,17 @@ def shifted_views(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     return x, right, left
 
 
-ZOOM_TRIMS = (0.08, 0.16)
-"""Zoomed views (:func:`read_crops`): the crop is read again with this share of the input's
-height cut off every side (5 and 10 px of 64, the same pixels off the left and right) and resized back,
-the plate larger in the frame. Crops from other cameras are looser than the tight crops the model
-trained on, and a loose crop reads better zoomed."""
+ZOOM_WINDOWS = (
+    (0.08, 0.08, 0.08, 0.08),
+    (0.16, 0.16, 0.16, 0.16),
+    (0.16, 0.16, 0.32, 0.0),
+    (0.16, 0.16, 0.0, 0.32),
+)
+"""Zoomed views (:func:`read_crops`): the crop is read again cut to each of these windows and resized
+back, the plate larger in the frame. Each is ``(top, bottom, left, right)``, the share of the input's
+height cut off that side (0.08 of 64 = 5 px): two centred zooms, then the second off-centre to either
+side, for plates that do not sit in the middle of a loose crop. Crops from other
+cameras are looser than the tight crops the model trained on, and a loose crop reads better zoomed."""
 
 ZOOM_MARGIN = 0.1
 """A zoomed read replaces the crop's own only when its confidence (the product of the 7 characters'
@@ -193,13 +199,14 @@ top probabilities) is higher by this much: on tight crops the crop's own read st
 synthetic sets and the validation crops framed as other cameras frame them (docs/MODEL.md)."""
 
 
-def zoomed(x: torch.Tensor, trim: float) -> torch.Tensor:
-    """A batch ``(B, C, H, W)`` with ``round(trim * H)`` px cut off every side, resized back to ``H x W``."""
+def zoomed(x: torch.Tensor, window: tuple[float, float, float, float]) -> torch.Tensor:
+    """A batch ``(B, C, H, W)`` cut to ``window`` (:data:`ZOOM_WINDOWS`) and resized back to ``H x W``."""
     h, w = int(x.shape[-2]), int(x.shape[-1])  # constants in an ONNX export: the input size is fixed
-    d = round(trim * h)
-    if d == 0:
+    top, bottom, left, right = (round(f * h) for f in window)
+    if not (top or bottom or left or right):
         return x
-    return nn.functional.interpolate(x[..., d : h - d, d : w - d], size=(h, w), mode="bilinear", align_corners=False)
+    cut = x[..., top : h - bottom, left : w - right]
+    return nn.functional.interpolate(cut, size=(h, w), mode="bilinear", align_corners=False)
 
 
 def _shifted_mean(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -227,7 +234,7 @@ def read_crops(model: nn.Module, x: torch.Tensor, views: bool = True) -> Reading
     """The app's reading of a normalised batch.
 
     With ``views``: the mean over the crop and its two shifted views (:func:`shifted_views`), the
-    crop's own read; then the same for the crop zoomed by each of :data:`ZOOM_TRIMS` (:func:`zoomed`),
+    crop's own read; then the same for the crop cut to each of :data:`ZOOM_WINDOWS` (:func:`zoomed`),
     which replaces it in the shown read for the images where it is more confident by :data:`ZOOM_MARGIN`.
     The label score keeps the crop's own read: a zoom that reads a correctly labelled crop confidently
     wrong would otherwise put it among the likely label errors, and a review order that trusts the
@@ -250,8 +257,8 @@ def read_crops(model: nn.Module, x: torch.Tensor, views: bool = True) -> Reading
     n = idx.shape[0]
     some = torch.cat([idx, idx.new_zeros(1)])
     xs, first, tail, best = x.index_select(0, some), own_first[some], own_tail[some], own_conf[some]
-    for trim in ZOOM_TRIMS:
-        zf, zt = _shifted_mean(model, zoomed(xs, trim))
+    for window in ZOOM_WINDOWS:
+        zf, zt = _shifted_mean(model, zoomed(xs, window))
         score = read_confidence(zf, zt) - ZOOM_MARGIN
         take = score > best
         first, tail = torch.where(take[:, None, None], zf, first), torch.where(take[:, None, None], zt, tail)

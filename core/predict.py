@@ -86,7 +86,7 @@ class _ExportModule(torch.nn.Module):
 
 #: Bumped when the exported graph changes (its inputs, outputs, or how it reads the views), so stale
 #: cached exports are not reused.
-ONNX_FORMAT = "u8v4"
+ONNX_FORMAT = "u8v6"
 
 
 def onnx_cache_path(ckpt_path: Path, sha: str, views: bool = True) -> Path:
@@ -262,10 +262,10 @@ class Predictor:
 
     @property
     def description(self) -> str:
-        """E.g. ``'default.pt (lstm) on CPU (2 threads), onnxruntime, 3 views x 3 zooms'``."""
+        """E.g. ``'default.pt (lstm) on CPU (2 threads), onnxruntime, 3 views, zoomed where unsure'``."""
         return (
             f"{self.model_path.name} ({self.checkpoint.config.arch}) on {describe_device(self.device)}, "
-            f"{'onnxruntime' if self.backend == 'onnx' else 'PyTorch'}, {'3 views x 3 zooms' if self.views else 'one view'}"
+            f"{'onnxruntime' if self.backend == 'onnx' else 'PyTorch'}, {'3 views, zoomed where unsure' if self.views else 'one view'}"
         )
 
     def _onnx_session(self):

@@ -112,7 +112,8 @@ def test_views_are_read_one_model_call_each_and_only_unsure_crops_zoomed():
         hook.remove()
     unsure = int((models.read_confidence(own_first, own_tail) < 1 - models.ZOOM_MARGIN).sum())
     assert unsure < 8 and first.shape[0] == tail.shape[0] == 16
-    assert sizes == [16] * 3 + [unsure + 1] * 6  # 3 shifted views x (the crop, 2 zooms of the unsure + one)
+    zoom_calls = [unsure + 1] * 3 * len(models.ZOOM_WINDOWS)  # 3 shifted views of each window of the unsure + one
+    assert sizes == [16] * 3 + zoom_calls
 
 
 def test_a_zoomed_read_replaces_the_crops_own_only_where_it_is_clearly_more_confident():
@@ -129,7 +130,7 @@ def test_a_zoomed_read_replaces_the_crops_own_only_where_it_is_clearly_more_conf
         for images, zoomed_at_least, zoomed_at_most in ((crops, 0, 3), (loose, 4, 16)):  # 0 and 8 of 16 now
             x = torch.from_numpy(np.stack([preprocess(im) for im in images]))
             first, tail, own_first, own_tail = models.read_crops(model, x)
-            reads = [models._shifted_mean(model, models.zoomed(x, t)) for t in (0.0, *models.ZOOM_TRIMS)]
+            reads = [models._shifted_mean(model, models.zoomed(x, w)) for w in ((0.0,) * 4, *models.ZOOM_WINDOWS)]
             assert torch.equal(own_first, reads[0][0]) and torch.equal(own_tail, reads[0][1])
             conf = torch.stack([models.read_confidence(*r) for r in reads])
             conf[1:] -= models.ZOOM_MARGIN
@@ -138,7 +139,7 @@ def test_a_zoomed_read_replaces_the_crops_own_only_where_it_is_clearly_more_conf
                 k = int(want[b])
                 assert torch.allclose(first[b], reads[k][0][b], atol=1e-6) and torch.allclose(tail[b], reads[k][1][b], atol=1e-6)  # fmt: skip
             assert zoomed_at_least <= int((want > 0).sum()) <= zoomed_at_most, want
-    assert torch.equal(models.zoomed(x, 0.0), x) and models.zoomed(x, 0.08).shape == x.shape
+    assert torch.equal(models.zoomed(x, (0.0,) * 4), x) and models.zoomed(x, models.ZOOM_WINDOWS[3]).shape == x.shape
 
 
 def test_onnx_export_is_cached_in_the_user_cache_never_beside_the_checkpoint(ckpt, tmp_path, monkeypatch):

@@ -62,9 +62,20 @@ def _random_ckpt(path: Path, arch: str = "lstm", seed: int = 0) -> Path:
     return save_checkpoint(Checkpoint(cfg, build_model(cfg).state_dict()), path)
 
 
+_PEAK_KB = """
+import resource, sys
+try:  # the high-water mark of this process's own memory; ru_maxrss can carry the forking parent's (Linux)
+    with open('/proc/self/status') as f:
+        peak = next(int(line.split()[1]) for line in f if line.startswith('VmHWM:'))
+except (OSError, StopIteration):
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // (1024 if sys.platform == 'darwin' else 1)
+print('PEAK', peak)
+"""
+
+
 def _peak_rss_mb(code: str, timeout: float = 120) -> tuple[float, str]:
     """Run ``code`` in a fresh interpreter; its peak resident memory (MB) and its stdout."""
-    script = code + "\nimport resource\nprint('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    script = code + _PEAK_KB
     r = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, r.stderr
     peak_kb = int(r.stdout.rsplit("PEAK", 1)[1])
