@@ -199,6 +199,12 @@ top probabilities) is higher by this much: on tight crops the crop's own read st
 synthetic sets and the validation crops framed as other cameras frame them (docs/MODEL.md)."""
 
 
+def views_fingerprint() -> str:
+    """8 hex digits that change with the reading's settings (:data:`VIEW_SHIFT`, :data:`ZOOM_WINDOWS`,
+    :data:`ZOOM_MARGIN`): part of the store's and the ONNX cache's key for a reading with views."""
+    return hashlib.sha256(repr((VIEW_SHIFT, ZOOM_WINDOWS, ZOOM_MARGIN)).encode()).hexdigest()[:8]
+
+
 def zoomed(x: torch.Tensor, window: tuple[float, float, float, float]) -> torch.Tensor:
     """A batch ``(B, C, H, W)`` cut to ``window`` (:data:`ZOOM_WINDOWS`) and resized back to ``H x W``."""
     h, w = int(x.shape[-2]), int(x.shape[-1])  # constants in an ONNX export: the input size is fixed

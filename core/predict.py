@@ -37,7 +37,16 @@ from .device import describe_device, resolve_device
 from .errors import PlateReviewError
 from .label_score import label_char_probs, label_score
 from .metrics import cer as char_error_rate
-from .models import MAX_CHECKPOINT_BYTES, Checkpoint, CheckpointError, Reading, file_sha256, load_checkpoint, read_crops
+from .models import (
+    MAX_CHECKPOINT_BYTES,
+    Checkpoint,
+    CheckpointError,
+    Reading,
+    file_sha256,
+    load_checkpoint,
+    read_crops,
+    views_fingerprint,
+)
 from .progress import Progress, StopFlag
 from .records import PredictionResult
 
@@ -203,9 +212,10 @@ def onnx_checkpoint_sha(model_bytes: bytes) -> str | None:
 def reading_identity(checkpoint_sha: str, views: bool = True) -> str:
     """The store's key for a checkpoint's predictions (:attr:`Predictor.model_hash`), known before
     the model is loaded: the checkpoint file's SHA-256, marked when read with views, so that a
-    cache of one reading is never served as the other (``.zoom``: the shifted and zoomed views of
-    :func:`core.models.read_crops`; stores of the earlier three-view reading, ``.views``, are read again)."""
-    return checkpoint_sha + (".zoom" if views else "")
+    cache of one reading is never served as the other: ``.zoom`` and a fingerprint of the views'
+    settings (:func:`core.models.views_fingerprint`), so that changing the shifts, windows or margin
+    of :func:`core.models.read_crops` reads every folder again."""
+    return checkpoint_sha + (f".zoom{views_fingerprint()}" if views else "")
 
 
 class Predictor:
@@ -218,10 +228,11 @@ class Predictor:
             ``onnx`` with device ``auto`` runs on the CPU (onnxruntime's CPU provider) even
             where a GPU is present; with an explicit GPU device it falls back to torch.
         threads: CPU threads for the model (default: torch's setting).
-        views: Read each crop as it is and shifted by 2 % of its width either way, averaged, and the
-            same zoomed twice; a zoomed read is shown where clearly more confident
-            (:func:`core.models.read_crops`): more plates right, loose crops from other cameras above
-            all, at a ninth of the model's speed. ``False``: the crop alone.
+        views: Read each crop as it is and shifted by 2 % of its width either way, averaged, and
+            where that read is unsure the same in four zoomed windows, a zoomed read shown where
+            clearly more confident (:func:`core.models.read_crops`): more plates right, loose crops
+            from other cameras above all, at a third of the model's speed on tight crops (less on
+            loose ones, a fifteenth at worst). ``False``: the crop alone.
 
     Raises:
         CheckpointError: the model file is missing or damaged.

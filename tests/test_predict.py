@@ -119,6 +119,18 @@ def test_views_are_read_one_model_call_each_and_only_unsure_crops_zoomed():
     assert sizes == [16] * 3 + zoom_calls
 
 
+def test_the_reading_key_changes_with_the_views_settings(monkeypatch):
+    # the store and the ONNX cache are keyed by the reading: predictions made with other zoom windows
+    # must never be served for this reading
+    from core import models
+    from core.predict import reading_identity
+
+    key = reading_identity("abc")
+    monkeypatch.setattr(models, "ZOOM_WINDOWS", models.ZOOM_WINDOWS[:2])
+    assert reading_identity("abc") != key and reading_identity("abc", views=False) == "abc"
+    assert predict_mod.onnx_cache_path(None, "abc").name.startswith(reading_identity("abc"))
+
+
 def test_a_zoomed_read_replaces_the_crops_own_only_where_it_is_clearly_more_confident():
     # crops from other cameras are looser than the training crops: the app reads each crop also zoomed
     # and keeps a zoomed read where it is more confident by ZOOM_MARGIN
