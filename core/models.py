@@ -247,8 +247,8 @@ def read_crops(model: nn.Module, x: torch.Tensor, views: bool = True) -> Reading
     confident view finds fewer injected errors (docs/MODEL.md). Without ``views``: the crop alone, both
     reads (training's checkpoint selection).
 
-    Each view is read with one model call, not stacked into one batch nine times the size: the
-    same probabilities, in about the working memory of one batch."""
+    Each view is read with one model call, not stacked into one larger batch: the same probabilities,
+    in about the working memory of one batch."""
     if not views:
         first, tail = model(x)
         first, tail = first.float().softmax(-1), tail.float().softmax(-1)
