@@ -198,11 +198,16 @@ ZOOM_MARGIN = 0.1
 top probabilities) is higher by this much: on tight crops the crop's own read stays. Chosen on the dev
 synthetic sets and the validation crops framed as other cameras frame them (docs/MODEL.md)."""
 
+ZOOM_FLOOR = 1e-3
+"""No zoom where the crop's own confidence is below this: the model cannot read the crop at all (random
+noise reads at 4e-4, median), and reading it 12 more times would only cost time. Loose yellow crops the
+zoom reads right sit at 1e-3..1e-2, so the floor stays below them (docs/MODEL.md)."""
+
 
 def views_fingerprint() -> str:
     """8 hex digits that change with the reading's settings (:data:`VIEW_SHIFT`, :data:`ZOOM_WINDOWS`,
-    :data:`ZOOM_MARGIN`): part of the store's and the ONNX cache's key for a reading with views."""
-    return hashlib.sha256(repr((VIEW_SHIFT, ZOOM_WINDOWS, ZOOM_MARGIN)).encode()).hexdigest()[:8]
+    :data:`ZOOM_MARGIN`, :data:`ZOOM_FLOOR`): part of the store's and the ONNX cache's key for a reading with views."""
+    return hashlib.sha256(repr((VIEW_SHIFT, ZOOM_WINDOWS, ZOOM_MARGIN, ZOOM_FLOOR)).encode()).hexdigest()[:8]
 
 
 def zoomed(x: torch.Tensor, window: tuple[float, float, float, float]) -> torch.Tensor:
@@ -241,7 +246,8 @@ def read_crops(model: nn.Module, x: torch.Tensor, views: bool = True) -> Reading
 
     With ``views``: the mean over the crop and its two shifted views (:func:`shifted_views`), the
     crop's own read; then the same for the crop cut to each of :data:`ZOOM_WINDOWS` (:func:`zoomed`),
-    which replaces it in the shown read for the images where it is more confident by :data:`ZOOM_MARGIN`.
+    which replaces it in the shown read for the images where it is more confident by :data:`ZOOM_MARGIN`
+    (not for crops the model cannot read at all: own confidence below :data:`ZOOM_FLOOR`).
     The label score keeps the crop's own read: a zoom that reads a correctly labelled crop confidently
     wrong would otherwise put it among the likely label errors, and a review order that trusts the
     confident view finds fewer injected errors (docs/MODEL.md). Without ``views``: the crop alone, both
@@ -257,9 +263,9 @@ def read_crops(model: nn.Module, x: torch.Tensor, views: bool = True) -> Reading
     own_conf = read_confidence(own_first, own_tail)
     # A confidence is at most 1, so a zoomed read can replace the own read only where the own confidence is
     # below 1 - ZOOM_MARGIN (here with 1e-3 to spare for rounding): only those crops are read zoomed (most
-    # tight crops are not), plus the first crop again so that the zoomed batch is never empty; its read
-    # there is dropped.
-    idx = torch.nonzero(own_conf < 1.0 - ZOOM_MARGIN + 1e-3).flatten()
+    # tight crops are not), and not those the model cannot read at all (below ZOOM_FLOOR); plus the first
+    # crop again so that the zoomed batch is never empty; its read there is dropped.
+    idx = torch.nonzero((own_conf < 1.0 - ZOOM_MARGIN + 1e-3) & (own_conf >= ZOOM_FLOOR)).flatten()
     n = idx.shape[0]
     some = torch.cat([idx, idx.new_zeros(1)])
     xs, first, tail, best = x.index_select(0, some), own_first[some], own_tail[some], own_conf[some]

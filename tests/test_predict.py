@@ -97,7 +97,9 @@ def test_views_are_read_one_model_call_each_and_only_unsure_crops_zoomed():
     # stacked into one batch three times the size, three views took about three times the working
     # memory (a first open of 200,000 crops in the window went over 1.5 GB); the ONNX graph is a trace
     # of the same function. A zoomed read can only be shown where the crop's own read is less sure than
-    # 1 - ZOOM_MARGIN, so only those crops are read zoomed: tight crops read at about the three views' speed
+    # 1 - ZOOM_MARGIN, so only those crops are read zoomed: tight crops read at about the three views' speed;
+    # and not crops the model cannot read at all (own confidence below ZOOM_FLOOR): a folder of those read
+    # 15 times each ran at 1.8x the peer's speed
     from core import models
     from core.data import preprocess
     from core.synth import loose_frame
@@ -105,7 +107,8 @@ def test_views_are_read_one_model_call_each_and_only_unsure_crops_zoomed():
     model = Predictor(None, backend="torch")._model
     crops = [read_rgb(p) for p in real_files(16, step=37)]
     crops[-4:] = [loose_frame(c.astype(np.float32), np.random.default_rng(i), 0.4).astype(np.uint8) for i, c in enumerate(crops[-4:])]  # fmt: skip
-    x = torch.from_numpy(np.stack([preprocess(im) for im in crops]))  # 12 tight crops, 4 framed loosely
+    crops[:2] = [np.full_like(crops[0], 128), np.random.default_rng(0).integers(0, 256, crops[1].shape, np.uint8)]
+    x = torch.from_numpy(np.stack([preprocess(im) for im in crops]))  # 10 tight crops, 4 framed loosely, 2 unreadable
     sizes = []
     hook = model.register_forward_pre_hook(lambda _m, args: sizes.append(args[0].shape[0]))
     try:
@@ -113,9 +116,11 @@ def test_views_are_read_one_model_call_each_and_only_unsure_crops_zoomed():
             first, tail, own_first, own_tail = models.read_crops(model, x)
     finally:
         hook.remove()
-    unsure = int((models.read_confidence(own_first, own_tail) < 1 - models.ZOOM_MARGIN).sum())
-    assert 0 < unsure < 8 and first.shape[0] == tail.shape[0] == 16
-    zoom_calls = [unsure + 1] * 3 * len(models.ZOOM_WINDOWS)  # 3 shifted views of each window of the unsure + one
+    conf = models.read_confidence(own_first, own_tail)
+    unsure, unreadable = int((conf < 1 - models.ZOOM_MARGIN).sum()), int((conf < models.ZOOM_FLOOR).sum())
+    assert unreadable == 2 and 0 < unsure - unreadable < 8 and first.shape[0] == tail.shape[0] == 16
+    assert torch.equal(first[:2], own_first[:2]) and torch.equal(tail[:2], own_tail[:2])  # shown: their own read
+    zoom_calls = [unsure - unreadable + 1] * 3 * len(models.ZOOM_WINDOWS)  # 3 views of each window of those + one
     assert sizes == [16] * 3 + zoom_calls
 
 
@@ -128,6 +133,9 @@ def test_the_reading_key_changes_with_the_views_settings(monkeypatch):
     key = reading_identity("abc")
     monkeypatch.setattr(models, "ZOOM_WINDOWS", models.ZOOM_WINDOWS[:2])
     assert reading_identity("abc") != key and reading_identity("abc", views=False) == "abc"
+    fewer = reading_identity("abc")
+    monkeypatch.setattr(models, "ZOOM_FLOOR", 0.0)
+    assert reading_identity("abc") not in (key, fewer)
     assert predict_mod.onnx_cache_path(None, "abc").name.startswith(reading_identity("abc"))
 
 
@@ -149,7 +157,7 @@ def test_a_zoomed_read_replaces_the_crops_own_only_where_it_is_clearly_more_conf
             assert torch.equal(own_first, reads[0][0]) and torch.equal(own_tail, reads[0][1])
             conf = torch.stack([models.read_confidence(*r) for r in reads])
             conf[1:] -= models.ZOOM_MARGIN
-            want = conf.argmax(0)  # ties: the crop's own read
+            want = torch.where(conf[0] < models.ZOOM_FLOOR, 0, conf.argmax(0))  # ties: the crop's own read
             for b in range(len(images)):
                 k = int(want[b])
                 assert torch.allclose(first[b], reads[k][0][b], atol=1e-6) and torch.allclose(tail[b], reads[k][1][b], atol=1e-6)  # fmt: skip
