@@ -138,6 +138,10 @@ class CachedPrediction(tuple):
     error = property(itemgetter(12))
     label_score = property(itemgetter(14), doc="How likely the label is right (core.label_score), or None.")
     image_hash = property(itemgetter(15), doc="Perceptual hash of the crop (core.duplicates), or None.")
+    # A row is one reader's reading: a second opinion is added to records after they are read back
+    # (core.label_score.with_second_opinion), never stored in the row.
+    second_prediction = property(lambda self: "", doc="Always '': the row keeps no second opinion.")
+    second_label_score = property(lambda self: None, doc="Always None: the row keeps no second opinion.")
 
     @property
     def label_probs(self) -> list[float]:

@@ -69,3 +69,7 @@ def test_predict_with_a_second_model_writes_both_readings(tmp_path, random_check
     assert all(r["second_prediction"] for r in rows)
     # the combined score is the larger of the two readers' scores
     assert all(float(r["label_score"]) >= float(r["second_label_score"]) - 1e-6 for r in rows)
+    # again: both readings now come from the store (read back rows, not fresh records), the same CSV
+    first = out.read_bytes()
+    assert cli(["predict", str(folder), "--out", str(out), "--second-model", str(random_checkpoint)]) == 0
+    assert out.read_bytes() == first

@@ -317,3 +317,24 @@ def test_a_rename_moves_the_cross_validated_score_with_the_label():
     assert t.reading_of("cv", "0-皖A77111.jpg").label_score == pytest.approx(0.95) and t.score_shown(
         0
     ) == pytest.approx(0.95)
+
+
+def test_a_rename_moves_a_cross_validated_score_read_back_from_the_store(tmp_path):
+    """After a restart the k-fold scores are rows read back from the store, not fresh records: a rename
+    must move them too (it raised AttributeError on the row's missing second-opinion fields)."""
+    from core.store import Store, scan_files
+
+    (tmp_path / "0-皖A11111.jpg").write_bytes(b"not read here")
+    rec = PredictionResult("0-皖A11111.jpg", "皖A11111", prediction="皖A11111", probs=[0.9] * 7, runner_up="皖A11111",
+                           runner_up_probs=[0.01] * 7, cer=0.0, correct=True, label_score=0.9)  # fmt: skip
+    cv = PredictionResult(rec.rel, rec.label, prediction="皖A77111", probs=[0.95] * 7, runner_up="皖A11777",
+                          runner_up_probs=[0.03] * 7, cer=2 / 7, correct=False, label_score=0.03)  # fmt: skip
+    with Store.open(tmp_path) as s:
+        s.put_crossval([cv], {"folds": 5})
+        stored = s.crossval(scan_files(tmp_path))
+    assert type(stored[rec.rel]) is not PredictionResult
+    t = ReviewTable()
+    t.set_records([rec], {})
+    t.set_crossval(stored)
+    t.rename(rec.rel, "0-皖A77111.jpg")
+    assert t.reading_of("cv", "0-皖A77111.jpg").label_score == pytest.approx(0.95)

@@ -42,6 +42,8 @@ def test_prediction_cache_keyed_by_file_and_model(ds: Path):
         assert set(got) == {f.rel for f in files}
         r = got[files[0].rel]
         assert r.probs == [0.9] * 7 and r.runner_up_probs == [0.05] * 7 and r.correct is False and r.cer == 0.3
+        # a row read back is the record that was stored, every field of it (a second opinion is never stored)
+        assert r.to_record() == store_mod.PredictionRecord(**prediction_row(files[0].rel, label="L0"))
         assert s.cached_predictions("model-b", files) == {}
         # A changed file (new mtime) or a resized one is not served from the cache.
         os.utime(ds / files[0].rel, ns=(files[0].mtime_ns, files[0].mtime_ns + 10**9))
