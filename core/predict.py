@@ -485,11 +485,16 @@ def results_from_outputs(
     first, tail = reading.first, predictor.apply_grammar(reading.tail)
     own_first = reading.own_first
     own_tail = tail if reading.own_tail is reading.tail else predictor.apply_grammar(reading.own_tail)
+    n = len(samples)
+    zoomed = (np.asarray(reading.first).reshape(n, -1) != np.asarray(own_first).reshape(n, -1)).any(1) | (
+        np.asarray(reading.tail).reshape(n, -1) != np.asarray(reading.own_tail).reshape(n, -1)
+    ).any(1)  # a crop not read zoomed has its own read shown, bit for bit
     ck = predictor.checkpoint
     out = []
     for b, (s, dec) in enumerate(zip(samples, predictor.decode(first, tail))):
         lp = label_char_probs(s.label, own_first[b], own_tail[b], ck.provinces, ck.others) if s.valid else None
         r = make_result(s, dec, None, lp)
+        r.zoomed = bool(zoomed[b])
         if hashes is not None:
             r.image_hash = hashes[b]
         out.append(r)

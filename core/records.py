@@ -39,6 +39,9 @@ class PredictionResult:
             ``None`` when there is no score.
         image_hash: The crop's 64-bit perceptual hash (:func:`core.duplicates.image_hash`,
             signed), for near-duplicate detection; ``None`` when not taken.
+        zoomed: The reading shown (``prediction``, ``probs``, runner-up) is of the crop zoomed in,
+            not of the crop as framed, which ``label_probs`` and ``label_score`` come from
+            (:func:`core.models.read_crops`).
         second_prediction: A second reader's reading (a second opinion), or "".
         second_label_score: The second reader's label score, or ``None``; when set,
             ``label_score`` is the two readers' combined score
@@ -59,6 +62,7 @@ class PredictionResult:
     label_probs: list[float] = field(default_factory=list)
     label_score: float | None = None
     image_hash: int | None = None
+    zoomed: bool = False
     second_prediction: str = ""
     second_label_score: float | None = None
 

@@ -131,6 +131,11 @@ class Row:
     def runner_up_probs(self) -> list[float]:
         return self._rec.runner_up_probs
 
+    @property
+    def zoomed(self) -> bool:
+        """The prediction shown is of the crop zoomed in; the label score is of the crop as framed."""
+        return bool(getattr(self._rec, "zoomed", False))
+
     def set_prediction(self, rec) -> None:
         self.prediction = rec.prediction or ""
         self._rec = rec

@@ -229,7 +229,13 @@ class CharGrid(QWidget):
 
     The label's most suspicious character (the weakest in the label score) is framed in red,
     and the ``p(label)`` line gives the model's probability of each of the label's characters.
+    Where the prediction is the model's reading of the crop zoomed in (``Row.zoomed``), its title
+    says so: ``p(label)`` stays the reading of the crop as framed (the review order's).
     """
+
+    ZOOMED_TIP = ("The prediction, its p and runner-ups are the model's reading of the crop zoomed in:\n"
+                  "it was unsure of the crop as framed and surer zoomed. p(label), and so the review order,\n"
+                  "come from the crop as framed.")  # fmt: skip
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -244,7 +250,13 @@ class CharGrid(QWidget):
         self._row = row
         score = row.label_score if row is not None else None
         self.suspect = row.suspect if score is not None and score <= SUSPECT_BELOW else None
+        self.setToolTip(self.ZOOMED_TIP if self.zoomed else "")
         self.update()
+
+    @property
+    def zoomed(self) -> bool:
+        """The row shown has a prediction read zoomed in."""
+        return self._row is not None and self._row.zoomed
 
     def sizeHint(self) -> QSize:  # noqa: N802
         fb, fs = QFontMetrics(self._big), QFontMetrics(self._small)
@@ -265,7 +277,7 @@ class CharGrid(QWidget):
         rows = [
             ("p(label)", "lprob"),
             ("Label", "label"),
-            ("Prediction", "pred"),
+            ("Prediction\nzoomed in" if self.zoomed else "Prediction", "pred"),
             ("p", "prob"),
             ("Runner-up", "runner"),
         ]

@@ -127,6 +127,39 @@ def test_a_confident_disagreement_comes_before_an_unsure_one(qtbot, tmp_path):
     win.close()
 
 
+def test_the_inspector_says_when_the_prediction_was_read_zoomed_in(qtbot, tmp_path):
+    # p(label) (the review order's) is the crop as framed, the prediction's p may be a zoomed read: the two
+    # rows of numbers can disagree, and the inspector must say why; after a reopen (from the store) too
+    import cv2
+    import numpy as np
+
+    from core.images import read_rgb
+    from core.synth import loose_frame
+
+    from ._util import REAL
+
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    for i, src in enumerate(sorted(REAL.glob("*.jpg"))[:96:16]):
+        (folder / src.name).write_bytes(src.read_bytes())  # tight crops, read as framed
+        loose = loose_frame(read_rgb(src).astype(np.float32), np.random.default_rng(i), 0.4).astype(np.uint8)
+        cv2.imwrite(str(folder / f"9{i:03d}-{src.name.split('-', 1)[1]}"), cv2.cvtColor(loose, cv2.COLOR_RGB2BGR))
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(settings=settings)  # the bundled model, which reads some loose crops zoomed
+    qtbot.addWidget(win)
+    win.show()
+    for _ in range(2):  # read, then served from the store
+        open_and_wait(qtbot, win, folder)
+        rows = rows_in_view(win)
+        zoomed = [i for i, r in enumerate(rows) if r.zoomed]
+        assert zoomed and not any(rows[i].rel[0] == "0" for i in zoomed)  # only loose crops read zoomed here
+        win.table.select_row(zoomed[0])
+        assert win.inspector.chars.zoomed and "zoomed in" in win.inspector.chars.toolTip()
+        win.table.select_row(next(i for i, r in enumerate(rows) if not r.zoomed))
+        assert not win.inspector.chars.zoomed and win.inspector.chars.toolTip() == ""
+    win.close()
+
+
 def test_second_open_uses_the_cache(qtbot, window, dataset):
     open_and_wait(qtbot, window, dataset)
     first = {r.rel: r.prediction for r in rows_in_view(window)}

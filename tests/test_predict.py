@@ -291,6 +291,9 @@ def test_the_label_score_comes_from_the_crops_own_read_not_the_zoomed_one(tmp_pa
     (rec,) = results_from_outputs(p, samples, Reading(own.own_first, shown_tail, own.own_first, own.own_tail))
     assert rec.prediction == label[:6] + other and not rec.correct  # shown: the other read
     assert rec.label_score > 0.5  # scored: the crop's own read
+    assert rec.zoomed  # and the record says the two differ
+    (framed,) = results_from_outputs(p, samples, own)
+    assert not framed.zoomed and framed.correct
     (swapped,) = results_from_outputs(p, samples, Reading(own.own_first, own.own_tail, own.own_first, shown_tail))
     assert swapped.correct and swapped.label_score < 0.01 and swapped.suspect == 6
 
