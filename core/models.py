@@ -204,10 +204,17 @@ noise reads at 4e-4, median), and reading it 12 more times would only cost time.
 zoom reads right sit at 1e-3..1e-2, so the floor stays below them (docs/MODEL.md)."""
 
 
+READING_FORMAT = 2
+"""Bumped when :func:`read_crops` computes its reads in another way (2: the label read is the mean of the
+crop's reads where it is read zoomed), so that stores and exports of the earlier reading are not served."""
+
+
 def views_fingerprint() -> str:
     """8 hex digits that change with the reading's settings (:data:`VIEW_SHIFT`, :data:`ZOOM_WINDOWS`,
-    :data:`ZOOM_MARGIN`, :data:`ZOOM_FLOOR`): part of the store's and the ONNX cache's key for a reading with views."""
-    return hashlib.sha256(repr((VIEW_SHIFT, ZOOM_WINDOWS, ZOOM_MARGIN, ZOOM_FLOOR)).encode()).hexdigest()[:8]
+    :data:`ZOOM_MARGIN`, :data:`ZOOM_FLOOR`, :data:`READING_FORMAT`): part of the store's and the ONNX
+    cache's key for a reading with views."""
+    settings = (VIEW_SHIFT, ZOOM_WINDOWS, ZOOM_MARGIN, ZOOM_FLOOR, READING_FORMAT)
+    return hashlib.sha256(repr(settings).encode()).hexdigest()[:8]
 
 
 def zoomed(x: torch.Tensor, window: tuple[float, float, float, float]) -> torch.Tensor:
@@ -231,14 +238,16 @@ def read_confidence(first: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
 
 
 class Reading(NamedTuple):
-    """What the app reads of a batch: softmax probabilities ``(B, 1, n_provinces)`` and ``(B, 6, n_others)``
-    of the read it shows (``first``, ``tail``), and of the crop's own read (``own_first``, ``own_tail``: the
-    crop as framed, not zoomed), which the review order scores labels with (:func:`read_crops`)."""
+    """What the app reads of a batch (:func:`read_crops`): softmax probabilities ``(B, 1, n_provinces)``
+    and ``(B, 6, n_others)`` of the read it shows (``first``, ``tail``) and of the read the review order
+    scores labels with (``label_first``, ``label_tail``), and ``zoomed`` ``(B,)``: 1.0 where the shown
+    read is of the crop zoomed in, 0.0 where it is of the crop as framed."""
 
     first: Any
     tail: Any
-    own_first: Any
-    own_tail: Any
+    label_first: Any
+    label_tail: Any
+    zoomed: Any
 
 
 def read_crops(model: nn.Module, x: torch.Tensor, views: bool = True) -> Reading:
@@ -248,17 +257,18 @@ def read_crops(model: nn.Module, x: torch.Tensor, views: bool = True) -> Reading
     crop's own read; then the same for the crop cut to each of :data:`ZOOM_WINDOWS` (:func:`zoomed`),
     which replaces it in the shown read for the images where it is more confident by :data:`ZOOM_MARGIN`
     (not for crops the model cannot read at all: own confidence below :data:`ZOOM_FLOOR`).
-    The label score keeps the crop's own read: a zoom that reads a correctly labelled crop confidently
-    wrong would otherwise put it among the likely label errors, and a review order that trusts the
-    confident view finds fewer injected errors (docs/MODEL.md). Without ``views``: the crop alone, both
-    reads (training's checkpoint selection).
+    The label read is the mean of the crop's own read and its four zoomed reads where it was read
+    zoomed, the own read elsewhere: scored on the confident zoomed read alone, a zoom that reads a
+    correctly labelled crop confidently wrong puts it among the likely label errors; on the own read
+    alone, a loose crop read right only zoomed does (docs/MODEL.md). Without ``views``: the crop alone,
+    for every read (training's checkpoint selection).
 
     Each view is read with one model call, not stacked into one larger batch: the same probabilities,
     in about the working memory of one batch."""
     if not views:
         first, tail = model(x)
         first, tail = first.float().softmax(-1), tail.float().softmax(-1)
-        return Reading(first, tail, first, tail)
+        return Reading(first, tail, first, tail, first.new_zeros(first.shape[0]))
     own_first, own_tail = _shifted_mean(model, x)
     own_conf = read_confidence(own_first, own_tail)
     # A confidence is at most 1, so a zoomed read can replace the own read only where the own confidence is
@@ -269,15 +279,22 @@ def read_crops(model: nn.Module, x: torch.Tensor, views: bool = True) -> Reading
     n = idx.shape[0]
     some = torch.cat([idx, idx.new_zeros(1)])
     xs, first, tail, best = x.index_select(0, some), own_first[some], own_tail[some], own_conf[some]
+    sum_first, sum_tail, took = first.clone(), tail.clone(), torch.zeros_like(best)
     for window in ZOOM_WINDOWS:
         zf, zt = _shifted_mean(model, zoomed(xs, window))
+        sum_first, sum_tail = sum_first + zf, sum_tail + zt
         score = read_confidence(zf, zt) - ZOOM_MARGIN
         take = score > best
         first, tail = torch.where(take[:, None, None], zf, first), torch.where(take[:, None, None], zt, tail)
-        best = torch.where(take, score, best)
+        best, took = torch.where(take, score, best), torch.where(take, 1.0, took)
     shown_first, shown_tail = own_first.clone(), own_tail.clone()
     shown_first[idx], shown_tail[idx] = first[:n], tail[:n]
-    return Reading(shown_first, shown_tail, own_first, own_tail)
+    label_first, label_tail = own_first.clone(), own_tail.clone()
+    reads = 1 + len(ZOOM_WINDOWS)
+    label_first[idx], label_tail[idx] = sum_first[:n] / reads, sum_tail[:n] / reads
+    shown_zoomed = torch.zeros_like(own_conf)
+    shown_zoomed[idx] = took[:n]
+    return Reading(shown_first, shown_tail, label_first, label_tail, shown_zoomed)
 
 
 def read_probabilities(model: nn.Module, x: torch.Tensor, views: bool = True) -> tuple[torch.Tensor, torch.Tensor]:

@@ -75,8 +75,9 @@ class _ExportModule(torch.nn.Module):
     Normalisation (:func:`core.data.preprocess`'s ``x * scale + bias`` with the same
     float32 terms) and the HWC -> CHW transpose run inside the graph, so the Python side
     only decodes and resizes (:func:`core.data.resize_for_model`). With ``views``, the outputs
-    are the four of :class:`core.models.Reading` (the shown read, over the shifted and zoomed views,
-    and the crop's own read, :func:`core.models.read_crops`); without, the crop's read alone (two).
+    are the five of :class:`core.models.Reading` (the shown read, over the shifted and zoomed views,
+    the label read and the zoomed flags, :func:`core.models.read_crops`); without, the crop's read
+    alone (two).
     """
 
     def __init__(self, model: torch.nn.Module, mean: Sequence[float], std: Sequence[float], views: bool = True):
@@ -95,7 +96,7 @@ class _ExportModule(torch.nn.Module):
 
 #: Bumped when the exported graph changes (its inputs, outputs, or how it reads the views), so stale
 #: cached exports are not reused.
-ONNX_FORMAT = "u8v6"
+ONNX_FORMAT = "u8v7"
 
 
 def onnx_cache_path(ckpt_path: Path, sha: str, views: bool = True) -> Path:
@@ -158,12 +159,12 @@ def export_onnx(ckpt: Checkpoint, path: Path, checkpoint_sha: str, views: bool =
     ``checkpoint_sha`` (the checkpoint file's :func:`core.models.file_sha256`) is written into
     the model's metadata (:data:`ONNX_CHECKPOINT_KEY`), so that the cached file is tied to the
     checkpoint it came from (:func:`onnx_checkpoint_sha`). ``views``: the graph reads the crop with
-    its shifted and zoomed views (:func:`core.models.read_crops`), four outputs; without, two.
+    its shifted and zoomed views (:func:`core.models.read_crops`), five outputs; without, two.
     """
     import onnx
 
     model = _ExportModule(ckpt.build(), ckpt.mean, ckpt.std, views).eval()
-    names = ["province", "others", "own_province", "own_others"][: 4 if views else 2]
+    names = ["province", "others", "label_province", "label_others", "zoomed"][: 5 if views else 2]
     h, w = ckpt.input_size
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
@@ -356,10 +357,10 @@ class Predictor:
 
     def probabilities(self, batch: np.ndarray) -> Reading:
         """The :class:`core.models.Reading` (numpy arrays: softmax ``(B, 1, n_provinces)``,
-        ``(B, 6, n_others)``, shown and own) of a batch of :meth:`prepare` outputs."""
+        ``(B, 6, n_others)``, shown and label read; zoomed flags ``(B,)``) of a batch of :meth:`prepare` outputs."""
         if self._session is not None:
             outs = self._session.run(None, {"pixels": batch})
-            return Reading(*outs) if len(outs) == 4 else Reading(*outs, *outs)
+            return Reading(*outs) if len(outs) == 5 else Reading(*outs, *outs, np.zeros(len(batch), np.float32))
         x = torch.from_numpy(batch).to(self.device, non_blocking=True)
         if self.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
@@ -373,7 +374,7 @@ class Predictor:
 
     def check_outputs(self, reading: Reading, first_file: str | os.PathLike) -> None:
         """Check that :meth:`probabilities` returned probabilities: the expected shapes, finite,
-        within [0, 1], for the shown and the own read. A broken or hostile checkpoint (weights that
+        within [0, 1], for the shown and the label read, and zoomed flags of 0 or 1. A broken or hostile checkpoint (weights that
         overflow, an absurd normalisation) makes NaN or infinity, which must never reach a record or
         a paint event.
 
@@ -384,7 +385,7 @@ class Predictor:
         n = len(reading.first)
         want = ((n, 1, len(ck.provinces)), (n, 6, len(ck.others)))
         problem = None
-        for first, tail in ((reading.first, reading.tail), (reading.own_first, reading.own_tail)):
+        for first, tail in ((reading.first, reading.tail), (reading.label_first, reading.label_tail)):
             if (first.shape, tail.shape) != want:
                 problem = f"outputs of shapes {first.shape} and {tail.shape}, not {want[0]} and {want[1]}"
             elif bad := sum(int((~np.isfinite(a)).sum()) for a in (first, tail)):
@@ -393,6 +394,9 @@ class Predictor:
                 problem = "probabilities outside [0, 1]"
             if problem:
                 break
+        z = np.asarray(reading.zoomed)
+        if not problem and (z.shape != (n,) or not np.isin(z, (0.0, 1.0)).all()):
+            problem = f"zoomed flags of shape {z.shape} that are not all 0 or 1, not ({n},)"
         if problem:
             raise ModelOutputError(
                 f"{self.model_path}: the model gave {problem} on the batch starting with {first_file} "
@@ -472,8 +476,8 @@ def results_from_outputs(
     hashes: Sequence[int | None] | None = None,
 ) -> list[PredictionResult]:
     """The records of a batch of samples from the model's raw outputs (the one place they are made):
-    the prediction from the shown read, the label score from the crop's own read
-    (:func:`core.models.read_crops` says why).
+    the prediction from the shown read, the label score from the label read
+    (:func:`core.models.read_crops` says which and why).
 
     ``hashes``: the crops' perceptual hashes (:func:`core.duplicates.image_hash`), if taken.
 
@@ -483,18 +487,14 @@ def results_from_outputs(
     if len(samples):
         predictor.check_outputs(reading, samples[0].file)
     first, tail = reading.first, predictor.apply_grammar(reading.tail)
-    own_first = reading.own_first
-    own_tail = tail if reading.own_tail is reading.tail else predictor.apply_grammar(reading.own_tail)
-    n = len(samples)
-    zoomed = (np.asarray(reading.first).reshape(n, -1) != np.asarray(own_first).reshape(n, -1)).any(1) | (
-        np.asarray(reading.tail).reshape(n, -1) != np.asarray(reading.own_tail).reshape(n, -1)
-    ).any(1)  # a crop not read zoomed has its own read shown, bit for bit
+    label_first = reading.label_first
+    label_tail = tail if reading.label_tail is reading.tail else predictor.apply_grammar(reading.label_tail)
     ck = predictor.checkpoint
     out = []
     for b, (s, dec) in enumerate(zip(samples, predictor.decode(first, tail))):
-        lp = label_char_probs(s.label, own_first[b], own_tail[b], ck.provinces, ck.others) if s.valid else None
+        lp = label_char_probs(s.label, label_first[b], label_tail[b], ck.provinces, ck.others) if s.valid else None
         r = make_result(s, dec, None, lp)
-        r.zoomed = bool(zoomed[b])
+        r.zoomed = bool(reading.zoomed[b])
         if hashes is not None:
             r.image_hash = hashes[b]
         out.append(r)

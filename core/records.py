@@ -40,8 +40,8 @@ class PredictionResult:
         image_hash: The crop's 64-bit perceptual hash (:func:`core.duplicates.image_hash`,
             signed), for near-duplicate detection; ``None`` when not taken.
         zoomed: The reading shown (``prediction``, ``probs``, runner-up) is of the crop zoomed in,
-            not of the crop as framed, which ``label_probs`` and ``label_score`` come from
-            (:func:`core.models.read_crops`).
+            not of the crop as framed; ``label_probs`` and ``label_score`` then come from the crop's
+            reads averaged, as framed and zoomed (:func:`core.models.read_crops`).
         second_prediction: A second reader's reading (a second opinion), or "".
         second_label_score: The second reader's label score, or ``None``; when set,
             ``label_score`` is the two readers' combined score
@@ -87,8 +87,8 @@ def relabelled(rec: Any, rel: str) -> dict[str, Any]:
     The reading stays (renaming keeps the pixels); label, CER, exact match and label score
     follow the new name. The label's character probabilities come from the record's two
     best characters per position (:func:`core.label_score.label_char_probs_from_top2`) of the read it
-    shows; the crop's own read, which scored the label when the crop was read, is not kept (the two
-    differ only where a zoomed read is shown, :func:`core.models.read_crops`).
+    shows; the label read, which scored the label when the crop was read, is not kept (the two
+    differ only where the crop was read zoomed, :func:`core.models.read_crops`).
 
     Returns:
         ``{label, label_error, cer, correct, label_probs, label_score}``.

@@ -133,7 +133,7 @@ class Row:
 
     @property
     def zoomed(self) -> bool:
-        """The prediction shown is of the crop zoomed in; the label score is of the crop as framed."""
+        """The prediction shown is of the crop zoomed in (the label score: its reads averaged, core.records)."""
         return bool(getattr(self._rec, "zoomed", False))
 
     def set_prediction(self, rec) -> None:

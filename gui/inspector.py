@@ -230,12 +230,12 @@ class CharGrid(QWidget):
     The label's most suspicious character (the weakest in the label score) is framed in red,
     and the ``p(label)`` line gives the model's probability of each of the label's characters.
     Where the prediction is the model's reading of the crop zoomed in (``Row.zoomed``), its title
-    says so: ``p(label)`` stays the reading of the crop as framed (the review order's).
+    says so: ``p(label)`` (the review order's) is then the crop's reads averaged, as framed and zoomed.
     """
 
     ZOOMED_TIP = ("The prediction, its p and runner-ups are the model's reading of the crop zoomed in:\n"
                   "it was unsure of the crop as framed and surer zoomed. p(label), and so the review order,\n"
-                  "come from the crop as framed.")  # fmt: skip
+                  "come from all its reads averaged, as framed and zoomed.")  # fmt: skip
 
     def __init__(self, parent=None):
         super().__init__(parent)

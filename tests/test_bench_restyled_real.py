@@ -124,3 +124,18 @@ def test_a_step_left_out_leaves_the_others_as_drawn(crop):
     )  # only resized and recoloured
     with pytest.raises(ValueError):
         brr.restyle(crop, brr.restyle_rng(2026, 3, 0, "blue"), "blue", ("blur",))
+
+
+def test_the_label_error_bench_can_read_the_crops_restyled(tmp_path):
+    # bench_label_errors --restyled: the held-out crops framed as other cameras frame them, each in blue and
+    # yellow, named so that the app reads their labels, the pixels the restyle's (lossless PNG)
+    from bench.bench_label_errors import restyled_crops
+    from core.dataset import scan_folder
+
+    held = real_files(2, step=50)
+    files = restyled_crops(held, tmp_path)
+    assert len(files) == 4 and len({f.name for f in files}) == 4
+    samples = {s.rel: s for s in scan_folder(tmp_path)}
+    assert [samples[f.name].label for f in files] == [p.name.split("-", 1)[1][:-4] for p in held] * 2
+    want = brr.restyled_set([read_rgb(p) for p in held], [samples[f.name].label for f in files[:2]], "yellow", 1, 2026)
+    assert np.array_equal(read_rgb(files[2]), want[0][0])

@@ -86,11 +86,13 @@ def test_views_average_the_crop_and_the_crop_shifted_either_way(backend):
 
     got = three.probabilities(prepared(crops))
     singles = [one.probabilities(prepared(v)) for v in (crops, right, left)]
-    for k in range(2):  # the crop's own read (the label score's) is the three views' mean
+    framed = got.zoomed == 0
+    assert framed.sum() >= 3 and not singles[0].zoomed.any()
+    for k in range(2):  # a crop not read zoomed shows its own read: the three views' mean
         want = np.mean([sv[k] for sv in singles], 0)
-        assert np.allclose(got[2 + k], want, atol=1e-5)
-        assert np.abs(got[2 + k] - singles[0][k]).max() > 0.01  # the views change what is read
-    assert all(np.array_equal(a, b) for a, b in zip(singles[0][:2], singles[0][2:]))  # one view: one read
+        assert np.allclose(got[k][framed], want[framed], atol=1e-5)
+        assert np.abs(got[k][framed] - singles[0][k][framed]).max() > 0.01  # the views change what is read
+    assert all(np.array_equal(a, b) for a, b in zip(singles[0][:2], singles[0][2:4]))  # one view: one read
 
 
 def test_views_are_read_one_model_call_each_and_only_unsure_crops_zoomed():
@@ -113,9 +115,11 @@ def test_views_are_read_one_model_call_each_and_only_unsure_crops_zoomed():
     hook = model.register_forward_pre_hook(lambda _m, args: sizes.append(args[0].shape[0]))
     try:
         with torch.inference_mode():
-            first, tail, own_first, own_tail = models.read_crops(model, x)
+            first, tail, *_ = models.read_crops(model, x)
+            own_first, own_tail = models._shifted_mean(model, x)
     finally:
         hook.remove()
+    sizes = sizes[:-3]  # the own read again, for the test
     conf = models.read_confidence(own_first, own_tail)
     unsure, unreadable = int((conf < 1 - models.ZOOM_MARGIN).sum()), int((conf < models.ZOOM_FLOOR).sum())
     assert unreadable == 2 and 0 < unsure - unreadable < 8 and first.shape[0] == tail.shape[0] == 16
@@ -141,7 +145,8 @@ def test_the_reading_key_changes_with_the_views_settings(monkeypatch):
 
 def test_a_zoomed_read_replaces_the_crops_own_only_where_it_is_clearly_more_confident():
     # crops from other cameras are looser than the training crops: the app reads each crop also zoomed
-    # and keeps a zoomed read where it is more confident by ZOOM_MARGIN
+    # and keeps a zoomed read where it is more confident by ZOOM_MARGIN; the label read is the mean of
+    # the five reads where the crop is read zoomed, the own read elsewhere
     from core import models
     from core.data import preprocess
     from core.synth import loose_frame
@@ -152,15 +157,19 @@ def test_a_zoomed_read_replaces_the_crops_own_only_where_it_is_clearly_more_conf
     with torch.inference_mode():
         for images, zoomed_at_least, zoomed_at_most in ((crops, 0, 3), (loose, 4, 16)):  # 0 and 8 of 16 now
             x = torch.from_numpy(np.stack([preprocess(im) for im in images]))
-            first, tail, own_first, own_tail = models.read_crops(model, x)
+            first, tail, label_first, label_tail, shown_zoomed = models.read_crops(model, x)
             reads = [models._shifted_mean(model, models.zoomed(x, w)) for w in ((0.0,) * 4, *models.ZOOM_WINDOWS)]
-            assert torch.equal(own_first, reads[0][0]) and torch.equal(own_tail, reads[0][1])
             conf = torch.stack([models.read_confidence(*r) for r in reads])
+            read_zoomed = (conf[0] >= models.ZOOM_FLOOR) & (conf[0] < 1 - models.ZOOM_MARGIN)
             conf[1:] -= models.ZOOM_MARGIN
-            want = torch.where(conf[0] < models.ZOOM_FLOOR, 0, conf.argmax(0))  # ties: the crop's own read
+            want = torch.where(read_zoomed, conf.argmax(0), 0)  # ties: the crop's own read
             for b in range(len(images)):
                 k = int(want[b])
                 assert torch.allclose(first[b], reads[k][0][b], atol=1e-6) and torch.allclose(tail[b], reads[k][1][b], atol=1e-6)  # fmt: skip
+                js = range(5) if read_zoomed[b] else [0]
+                for got, i in ((label_first, 0), (label_tail, 1)):
+                    assert torch.allclose(got[b], torch.stack([reads[j][i][b] for j in js]).mean(0), atol=1e-6)
+            assert torch.equal(shown_zoomed, (want > 0).float())
             assert zoomed_at_least <= int((want > 0).sum()) <= zoomed_at_most, want
     assert torch.equal(models.zoomed(x, (0.0,) * 4), x) and models.zoomed(x, models.ZOOM_WINDOWS[3]).shape == x.shape
 
@@ -272,9 +281,10 @@ def test_predicted_records_carry_the_label_score(tmp_path):
     assert good.prediction == bad.prediction  # the same pixels, the same reading
 
 
-def test_the_label_score_comes_from_the_crops_own_read_not_the_zoomed_one(tmp_path):
+def test_the_label_score_comes_from_the_label_read_not_the_shown_one(tmp_path):
     # a zoom that reads a correctly labelled crop confidently wrong must not put the crop among the
-    # likely label errors: the shown read may be zoomed, the label is scored with the crop's own read
+    # likely label errors: the shown read may be zoomed, the label is scored with the label read
+    # (the mean of the crop's reads where it was read zoomed, core.models.read_crops)
     from core.models import Reading
     from core.predict import results_from_outputs
 
@@ -285,16 +295,21 @@ def test_the_label_score_comes_from_the_crops_own_read_not_the_zoomed_one(tmp_pa
     p = Predictor()
     own = p.probabilities(np.stack([p.prepare(read_rgb(s.file)) for s in samples]))
     other = "1" if label[6] != "1" else "2"
-    shown_tail = own.own_tail.copy()
+    shown_tail = own.label_tail.copy()
     shown_tail[0, 5] = 0.0
     shown_tail[0, 5, p.checkpoint.others.index(other)] = 1.0
-    (rec,) = results_from_outputs(p, samples, Reading(own.own_first, shown_tail, own.own_first, own.own_tail))
+    zoomed = own.zoomed + 1
+    (rec,) = results_from_outputs(
+        p, samples, Reading(own.label_first, shown_tail, own.label_first, own.label_tail, zoomed)
+    )
     assert rec.prediction == label[:6] + other and not rec.correct  # shown: the other read
-    assert rec.label_score > 0.5  # scored: the crop's own read
-    assert rec.zoomed  # and the record says the two differ
+    assert rec.label_score > 0.5  # scored: the label read
+    assert rec.zoomed  # and the record says the shown read is a zoomed one
     (framed,) = results_from_outputs(p, samples, own)
     assert not framed.zoomed and framed.correct
-    (swapped,) = results_from_outputs(p, samples, Reading(own.own_first, own.own_tail, own.own_first, shown_tail))
+    (swapped,) = results_from_outputs(
+        p, samples, Reading(own.label_first, own.label_tail, own.label_first, shown_tail, own.zoomed)
+    )
     assert swapped.correct and swapped.label_score < 0.01 and swapped.suspect == 6
 
 

@@ -203,7 +203,8 @@ def cmd_export_model(args: argparse.Namespace) -> int:
     diff = export_for_deployment(args.checkpoint, args.out, views=not args.one_view)
     reading = ("the crop alone" if args.one_view else
                "the read shown: the mean over the crop and its two shifted views, or zoomed where surer; "
-               "then the crop's own read, which scores labels")  # fmt: skip
+               "then the read that scores labels (the crop's reads averaged where it is read zoomed); "
+               "then 1 where the read shown is a zoomed one")  # fmt: skip
     print(f"wrote {args.out}: uint8 RGB (batch, height, width, 3) in, province and character probabilities "
           f"({reading}) out; "
           f"largest difference from PyTorch on 16 random images {diff:.1e}")  # fmt: skip
