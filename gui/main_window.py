@@ -158,6 +158,13 @@ class MainWindow(QMainWindow):
         self._resort_timer.setInterval(2000)
         self._resort_timer.timeout.connect(self._on_resort_timer_timeout)
         self._counts_timer.timeout.connect(self._update_counts)
+        # The worker's batches (64 crops, ~16 a second) reach the table together, this often: each
+        # insertion repaints the rows in view, and the main thread's painting took the prediction's CPU.
+        self._flush_timer = QTimer(self)
+        self._flush_timer.setSingleShot(True)
+        self._flush_timer.setInterval(250)
+        self._flush_timer.timeout.connect(self._flush_batches)
+        self._pending: list = []  # predictions of the open run not in the table yet
 
         self.table.selectionModel().currentRowChanged.connect(self._on_table_current_changed)
         self.table.sig_accept.connect(self.accept_prediction)
@@ -506,6 +513,8 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ runs
 
     def _start(self, worker: OpenWorker) -> None:
+        self._flush_timer.stop()
+        self._pending = []  # another run's, stopped
         self.open_run = OpenRun(worker)
         worker.sig_opened.connect(self._on_worker_opened)
         worker.sig_loaded.connect(self._on_worker_loaded)
@@ -548,6 +557,8 @@ class MainWindow(QMainWindow):
         self._stop_second(timeout_ms)
         run, self.open_run = self.open_run, None
         self._resort_timer.stop()
+        self._flush_timer.stop()
+        self._pending = []
         if run is not None:
             run.worker.stop()
             if not run.thread.wait(timeout_ms):
@@ -864,8 +875,21 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_worker_batch(self, results: list) -> None:
-        run = self._from_run()
-        if run is None:
+        if self._from_run() is None:
+            return
+        self._pending.extend(results)
+        if self.model.rowCount() == 0:
+            self._flush_batches()  # the first rows at once
+        elif not self._flush_timer.isActive():
+            self._flush_timer.start()
+
+    @Slot()
+    def _flush_batches(self) -> None:
+        """Put the open run's predictions that came in since the last flush into the table."""
+        self._flush_timer.stop()
+        results, self._pending = self._pending, []
+        run = self.open_run
+        if run is None or not results:
             return
         had = self.model.rowCount()
         self.model.add_predictions(results, run.states)
@@ -926,6 +950,7 @@ class MainWindow(QMainWindow):
         if run is None:
             return
         cancelled = run.worker.stop_flag()  # what work() returns, and known after a failure too
+        self._flush_batches()
         self.progress_box.hide()
         self.act_cancel.setEnabled(False)
         self.act_rerun.setEnabled(True)
