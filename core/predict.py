@@ -357,7 +357,8 @@ class Predictor:
 
     def probabilities(self, batch: np.ndarray) -> Reading:
         """The :class:`core.models.Reading` (numpy arrays: softmax ``(B, 1, n_provinces)``,
-        ``(B, 6, n_others)``, shown and label read; zoomed flags ``(B,)``) of a batch of :meth:`prepare` outputs."""
+        ``(B, 6, n_others)``, shown and label read; zoomed flags ``(B,)``) of a batch of
+        :meth:`prepare` outputs."""
         if self._session is not None:
             outs = self._session.run(None, {"pixels": batch})
             return Reading(*outs) if len(outs) == 5 else Reading(*outs, *outs, np.zeros(len(batch), np.float32))
@@ -374,9 +375,9 @@ class Predictor:
 
     def check_outputs(self, reading: Reading, first_file: str | os.PathLike) -> None:
         """Check that :meth:`probabilities` returned probabilities: the expected shapes, finite,
-        within [0, 1], for the shown and the label read, and zoomed flags of 0 or 1. A broken or hostile checkpoint (weights that
-        overflow, an absurd normalisation) makes NaN or infinity, which must never reach a record or
-        a paint event.
+        within [0, 1], for the shown and the label read, and zoomed flags of 0 or 1. A broken or
+        hostile checkpoint (weights that overflow, an absurd normalisation) makes NaN or infinity,
+        which must never reach a record or a paint event.
 
         Raises:
             ModelOutputError: naming the model file and ``first_file`` (the batch's first file).

@@ -40,8 +40,9 @@ class PredictionResult:
         image_hash: The crop's 64-bit perceptual hash (:func:`core.duplicates.image_hash`,
             signed), for near-duplicate detection; ``None`` when not taken.
         zoomed: The reading shown (``prediction``, ``probs``, runner-up) is of the crop zoomed in,
-            not of the crop as framed; ``label_probs`` and ``label_score`` then come from the crop's
-            reads averaged, as framed and zoomed (:func:`core.models.read_crops`).
+            not of the crop as framed. ``label_probs`` and ``label_score`` come from the label read
+            (:func:`core.models.read_crops`): the crop's reads averaged, as framed and zoomed,
+            wherever it was read zoomed, whichever read is shown.
         second_prediction: A second reader's reading (a second opinion), or "".
         second_label_score: The second reader's label score, or ``None``; when set,
             ``label_score`` is the two readers' combined score
