@@ -837,6 +837,7 @@ class MainWindow(QMainWindow):
         """Near-duplicate crops of the folder: flagged where their labels differ."""
         if self._from_run() is None:
             return
+        self._flush_batches()  # the groups name crops of the last batches too
         self.model.set_duplicates(groups)
         self.inspector.show_row(self._current_row())
 
