@@ -214,8 +214,8 @@ def reading_identity(checkpoint_sha: str, views: bool = True) -> str:
     """The store's key for a checkpoint's predictions (:attr:`Predictor.model_hash`), known before
     the model is loaded: the checkpoint file's SHA-256, marked when read with views, so that a
     cache of one reading is never served as the other: ``.zoom`` and a fingerprint of the views'
-    settings (:func:`core.models.views_fingerprint`), so that changing the shifts, windows or margin
-    of :func:`core.models.read_crops` reads every folder again."""
+    settings (:func:`core.models.views_fingerprint`), so that changing the shifts, windows, margin,
+    floor or how :func:`core.models.read_crops` computes its reads reads every folder again."""
     return checkpoint_sha + (f".zoom{views_fingerprint()}" if views else "")
 
 

@@ -513,8 +513,6 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ runs
 
     def _start(self, worker: OpenWorker) -> None:
-        self._flush_timer.stop()
-        self._pending = []  # another run's, stopped
         self.open_run = OpenRun(worker)
         worker.sig_opened.connect(self._on_worker_opened)
         worker.sig_loaded.connect(self._on_worker_loaded)
@@ -558,7 +556,7 @@ class MainWindow(QMainWindow):
         run, self.open_run = self.open_run, None
         self._resort_timer.stop()
         self._flush_timer.stop()
-        self._pending = []
+        self._pending = []  # the stopped run's predictions not in the table yet
         if run is not None:
             run.worker.stop()
             if not run.thread.wait(timeout_ms):
