@@ -10,7 +10,7 @@ nobody predicted before, in the window (open -> run finished, the predictions wr
 folder's store) and with ``plate-review predict`` on the same files, with ``--no-cache`` (no
 store) and as a user runs it (writing the store, which is first removed), interleaved rounds,
 images/s of each; all read each
-crop as the app does by default (three shifted views, zoomed where unsure), or once with ``--one-view`` (*Model ▸ Read Shifted and Zoomed Views* off);
+crop as the app does by default (three shifted views, zoomed where unsure, light plates also as negatives), or once with ``--one-view`` (*Model ▸ Read Shifted and Zoomed Views* off);
 and the benchmark process's peak RSS after the first open (run it with ``--no-folder --only-open``
 for the open alone).
 """
@@ -31,6 +31,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from core.models import READING_SUMMARY  # noqa: E402
 from core.plates import LETTERS, OTHERS, PROVINCES  # noqa: E402
 from core.predict import PredictionResult  # noqa: E402
 
@@ -270,7 +271,7 @@ def bench_cold(app, n: int, rounds: int, views: bool = True) -> None:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     g, c, s = statistics.median(gui_ips), statistics.median(cli_ips), statistics.median(store_ips)
-    reading = "default reading: 3 views, zoomed where unsure" if views else "one view"
+    reading = f"default reading: {READING_SUMMARY}" if views else "one view"
     print(f"{f'first open of {n:,} files ({reading}): window / CLI':<48} {g:9.0f} / {c:.0f} images/s = {g / c:.0%}")
     print(f"{'  against the CLI writing the store as the window does':<48} {g:9.0f} / {s:.0f} images/s = {g / s:.0%}")
 
@@ -287,7 +288,7 @@ def main() -> int:
     ap.add_argument(
         "--one-view",
         action="store_true",
-        help="--cold reads each crop once (default: as the app reads, three shifted views, zoomed where unsure)",
+        help="--cold reads each crop once (default: as the app reads, three shifted views, zoomed where unsure, light plates also as negatives)",
     )
     args = ap.parse_args()
     from PySide6.QtCore import QCoreApplication

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--one-view",
         action="store_true",
-        help="read each plate once (default: as the app reads, three shifted views, zoomed where unsure)",
+        help="read each plate once (default: as the app reads, three shifted views, zoomed where unsure, light plates also as negatives)",
     )
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from core import plates, synth
-    from core.models import load_checkpoint
+    from core.models import READING_SUMMARY, load_checkpoint
     from core.predict import default_model_path
     from core.recipe import EVAL_LOOKS, predict
 
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             variants[f.name] = province_glyphs(f, Path(work))
     looks = args.looks.split(",")
     print(f"model: {model_path.name}; {args.per} plates per province and look (seed 7777); "
-          f"{'one view' if args.one_view else 'the app reading (3 views, zoomed where unsure)'}")  # fmt: skip
+          f"{'one view' if args.one_view else f'the app reading ({READING_SUMMARY})'}")  # fmt: skip
     print(
         "| province font | " + " | ".join(f"{lk} exact | {lk} province wrong" for lk in looks) + " | worst provinces |"
     )

@@ -285,6 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from bench.bench_predict import cpu_name
     from core.images import read_rgb
+    from core.models import READING_SUMMARY
     from core.predict import default_model_path
     from core.recipe import real_split
 
@@ -296,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("command: " + shlex.join(["python", "bench/bench_restyled_real.py", *argv]))
     print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; threads={args.threads}")
     print(f"{len(crops)} {args.crops} real crops x {args.copies} copies x {len(COLOURS)} colours, seed {args.seed}; "
-          f"models read with {'one view' if args.one_view else 'the app reading (3 views, zoomed where unsure)'}"
+          f"models read with {'one view' if args.one_view else f'the app reading ({READING_SUMMARY})'}"
           + (f"; without {', '.join(args.without)}" if args.without else ""))  # fmt: skip
 
     sets, labels = {}, {}

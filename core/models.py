@@ -15,6 +15,7 @@ import stat
 import struct
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -204,9 +205,14 @@ noise reads at 4e-4, median), and reading it 12 more times would only cost time.
 zoom reads right sit at 1e-3..1e-2, so the floor stays below them (docs/MODEL.md)."""
 
 
-READING_FORMAT = 2
+READING_FORMAT = 3
 """Bumped when :func:`read_crops` computes its reads in another way (2: the label read is the mean of the
-crop's reads where it is read zoomed), so that stores and exports of the earlier reading are not served."""
+crop's reads where it is read zoomed; 3: light plates are also read as their negative), so that stores and
+exports of the earlier reading are not served."""
+
+
+READING_SUMMARY = "3 views, zoomed where unsure, light plates also as negatives"
+"""The reading with views (:func:`read_crops`) in a few words, for descriptions and benchmark headers."""
 
 
 def views_fingerprint() -> str:
@@ -214,6 +220,7 @@ def views_fingerprint() -> str:
     :data:`ZOOM_MARGIN`, :data:`ZOOM_FLOOR`, :data:`READING_FORMAT`): part of the store's and the ONNX
     cache's key for a reading with views."""
     settings = (VIEW_SHIFT, ZOOM_WINDOWS, ZOOM_MARGIN, ZOOM_FLOOR, READING_FORMAT)
+    settings += (LIGHT_PLATE, LIGHT_PLATE_WINDOW, NEGATIVE_COLOURS)
     return hashlib.sha256(repr(settings).encode()).hexdigest()[:8]
 
 
@@ -240,18 +247,89 @@ def read_confidence(first: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
 class Reading(NamedTuple):
     """What the app reads of a batch (:func:`read_crops`): softmax probabilities ``(B, 1, n_provinces)``
     and ``(B, 6, n_others)`` of the read it shows (``first``, ``tail``) and of the read the review order
-    scores labels with (``label_first``, ``label_tail``), and ``zoomed`` ``(B,)``: 1.0 where the shown
-    read is of the crop zoomed in, 0.0 where it is of the crop as framed."""
+    scores labels with (``label_first``, ``label_tail``), ``zoomed`` ``(B,)``: 1.0 where the shown
+    read is of the crop zoomed in, 0.0 where it is of the crop as framed, and ``negative`` ``(B,)``: 1.0
+    where the reading is of the crop's negative (a light plate with dark characters, :func:`as_negative`)."""
 
     first: Any
     tail: Any
     label_first: Any
     label_tail: Any
     zoomed: Any
+    negative: Any
 
 
-def read_crops(model: nn.Module, x: torch.Tensor, views: bool = True) -> Reading:
-    """The app's reading of a normalised batch.
+LIGHT_PLATE = 20.0
+"""A crop more than half of whose central window's pixels have (R + G) / 2 - B above this (pixel values
+0-255), its median above it, is a light plate with dark characters (single-row yellow plates: black on yellow), and is also read as its negative
+(:func:`as_negative`). Chosen where blue and yellow plates meet: blue plates reach 18.5 (the training
+crops, tight or framed as other cameras frame them; synthetic blue plates -5), yellow ones start at 17
+(those crops recomposed as yellow plates; synthetic yellow plates 26.5). A blue crop taken for a light
+plate costs only time: its negative's reading is kept only where surer (docs/MODEL.md)."""
+
+LIGHT_PLATE_WINDOW = (0.25, 0.25, 0.15, 0.15)
+"""The central window :data:`LIGHT_PLATE` looks at, as ``(top, bottom, left, right)`` shares cut off."""
+
+NEGATIVE_COLOURS = ((30.0, 70.0, 138.0), (169.0, 200.0, 227.0))
+"""The background and character colours (RGB 0-255) of a crop read as its negative: the median
+background and character colours of the 390 training crops (white on blue)."""
+
+
+def _percentiles(values: torch.Tensor, qs: tuple[float, ...]) -> list[torch.Tensor]:
+    """Per row of ``(B, N)``, each percentile in ``qs`` (0-100), linearly interpolated as
+    ``numpy.percentile``'s default: the two values either side from a partial sort (``topk``, which
+    exports to ONNX), of the smallest values below the median, of the largest above it."""
+    n = int(values.shape[1])
+    out = []
+    for q in qs:
+        pos = q / 100 * (n - 1)
+        lo = math.floor(pos)
+        hi = min(lo + 1, n - 1)
+        if lo < n // 2:  # ascending: the lo-th and hi-th smallest
+            part = values.topk(hi + 1, dim=1, largest=False).values
+            a, b = part[:, lo], part[:, hi]
+        else:  # descending: the same two counted from the largest
+            part = values.topk(n - lo, dim=1).values
+            a, b = part[:, n - 1 - lo], part[:, n - 1 - hi]
+        out.append(a + (b - a) * (pos - lo))
+    return out
+
+
+def light_plates(x: torch.Tensor, mean: tuple[float, ...] = MEAN, std: tuple[float, ...] = STD) -> torch.Tensor:
+    """``(B,)`` bool: the crops of a batch normalised with ``mean`` and ``std`` ``(B, 3, H, W)`` that are light
+    plates with dark characters: more than half of the pixels of their central window (:data:`LIGHT_PLATE_WINDOW`)
+    have (R + G) / 2 - B above :data:`LIGHT_PLATE` (pixel values 0-255)."""
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    top, bottom, left, right = LIGHT_PLATE_WINDOW
+    win = x[..., round(top * h) : h - round(bottom * h), round(left * w) : w - round(right * w)]
+    # (R + G) / 2 - B of the pixels, from the normalised values: pixel = (x * std + mean) * 255
+    k = [255.0 * v for v in std]
+    c = 255.0 * (0.5 * (mean[0] + mean[1]) - mean[2])
+    yellowness = 0.5 * k[0] * win[:, 0] + 0.5 * k[1] * win[:, 1] - k[2] * win[:, 2] + c
+    return (yellowness > LIGHT_PLATE).float().mean((1, 2)) > 0.5
+
+
+def as_negative(pixels: torch.Tensor) -> torch.Tensor:
+    """A batch of RGB pixels ``(B, 3, H, W)``, 0-255, as white characters on blue: each crop's
+    (R + G) / 2, stretched from its 10th to its 97th percentile and inverted, blends
+    :data:`NEGATIVE_COLOURS`' background into their characters' colour. A light plate with dark
+    characters then looks like the white-on-blue crops the model learnt the plate font from."""
+    white = 0.5 * (pixels[:, 0] + pixels[:, 1])
+    lo, hi = _percentiles(white.flatten(1), (10.0, 97.0))
+    span = (hi - lo).clamp(min=1.0)
+    ink = 1.0 - ((white - lo[:, None, None]) / span[:, None, None]).clamp(0.0, 1.0)
+    bg, fg = (torch.tensor(c, dtype=pixels.dtype, device=pixels.device)[None, :, None, None] for c in NEGATIVE_COLOURS)
+    return bg + ink[:, None] * (fg - bg)
+
+
+def read_crops(
+    model: nn.Module,
+    x: torch.Tensor,
+    views: bool = True,
+    mean: tuple[float, ...] = MEAN,
+    std: tuple[float, ...] = STD,
+) -> Reading:
+    """The app's reading of a batch normalised with ``mean`` and ``std``.
 
     With ``views``: the mean over the crop and its two shifted views (:func:`shifted_views`), the
     crop's own read; then the same for the crop cut to each of :data:`ZOOM_WINDOWS` (:func:`zoomed`),
@@ -260,16 +338,51 @@ def read_crops(model: nn.Module, x: torch.Tensor, views: bool = True) -> Reading
     The label read is the mean of the crop's own read and its four zoomed reads where it was read
     zoomed, the own read elsewhere: scored on the confident zoomed read alone, a zoom that reads a
     correctly labelled crop confidently wrong puts it among the likely label errors; on the own read
-    alone, a loose crop read right only zoomed does (docs/MODEL.md). Without ``views``: the crop alone,
-    for every read (training's checkpoint selection).
+    alone, a loose crop read right only zoomed does (docs/MODEL.md).
+    Light plates with dark characters (:func:`light_plates`) whose own read is unsure (below
+    1 - :data:`ZOOM_MARGIN`, where the zoom starts) are also read as their negative (:func:`as_negative`):
+    where the negative's own read is more confident, the negative is read from there on, zoom and label
+    read included.
+    Without ``views``: the crop alone, for every read (training's checkpoint selection).
 
     Each view is read with one model call, not stacked into one larger batch: the same probabilities,
-    in about the working memory of one batch."""
+    in about the working memory of one batch (two where every crop is an unsure light plate)."""
     if not views:
         first, tail = model(x)
         first, tail = first.float().softmax(-1), tail.float().softmax(-1)
-        return Reading(first, tail, first, tail, first.new_zeros(first.shape[0]))
+        zeros = first.new_zeros(first.shape[0])
+        return Reading(first, tail, first, tail, zeros, zeros)
     own_first, own_tail = _shifted_mean(model, x)
+    own_conf = read_confidence(own_first, own_tail)
+    # Light plates read unsure as they are: their negatives' own read (plus the first crop again, so that the
+    # batch is never empty; its read there is dropped). Where surer, the crop is read as its negative from here.
+    idx = torch.nonzero(light_plates(x, mean, std) & (own_conf < 1.0 - ZOOM_MARGIN + 1e-3)).flatten()
+    n = idx.shape[0]
+    some = torch.cat([idx, idx.new_zeros(1)])
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device)[None, :, None, None] * 255.0
+    s = torch.tensor(std, dtype=x.dtype, device=x.device)[None, :, None, None] * 255.0
+    negatives = (as_negative(x.index_select(0, some) * s + m) - m) / s
+    neg_first, neg_tail = _shifted_mean(model, negatives)
+    take = (read_confidence(neg_first, neg_tail) > own_conf.index_select(0, some))[:n]
+    chosen = idx[take]
+    own_first, own_tail = own_first.clone(), own_tail.clone()
+    own_first[chosen], own_tail[chosen] = neg_first[:n][take], neg_tail[:n][take]
+    negative = torch.zeros_like(own_conf)
+    negative[chosen] = 1.0
+    row = torch.zeros(own_conf.shape, dtype=idx.dtype, device=x.device)
+    row[idx] = torch.arange(n, device=x.device)  # each light unsure crop's row in `negatives`
+
+    def crops(rows: torch.Tensor) -> torch.Tensor:  # the input of these crops as they are read: some negatives
+        neg = negative.index_select(0, rows).bool()[:, None, None, None]
+        return torch.where(neg, negatives.index_select(0, row.index_select(0, rows)), x.index_select(0, rows))
+
+    return _zoom_where_unsure(model, crops, own_first, own_tail)._replace(negative=negative)
+
+
+def _zoom_where_unsure(model: nn.Module, crops: Callable[[torch.Tensor], torch.Tensor], own_first: torch.Tensor,
+                       own_tail: torch.Tensor) -> Reading:  # fmt: skip
+    """:func:`read_crops`' zoom, given the crops' own read: the shown read, the label read, the zoomed flags.
+    ``crops(rows)`` gives the model input of the crops at those rows (the crop, or its negative)."""
     own_conf = read_confidence(own_first, own_tail)
     # A confidence is at most 1, so a zoomed read can replace the own read only where the own confidence is
     # below 1 - ZOOM_MARGIN (here with 1e-3 to spare for rounding): only those crops are read zoomed (most
@@ -278,7 +391,7 @@ def read_crops(model: nn.Module, x: torch.Tensor, views: bool = True) -> Reading
     idx = torch.nonzero((own_conf < 1.0 - ZOOM_MARGIN + 1e-3) & (own_conf >= ZOOM_FLOOR)).flatten()
     n = idx.shape[0]
     some = torch.cat([idx, idx.new_zeros(1)])
-    xs, first, tail, best = x.index_select(0, some), own_first[some], own_tail[some], own_conf[some]
+    xs, first, tail, best = crops(some), own_first[some], own_tail[some], own_conf[some]
     sum_first, sum_tail, took = first.clone(), tail.clone(), torch.zeros_like(best)
     for window in ZOOM_WINDOWS:
         zf, zt = _shifted_mean(model, zoomed(xs, window))
@@ -294,7 +407,7 @@ def read_crops(model: nn.Module, x: torch.Tensor, views: bool = True) -> Reading
     label_first[idx], label_tail[idx] = sum_first[:n] / reads, sum_tail[:n] / reads
     shown_zoomed = torch.zeros_like(own_conf)
     shown_zoomed[idx] = took[:n]
-    return Reading(shown_first, shown_tail, label_first, label_tail, shown_zoomed)
+    return Reading(shown_first, shown_tail, label_first, label_tail, shown_zoomed, torch.zeros_like(own_conf))
 
 
 def read_probabilities(model: nn.Module, x: torch.Tensor, views: bool = True) -> tuple[torch.Tensor, torch.Tensor]:

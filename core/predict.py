@@ -39,6 +39,7 @@ from .label_score import label_char_probs, label_score
 from .metrics import cer as char_error_rate
 from .models import (
     MAX_CHECKPOINT_BYTES,
+    READING_SUMMARY,
     Checkpoint,
     CheckpointError,
     Reading,
@@ -75,28 +76,29 @@ class _ExportModule(torch.nn.Module):
     Normalisation (:func:`core.data.preprocess`'s ``x * scale + bias`` with the same
     float32 terms) and the HWC -> CHW transpose run inside the graph, so the Python side
     only decodes and resizes (:func:`core.data.resize_for_model`). With ``views``, the outputs
-    are the five of :class:`core.models.Reading` (the shown read, over the shifted and zoomed views,
-    the label read and the zoomed flags, :func:`core.models.read_crops`); without, the crop's read
-    alone (two).
+    are the six of :class:`core.models.Reading` (the shown read, over the shifted and zoomed views and
+    the negative, the label read, the zoomed and negative flags, :func:`core.models.read_crops`);
+    without, the crop's read alone (two).
     """
 
     def __init__(self, model: torch.nn.Module, mean: Sequence[float], std: Sequence[float], views: bool = True):
         super().__init__()
         self.model = model
         self.views = views
-        scale, bias = normalisation_terms(tuple(mean), tuple(std))
+        self.mean, self.std = tuple(mean), tuple(std)
+        scale, bias = normalisation_terms(self.mean, self.std)
         self.register_buffer("scale", torch.from_numpy(scale.copy())[None])
         self.register_buffer("bias", torch.from_numpy(bias.copy())[None])
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = pixels.permute(0, 3, 1, 2).float() * self.scale + self.bias
-        reading = read_crops(self.model, x, self.views)
+        reading = read_crops(self.model, x, self.views, self.mean, self.std)
         return tuple(reading) if self.views else reading[:2]
 
 
 #: Bumped when the exported graph changes (its inputs, outputs, or how it reads the views), so stale
 #: cached exports are not reused.
-ONNX_FORMAT = "u8v7"
+ONNX_FORMAT = "u8v8"
 
 
 def onnx_cache_path(ckpt_path: Path, sha: str, views: bool = True) -> Path:
@@ -159,12 +161,12 @@ def export_onnx(ckpt: Checkpoint, path: Path, checkpoint_sha: str, views: bool =
     ``checkpoint_sha`` (the checkpoint file's :func:`core.models.file_sha256`) is written into
     the model's metadata (:data:`ONNX_CHECKPOINT_KEY`), so that the cached file is tied to the
     checkpoint it came from (:func:`onnx_checkpoint_sha`). ``views``: the graph reads the crop with
-    its shifted and zoomed views (:func:`core.models.read_crops`), five outputs; without, two.
+    its shifted and zoomed views and as a negative (:func:`core.models.read_crops`), six outputs; without, two.
     """
     import onnx
 
     model = _ExportModule(ckpt.build(), ckpt.mean, ckpt.std, views).eval()
-    names = ["province", "others", "label_province", "label_others", "zoomed"][: 5 if views else 2]
+    names = ["province", "others", "label_province", "label_others", "zoomed", "negative"][: 6 if views else 2]
     h, w = ckpt.input_size
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
@@ -231,9 +233,10 @@ class Predictor:
         threads: CPU threads for the model (default: torch's setting).
         views: Read each crop as it is and shifted by 2 % of its width either way, averaged, and
             where that read is unsure the same in four zoomed windows, a zoomed read shown where
-            clearly more confident (:func:`core.models.read_crops`): more plates right, loose crops
-            from other cameras above all, at a third of the model's speed on tight crops (less on
-            loose ones, a fifteenth at worst). ``False``: the crop alone.
+            clearly more confident, and light plates (yellow) it is unsure of also as their negative
+            (:func:`core.models.read_crops`): more plates right, loose crops and yellow plates from other
+            cameras above all, at a third of the model's speed on tight crops (less on loose ones, an
+            eighteenth at worst). ``False``: the crop alone.
 
     Raises:
         CheckpointError: the model file is missing or damaged.
@@ -274,10 +277,11 @@ class Predictor:
 
     @property
     def description(self) -> str:
-        """E.g. ``'default.pt (lstm) on CPU (2 threads), onnxruntime, 3 views, zoomed where unsure'``."""
+        """E.g. ``'default.pt (lstm) on CPU (2 threads), onnxruntime, 3 views, zoomed where unsure, ...'``
+        (:data:`core.models.READING_SUMMARY`)."""
         return (
             f"{self.model_path.name} ({self.checkpoint.config.arch}) on {describe_device(self.device)}, "
-            f"{'onnxruntime' if self.backend == 'onnx' else 'PyTorch'}, {'3 views, zoomed where unsure' if self.views else 'one view'}"
+            f"{'onnxruntime' if self.backend == 'onnx' else 'PyTorch'}, {READING_SUMMARY if self.views else 'one view'}"
         )
 
     def _onnx_session(self):
@@ -361,12 +365,15 @@ class Predictor:
         :meth:`prepare` outputs."""
         if self._session is not None:
             outs = self._session.run(None, {"pixels": batch})
-            return Reading(*outs) if len(outs) == 5 else Reading(*outs, *outs, np.zeros(len(batch), np.float32))
+            if len(outs) == len(Reading._fields):
+                return Reading(*outs)
+            zeros = np.zeros(len(batch), np.float32)
+            return Reading(*outs, *outs, zeros, zeros)
         x = torch.from_numpy(batch).to(self.device, non_blocking=True)
         if self.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), torch.autocast("cuda", enabled=self.device.type == "cuda"):
-            reading = read_crops(self._model, x, self.views)
+            reading = read_crops(self._model, x, self.views, self.checkpoint.mean, self.checkpoint.std)
         return Reading(*(a.cpu().numpy() for a in reading))
 
     def apply_grammar(self, tail: np.ndarray) -> np.ndarray:
@@ -375,7 +382,7 @@ class Predictor:
 
     def check_outputs(self, reading: Reading, first_file: str | os.PathLike) -> None:
         """Check that :meth:`probabilities` returned probabilities: the expected shapes, finite,
-        within [0, 1], for the shown and the label read, and zoomed flags of 0 or 1. A broken or
+        within [0, 1], for the shown and the label read, and zoomed and negative flags of 0 or 1. A broken or
         hostile checkpoint (weights that overflow, an absurd normalisation) makes NaN or infinity,
         which must never reach a record or a paint event.
 
@@ -395,9 +402,10 @@ class Predictor:
                 problem = "probabilities outside [0, 1]"
             if problem:
                 break
-        z = np.asarray(reading.zoomed)
-        if not problem and (z.shape != (n,) or not np.isin(z, (0.0, 1.0)).all()):
-            problem = f"zoomed flags of shape {z.shape} that are not all 0 or 1, not ({n},)"
+        for name in ("zoomed", "negative"):
+            z = np.asarray(getattr(reading, name))
+            if not problem and (z.shape != (n,) or not np.isin(z, (0.0, 1.0)).all()):
+                problem = f"{name} flags of shape {z.shape} that are not all 0 or 1, not ({n},)"
         if problem:
             raise ModelOutputError(
                 f"{self.model_path}: the model gave {problem} on the batch starting with {first_file} "
@@ -495,7 +503,7 @@ def results_from_outputs(
     for b, (s, dec) in enumerate(zip(samples, predictor.decode(first, tail))):
         lp = label_char_probs(s.label, label_first[b], label_tail[b], ck.provinces, ck.others) if s.valid else None
         r = make_result(s, dec, None, lp)
-        r.zoomed = bool(reading.zoomed[b])
+        r.zoomed, r.negative = bool(reading.zoomed[b]), bool(reading.negative[b])
         if hashes is not None:
             r.image_hash = hashes[b]
         out.append(r)
@@ -508,9 +516,10 @@ def export_for_deployment(model_path: str | os.PathLike, out: str | os.PathLike,
 
     The graph is the app's own (uint8 RGB pixels ``(B, H, W, 3)`` resized to the checkpoint's
     input size in, softmax probabilities of the province and of the six other positions out;
-    the normalisation and, with ``views``, the shifted and zoomed views,
-    :func:`core.models.read_crops`, are inside, four outputs). ``n_check`` random images go through both; the export is
-    refused when their probabilities differ by more than 1e-4.
+    the normalisation and, with ``views``, the shifted, zoomed and negative views,
+    :func:`core.models.read_crops`, are inside, six outputs). ``n_check`` random images go through both (half
+    of them yellowish, so that the negative's part of the graph is checked too); the export is refused when
+    their probabilities differ by more than 1e-4.
 
     Returns:
         The largest absolute difference seen.
@@ -525,6 +534,7 @@ def export_for_deployment(model_path: str | os.PathLike, out: str | os.PathLike,
     export_onnx(ckpt, out, file_sha256(model_path), views)
     h, w = ckpt.input_size
     pixels = np.random.default_rng(seed).integers(0, 256, (n_check, h, w, 3), dtype=np.uint8)
+    pixels[n_check // 2 :, ..., 2] //= 4  # light plates with dark characters (core.models.light_plates)
     with torch.inference_mode():
         want = _ExportModule(ckpt.build(), ckpt.mean, ckpt.std, views).eval()(torch.from_numpy(pixels))
     so = ort.SessionOptions()

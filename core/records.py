@@ -43,6 +43,9 @@ class PredictionResult:
             not of the crop as framed. ``label_probs`` and ``label_score`` come from the label read
             (:func:`core.models.read_crops`): the crop's reads averaged, as framed and zoomed,
             wherever it was read zoomed, whichever read is shown.
+        negative: The reading (shown and label read) is of the crop's negative: a light plate with dark
+            characters (single-row yellow) read as white on blue, where that was surer
+            (:func:`core.models.read_crops`).
         second_prediction: A second reader's reading (a second opinion), or "".
         second_label_score: The second reader's label score, or ``None``; when set,
             ``label_score`` is the two readers' combined score
@@ -64,6 +67,7 @@ class PredictionResult:
     label_score: float | None = None
     image_hash: int | None = None
     zoomed: bool = False
+    negative: bool = False
     second_prediction: str = ""
     second_label_score: float | None = None
 

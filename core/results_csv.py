@@ -17,7 +17,9 @@ from .label_score import sort_for_review
 from .records import PredictionResult
 
 #: Columns of `plate-review predict`; `crossval` replaces ``error`` with ``fold``.
-BASE_COLUMNS = ["file", "label", "prediction", "cer", "correct", "confidence", "label_score"]
+#: ``zoomed`` and ``negative``: 1 where the prediction is the crop's read zoomed in or as its negative
+#: (core.records.PredictionResult), 0 elsewhere, empty where there is no prediction.
+BASE_COLUMNS = ["file", "label", "prediction", "cer", "correct", "confidence", "label_score", "zoomed", "negative"]
 PREDICT_HEADER = [*BASE_COLUMNS, "error"]
 #: With a second reader (``predict --second-model``), after ``label_score`` (then the combined score).
 SECOND_COLUMNS = ["second_prediction", "second_label_score"]
@@ -85,6 +87,7 @@ def printable(text: str) -> str:
 
 def result_row(r: PredictionResult) -> list[Any]:
     """The :data:`BASE_COLUMNS` of one result (empty prediction/cer/confidence/score where there is none)."""
+    read = r.error is None and bool(r.prediction)
     return [
         r.rel,
         r.label,
@@ -93,6 +96,8 @@ def result_row(r: PredictionResult) -> list[Any]:
         "" if r.correct is None else int(r.correct),
         "" if r.error is not None else f"{r.confidence:.4f}",
         "" if r.label_score is None else f"{r.label_score:.6f}",
+        int(bool(getattr(r, "zoomed", False))) if read else "",
+        int(bool(getattr(r, "negative", False))) if read else "",
     ]
 
 

@@ -136,6 +136,11 @@ class Row:
         """The prediction shown is of the crop zoomed in (the label score: its reads averaged, core.records)."""
         return bool(getattr(self._rec, "zoomed", False))
 
+    @property
+    def negative(self) -> bool:
+        """The prediction is of the crop's negative (a light plate with dark characters, core.records)."""
+        return bool(getattr(self._rec, "negative", False))
+
     def set_prediction(self, rec) -> None:
         self.prediction = rec.prediction or ""
         self._rec = rec

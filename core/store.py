@@ -115,7 +115,7 @@ class CachedPrediction(tuple):
 
     A tuple of the raw database row (``rel, size, mtime_ns, label, label_error,
     prediction, probs blob, runner_up, runner_up_probs blob, confidence, cer, correct,
-    error, label_probs blob, label_score, image_hash, zoomed``), made without a Python ``__init__``; the
+    error, label_probs blob, label_score, image_hash, zoomed, negative``), made without a Python ``__init__``; the
     probability lists are decoded from their blobs each time they are read (7 floats,
     ~1 us), which only the inspector does, for one sample at a time.
     """
@@ -139,6 +139,7 @@ class CachedPrediction(tuple):
     label_score = property(itemgetter(14), doc="How likely the label is right (core.label_score), or None.")
     image_hash = property(itemgetter(15), doc="Perceptual hash of the crop (core.duplicates), or None.")
     zoomed = property(lambda self: bool(self[16]), doc="The reading shown is of the crop zoomed in (core.records).")
+    negative = property(lambda self: bool(self[17]), doc="The reading is of the crop's negative (core.records).")
     # A row is one reader's reading: a second opinion is added to records after they are read back
     # (core.label_score.with_second_opinion), never stored in the row.
     second_prediction = property(lambda self: "", doc="Always '': the row keeps no second opinion.")
@@ -224,7 +225,7 @@ CREATE TABLE IF NOT EXISTS predictions(
     model TEXT NOT NULL, rel TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
     label TEXT, label_error TEXT, prediction TEXT, probs BLOB, runner_up TEXT, runner_up_probs BLOB,
     confidence REAL, cer REAL, correct INTEGER, error TEXT, updated REAL, label_probs BLOB, label_score REAL, image_hash INTEGER,
-    zoomed INTEGER, PRIMARY KEY(model, rel)) WITHOUT ROWID;
+    zoomed INTEGER, negative INTEGER, PRIMARY KEY(model, rel)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS predictions_rel ON predictions(rel);
 CREATE TABLE IF NOT EXISTS states(
     rel TEXT PRIMARY KEY, state TEXT NOT NULL, source TEXT NOT NULL,
@@ -245,7 +246,7 @@ CREATE INDEX IF NOT EXISTS journal_pending ON journal(status) WHERE status = 'pe
 
 _PRED_COLS = (
     "rel, size, mtime_ns, label, label_error, prediction, probs, runner_up, runner_up_probs, "
-    "confidence, cer, correct, error, label_probs, label_score, image_hash, zoomed"
+    "confidence, cer, correct, error, label_probs, label_score, image_hash, zoomed, negative"
 )
 
 
@@ -451,7 +452,7 @@ class Store:
         Stores from before label scores get the two columns, filled from each row's two best
         characters per position (:func:`core.records.relabelled`), so no prediction is redone;
         their rows have no image hash (no near-duplicate check) until predicted again, and read as not
-        zoomed (stores of the zoomed reading have another model key: their rows are read again).
+        zoomed or as negatives (stores of those readings have another model key: their rows are read again).
         """
         cols = {r[1] for r in self.conn.execute("PRAGMA table_info(predictions)")}
         if "image_hash" not in cols:  # rows cached before hashes: none until predicted again
@@ -460,6 +461,9 @@ class Store:
         if "zoomed" not in cols:  # rows cached before zoomed reads: read as framed
             with self._tx() as c:
                 c.execute("ALTER TABLE predictions ADD COLUMN zoomed INTEGER")
+        if "negative" not in cols:  # rows cached before negatives: read as they are
+            with self._tx() as c:
+                c.execute("ALTER TABLE predictions ADD COLUMN negative INTEGER")
         if "label_score" in cols:
             return
         with self._tx() as c:
@@ -712,13 +716,13 @@ class Store:
                 _floats_to_blob(_field(rec, "runner_up_probs")), _field(rec, "confidence"), _field(rec, "cer"),
                 None if correct is None else int(bool(correct)), _field(rec, "error"), now,
                 _floats_to_blob(_field(rec, "label_probs")), _field(rec, "label_score"), _field(rec, "image_hash"),
-                int(bool(_field(rec, "zoomed"))),
+                int(bool(_field(rec, "zoomed"))), int(bool(_field(rec, "negative"))),
             ))  # fmt: skip
         with self._tx() as c:
             c.executemany(
                 "INSERT OR REPLACE INTO predictions(model, rel, size, mtime_ns, label, label_error, prediction, "
                 "probs, runner_up, runner_up_probs, confidence, cer, correct, error, updated, label_probs, "
-                "label_score, image_hash, zoomed) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "label_score, image_hash, zoomed, negative) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 rows,
             )
         return len(rows)

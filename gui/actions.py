@@ -105,8 +105,9 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("previous_model", "Use Previous Model", (), "go back to the model used before the last switch"),
     ActionSpec("views", "Read Shifted and Zoomed Views", (),
                "read each crop three times (as it is, and shifted by 2 % of its width either way) and average, "
-               "and zoomed in twice where that read is unsure, showing a zoomed read where clearly surer: fewer "
-               "misreads, loose crops from other cameras above all; off, each crop is read once",
+               "and zoomed in where that read is unsure, and light plates (yellow) also as their negative, showing "
+               "the surer read: fewer misreads, loose crops and yellow plates from other cameras above all; off, "
+               "each crop is read once",
                checkable=True),
     ActionSpec("second", "Second Opinion…", (),
                "also read the folder with a second model: the label score then combines both readers"),

@@ -229,13 +229,17 @@ class CharGrid(QWidget):
 
     The label's most suspicious character (the weakest in the label score) is framed in red,
     and the ``p(label)`` line gives the model's probability of each of the label's characters.
-    Where the prediction is the model's reading of the crop zoomed in (``Row.zoomed``), its title
-    says so: ``p(label)`` (the review order's) is then the crop's reads averaged, as framed and zoomed.
+    Where the prediction is the model's reading of the crop zoomed in (``Row.zoomed``) or of its
+    negative (``Row.negative``), its title says so, and its tooltip what that means: ``p(label)`` (the
+    review order's) is then the crop's reads averaged, as framed and zoomed.
     """
 
     ZOOMED_TIP = ("The prediction, its p and runner-ups are the model's reading of the crop zoomed in:\n"
                   "it was unsure of the crop as framed and surer zoomed. p(label), and so the review order,\n"
                   "come from all its reads averaged, as framed and zoomed.")  # fmt: skip
+    NEGATIVE_TIP = ("The crop is a light plate with dark characters (a yellow plate): the model read it also\n"
+                    "as its negative, white characters on blue as on the plates it learnt from, and was surer\n"
+                    "of that reading; the prediction and p(label) are the negative's.")  # fmt: skip
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -250,13 +254,25 @@ class CharGrid(QWidget):
         self._row = row
         score = row.label_score if row is not None else None
         self.suspect = row.suspect if score is not None and score <= SUSPECT_BELOW else None
-        self.setToolTip(self.ZOOMED_TIP if self.zoomed else "")
+        tips = [tip for on, tip in ((self.negative, self.NEGATIVE_TIP), (self.zoomed, self.ZOOMED_TIP)) if on]
+        self.setToolTip("\n\n".join(tips))
         self.update()
 
     @property
     def zoomed(self) -> bool:
         """The row shown has a prediction read zoomed in."""
         return self._row is not None and self._row.zoomed
+
+    @property
+    def negative(self) -> bool:
+        """The row shown has a prediction read from the crop's negative."""
+        return self._row is not None and self._row.negative
+
+    @property
+    def prediction_title(self) -> str:
+        """The prediction row's title: how the prediction was read, where not simply as framed."""
+        how = ", ".join(w for on, w in ((self.zoomed, "zoomed"), (self.negative, "negative")) if on)
+        return f"Prediction\n{how}" if how else "Prediction"
 
     def sizeHint(self) -> QSize:  # noqa: N802
         fb, fs = QFontMetrics(self._big), QFontMetrics(self._small)
@@ -267,20 +283,21 @@ class CharGrid(QWidget):
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         fb, fs = QFontMetrics(self._big), QFontMetrics(self._small)
-        label_w = 78
+        rows = [
+            ("p(label)", "lprob"),
+            ("Label", "label"),
+            (self.prediction_title, "pred"),
+            ("p", "prob"),
+            ("Runner-up", "runner"),
+        ]
+        # the titles' column: as wide as its longest line ("zoomed, negative"), at least 78 px
+        label_w = max(78, max(fs.horizontalAdvance(line) for t, _ in rows for line in t.split("\n")) + 12)
         n = 7
         if row is not None:
             n = max(7, len(row.label), len(row.prediction))
         cell_w = max(30, min(56, (self.width() - label_w - 4) // n))
         hb, hs = fb.height() + 10, fs.height() + 4
         y = 2
-        rows = [
-            ("p(label)", "lprob"),
-            ("Label", "label"),
-            ("Prediction\nzoomed in" if self.zoomed else "Prediction", "pred"),
-            ("p", "prob"),
-            ("Runner-up", "runner"),
-        ]
         for title, kind in rows:
             h = hb if kind in ("label", "pred") else hs
             p.setFont(self._small)

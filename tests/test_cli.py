@@ -62,11 +62,45 @@ def test_predict_sort_cer_gives_the_cer_order(folder, ckpt, tmp_path):
     assert main(args) == 0
     with open(out, encoding="utf-8", newline="") as f:
         body = list(csv.DictReader(f))
-    assert CSV_HEADER == ["file", "label", "prediction", "cer", "correct", "confidence", "label_score", "error"]
+    assert CSV_HEADER == ["file", "label", "prediction", "cer", "correct", "confidence", "label_score", "zoomed",
+                          "negative", "error"]  # fmt: skip
     keys = [(-float(r["cer"]), float(r["confidence"])) for r in body[3:]]
     assert keys == sorted(keys)
     by_score = [float(r["label_score"]) for r in body[3:]]
     assert by_score != sorted(by_score)  # a random model: the two orders differ
+
+
+def test_predict_csv_says_which_crops_were_read_zoomed_in_or_as_negatives(tmp_path):
+    # the bundled model reads a loose crop zoomed in and a yellow plate as its negative: the CSV says so
+    import cv2
+    import numpy as np
+
+    from core.images import read_rgb
+    from core.synth import loose_frame
+
+    from ._util import REAL
+
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    for i, src in enumerate(sorted(REAL.glob("*.jpg"))[:48:8]):
+        (folder / src.name).write_bytes(src.read_bytes())
+        rgb, label = read_rgb(src), src.name.split("-", 1)[1]
+        loose = loose_frame(rgb.astype(np.float32), np.random.default_rng(i), 0.4)
+        cv2.imwrite(str(folder / f"9{i:03d}-{label}"), cv2.cvtColor(np.rint(loose).astype(np.uint8), cv2.COLOR_RGB2BGR))
+        w = rgb[..., :2].astype(np.float32).mean(-1, keepdims=True) / 255
+        yellow = (1 - w) * np.float32([225, 190, 30]) + w * np.float32([35, 35, 30])
+        cv2.imwrite(
+            str(folder / f"8{i:03d}-{label}"), cv2.cvtColor(np.rint(yellow).astype(np.uint8), cv2.COLOR_RGB2BGR)
+        )
+    out = tmp_path / "r.csv"
+    assert main(["predict", str(folder), "--out", str(out), "--workers", "0"]) == 0
+    with open(out, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    kind = {"0": "tight", "8": "yellow", "9": "loose"}
+    flags = {k: [(r["zoomed"], r["negative"]) for r in rows if kind[r["file"][0]] == k] for k in kind.values()}
+    assert all(f in (("0", "0"), ("0", "1"), ("1", "0"), ("1", "1")) for v in flags.values() for f in v)
+    assert all(n == "0" for k in ("tight", "loose") for _, n in flags[k])  # blue plates: never a negative
+    assert sum(n == "1" for _, n in flags["yellow"]) >= 3 and any(z == "1" for z, _ in flags["loose"])
 
 
 def test_predict_reports_the_same_picture_under_two_labels(folder, ckpt, tmp_path, capsys):

@@ -250,9 +250,10 @@ def test_crossval_cli_writes_the_csv(tmp_path, ft_base_ckpt, capsys, monkeypatch
     assert args.func(args) == 0
     with open(out, encoding="utf-8", newline="") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["file", "label", "prediction", "cer", "correct", "confidence", "label_score", "fold"]
+    assert rows[0] == ["file", "label", "prediction", "cer", "correct", "confidence", "label_score", "zoomed", "negative",
+                       "fold"]  # fmt: skip
     assert sorted(r[0] for r in rows[1:]) == sorted(p.name for p in folder.iterdir() if p.is_file())
-    assert {r[7] for r in rows[1:]} == {"0", "1"}
+    assert {r[9] for r in rows[1:]} == {"0", "1"}  # the fold
     assert "folds=2" in capsys.readouterr().out
     assert seen["k"] == 2 and seen["config"].init == str(ft_base_ckpt) and seen["config"].max_steps == 1
     assert seen["include_unreviewed"] is True

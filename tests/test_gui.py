@@ -127,9 +127,10 @@ def test_a_confident_disagreement_comes_before_an_unsure_one(qtbot, tmp_path):
     win.close()
 
 
-def test_the_inspector_says_when_the_prediction_was_read_zoomed_in(qtbot, tmp_path):
+def test_the_inspector_says_when_the_prediction_was_read_zoomed_in_or_as_a_negative(qtbot, tmp_path):
     # p(label) (the review order's) is the crop as framed, the prediction's p may be a zoomed read: the two
-    # rows of numbers can disagree, and the inspector must say why; after a reopen (from the store) too
+    # rows of numbers can disagree, and the inspector must say why; a yellow plate may be read as its
+    # negative, and the inspector says so too; after a reopen (from the store) too
     import cv2
     import numpy as np
 
@@ -144,6 +145,10 @@ def test_the_inspector_says_when_the_prediction_was_read_zoomed_in(qtbot, tmp_pa
         (folder / src.name).write_bytes(src.read_bytes())  # tight crops, read as framed
         loose = loose_frame(read_rgb(src).astype(np.float32), np.random.default_rng(i), 0.4).astype(np.uint8)
         cv2.imwrite(str(folder / f"9{i:03d}-{src.name.split('-', 1)[1]}"), cv2.cvtColor(loose, cv2.COLOR_RGB2BGR))
+        w = read_rgb(src)[..., :2].astype(np.float32).mean(-1, keepdims=True) / 255  # dark characters on yellow
+        yellow = (1 - w) * np.float32([30, 190, 225]) + w * np.float32([30, 35, 35])  # BGR
+        yellow = loose_frame(yellow, np.random.default_rng(i), 0.2)
+        cv2.imwrite(str(folder / f"8{i:03d}-{src.name.split('-', 1)[1]}"), np.rint(yellow).astype(np.uint8))
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     win = MainWindow(settings=settings)  # the bundled model, which reads some loose crops zoomed
     qtbot.addWidget(win)
@@ -155,8 +160,15 @@ def test_the_inspector_says_when_the_prediction_was_read_zoomed_in(qtbot, tmp_pa
         assert zoomed and not any(rows[i].rel[0] == "0" for i in zoomed)  # only loose crops read zoomed here
         win.table.select_row(zoomed[0])
         assert win.inspector.chars.zoomed and "zoomed in" in win.inspector.chars.toolTip()
-        win.table.select_row(next(i for i, r in enumerate(rows) if not r.zoomed))
-        assert not win.inspector.chars.zoomed and win.inspector.chars.toolTip() == ""
+        assert "zoomed" in win.inspector.chars.prediction_title
+        negative = [i for i, r in enumerate(rows) if r.negative]
+        assert len(negative) >= 3 and all(rows[i].rel[0] == "8" for i in negative)  # the yellow ones only
+        win.table.select_row(negative[0])
+        assert win.inspector.chars.negative and "negative" in win.inspector.chars.prediction_title
+        assert "yellow plate" in win.inspector.chars.toolTip()
+        win.table.select_row(next(i for i, r in enumerate(rows) if not r.zoomed and not r.negative))
+        assert not win.inspector.chars.zoomed and not win.inspector.chars.negative
+        assert win.inspector.chars.toolTip() == "" and win.inspector.chars.prediction_title == "Prediction"
     win.close()
 
 

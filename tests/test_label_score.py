@@ -65,7 +65,7 @@ def test_predict_with_a_second_model_writes_both_readings(tmp_path, random_check
     out = tmp_path / "r.csv"
     assert cli(["predict", str(folder), "--out", str(out), "--second-model", str(random_checkpoint)]) == 0
     rows = list(csv.DictReader(open(out, encoding="utf-8")))
-    assert list(rows[0])[6:9] == ["label_score", "second_prediction", "second_label_score"]
+    assert list(rows[0])[6:11] == ["label_score", "zoomed", "negative", "second_prediction", "second_label_score"]
     assert all(r["second_prediction"] for r in rows)
     # the combined score is the larger of the two readers' scores
     assert all(float(r["label_score"]) >= float(r["second_label_score"]) - 1e-6 for r in rows)

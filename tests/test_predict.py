@@ -10,10 +10,11 @@ from torchmetrics.text import CharErrorRate
 
 from core import predict as predict_mod
 from core.dataset import scan_folder
+from core.decode import apply_grammar, decode
 from core.images import read_rgb
 from core.label_score import sort_for_review
 from core.metrics import cer, corpus_cer
-from core.plates import LETTERS, is_valid_label
+from core.plates import LETTERS, OTHERS, PROVINCES, is_valid_label, parse_name
 from core.predict import PredictionResult, Predictor, StopFlag, predict_samples
 
 from ._util import REAL, copy_real, random_checkpoint_file, real_files
@@ -111,21 +112,29 @@ def test_views_are_read_one_model_call_each_and_only_unsure_crops_zoomed():
     crops[-4:] = [loose_frame(c.astype(np.float32), np.random.default_rng(i), 0.4).astype(np.uint8) for i, c in enumerate(crops[-4:])]  # fmt: skip
     crops[:2] = [np.full_like(crops[0], 128), np.random.default_rng(0).integers(0, 256, crops[1].shape, np.uint8)]
     x = torch.from_numpy(np.stack([preprocess(im) for im in crops]))  # 10 tight crops, 4 framed loosely, 2 unreadable
+    m, s = (torch.tensor(v)[None, :, None, None] * 255 for v in (models.MEAN, models.STD))
     sizes = []
     hook = model.register_forward_pre_hook(lambda _m, args: sizes.append(args[0].shape[0]))
     try:
         with torch.inference_mode():
             first, tail, *_ = models.read_crops(model, x)
             own_first, own_tail = models._shifted_mean(model, x)
+            conf = models.read_confidence(own_first, own_tail)
+            light = models.light_plates(x) & (conf < 1 - models.ZOOM_MARGIN)  # light plates read unsure: negatives
+            if light.any():  # the surer of a light crop and its negative
+                negatives = (models.as_negative((x * s + m)[light]) - m) / s
+                conf[light] = torch.maximum(
+                    conf[light], models.read_confidence(*models._shifted_mean(model, negatives))
+                )
     finally:
         hook.remove()
-    sizes = sizes[:-3]  # the own read again, for the test
-    conf = models.read_confidence(own_first, own_tail)
+    sizes = sizes[: -3 * (1 + int(light.any()))]  # the own reads again, for the test
     unsure, unreadable = int((conf < 1 - models.ZOOM_MARGIN).sum()), int((conf < models.ZOOM_FLOOR).sum())
     assert unreadable == 2 and 0 < unsure - unreadable < 8 and first.shape[0] == tail.shape[0] == 16
     assert torch.equal(first[:2], own_first[:2]) and torch.equal(tail[:2], own_tail[:2])  # shown: their own read
+    negative_calls = [int(light.sum()) + 1] * 3  # the negatives' own read, and one crop again
     zoom_calls = [unsure - unreadable + 1] * 3 * len(models.ZOOM_WINDOWS)  # 3 views of each window of those + one
-    assert sizes == [16] * 3 + zoom_calls
+    assert sizes == [16] * 3 + negative_calls + zoom_calls
 
 
 def test_the_reading_key_changes_with_the_views_settings(monkeypatch):
@@ -143,6 +152,13 @@ def test_the_reading_key_changes_with_the_views_settings(monkeypatch):
     assert predict_mod.onnx_cache_path(None, "abc").name.startswith(reading_identity("abc"))
 
 
+def as_framed(model, x):
+    """core.models.read_crops' reading of the crops as they are (never as negatives): own read, zoom."""
+    from core import models
+
+    return models._zoom_where_unsure(model, lambda rows: x.index_select(0, rows), *models._shifted_mean(model, x))
+
+
 def test_a_zoomed_read_replaces_the_crops_own_only_where_it_is_clearly_more_confident():
     # crops from other cameras are looser than the training crops: the app reads each crop also zoomed
     # and keeps a zoomed read where it is more confident by ZOOM_MARGIN; the label read is the mean of
@@ -157,7 +173,7 @@ def test_a_zoomed_read_replaces_the_crops_own_only_where_it_is_clearly_more_conf
     with torch.inference_mode():
         for images, zoomed_at_least, zoomed_at_most in ((crops, 0, 3), (loose, 4, 16)):  # 0 and 8 of 16 now
             x = torch.from_numpy(np.stack([preprocess(im) for im in images]))
-            first, tail, label_first, label_tail, shown_zoomed = models.read_crops(model, x)
+            first, tail, label_first, label_tail, shown_zoomed, _ = as_framed(model, x)
             reads = [models._shifted_mean(model, models.zoomed(x, w)) for w in ((0.0,) * 4, *models.ZOOM_WINDOWS)]
             conf = torch.stack([models.read_confidence(*r) for r in reads])
             read_zoomed = (conf[0] >= models.ZOOM_FLOOR) & (conf[0] < 1 - models.ZOOM_MARGIN)
@@ -172,6 +188,57 @@ def test_a_zoomed_read_replaces_the_crops_own_only_where_it_is_clearly_more_conf
             assert torch.equal(shown_zoomed, (want > 0).float())
             assert zoomed_at_least <= int((want > 0).sum()) <= zoomed_at_most, want
     assert torch.equal(models.zoomed(x, (0.0,) * 4), x) and models.zoomed(x, models.ZOOM_WINDOWS[3]).shape == x.shape
+
+
+def test_light_plates_with_dark_characters_are_also_read_as_their_negative():
+    # single-row yellow plates (black on yellow) carry the plate font the model learnt as white on blue:
+    # where the app is unsure of a light plate it reads its negative too, and where the negative's own read
+    # is surer reads the negative from there on (its zoom, its label read); blue crops are never taken for
+    # light plates, and their reading is the reading as framed
+    from core import models
+    from core.data import preprocess
+    from core.synth import loose_frame
+
+    model = Predictor(None, backend="torch")._model
+    files = real_files(24, step=23)
+    crops, labels = [read_rgb(p) for p in files], [parse_name(p.name).label for p in files]
+    yellow = []
+    for c in (
+        crops
+    ):  # the crop's characters, dark on yellow (as bench_restyled_real recomposes a yellow plate), framed loosely
+        w = c[..., :2].astype(np.float32).mean(-1)
+        lo, hi = np.percentile(w, (10, 97))
+        w = np.clip((w - lo) / max(hi - lo, 1.0), 0, 1)[..., None]
+        plate = (1 - w) * np.float32([225, 190, 30]) + w * np.float32([35, 35, 30])
+        yellow.append(np.rint(loose_frame(plate, np.random.default_rng(len(yellow)), 0.25)).astype(np.uint8))
+    m, s = (torch.tensor(v)[None, :, None, None] * 255 for v in (models.MEAN, models.STD))
+    right = {}
+    with torch.inference_mode():
+        for name, images in (("blue", crops), ("yellow", yellow)):
+            x = torch.from_numpy(np.stack([preprocess(im) for im in images]))
+            assert bool(models.light_plates(x).all()) == (name == "yellow")
+            assert not models.light_plates(x).any() or name == "yellow"
+            reading = models.read_crops(model, x)
+            framed = as_framed(model, x)
+            if name == "blue":  # nothing read as a negative: the reading as framed, every output
+                assert (
+                    all(torch.allclose(a, b, atol=1e-6) for a, b in zip(reading, framed)) and not reading.negative.any()
+                )
+            else:  # the negative's whole reading where the crop's own read is unsure and the negative's surer
+                negatives = (models.as_negative(x * s + m) - m) / s
+                neg = as_framed(model, negatives)
+                own = models.read_confidence(*models._shifted_mean(model, x))
+                surer = (models.read_confidence(*models._shifted_mean(model, negatives)) > own) & (own < 0.9)
+                assert torch.equal(reading.negative, surer.float()) and surer.sum() >= len(images) // 3
+                for got, a, b in zip(reading[:5], neg[:5], framed[:5]):
+                    assert torch.allclose(got, torch.where(surer.view(-1, *[1] * (a.dim() - 1)), a, b), atol=1e-5)
+            for key, r in (("app", reading), ("framed", framed)):
+                plates = decode(r.first.numpy(), apply_grammar(r.tail.numpy(), OTHERS), PROVINCES, OTHERS)
+                right[name, key] = sum(p == label for p, label in zip(plates, labels))
+    assert right["blue", "app"] == right["blue", "framed"] >= 22
+    assert right["yellow", "app"] >= right["blue", "app"] - 2 and right["yellow", "app"] > right["yellow", "framed"], (
+        right
+    )
 
 
 def test_onnx_export_is_cached_in_the_user_cache_never_beside_the_checkpoint(ckpt, tmp_path, monkeypatch):
@@ -300,7 +367,7 @@ def test_the_label_score_comes_from_the_label_read_not_the_shown_one(tmp_path):
     shown_tail[0, 5, p.checkpoint.others.index(other)] = 1.0
     zoomed = own.zoomed + 1
     (rec,) = results_from_outputs(
-        p, samples, Reading(own.label_first, shown_tail, own.label_first, own.label_tail, zoomed)
+        p, samples, Reading(own.label_first, shown_tail, own.label_first, own.label_tail, zoomed, own.negative)
     )
     assert rec.prediction == label[:6] + other and not rec.correct  # shown: the other read
     assert rec.label_score > 0.5  # scored: the label read
@@ -308,7 +375,7 @@ def test_the_label_score_comes_from_the_label_read_not_the_shown_one(tmp_path):
     (framed,) = results_from_outputs(p, samples, own)
     assert not framed.zoomed and framed.correct
     (swapped,) = results_from_outputs(
-        p, samples, Reading(own.label_first, own.label_tail, own.label_first, shown_tail, own.zoomed)
+        p, samples, Reading(own.label_first, own.label_tail, own.label_first, shown_tail, own.zoomed, own.negative)
     )
     assert swapped.correct and swapped.label_score < 0.01 and swapped.suspect == 6
 

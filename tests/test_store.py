@@ -60,11 +60,12 @@ def test_put_predictions_accepts_dataclasses_and_stats_files(ds: Path):
             store_mod.PredictionRecord(**prediction_row(f.rel, error="x", prediction="", correct=None))
             for f in files[:2]
         ]
-        recs[1].zoomed = True
+        recs[1].zoomed = recs[0].negative = True
         s.put_predictions("m", recs)  # no identities given: stat'ed now
         got = s.cached_predictions("m", files)
         assert set(got) == {f.rel for f in files[:2]} and got[files[0].rel].correct is None
         assert got[files[1].rel].zoomed is True and got[files[0].rel].zoomed is False
+        assert got[files[0].rel].negative is True and got[files[1].rel].negative is False
 
 
 def test_cached_predictions_follow_renames(ds: Path):
@@ -139,7 +140,7 @@ def test_old_store_gets_label_scores_without_predicting_again(ds: Path):
     with Store.open(ds) as s:
         got = s.cached_predictions("m", files)[rel]
         assert got.label_score == pytest.approx(0.9) and got.label_probs == pytest.approx([0.9] * 7)
-        assert got.zoomed is False  # rows from before zoomed reads were read as framed
+        assert got.zoomed is False and got.negative is False  # rows from before zoomed reads were read as framed
 
 
 def test_states_and_model_rerun_keeps_human_decisions(ds: Path):

@@ -326,6 +326,7 @@ def test_misshapen_or_out_of_range_outputs_are_an_error(good_ckpt, crops, monkey
         lambda b: real(b)._replace(first=real(b).first - 0.5),  # not probabilities
         lambda b: real(b)._replace(label_tail=real(b).label_tail * np.nan),  # the read that scores labels
         lambda b: real(b)._replace(zoomed=real(b).zoomed[:2]),  # zoomed flags for two crops of four
+        lambda b: real(b)._replace(negative=real(b).negative + 0.5),  # negative flags that are not flags
     ):
         monkeypatch.setattr(predictor, "probabilities", fake)
         with pytest.raises(ModelOutputError, match=str(good_ckpt).replace("\\", "\\\\")):
