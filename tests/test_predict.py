@@ -241,6 +241,27 @@ def test_light_plates_with_dark_characters_are_also_read_as_their_negative():
     )
 
 
+def test_the_onnx_graph_reads_light_plates_as_the_torch_reading_does(tmp_path, monkeypatch):
+    # the app reads with onnxruntime: its graph must pick the same crops' negatives as PyTorch does
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    from core.synth import loose_frame
+
+    crops = []
+    for i, f in enumerate(real_files(12, step=41)):
+        w = read_rgb(f)[..., :2].astype(np.float32).mean(-1, keepdims=True) / 255  # dark characters on yellow
+        plate = (1 - w) * np.float32([225, 190, 30]) + w * np.float32([35, 35, 30])
+        crops.append(np.rint(loose_frame(plate, np.random.default_rng(i), 0.25)).astype(np.uint8))
+    got = {}
+    for backend in ("onnx", "torch"):
+        p = Predictor(None, backend=backend)
+        got[backend] = p.probabilities(np.stack([p.prepare(c) for c in crops]))
+    a, b = got["onnx"], got["torch"]
+    assert np.array_equal(a.negative, b.negative) and a.negative.sum() >= 3
+    assert np.array_equal(a.zoomed, b.zoomed)
+    for x, y in zip(a[:4], b[:4]):
+        assert np.allclose(x, y, atol=2e-3)
+
+
 def test_onnx_export_is_cached_in_the_user_cache_never_beside_the_checkpoint(ckpt, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     p1 = Predictor(ckpt, backend="onnx")
