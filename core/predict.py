@@ -9,6 +9,8 @@ and batching happen in DataLoader workers, overlapped with the model.
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import logging
 import os
 import time
@@ -109,7 +111,26 @@ def onnx_cache_path(ckpt_path: Path, sha: str, views: bool = True) -> Path:
     """
     from platformdirs import user_cache_dir
 
-    return Path(user_cache_dir("plate-review")) / "onnx" / f"{reading_identity(sha, views)}.{ONNX_FORMAT}.onnx"
+    name = f"{reading_identity(sha, views)}.{ONNX_FORMAT}{graph_code_fingerprint()}.onnx"
+    return Path(user_cache_dir("plate-review")) / "onnx" / name
+
+
+@functools.lru_cache(maxsize=1)
+def graph_code_fingerprint() -> str:
+    """``.`` and 8 hex digits of the source of the modules an export traces (:mod:`core.models`: the
+    architectures and :func:`core.models.read_crops`; this module: the export's wrapper), so that an
+    export made by other code is never served, even where :data:`ONNX_FORMAT` was not bumped (an
+    export costs seconds; a stale one reads wrong). ``""`` where the source cannot be read (a frozen
+    app): :data:`ONNX_FORMAT` alone keys the export then."""
+    import inspect
+
+    from . import models
+
+    try:
+        text = inspect.getsource(models) + inspect.getsource(_ExportModule)
+    except (OSError, TypeError):
+        return ""
+    return "." + hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 #: How many ONNX exports the user's cache keeps (~5 MB each): the most recently used ones.
@@ -120,7 +141,7 @@ _STALE_TMP_SECONDS = 3600.0
 
 
 def prune_onnx_cache(folder: Path, keep: int = ONNX_CACHE_KEEP) -> list[Path]:
-    """Remove from the ONNX cache ``folder`` the exports of earlier formats, all but the ``keep``
+    """Remove from the ONNX cache ``folder`` the exports of earlier formats or code, all but the ``keep``
     most recently used exports (by modification time: a served export is touched), and unfinished
     exports older than an hour. Returns what was removed. Files that vanish or cannot be removed
     meanwhile (another process at work) are skipped."""
@@ -138,7 +159,7 @@ def prune_onnx_cache(folder: Path, keep: int = ONNX_CACHE_KEEP) -> list[Path]:
         except OSError:
             continue
         name = entry.name
-        if name.endswith(f".{ONNX_FORMAT}.onnx"):
+        if name.endswith(f".{ONNX_FORMAT}{graph_code_fingerprint()}.onnx"):
             current.append((mtime, name))
             continue
         if name.endswith(".onnx") or (name.endswith(".tmp") and now - mtime > _STALE_TMP_SECONDS):

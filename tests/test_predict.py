@@ -277,12 +277,26 @@ def test_onnx_export_is_cached_in_the_user_cache_never_beside_the_checkpoint(ckp
     assert calls == [] and cached.read_bytes() == data
 
 
+def test_an_export_made_by_other_code_is_not_served():
+    # a change to the traced code (the reading, an architecture) that forgot to bump ONNX_FORMAT must not
+    # serve the export of the code before it: the cache name carries a hash of that code
+    import hashlib
+    import inspect
+
+    from core import models
+
+    source = inspect.getsource(models) + inspect.getsource(predict_mod._ExportModule)
+    want = "." + hashlib.sha256(source.encode()).hexdigest()[:8]
+    assert predict_mod.graph_code_fingerprint() == want
+    assert predict_mod.onnx_cache_path(None, "abc").name.endswith(f".{predict_mod.ONNX_FORMAT}{want}.onnx")
+
+
 def test_the_onnx_cache_keeps_the_most_recently_used_exports(ckpt, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     sha = Predictor(ckpt, backend="onnx").checkpoint_sha
     cached = predict_mod.onnx_cache_path(ckpt, sha)
     folder = cached.parent
-    fmt = predict_mod.ONNX_FORMAT
+    fmt = predict_mod.ONNX_FORMAT + predict_mod.graph_code_fingerprint()
     others = [folder / f"{i:064x}.views.{fmt}.onnx" for i in range(predict_mod.ONNX_CACHE_KEEP)]
     for i, p in enumerate(others):  # exports of other checkpoints, used after this one...
         p.write_bytes(b"x")
@@ -290,6 +304,8 @@ def test_the_onnx_cache_keeps_the_most_recently_used_exports(ckpt, tmp_path, mon
     os.utime(cached, (1000, 1000))
     old_format = folder / f"{sha}.views.u8.onnx"
     old_format.write_bytes(b"x")
+    old_code = folder / f"{sha}.views.{predict_mod.ONNX_FORMAT}.0badc0de.onnx"  # made by other code, same format
+    old_code.write_bytes(b"x")
     stale_tmp, fresh_tmp = folder / "a.onnx.1.tmp", folder / "b.onnx.2.tmp"  # killed mid-export / exporting now
     stale_tmp.write_bytes(b"x")
     os.utime(stale_tmp, (1000, 1000))
@@ -301,7 +317,7 @@ def test_the_onnx_cache_keeps_the_most_recently_used_exports(ckpt, tmp_path, mon
     new = Predictor(other, backend="onnx")  # a new export: the cache is pruned
     assert predict_mod.onnx_cache_path(other, new.checkpoint_sha).exists() and cached.exists()
     assert not others[0].exists() and all(p.exists() for p in others[2:])  # the two least recently used go
-    assert not old_format.exists() and not stale_tmp.exists()
+    assert not old_format.exists() and not old_code.exists() and not stale_tmp.exists()
     assert fresh_tmp.exists() and unrelated.exists()
     assert len(list(folder.glob(f"*.{fmt}.onnx"))) == predict_mod.ONNX_CACHE_KEEP
 
