@@ -260,12 +260,12 @@ class Reading(NamedTuple):
 
 
 LIGHT_PLATE = 20.0
-"""A crop more than half of whose central window's pixels have (R + G) / 2 - B above this (pixel values
-0-255), its median above it, is a light plate with dark characters (single-row yellow plates: black on yellow), and is also read as its negative
-(:func:`as_negative`). Chosen where blue and yellow plates meet: blue plates reach 18.5 (the training
-crops, tight or framed as other cameras frame them; synthetic blue plates -5), yellow ones start at 17
-(those crops recomposed as yellow plates; synthetic yellow plates 26.5). A blue crop taken for a light
-plate costs only time: its negative's reading is kept only where surer (docs/MODEL.md)."""
+"""A light plate with dark characters (a single-row yellow plate: black on yellow) is a crop more than half
+of whose central window's pixels (:data:`LIGHT_PLATE_WINDOW`) have (R + G) / 2 - B above this (pixel values
+0-255): :func:`light_plates`. Chosen where the medians of blue and yellow plates meet: blue plates reach 18.5
+(the training crops, tight or framed as other cameras frame them; synthetic blue plates -5), yellow ones
+start at 17 (those crops recomposed as yellow plates; synthetic yellow plates 26.5). A blue crop taken for a
+light plate costs only time: its negative's reading is kept only where surer (docs/MODEL.md)."""
 
 LIGHT_PLATE_WINDOW = (0.25, 0.25, 0.15, 0.15)
 """The central window :data:`LIGHT_PLATE` looks at, as ``(top, bottom, left, right)`` shares cut off."""
@@ -295,17 +295,22 @@ def _percentiles(values: torch.Tensor, qs: tuple[float, ...]) -> list[torch.Tens
     return out
 
 
+def _pixel_terms(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(m, s)`` such that ``x * s + m`` are the pixels (0-255) of a batch ``x`` normalised with ``mean`` and
+    ``std`` (:func:`core.data.preprocess`), and ``(pixels - m) / s`` normalises them again."""
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device)[None, :, None, None] * 255.0
+    s = torch.tensor(std, dtype=x.dtype, device=x.device)[None, :, None, None] * 255.0
+    return m, s
+
+
 def light_plates(x: torch.Tensor, mean: tuple[float, ...] = MEAN, std: tuple[float, ...] = STD) -> torch.Tensor:
-    """``(B,)`` bool: the crops of a batch normalised with ``mean`` and ``std`` ``(B, 3, H, W)`` that are light
-    plates with dark characters: more than half of the pixels of their central window (:data:`LIGHT_PLATE_WINDOW`)
-    have (R + G) / 2 - B above :data:`LIGHT_PLATE` (pixel values 0-255)."""
+    """``(B,)`` bool: the crops of a batch ``(B, 3, H, W)`` normalised with ``mean`` and ``std`` that are
+    light plates with dark characters (:data:`LIGHT_PLATE`); only the central window is un-normalised."""
     h, w = int(x.shape[-2]), int(x.shape[-1])
     top, bottom, left, right = LIGHT_PLATE_WINDOW
-    win = x[..., round(top * h) : h - round(bottom * h), round(left * w) : w - round(right * w)]
-    # (R + G) / 2 - B of the pixels, from the normalised values: pixel = (x * std + mean) * 255
-    k = [255.0 * v for v in std]
-    c = 255.0 * (0.5 * (mean[0] + mean[1]) - mean[2])
-    yellowness = 0.5 * k[0] * win[:, 0] + 0.5 * k[1] * win[:, 1] - k[2] * win[:, 2] + c
+    m, s = _pixel_terms(x, mean, std)
+    win = x[..., round(top * h) : h - round(bottom * h), round(left * w) : w - round(right * w)] * s + m
+    yellowness = 0.5 * (win[:, 0] + win[:, 1]) - win[:, 2]
     return (yellowness > LIGHT_PLATE).float().mean((1, 2)) > 0.5
 
 
@@ -359,8 +364,7 @@ def read_crops(
     idx = torch.nonzero(light_plates(x, mean, std) & (own_conf < 1.0 - ZOOM_MARGIN + 1e-3)).flatten()
     n = idx.shape[0]
     some = torch.cat([idx, idx.new_zeros(1)])
-    m = torch.tensor(mean, dtype=x.dtype, device=x.device)[None, :, None, None] * 255.0
-    s = torch.tensor(std, dtype=x.dtype, device=x.device)[None, :, None, None] * 255.0
+    m, s = _pixel_terms(x, mean, std)
     negatives = (as_negative(x.index_select(0, some) * s + m) - m) / s
     neg_first, neg_tail = _shifted_mean(model, negatives)
     take = (read_confidence(neg_first, neg_tail) > own_conf.index_select(0, some))[:n]
