@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from core.models import Checkpoint, ModelConfig, build_model, save_checkpoint
@@ -55,3 +56,16 @@ def prediction_row(rel: str, prediction: str = "皖A12345", **kw) -> dict:
                runner_up="1234567", runner_up_probs=[0.05] * 7, confidence=0.5, cer=0.3, correct=False, error=None)  # fmt: skip
     rec.update(kw)
     return rec
+
+
+def dark_on_yellow(rgb: np.ndarray, stretch: bool = False) -> np.ndarray:
+    """A blue crop's characters as a single-row yellow plate shows them, dark on yellow (float32 RGB): the
+    light plate :func:`core.models.read_crops` also reads as its negative. ``stretch``: the characters'
+    map stretched from its 10th to its 97th percentile first, as bench_restyled_real recomposes one."""
+    w = rgb[..., :2].astype(np.float32).mean(-1, keepdims=True)
+    if stretch:
+        lo, hi = np.percentile(w, (10, 97))
+        w = np.clip((w - lo) / max(hi - lo, 1.0), 0, 1)
+    else:
+        w = w / 255
+    return (1 - w) * np.float32([225, 190, 30]) + w * np.float32([35, 35, 30])

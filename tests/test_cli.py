@@ -78,7 +78,7 @@ def test_predict_csv_says_which_crops_were_read_zoomed_in_or_as_negatives(tmp_pa
     from core.images import read_rgb
     from core.synth import loose_frame
 
-    from ._util import REAL
+    from ._util import REAL, dark_on_yellow
 
     folder = tmp_path / "ds"
     folder.mkdir()
@@ -87,8 +87,7 @@ def test_predict_csv_says_which_crops_were_read_zoomed_in_or_as_negatives(tmp_pa
         rgb, label = read_rgb(src), src.name.split("-", 1)[1]
         loose = loose_frame(rgb.astype(np.float32), np.random.default_rng(i), 0.4)
         cv2.imwrite(str(folder / f"9{i:03d}-{label}"), cv2.cvtColor(np.rint(loose).astype(np.uint8), cv2.COLOR_RGB2BGR))
-        w = rgb[..., :2].astype(np.float32).mean(-1, keepdims=True) / 255
-        yellow = (1 - w) * np.float32([225, 190, 30]) + w * np.float32([35, 35, 30])
+        yellow = dark_on_yellow(rgb)
         cv2.imwrite(
             str(folder / f"8{i:03d}-{label}"), cv2.cvtColor(np.rint(yellow).astype(np.uint8), cv2.COLOR_RGB2BGR)
         )

@@ -137,7 +137,7 @@ def test_the_inspector_says_when_the_prediction_was_read_zoomed_in_or_as_a_negat
     from core.images import read_rgb
     from core.synth import loose_frame
 
-    from ._util import REAL
+    from ._util import REAL, dark_on_yellow
 
     folder = tmp_path / "ds"
     folder.mkdir()
@@ -145,9 +145,9 @@ def test_the_inspector_says_when_the_prediction_was_read_zoomed_in_or_as_a_negat
         (folder / src.name).write_bytes(src.read_bytes())  # tight crops, read as framed
         loose = loose_frame(read_rgb(src).astype(np.float32), np.random.default_rng(i), 0.4).astype(np.uint8)
         cv2.imwrite(str(folder / f"9{i:03d}-{src.name.split('-', 1)[1]}"), cv2.cvtColor(loose, cv2.COLOR_RGB2BGR))
-        w = read_rgb(src)[..., :2].astype(np.float32).mean(-1, keepdims=True) / 255  # dark characters on yellow
-        yellow = (1 - w) * np.float32([30, 190, 225]) + w * np.float32([30, 35, 35])  # BGR
-        yellow = loose_frame(yellow, np.random.default_rng(i), 0.2)
+        yellow = loose_frame(
+            np.ascontiguousarray(dark_on_yellow(read_rgb(src))[..., ::-1]), np.random.default_rng(i), 0.2
+        )  # BGR
         cv2.imwrite(str(folder / f"8{i:03d}-{src.name.split('-', 1)[1]}"), np.rint(yellow).astype(np.uint8))
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     win = MainWindow(settings=settings)  # the bundled model, which reads some loose crops zoomed

@@ -17,7 +17,7 @@ from core.metrics import cer, corpus_cer
 from core.plates import LETTERS, OTHERS, PROVINCES, is_valid_label, parse_name
 from core.predict import PredictionResult, Predictor, StopFlag, predict_samples
 
-from ._util import REAL, copy_real, random_checkpoint_file, real_files
+from ._util import REAL, copy_real, dark_on_yellow, random_checkpoint_file, real_files
 
 
 @pytest.fixture
@@ -202,15 +202,10 @@ def test_light_plates_with_dark_characters_are_also_read_as_their_negative():
     model = Predictor(None, backend="torch")._model
     files = real_files(24, step=23)
     crops, labels = [read_rgb(p) for p in files], [parse_name(p.name).label for p in files]
-    yellow = []
-    for c in (
-        crops
-    ):  # the crop's characters, dark on yellow (as bench_restyled_real recomposes a yellow plate), framed loosely
-        w = c[..., :2].astype(np.float32).mean(-1)
-        lo, hi = np.percentile(w, (10, 97))
-        w = np.clip((w - lo) / max(hi - lo, 1.0), 0, 1)[..., None]
-        plate = (1 - w) * np.float32([225, 190, 30]) + w * np.float32([35, 35, 30])
-        yellow.append(np.rint(loose_frame(plate, np.random.default_rng(len(yellow)), 0.25)).astype(np.uint8))
+    yellow = [  # the crops' characters, dark on yellow, framed loosely
+        np.rint(loose_frame(dark_on_yellow(c, stretch=True), np.random.default_rng(i), 0.25)).astype(np.uint8)
+        for i, c in enumerate(crops)
+    ]
     m, s = (torch.tensor(v)[None, :, None, None] * 255 for v in (models.MEAN, models.STD))
     right = {}
     with torch.inference_mode():
@@ -248,8 +243,7 @@ def test_the_onnx_graph_reads_light_plates_as_the_torch_reading_does(tmp_path, m
 
     crops = []
     for i, f in enumerate(real_files(12, step=41)):
-        w = read_rgb(f)[..., :2].astype(np.float32).mean(-1, keepdims=True) / 255  # dark characters on yellow
-        plate = (1 - w) * np.float32([225, 190, 30]) + w * np.float32([35, 35, 30])
+        plate = dark_on_yellow(read_rgb(f))
         crops.append(np.rint(loose_frame(plate, np.random.default_rng(i), 0.25)).astype(np.uint8))
     got = {}
     for backend in ("onnx", "torch"):
