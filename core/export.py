@@ -25,19 +25,21 @@ Every CSV cell goes through :func:`core.results_csv.escape_cell` (no spreadsheet
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import filecmp
 import json
 import os
 import random
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import plates
 from .dataset import scan_folder
 from .errors import PlateReviewError
+from .files import WriteError, atomic_write, write_problem
 from .progress import Progress
 from .results_csv import escape_cell, printable
 from .review_state import ReviewState
@@ -186,12 +188,9 @@ def _resume_clean(dest: Path, marker: dict, splits: list[str], files: set[str]) 
 
 
 def _write_marker(dest: Path, root: Path, splits: list[str], files: list[str]) -> None:
-    tmp = _part(dest, MARKER)
-    with open(tmp, "w", encoding="utf-8") as f:
+    # fsync: a marker lost to a power cut would make the folder refused, not resumed
+    with atomic_write(dest / MARKER, fsync=True, tmp_name=_part(dest, MARKER).name) as f:
         json.dump({"source": str(root), "splits": splits, "files": files}, f)  # ASCII: any path survives
-        f.flush()
-        os.fsync(f.fileno())  # a marker lost to a power cut would make the folder refused, not resumed
-    os.replace(tmp, dest / MARKER)
 
 
 def _same_content(src: str | os.PathLike, dst: Path) -> bool:
@@ -208,12 +207,10 @@ def _same_content(src: str | os.PathLike, dst: Path) -> bool:
 
 def _write_csv(path: Path, header: list[str], rows) -> None:
     """A CSV through a temporary and a rename, every cell through :func:`escape_cell`."""
-    tmp = _part(path.parent, path.name)
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_write(path, newline="", tmp_name=_part(path.parent, path.name).name) as f:
         w = csv.writer(f)
         w.writerow(header)
         w.writerows([escape_cell(c) for c in row] for row in rows)
-    os.replace(tmp, path)
 
 
 def _assign_splits(n: int, split: Mapping[str, float], seed: int) -> list[str]:
@@ -322,14 +319,15 @@ def export_dataset(
         taken.add(f"{part}/{name}".casefold())
         plan.append((rel, f"{part}/{name}", parsed.label, parsed))
 
-    dest.mkdir(parents=True, exist_ok=True)
-    planned = [out_rel for _, out_rel, _, _ in plan]
-    if marker is not None:
-        _resume_clean(dest, marker, list(split), set(planned))
-    _write_marker(dest, root, list(split), planned)  # before the first file: a rerun knows the folder is ours
-    for name in split:
-        (dest / name).mkdir(exist_ok=True)
     unfinished = f"{dest} is incomplete: export to it again to finish"
+    planned = [out_rel for _, out_rel, _, _ in plan]
+    with _finish_later(dest, unfinished):
+        dest.mkdir(parents=True, exist_ok=True)
+        if marker is not None:
+            _resume_clean(dest, marker, list(split), set(planned))
+        _write_marker(dest, root, list(split), planned)  # before the first file: a rerun knows the folder is ours
+        for name in split:
+            (dest / name).mkdir(exist_ok=True)
     for i, (rel, out_rel, _, _) in enumerate(plan):
         if should_stop is not None and should_stop():
             raise ExportError(f"export stopped after {i} of {len(plan)} files; {unfinished}")
@@ -351,7 +349,7 @@ def export_dataset(
                 shutil.copy2(src, tmp)
         except OSError as e:
             tmp.unlink(missing_ok=True)
-            raise ExportError(f"cannot write {printable(rel)} to {dst}: {e.strerror or e}; {unfinished}") from e
+            raise ExportError(f"{write_problem(dst, e, f'{printable(rel)} to {dst}')}; {unfinished}") from e
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -365,10 +363,6 @@ def export_dataset(
     by_split: dict[str, list[tuple[str, str]]] = {name: [] for name in split}
     for _rel, out_rel, label, _ in plan:
         by_split[out_rel.split("/", 1)[0]].append((out_rel, label))
-    _write_csv(
-        dest / "manifest.csv", ["file", "label", "source file", "review state"],
-        ([out_rel, label, rel, states.get(rel, ReviewState.UNREVIEWED)] for rel, out_rel, label, _ in plan),
-    )  # fmt: skip
     changes = []
     for rel, out_rel, label, _ in plan:
         orig = origins.get(rel)
@@ -378,21 +372,35 @@ def export_dataset(
         if old != label:
             changes.append([out_rel, orig, old, label])
     report.changed = len(changes)
-    _write_csv(dest / "changes.csv", ["file", "name before review", "old label", "new label"], changes)
-    _write_csv(dest / "skipped.csv", ["file", "reason"], report.skipped)
-    for name, rows in by_split.items():
-        path = dest / f"rec_gt_{name}.txt"
-        tmp = _part(dest, path.name)
-        with open(tmp, "w", newline="\n", encoding="utf-8") as lf:
-            lf.writelines(f"{out_rel}\t{label}\n" for out_rel, label in rows)
-        os.replace(tmp, path)
-        report.written[name] = len(rows)
+    with _finish_later(dest, unfinished):
+        _write_csv(
+            dest / "manifest.csv", ["file", "label", "source file", "review state"],
+            ([out_rel, label, rel, states.get(rel, ReviewState.UNREVIEWED)] for rel, out_rel, label, _ in plan),
+        )  # fmt: skip
+        _write_csv(dest / "changes.csv", ["file", "name before review", "old label", "new label"], changes)
+        _write_csv(dest / "skipped.csv", ["file", "reason"], report.skipped)
+        for name, rows in by_split.items():
+            path = dest / f"rec_gt_{name}.txt"
+            with atomic_write(path, newline="\n", tmp_name=_part(dest, path.name).name) as lf:
+                lf.writelines(f"{out_rel}\t{label}\n" for out_rel, label in rows)
+            report.written[name] = len(rows)
 
     _verify(root, dest, plan, report)
     if hasattr(os, "sync"):
         os.sync()  # the files on disk before the marker goes: a power cut cannot leave a "finished" partial export
     (dest / MARKER).unlink()
     return report
+
+
+@contextlib.contextmanager
+def _finish_later(dest: Path, unfinished: str) -> Iterator[None]:
+    """Report a failed write in ``dest`` (a full disk) as an :class:`ExportError` that says how to finish."""
+    try:
+        yield
+    except WriteError as e:
+        raise ExportError(f"{e}; {unfinished}") from e
+    except OSError as e:
+        raise ExportError(f"{write_problem(e.filename or dest, e)}; {unfinished}") from e
 
 
 def _is_photo(parsed: plates.ParsedName) -> bool:

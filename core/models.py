@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from . import plates
+from .files import write_bytes
 
 CHECKPOINT_FORMAT = "plate-review-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -504,13 +505,11 @@ def _plain(obj: Any) -> Any:
 
 
 def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> Path:
-    """Write a checkpoint atomically (temp file + rename) so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(ckpt.to_dict(), tmp)
-    os.replace(tmp, path)
-    return path
+    """Write a checkpoint atomically (:func:`core.files.write_bytes`): a crash or a full disk never
+    leaves half a file (a full disk raises :class:`core.files.WriteError` naming the file)."""
+    buf = io.BytesIO()  # serialised in memory: torch's own writer reports a full disk as a RuntimeError
+    torch.save(ckpt.to_dict(), buf)
+    return write_bytes(path, buf.getvalue())
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:

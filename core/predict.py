@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import io
 import logging
 import os
 import time
@@ -37,6 +38,7 @@ from .dataset import Sample
 from .decode import apply_grammar, top2
 from .device import describe_device, resolve_device
 from .errors import PlateReviewError
+from .files import WriteError, atomic_write
 from .label_score import label_char_probs, label_score
 from .metrics import cer as char_error_rate
 from .models import (
@@ -189,30 +191,26 @@ def export_onnx(ckpt: Checkpoint, path: Path, checkpoint_sha: str, views: bool =
     model = _ExportModule(ckpt.build(), ckpt.mean, ckpt.std, views).eval()
     names = ["province", "others", "label_province", "label_others", "zoomed", "negative"][: 6 if views else 2]
     h, w = ckpt.input_size
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     import warnings
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the legacy exporter warns about LSTM batch sizes
-            torch.onnx.export(
-                model,
-                (torch.zeros(2, h, w, 3, dtype=torch.uint8),),
-                str(tmp),
-                input_names=["pixels"],
-                output_names=names,
-                dynamic_axes={"pixels": {0: "batch"}, **{n: {0: "batch"} for n in names}},
-                opset_version=ONNX_OPSET,
-                dynamo=False,
-            )
-        proto = onnx.load(str(tmp))
-        onnx.helper.set_model_props(proto, {ONNX_CHECKPOINT_KEY: checkpoint_sha})
-        onnx.save(proto, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+    graph = io.BytesIO()  # traced in memory: only a complete export reaches the disk
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter warns about LSTM batch sizes
+        torch.onnx.export(
+            model,
+            (torch.zeros(2, h, w, 3, dtype=torch.uint8),),
+            graph,
+            input_names=["pixels"],
+            output_names=names,
+            dynamic_axes={"pixels": {0: "batch"}, **{n: {0: "batch"} for n in names}},
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
+    proto = onnx.load_model_from_string(graph.getvalue())
+    onnx.helper.set_model_props(proto, {ONNX_CHECKPOINT_KEY: checkpoint_sha})
+    # a per-process temporary name: two processes exporting the same checkpoint do not share one
+    with atomic_write(path, "wb", tmp_name=f"{path.name}.{os.getpid()}.tmp") as f:
+        f.write(proto.SerializeToString())
     return path
 
 
@@ -282,16 +280,23 @@ class Predictor:
             device = "cpu"  # onnxruntime runs here on the CPU: asking for it picks the CPU, even beside a GPU
         self.device = resolve_device(device)
         self.threads = threads or torch.get_num_threads()
+        chosen = backend == "onnx"
         if backend == "auto":
             backend = "onnx" if self.device.type == "cpu" and _has_onnxruntime() else "torch"
         if backend == "onnx" and self.device.type != "cpu":
             backend = "torch"
-        self.backend = backend
         self._session = None
         self._model = None
         if backend == "onnx":
-            self._session = self._onnx_session()
-        else:
+            try:
+                self._session = self._onnx_session()
+            except WriteError as e:  # no room for the export (a full disk): PyTorch reads the same
+                if chosen:
+                    raise
+                log.warning("%s; reading with PyTorch instead of onnxruntime", e)
+                backend = "torch"
+        self.backend = backend
+        if backend == "torch":
             self._model = self.checkpoint.build().to(self.device)
             if self.device.type == "cpu":
                 self._model = self._model.to(memory_format=torch.channels_last)

@@ -72,6 +72,7 @@ from .data import PlateDataset, preprocess, train_augmentations
 from .dataset import scan_folder
 from .decode import apply_grammar, decode
 from .device import resolve_device
+from .files import write_text
 from .images import read_rgb
 from .metrics import corpus_cer
 from .models import Checkpoint, count_parameters, load_checkpoint, read_probabilities, save_checkpoint
@@ -552,7 +553,7 @@ def run_stage(
 
     res = train(cfg, data, val, out=out, on_epoch=on_epoch)
     history = [vars(e) for e in res.history]
-    done.write_text(json.dumps({"history": history, "seconds": res.seconds}))
+    write_text(done, json.dumps({"history": history, "seconds": res.seconds}))
     return res.best_path, history, res.seconds
 
 
@@ -757,7 +758,7 @@ def polish(start: Path, stage: StageConfig, epochs: int, inputs: StageInputs) ->
             res = train(cfg, data, None if refit else inputs.val, out=out)
             # (The train() epoch info first: its own "epoch" is always 1 here.)
             rec = {**vars(res.history[-1]), **measure(out), "epoch": ep + 1, "seconds": res.seconds}
-            done.write_text(json.dumps(rec))
+            write_text(done, json.dumps(rec))
         for sh in shifting:
             sh.next_epoch()
         seconds += rec["seconds"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import logging
 import os
 import stat
 from collections.abc import Callable, Iterable, Sequence
@@ -42,8 +43,11 @@ from .store import (
     LOST,
     JournalEntry,
     Store,
+    StoreFullError,
     resolve_interrupted,
 )
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK = 500  # renames per journal transaction: few fsyncs, little redone after a kill
 
@@ -180,6 +184,17 @@ def _perform(root: Path, e: JournalEntry) -> tuple[JournalEntry, str, str | None
         return e, FAILED, f"{e.src}: cannot rename to {e.dst}: {ex.strerror or ex}"
 
 
+def _put_back(root: Path, outcomes: list[tuple[JournalEntry, str, str | None]]) -> None:
+    """Give the files renamed in ``outcomes`` their names back (their journal entries, still pending,
+    then read as never done: a later open settles them from the disk)."""
+    for e, st, _msg in outcomes:
+        if st == DONE:
+            try:
+                move_no_overwrite(root / e.dst, root / e.src)
+            except OSError as ex:  # left renamed: the pending entry makes the next open record it
+                log.warning("%s: renamed to %s but not recorded, and not put back (%s)", e.src, e.dst, ex)
+
+
 def _execute(
     store: Store,
     entries: list[JournalEntry],
@@ -204,7 +219,11 @@ def _execute(
             for e in journaled[len(outcomes) :]:
                 st, msg = resolve_interrupted(root, e)
                 outcomes.append((e, st, msg))
-            store.journal_finish(outcomes)
+            try:
+                store.journal_finish(outcomes)
+            except StoreFullError:  # renames the store cannot record are put back: the change is not made
+                _put_back(root, outcomes)
+                raise
         for e, st, msg in outcomes:
             if st == DONE:
                 report.renamed.append((e.src, e.dst))

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from .files import atomic_write
 from .label_score import sort_for_review
 from .records import PredictionResult
 
@@ -120,10 +121,9 @@ def write_results_csv(
             reading and score; ``label_score`` is then the combined score).
     """
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     name, get = last_column
     extra = SECOND_COLUMNS if second_opinion else []
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
+    with atomic_write(path, newline="") as f:
         w = csv.writer(f)
         w.writerow([*BASE_COLUMNS, *extra, name])
         for r in sort_for_review(results, sort):
@@ -132,5 +132,4 @@ def write_results_csv(
                 s2 = r.second_label_score
                 more = [r.second_prediction, "" if s2 is None else f"{s2:.6f}"]
             w.writerow([escape_cell(c) for c in (*result_row(r), *more, get(r))])
-    os.replace(tmp, path)
     return path

@@ -75,6 +75,9 @@ class ReviewSession:
         if self.store is not None and lock_wait_s is not None:
             self.store.lock_wait_s = lock_wait_s  # how long an edit waits for another process's
         self.notices: list[str] = []
+        self.cache_problem: str | None = None
+        """Why the latest :meth:`predict` could not cache (some of) its predictions (a full disk), or ``None``."""
+        self._uncached: dict[str, tuple[int, int]] = {}  # rel -> identity read, for predictions not cached
         if self.store is not None:
             if self.store.notice:
                 self.notices.append(self.store.notice)
@@ -195,6 +198,9 @@ class ReviewSession:
     ) -> list:
         """Predict ``samples`` and cache the results as they come (a cancel keeps what is done).
 
+        A store that cannot be written (a full disk) does not stop the reading: the predictions are
+        returned all the same, and :attr:`cache_problem` says why some were not cached.
+
         Args:
             samples: Usually the ``todo`` of :meth:`load`.
             predictor: A loaded :class:`core.predict.Predictor`.
@@ -207,12 +213,22 @@ class ReviewSession:
         idents = {f[0]: (f[1], f[2]) for f in files} if files is not None else None
         pending: list = []
         last_save = time.monotonic()
+        self.cache_problem = None
+
+        def save(results: list) -> None:
+            try:
+                self.save_predictions(predictor.model_hash, results, idents)
+            except _store.StoreFullError as e:  # the reading goes on; these are read again next time
+                log.info("predictions not cached: %s", e)
+                self.cache_problem = str(e)
+                if idents is not None:  # what was read, for known_identity
+                    self._uncached.update((r.rel, idents[r.rel]) for r in results if r.rel in idents)
 
         def batch_done(batch: list) -> None:
             nonlocal last_save
             pending.extend(batch)
             if len(pending) >= 2048 or time.monotonic() - last_save > save_every_s:
-                self.save_predictions(predictor.model_hash, list(pending), idents)
+                save(list(pending))
                 pending.clear()
                 last_save = time.monotonic()
             if on_batch:
@@ -224,9 +240,16 @@ class ReviewSession:
                 on_batch=batch_done, should_stop=should_stop,
             )  # fmt: skip
         finally:
-            self.save_predictions(predictor.model_hash, pending, idents)
+            save(pending)
 
     # ---------------------------------------------------------- predictions
+
+    def known_identity(self, rel: str) -> tuple[int, int] | None:
+        """``(size, mtime_ns)`` of ``rel`` when it was last read (the content the window shows), or ``None``:
+        from the store, or from this session's reading where the store had no room to cache it."""
+        if rel in self._uncached:
+            return self._uncached[rel]
+        return self.store.known_identity(rel) if self.store is not None else None
 
     def cached_predictions(self, model_hash: str, files: list[_store.FileStat]) -> dict:
         """``{rel: record}`` of cached predictions still valid for the files (empty without store)."""
@@ -386,7 +409,7 @@ class ReviewSession:
         if renames and not self.can_rename:
             raise SessionError("renaming needs the dataset store (core.store / core.relabel), which is unavailable")
         if self.store is not None:  # renames and decisions: one undo step in the store
-            changes_ = [_relabel.Change(rel, pred, self.store.known_identity(rel)) for rel, pred in renames]
+            changes_ = [_relabel.Change(rel, pred, self.known_identity(rel)) for rel, pred in renames]
             rep = _relabel.relabel(self.store, changes_, description=f"accept {len(items)} predictions", verify=same)
             sub = self._outcome(rep)
             out.renamed, out.missing = sub.renamed, sub.missing
@@ -402,7 +425,7 @@ class ReviewSession:
             out.states.update({rel: new for rel, _old, new in changes})
         step = None
         if renames:
-            changes_ = [_relabel.Change(rel, pred, self.store.known_identity(rel)) for rel, pred in renames]
+            changes_ = [_relabel.Change(rel, pred, self.known_identity(rel)) for rel, pred in renames]
             rep = _relabel.relabel(self.store, changes_, description=f"accept {len(renames)} predictions")
             sub = self._outcome(rep)
             out.renamed += sub.renamed
@@ -429,7 +452,7 @@ class ReviewSession:
             raise SessionError(err)
         if not self.can_rename:
             raise SessionError("renaming needs the dataset store (core.store / core.relabel), which is unavailable")
-        expected = self.store.known_identity(rel)  # what the window shows was read from this content
+        expected = self.known_identity(rel)  # what the window shows was read from this content
         rep = _relabel.relabel(self.store, [_relabel.Change(rel, label, expected)], description=f"{rel} -> {label}")
         out = self._outcome(rep)
         if rep.step is not None:  # a rename, or (same label) the decision alone

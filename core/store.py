@@ -40,6 +40,7 @@ from typing import Any, NamedTuple
 
 from .dataset import STORE_DIRNAME, walk_images
 from .errors import PlateReviewError
+from .files import NO_ROOM, free_bytes, room_left
 from .gc_pause import gc_paused
 from .label_score import label_score
 from .records import PredictionResult, relabelled
@@ -53,6 +54,38 @@ LOCK_TIMEOUT_S = 30.0
 
 class StoreError(PlateReviewError):
     """The dataset's store cannot be used; the message names it and the way out."""
+
+
+class StoreFullError(StoreError):
+    """The store could not be written: the disk that holds it is full. What was being written was
+    not written (its transaction was rolled back); everything written before is intact."""
+
+
+#: Below this many free bytes on the store's disk, a store that SQLite cannot open or write is
+#: taken for a full disk, not a damaged store (SQLite reports some writes to a full disk, such as
+#: its shared-memory file's, as I/O errors).
+LOW_SPACE_BYTES = 1 << 20
+
+
+def _no_room(db: Path, e: sqlite3.Error) -> bool:
+    """Whether ``e``, raised by the store ``db``, comes from a full disk: SQLite says so, or it is an
+    I/O or cannot-open error while the disk has less than :data:`LOW_SPACE_BYTES` free."""
+    code = getattr(e, "sqlite_errorcode", None)  # Python 3.11+; the messages otherwise
+    if code == sqlite3.SQLITE_FULL or "disk is full" in str(e):
+        return True
+    io_error = (code is not None and code & 0xFF in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN)) or any(
+        m in str(e) for m in ("disk I/O error", "unable to open database file")
+    )
+    free = free_bytes(db.parent) if io_error else None
+    return free is not None and free < LOW_SPACE_BYTES
+
+
+def _full_message(db: Path, doing: str) -> str:
+    """``DB: cannot DOING: the disk is full (N free on its disk). ...``: what happened and the way out."""
+    free = free_bytes(db.parent)
+    why = "the disk is full" if free is None or free < LOW_SPACE_BYTES else "the store cannot grow (a size limit?)"
+    return (f"{db}: cannot {doing}: {why}{room_left(db.parent)}. Nothing in the store was lost or changed: "
+            "free some space and try again.")  # fmt: skip
 
 
 STORE_FILENAME = "store.sqlite"
@@ -386,8 +419,8 @@ def _dataset_writable(folder: Path) -> bool:
         probe.write_bytes(b"")
         probe.unlink()
         return True
-    except OSError:
-        return False
+    except OSError as e:
+        return e.errno in NO_ROOM  # a full disk is not a read-only one: the store stays in the dataset
 
 
 def _user_data_dir() -> Path:
@@ -521,6 +554,8 @@ class Store:
             store = cls(root, db, "\n".join(notices) or None)
             problem = store.forged()
         except sqlite3.DatabaseError as e:
+            if _no_room(db, e):  # not damaged: nothing to repair, nothing to set aside
+                raise StoreFullError(_full_message(db, "open the store")) from None
             raise StoreError(
                 f"{db}: the store is damaged ({e}). Run `plate-review repair {root}` to set it aside and start a "
                 "new one: your images are untouched, the undo history and review states are lost."
@@ -634,14 +669,28 @@ class Store:
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: committed when the block ends, rolled back if it raises.
+
+        Raises:
+            StoreFullError: the disk is full (the transaction is rolled back; the store stays usable).
+        """
         with self._lock:
-            self.conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self.conn
-            except BaseException:
-                self.conn.execute("ROLLBACK")
+                self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.conn
+                except BaseException:
+                    if self.conn.in_transaction:
+                        self.conn.execute("ROLLBACK")
+                    raise
+                self.conn.execute("COMMIT")
+            except sqlite3.OperationalError as e:
+                if self.conn.in_transaction:  # a COMMIT that failed leaves the transaction open
+                    with contextlib.suppress(sqlite3.Error):
+                        self.conn.execute("ROLLBACK")
+                if _no_room(self.path, e):
+                    raise StoreFullError(_full_message(self.path, "write the store")) from e
                 raise
-            self.conn.execute("COMMIT")
 
     # --------------------------------------------------------- prediction cache
 

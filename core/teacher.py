@@ -32,6 +32,7 @@ from torch.utils.data import Dataset
 from . import plates
 from .ctc import CTCReader, best_path_runs, ctc_prepare
 from .data import encode_label, preprocess
+from .files import atomic_path
 
 N_POSITIONS = 7
 
@@ -239,10 +240,9 @@ class TeacherPool(Dataset):
         path = Path(path)
         shapes = np.array([im.shape for im in self.images], np.int64).reshape(-1, 3)
         flat = np.concatenate([im.reshape(-1) for im in self.images]) if self.images else np.zeros(0, np.uint8)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, key=np.array(key), pixels=flat, shapes=shapes, soft=self.soft,
-                 labels=np.array(self.labels, dtype=str), report=np.array(json.dumps(vars(self.report))))  # fmt: skip
-        tmp.replace(path)
+        with atomic_path(path, tmp_name=path.name + ".tmp.npz") as tmp:  # np.savez keeps a name ending .npz
+            np.savez(tmp, key=np.array(key), pixels=flat, shapes=shapes, soft=self.soft,
+                     labels=np.array(self.labels, dtype=str), report=np.array(json.dumps(vars(self.report))))  # fmt: skip
         return path
 
     @classmethod

@@ -966,6 +966,10 @@ class MainWindow(QMainWindow):
         )  # fmt: skip
         self._update_undo_actions()
         self._update_counts()
+        problem = self.session.cache_problem if self.session is not None else None
+        if problem:  # a full disk: the rows are shown, but edits will fail until there is room
+            QMessageBox.warning(self, "Plate Review", f"The folder was read, but its predictions could not be "
+                                f"cached (the next open reads them again):\n\n{problem}")  # fmt: skip
         self.sig_run_finished.emit(cancelled)
         if not cancelled:
             self._start_second()

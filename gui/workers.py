@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, QRect, QSize, Qt, Signal, Slot
 from PySide6.QtGui import QImage, QImageReader, QPixmap
 
 from core import plates
+from core.errors import PlateReviewError
 from core.gc_pause import gc_paused
 from core.progress import Progress
 from core.session import ReviewSession
@@ -97,8 +98,10 @@ class OpenWorker(Worker):
         return self.stop_flag()
 
     def describe(self, e: BaseException, tb: str) -> WorkerError:
-        """The whole message, not only its first line (shown in a dialog)."""
-        return replace(super().describe(e, tb), message=f"{type(e).__name__}: {e}")
+        """The whole message, not only its first line (shown in a dialog); the error's type only
+        where it is not one of the app's own (those say what happened in words)."""
+        text = str(e) if isinstance(e, PlateReviewError) else f"{type(e).__name__}: {e}"
+        return replace(super().describe(e, tb), message=text)
 
     @staticmethod
     def _duplicates(session: ReviewSession, model_hash: str, fresh: list | None) -> list:

@@ -593,6 +593,31 @@ def test_a_refused_model_is_said_in_a_dialog_and_not_opened_again(qtbot, tmp_pat
     win.close()
 
 
+def test_a_folder_on_a_full_disk_is_shown_and_a_dialog_says_its_predictions_are_not_cached(
+    qtbot, window, dataset, monkeypatch
+):
+    from PySide6.QtWidgets import QMessageBox
+
+    from core.store import Store
+
+    real_open = Store.open.__func__
+
+    def open_full(cls, folder, reconcile=True):  # the store cannot grow: SQLite answers "disk is full"
+        s = real_open(cls, folder, reconcile)
+        s.conn.execute(f"PRAGMA max_page_count = {s.conn.execute('PRAGMA page_count').fetchone()[0]}")
+        return s
+
+    monkeypatch.setattr(Store, "open", classmethod(open_full))
+    shown = []
+    monkeypatch.setattr(QMessageBox, "warning", staticmethod(lambda *a, **k: shown.append(a[2])))
+    open_and_wait(qtbot, window, dataset)
+    assert window.model.rowCount() == 21 and all(r.prediction or r.error for r in rows_in_view(window))
+    assert len(shown) == 1 and "could not be cached" in shown[0] and "store.sqlite: cannot write the store" in shown[0]
+    with qtbot.waitSignal(window.sig_run_finished, timeout=60000):
+        window.rerun()  # read again: still not cached, said again
+    assert len(shown) == 2
+
+
 def test_the_keys_start_in_the_table_not_the_filter_box(qtbot, window, dataset):
     open_and_wait(qtbot, window, dataset)
     window.activateWindow()

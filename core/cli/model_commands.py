@@ -21,6 +21,7 @@ from ..models import ARCHITECTURES, load_checkpoint
 from ..predict import PredictionResult, Predictor, open_reader
 from ..results_csv import printable, write_results_csv
 from ..session import ReviewSession
+from ..store import StoreFullError
 from ..train import EpochInfo, StepInfo, TrainConfig, split_items, train
 from .argtypes import fraction, int_at_least
 
@@ -136,8 +137,17 @@ def _run_predict(args: argparse.Namespace) -> tuple[list[PredictionResult], Pred
 
 
 def _predict_with(args: argparse.Namespace, folder: Path, predictor) -> list[PredictionResult]:
-    """One reader's records of every file of the folder (cached where still valid)."""
-    with ReviewSession(folder, use_store=not args.no_cache) as session:
+    """One reader's records of every file of the folder (cached where still valid).
+
+    A store that cannot be opened or written for want of room (a full disk) does not stop the
+    reading: it goes on without caching, and a warning says so.
+    """
+    try:
+        session = ReviewSession(folder, use_store=not args.no_cache)
+    except StoreFullError as e:
+        print(f"warning: reading without the prediction cache: {e}", file=sys.stderr)
+        session = ReviewSession(folder, use_store=False)
+    with session:
         for note in session.notices:
             print(note, file=sys.stderr)
         files = session.scan()
@@ -154,6 +164,8 @@ def _predict_with(args: argparse.Namespace, folder: Path, predictor) -> list[Pre
             )  # fmt: skip
         finally:
             bar.close()
+        if session.cache_problem:
+            print(f"warning: predictions not cached: {session.cache_problem}", file=sys.stderr)
     by_rel = {r.rel: r for r in fresh}
     return [by_rel.get(r.rel, r) for r in records]
 
