@@ -12,13 +12,14 @@ override a human decision.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import os
 import random
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ import torch
 from . import plates
 from .data import PlateDataset, encode_label, train_augmentations
 from .dataset import STORE_DIRNAME, Sample, scan_folder
+from .files import WriteError, write_problem
 from .images import ImageReadError
 from .metrics import corpus_cer
 from .models import INPUT_SIZE, load_checkpoint
@@ -209,21 +211,33 @@ class CurveRow:
 
 
 class CurveLog:
-    """Appends curve rows to a CSV as they come (flushed, so a crash keeps what was logged)."""
+    """Appends curve rows to a CSV as they come (flushed, so a crash keeps what was logged).
+
+    A row that cannot be written (a full disk) raises :class:`core.files.WriteError` naming the file.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = open(self.path, "w", encoding="utf-8", newline="")
-        self._w = csv.writer(self._f)
-        self._w.writerow(CURVES_HEADER)
-        self._f.flush()
+        with self._writing():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._f = open(self.path, "w", encoding="utf-8", newline="")
+            self._w = csv.writer(self._f)
+            self._w.writerow(CURVES_HEADER)
+            self._f.flush()
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as e:
+            raise WriteError(write_problem(self.path, e), self.path) from e
 
     def add(self, row: CurveRow) -> None:
         if self._f.closed:
             return
-        self._w.writerow(row.to_row())
-        self._f.flush()
+        with self._writing():
+            self._w.writerow(row.to_row())
+            self._f.flush()
 
     def close(self) -> None:
         self._f.close()

@@ -259,3 +259,16 @@ def test_a_rename_the_store_cannot_record_is_put_back(real_crops, monkeypatch):
     assert s.conn.execute("SELECT status FROM journal").fetchall() == [("cancelled",)]
     assert relabel(s, [(names[0], "皖A00000")]).renamed == [(names[0], names[0].split("-")[0] + "-皖A00000.jpg")]
     s.close()
+
+
+def test_a_training_curve_that_cannot_be_written_names_its_file(tmp_path):
+    from core.finetune import CurveLog, CurveRow
+
+    path = tmp_path / "curves.csv"
+    with (
+        CurveLog(path) as log,
+        file_size_limit(200),
+        pytest.raises(WriteError, match=f"cannot write {path}: File too large"),
+    ):
+        for step in range(50):
+            log.add(CurveRow(step, 1, train_loss=1.0 / (step + 1)))
