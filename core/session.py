@@ -223,6 +223,10 @@ class ReviewSession:
                 self.cache_problem = str(e)
                 if idents is not None:  # what was read, for known_identity
                     self._uncached.update((r.rel, idents[r.rel]) for r in results if r.rel in idents)
+            else:
+                if self._uncached:  # cached now: the store knows what was read
+                    for r in results:
+                        self._uncached.pop(r.rel, None)
 
         def batch_done(batch: list) -> None:
             nonlocal last_save

@@ -272,3 +272,28 @@ def test_a_training_curve_that_cannot_be_written_names_its_file(tmp_path):
     ):
         for step in range(50):
             log.add(CurveRow(step, 1, train_loss=1.0 / (step + 1)))
+
+
+def test_an_edit_after_a_read_that_could_not_be_cached_compares_with_what_was_read(real_crops, random_checkpoint):
+    # The store holds an older reading of the files (copied since: other times); the new reading could
+    # not be cached. A rename checks the file against the new reading, not the stale one ("changed on disk").
+    from core.session import ReviewSession
+
+    folder = real_crops(4)
+    reader = Predictor(random_checkpoint, device="cpu")
+    with ReviewSession(folder) as session:
+        files = session.scan()
+        stale = {f.rel: (f.size, f.mtime_ns - 10**9) for f in files}
+        session.store.put_predictions("an older reader", [PredictionResult(rel, "") for rel in stale], stale)
+        fill(session.store)
+        with contextlib.suppress(StoreFullError):  # the prediction table's pages full to the last row
+            for i in range(100000):
+                session.store.put_predictions("junk", results(1, f"j{i}-"), {f"j{i}-0.jpg": (1, 2)})
+        todo = session.load(reader.model_hash, files)[1]
+        session.predict(todo, reader, files, workers=0)
+        assert session.cache_problem and "cannot write the store" in session.cache_problem
+        rel = files[0][0]
+        assert session.store.known_identity(rel) == stale[rel]  # what the store knows is stale
+        out = session.relabel(rel, "皖A00000")  # the journal's pages have room, the cache's had not
+        assert not out.failed, out.messages
+        assert out.renamed == [(rel, rel.split("-")[0] + "-皖A00000.jpg")]
