@@ -195,6 +195,21 @@ def _put_back(root: Path, outcomes: list[tuple[JournalEntry, str, str | None]]) 
                 log.warning("%s: renamed to %s but not recorded, and not put back (%s)", e.src, e.dst, ex)
 
 
+def _not_done(report: RelabelReport, entries: list[JournalEntry], full: StoreFullError) -> None:
+    """Report ``entries`` as not renamed because the store is full (said once, in ``messages``)."""
+    report.failed.extend((e.src, "not renamed: the store has no room to record it") for e in entries)
+    report.messages.append(str(full))
+
+
+def _end_step(store: Store, step: int) -> None:
+    """:meth:`Store.end_step`, unless the store has no room to: the step then stays pending, and the
+    next open settles it from its journal (as after a failed commit)."""
+    try:
+        store.end_step(step)
+    except StoreFullError as e:
+        log.warning("step %s left for the next open to settle: %s", step, e)
+
+
 def _execute(
     store: Store,
     entries: list[JournalEntry],
@@ -202,15 +217,22 @@ def _execute(
     chunk: int,
     progress: Callable[[Progress], None] | None,
     should_stop: Callable[[], bool] | None,
-) -> None:
+) -> bool:
+    """Rename ``entries`` through the journal, ``chunk`` per transaction, into ``report``. Returns
+    whether it stopped because the store is full (the rest reported as not renamed)."""
     root = store.folder
     total = len(entries)
     for start in range(0, total, max(1, chunk)):
         if should_stop is not None and should_stop():
             report.skipped.extend((e.src, "stopped before renaming") for e in entries[start:])
             break
-        journaled = store.journal_pending(entries[start : start + chunk])
+        try:
+            journaled = store.journal_pending(entries[start : start + chunk])
+        except StoreFullError as full:
+            _not_done(report, entries[start:], full)
+            return True
         outcomes: list[tuple[JournalEntry, str, str | None]] = []
+        full = None
         try:
             for e in journaled:
                 outcomes.append(_perform(root, e))
@@ -221,9 +243,12 @@ def _execute(
                 outcomes.append((e, st, msg))
             try:
                 store.journal_finish(outcomes)
-            except StoreFullError:  # renames the store cannot record are put back: the change is not made
+            except StoreFullError as ex:  # renames the store cannot record are put back: not made
                 _put_back(root, outcomes)
-                raise
+                full = ex
+        if full is not None:
+            _not_done(report, entries[start:], full)
+            return True
         for e, st, msg in outcomes:
             if st == DONE:
                 report.renamed.append((e.src, e.dst))
@@ -235,6 +260,7 @@ def _execute(
                     report.gone.append(e.src)
         if progress is not None:
             progress(Progress(min(start + chunk, total), total, message=f"renamed {len(report.renamed)}"))
+    return False
 
 
 def relabel(
@@ -266,8 +292,13 @@ def relabel(
         image file inside the dataset folder (``..``, absolute, through a link, in
         ``.plate-review``) is refused and reported; nothing is touched for it.
 
+        Renames the store has no room to record (a full disk) are not made (a rename already made
+        is put back): they are in ``failed``, and ``messages`` says why once; those of earlier
+        chunks stay made and recorded.
+
     Raises:
         core.store.StoreError: another process kept the folder busy too long.
+        core.store.StoreFullError: the store has no room to begin the step (nothing was done).
     """
     with store.mutating():
         return _relabel(store, changes, state, description, chunk, progress, should_stop, verify)
@@ -300,7 +331,7 @@ def decide(store: Store, states: dict[str, str], description: str | None = None)
             report.restated = store.add_state_items(step, decisions)
             report.step = step
         finally:
-            store.end_step(step)
+            _end_step(store, step)
         return report
 
 
@@ -391,7 +422,7 @@ def _relabel(store, changes, state, description, chunk, progress, should_stop, v
         if plan:
             _execute(store, plan, report, chunk, progress, should_stop)
     finally:
-        store.end_step(step)
+        _end_step(store, step)
     return report
 
 
@@ -445,15 +476,15 @@ def _revert_locked(store: Store, steps: int, kind: str, progress, should_stop, c
             )  # fmt: skip
         report.restated += store.revert_state_items(step, kind)
         if not entries:
-            store.end_step(step)
+            _end_step(store, step)
             if not report.restated:  # nothing left to do in this step (settled after an interruption): say so
                 report.messages.append(f"step {step}: nothing left to {kind}")
             continue
         try:
-            _execute(store, entries, report, chunk, progress, should_stop)
+            full = _execute(store, entries, report, chunk, progress, should_stop)
         finally:
-            store.end_step(step)
-        if should_stop is not None and should_stop():
+            _end_step(store, step)
+        if full or (should_stop is not None and should_stop()):
             break
     return report
 

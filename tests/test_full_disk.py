@@ -238,26 +238,37 @@ def test_on_a_really_full_disk_every_command_says_so_and_nothing_is_lost(full_di
     assert len(list((full_disk / "export").glob("*/*.jpg"))) == 12
 
 
-def test_a_rename_the_store_cannot_record_is_put_back(real_crops, monkeypatch):
-    # The journal's "pending" entry fitted, the rename was made, then the store filled up before it
-    # could record it done: the file gets its name back, so that "nothing was changed" is true.
-    folder = real_crops(3)
+def test_a_rename_the_store_cannot_record_is_put_back_and_said(real_crops, monkeypatch):
+    # The journal's "pending" entries fitted, the renames were made, then the store filled up before it
+    # could record them done: those files get their names back, so the report and the disk agree; the
+    # chunk before was recorded and stays renamed.
+    folder = real_crops(5)
     names = sorted(p.name for p in folder.iterdir())
+    new = [n.split("-")[0] + "-皖A00000.jpg" for n in names]
     s = Store.open(folder)
+    real_finish, calls = Store.journal_finish, []
 
-    def full(*a, **kw):
-        raise StoreFullError("store.sqlite: cannot write the store: the disk is full")
+    def full_on_second_chunk(self, outcomes):
+        calls.append(len(outcomes))
+        if len(calls) == 2:
+            raise StoreFullError("store.sqlite: cannot write the store: the disk is full")
+        return real_finish(self, outcomes)
 
-    monkeypatch.setattr(Store, "journal_finish", full)
-    with pytest.raises(StoreFullError):
-        relabel(s, [(names[0], "皖A00000")])
-    assert sorted(p.name for p in folder.iterdir() if p.is_file()) == names
+    monkeypatch.setattr(Store, "journal_finish", full_on_second_chunk)
+    report = relabel(s, [(n, "皖A00000") for n in names], chunk=2)
+    assert calls == [2, 2]  # the third chunk was not begun
+    assert report.renamed == list(zip(names[:2], new[:2]))
+    assert [rel for rel, _ in report.failed] == names[2:] and all("no room" in why for _, why in report.failed)
+    assert report.messages == ["store.sqlite: cannot write the store: the disk is full"]
+    assert sorted(p.name for p in folder.iterdir() if p.is_file()) == sorted(new[:2] + names[2:])
     monkeypatch.undo()
     s.close()
-    s = Store.open(folder)  # room again: the pending entry is settled from the disk, as never done
-    assert sorted(p.name for p in folder.iterdir() if p.is_file()) == names
-    assert s.conn.execute("SELECT status FROM journal").fetchall() == [("cancelled",)]
-    assert relabel(s, [(names[0], "皖A00000")]).renamed == [(names[0], names[0].split("-")[0] + "-皖A00000.jpg")]
+    s = Store.open(folder)  # room again: the second chunk's pending entries settle as never done
+    assert sorted(p.name for p in folder.iterdir() if p.is_file()) == sorted(new[:2] + names[2:])
+    assert [r[0] for r in s.conn.execute("SELECT status FROM journal ORDER BY rowid")] == ["done"] * 2 + [
+        "cancelled"
+    ] * 2
+    assert relabel(s, [(names[2], "皖A00000")]).renamed == [(names[2], new[2])]
     s.close()
 
 
