@@ -184,15 +184,19 @@ def _perform(root: Path, e: JournalEntry) -> tuple[JournalEntry, str, str | None
         return e, FAILED, f"{e.src}: cannot rename to {e.dst}: {ex.strerror or ex}"
 
 
-def _put_back(root: Path, outcomes: list[tuple[JournalEntry, str, str | None]]) -> None:
+def _put_back(root: Path, outcomes: list[tuple[JournalEntry, str, str | None]]) -> list[JournalEntry]:
     """Give the files renamed in ``outcomes`` their names back (their journal entries, still pending,
-    then read as never done: a later open settles them from the disk)."""
+    then read as never done: a later open settles them from the disk). Returns the entries whose file
+    could not be put back: renamed they stay, and the next open records them done."""
+    left = []
     for e, st, _msg in outcomes:
         if st == DONE:
             try:
                 move_no_overwrite(root / e.dst, root / e.src)
-            except OSError as ex:  # left renamed: the pending entry makes the next open record it
+            except OSError as ex:
                 log.warning("%s: renamed to %s but not recorded, and not put back (%s)", e.src, e.dst, ex)
+                left.append(e)
+    return left
 
 
 def _not_done(report: RelabelReport, entries: list[JournalEntry], full: StoreFullError) -> None:
@@ -244,10 +248,11 @@ def _execute(
             try:
                 store.journal_finish(outcomes)
             except StoreFullError as ex:  # renames the store cannot record are put back: not made
-                _put_back(root, outcomes)
+                left = _put_back(root, outcomes)
                 full = ex
         if full is not None:
-            _not_done(report, entries[start:], full)
+            report.renamed.extend((e.src, e.dst) for e in left)
+            _not_done(report, [e for e in entries[start:] if e not in left], full)
             return True
         for e, st, msg in outcomes:
             if st == DONE:
