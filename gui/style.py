@@ -53,8 +53,10 @@ QProgressBar::chunk {{ background: {ACCENT}; border-radius: 3px; }}
 QPushButton {{ border: 1px solid {BORDER}; border-radius: 4px; padding: 4px 10px; background: white; color: {TEXT}; }}
 QPushButton:hover {{ background: #f3f4f6; }}
 QPushButton:default {{ border: 1px solid {ACCENT}; }}
+QPushButton:disabled {{ color: #9ca3af; background: #f9fafb; }}
 QPushButton#primary {{ background: {ACCENT}; color: white; border: 1px solid {ACCENT}; }}
 QPushButton#primary:hover {{ background: #1d4ed8; }}
+QPushButton#primary:disabled {{ background: #bfdbfe; border: 1px solid #bfdbfe; color: white; }}
 QPushButton#province {{ padding: 2px; min-width: 26px; max-width: 30px; }}
 QPushButton#province[match="true"] {{ background: #dbeafe; border: 1px solid {ACCENT}; }}
 QWidget#filterBar {{ background: white; border-bottom: 1px solid {BORDER}; }}

@@ -276,9 +276,6 @@ class TrainPanel(QWidget):
         brow = QHBoxLayout()
         self.start_button = QPushButton("Start training")
         self.start_button.setObjectName("primary")
-        self.start_button.setStyleSheet(
-            "QPushButton#primary:disabled { background: #bfdbfe; border: 1px solid #bfdbfe; color: white; }"
-        )
         self.start_button.clicked.connect(self._on_start_button_clicked)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self._on_cancel_button_clicked)

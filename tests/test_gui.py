@@ -515,6 +515,30 @@ def test_unreadable_file_shows_a_placeholder_and_the_reason(qtbot, window, datas
     assert (dataset / CORRUPT).exists()
 
 
+def test_a_disabled_button_looks_disabled(qtbot):
+    # The app's style sheet colours buttons itself: without :disabled rules a disabled "Accept
+    # prediction" (an unreadable crop has nothing to accept) looked as clickable as an enabled one.
+    from PySide6.QtWidgets import QPushButton
+
+    from gui import style
+
+    app = QApplication.instance()
+    before = app.styleSheet()
+    app.setStyleSheet(style.STYLE_SHEET)
+    try:
+        for name in ("primary", "plain"):
+            on, off = QPushButton("Accept prediction"), QPushButton("Accept prediction")
+            for b in (on, off):
+                b.setObjectName(name)
+                b.resize(160, 30)
+                qtbot.addWidget(b)
+            off.setEnabled(False)
+            look = [b.grab().toImage().pixelColor(8, 15).name() for b in (on, off)]
+            assert look[0] != look[1], name
+    finally:
+        app.setStyleSheet(before)
+
+
 def test_file_deleted_behind_the_apps_back(qtbot, window, dataset):
     open_and_wait(qtbot, window, dataset)
     window.table.select_row(5)
