@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The recipe on a lent CUDA machine (docs/TRAINING.md, "On a GPU"): one prepared script, run from
-# the repository root, that spends its time training, not setting up.
+# The recipe on a lent CUDA machine (docs/TRAINING.md, "The bundled model's recipe on a GPU"):
+# one prepared script, run from the repository root, that spends its time training, not setting up.
 #
 #   bash bench/gpu_train.sh [extra train_default.py flags, e.g. --camera-epochs 24]
 #

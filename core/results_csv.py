@@ -22,7 +22,8 @@ from .records import PredictionResult
 #: (core.records.PredictionResult), 0 elsewhere, empty where there is no prediction.
 BASE_COLUMNS = ["file", "label", "prediction", "cer", "correct", "confidence", "label_score", "zoomed", "negative"]
 PREDICT_HEADER = [*BASE_COLUMNS, "error"]
-#: With a second reader (``predict --second-model``), after ``label_score`` (then the combined score).
+#: With a second reader (``predict --second-model``), before the last column (``label_score`` is then the
+#: combined score).
 SECOND_COLUMNS = ["second_prediction", "second_label_score"]
 
 

@@ -249,9 +249,8 @@ def parser(r: Recipe) -> argparse.ArgumentParser:
     ap.add_argument("--synth", choices=("noto", "plate"), default=r.synth,
                     help="synthetic plates: 'noto' draws characters with Noto Sans CJK only (the bundled model's "
                          "generator); 'plate' adds four Latin fonts and, on half of the training plates, plate-font "
-                         "templates recovered from the training crops (core.synth.real_glyph_masks): synthetic-only "
-                         "pretraining reads 62 %% of the real validation crops instead of 33 %%, but after the mixed "
-                         "stage it did not beat 'noto' on validation (docs/MODEL.md)")  # fmt: skip
+                         "templates recovered from the training crops (core.synth.real_glyph_masks); tried with --dev, "
+                         "it did not beat 'noto' on validation")  # fmt: skip
     ap.add_argument("--look", choices=sorted(LOOKS), default=r.look,
                     help="synthetic plates' contrast and degradation strengths: 'harsh' (the bundled model's "
                          "generator, blurrier and flatter than the real crops) or 'matched' (calibrated to the real "
