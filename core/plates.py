@@ -136,6 +136,8 @@ class ParsedName:
         corners: CCPD names only: the plate's four corners in the photo, ``((x, y), ...)`` in
             CCPD's order right-bottom, left-bottom, left-top, right-top (clockwise from the
             right-bottom one), from the 4th ``-`` field; ``None`` as for ``box``.
+        tail: dl1 names only: what follows the plate (``cam3`` in ``0015-皖A0H628-cam3.jpg``), a
+            collision counter excepted; a rename keeps it.
     """
 
     name: str
@@ -145,6 +147,7 @@ class ParsedName:
     error: str | None = None
     box: tuple[int, int, int, int] | None = None
     corners: tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]] | None = None
+    tail: str = ""
 
     @property
     def valid(self) -> bool:
@@ -234,7 +237,10 @@ def parse_name(name: str, scheme: Scheme | str | None = None) -> ParsedName:
         if len(fields) < 2:
             return ParsedName(name, sch, "", error="no '-' in the name: expected <id>-<PLATE>.<ext>")
         label = fields[1]
-        return ParsedName(name, sch, label, fields[0], label_error(label))
+        rest = fields[2:]
+        if rest and rest[-1].isdigit() and len(rest[-1]) <= 3:  # a collision counter (build_name's n)
+            rest = rest[:-1]
+        return ParsedName(name, sch, label, fields[0], label_error(label), tail="-".join(rest))
     m = _PLATE_SUFFIX_RE.match(stem)
     label = m.group("plate") if m else stem
     return ParsedName(name, sch, label, "", label_error(label))
@@ -267,6 +273,8 @@ def build_name(parsed: ParsedName, new_label: str, n: int = 0) -> str:
             base = new_label
     elif parsed.scheme is Scheme.DL1:
         base = f"{parsed.id}-{new_label}" if parsed.id else new_label
+        if parsed.tail:
+            base += f"-{parsed.tail}"
     else:
         base = new_label
     if n >= 2:

@@ -94,3 +94,14 @@ def test_name_parts_match_pathlib():
     for n in names:
         assert _stem_suffix(n) == (PurePath(n).stem, PurePath(n).suffix), n
     assert parse_name("some/dir/0001-皖A26Y56.jpg").label == "皖A26Y56"
+
+
+def test_what_follows_the_plate_in_a_dl1_name_survives_a_rename():
+    p = parse_name("0015-皖A0H628-cam3.jpg")
+    assert (p.id, p.label, p.tail) == ("0015", "皖A0H628", "cam3")
+    assert build_name(p, "皖A0H627") == "0015-皖A0H627-cam3.jpg"
+    assert build_name(p, "皖A0H627", 2) == "0015-皖A0H627-cam3-2.jpg"  # the counter goes last
+    again = parse_name("0015-皖A0H627-cam3-2.jpg")
+    assert (again.label, again.tail) == ("皖A0H627", "cam3")  # the counter is not part of the tail
+    assert build_name(parse_name("0015-皖A0H628-2.jpg"), "皖A0H627") == "0015-皖A0H627.jpg"
+    assert build_name(parse_name("0015-皖A0H628-20230105.jpg"), "皖A0H627") == "0015-皖A0H627-20230105.jpg"
