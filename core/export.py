@@ -34,7 +34,7 @@ import random
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from . import plates
 from .dataset import scan_folder
@@ -49,6 +49,7 @@ DEFAULT_SPLIT = {"train": 0.9, "test": 0.1}
 
 #: In the output folder while an export is unfinished: its source and the files it writes.
 MARKER = ".plate-review-export.json"
+MAX_NAME_BYTES = 255  # a file name's limit on the usual file systems (ext4, APFS, NTFS in UTF-16 units)
 _PART_PREFIX, _PART_SUFFIX = ".plate-review-", ".part"  # temporaries: hidden, never a final name
 
 
@@ -309,10 +310,17 @@ def export_dataset(
         # the source's id only if printable: a tab or a newline in it would split the rec_gt line
         keep_id = parsed.scheme is plates.Scheme.DL1 and parsed.id and parsed.id.isprintable()
         ident = parsed.id if keep_id else f"{k:0{width}d}"
-        base = plates.ParsedName(rel.rsplit("/", 1)[-1], plates.Scheme.DL1, parsed.label, ident)
+        src_name = rel.rsplit("/", 1)[-1]
+        if _is_photo(parsed):  # the plate is cut out and written as a JPEG, whatever the photo's format
+            src_name = str(PurePath(src_name).with_suffix(".jpg"))
+        base = plates.ParsedName(src_name, plates.Scheme.DL1, parsed.label, ident)
         n = 0
         while True:
             name = plates.build_name(base, parsed.label, n)
+            numbered = f"{k:0{width}d}"
+            if len(name.encode("utf-8")) > MAX_NAME_BYTES and base.id != numbered:  # a long id and a suffix
+                base = plates.ParsedName(src_name, plates.Scheme.DL1, parsed.label, numbered)
+                continue
             if f"{part}/{name}".casefold() not in taken:
                 break
             n = 2 if n == 0 else n + 1
@@ -321,8 +329,11 @@ def export_dataset(
 
     unfinished = f"{dest} is incomplete: export to it again to finish"
     planned = [out_rel for _, out_rel, _, _ in plan]
-    with _finish_later(dest, unfinished):
+    try:
         dest.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # nothing started: there is nothing to finish
+        raise ExportError(write_problem(dest, e), refused=True) from e
+    with _finish_later(dest, unfinished):
         if marker is not None:
             _resume_clean(dest, marker, list(split), set(planned))
         _write_marker(dest, root, list(split), planned)  # before the first file: a rerun knows the folder is ours

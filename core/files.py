@@ -18,7 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from .dataset import STORE_DIRNAME
 from .errors import PlateReviewError
+from .plates import IMAGE_EXTENSIONS
 
 #: errno values that mean "no room": a full disk, a full quota, a file-size limit.
 NO_ROOM = frozenset(code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG) if code is not None)
@@ -62,6 +64,42 @@ def room_left(path: str | os.PathLike) -> str:
     return "" if free is None else f" ({human_bytes(free)} free on its disk)"
 
 
+def output_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` may not be written as an output (a CSV, a checkpoint, an ONNX file), or ``None``:
+    it would replace an image (a dataset's sample, most likely: ``--out`` given a crop's name) or
+    land beside a dataset's store in its ``.plate-review`` folder (the app's own sub-folders, such
+    as ``models``, are fine)."""
+    p = Path(path)
+    if p.resolve().parent.name == STORE_DIRNAME:
+        return f"in a dataset's {STORE_DIRNAME} folder, beside its store and undo history"
+    if p.suffix.lower() in IMAGE_EXTENSIONS and p.exists():
+        return "an image file (an output never replaces one)"
+    return None
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Make sure ``path`` can be written as an output before a long run makes it (its folder is made,
+    and a probe file is written there and removed). Returns ``path``.
+
+    Raises:
+        WriteError: :func:`output_problem` refuses it, it is a folder, or its folder cannot be written.
+    """
+    path = Path(path)
+    problem = output_problem(path) or ("a folder" if path.is_dir() else None)
+    if problem:
+        raise WriteError(f"{path}: not written: {problem}", path)
+    probe = path.with_name(f".{path.name}.{os.getpid()}.probe")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+    except OSError as e:
+        raise WriteError(write_problem(path, e), path) from e
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)
+    return path
+
+
 def write_problem(path: str | os.PathLike, e: OSError, shown: str | None = None) -> str:
     """``cannot write PATH: WHY`` for a failed write of ``path`` (``shown`` in its place, if given);
     no room left adds how much is free on the disk."""
@@ -77,13 +115,17 @@ def atomic_path(path: str | os.PathLike, tmp_name: str | None = None) -> Iterato
 
     ``path``'s folder is made if missing. If the block raises, or the write fails, the temporary file
     is removed and ``path`` keeps its previous content (or stays absent). An ``OSError`` becomes a
-    :class:`WriteError` naming ``path``.
+    :class:`WriteError` naming ``path``; so does a ``path`` that :func:`output_problem` refuses,
+    before anything is written.
 
     Args:
         path: The file to write.
         tmp_name: The temporary file's name (default: ``path``'s name plus ``.tmp``).
     """
     path = Path(path)
+    problem = output_problem(path)
+    if problem:
+        raise WriteError(f"{path}: not written: {problem}", path)
     tmp = path.with_name(tmp_name or path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

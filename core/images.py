@@ -17,6 +17,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from .errors import PlateReviewError
+
 MAX_IMAGE_BYTES = 50 * 1024**2
 """Largest image file read (50 MiB). Plate crops are a few KB, full CCPD photos ~200 KB."""
 MAX_IMAGE_PIXELS = 40_000_000
@@ -29,7 +31,7 @@ Deep formats get fewer pixels: a float RGB HDR or PFM 26 MP, a float64 RGBA TIFF
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)  # a FIFO must not block
 
 
-class ImageReadError(Exception):
+class ImageReadError(PlateReviewError):
     """A file could not be read as an image; ``str(err)`` names the file and the reason.
 
     Attributes:

@@ -571,7 +571,11 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     except KeyError as e:
         raise CheckpointError(f"{path}: damaged checkpoint (no {e} entry)") from None
     except (TypeError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: damaged checkpoint ({str(e).splitlines()[0]})") from None
+        lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()] or [type(e).__name__]
+        if lines[0].startswith("Error(s) in loading state_dict"):  # torch names the layers on the next lines
+            detail = "; ".join(lines[1:4]) + ("; ..." if len(lines) > 4 else "")
+            raise CheckpointError(f"{path}: its weights do not fit a {ckpt.config.arch} model ({detail})") from None
+        raise CheckpointError(f"{path}: damaged checkpoint ({lines[0]})") from None
     return ckpt
 
 

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import io
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -178,13 +179,15 @@ def prune_onnx_cache(folder: Path, keep: int = ONNX_CACHE_KEEP) -> list[Path]:
     return gone
 
 
-def export_onnx(ckpt: Checkpoint, path: Path, checkpoint_sha: str, views: bool = True) -> Path:
+def export_onnx(ckpt: Checkpoint, path: Path, checkpoint_sha: str, views: bool = True,
+                check: Callable[[bytes], None] | None = None) -> Path:  # fmt: skip
     """Export a checkpoint to ONNX (uint8 pixels in, probabilities out, dynamic batch), atomically.
 
     ``checkpoint_sha`` (the checkpoint file's :func:`core.models.file_sha256`) is written into
     the model's metadata (:data:`ONNX_CHECKPOINT_KEY`), so that the cached file is tied to the
     checkpoint it came from (:func:`onnx_checkpoint_sha`). ``views``: the graph reads the crop with
     its shifted and zoomed views and as a negative (:func:`core.models.read_crops`), six outputs; without, two.
+    ``check``: called with the serialised model before it is written (raise to refuse it).
     """
     import onnx
 
@@ -208,9 +211,12 @@ def export_onnx(ckpt: Checkpoint, path: Path, checkpoint_sha: str, views: bool =
         )
     proto = onnx.load_model_from_string(graph.getvalue())
     onnx.helper.set_model_props(proto, {ONNX_CHECKPOINT_KEY: checkpoint_sha})
+    data = proto.SerializeToString()
+    if check is not None:
+        check(data)  # before the file: a refused export leaves the previous one
     # a per-process temporary name: two processes exporting the same checkpoint do not share one
     with atomic_write(path, "wb", tmp_name=f"{path.name}.{os.getpid()}.tmp") as f:
-        f.write(proto.SerializeToString())
+        f.write(data)
     return path
 
 
@@ -556,20 +562,26 @@ def export_for_deployment(model_path: str | os.PathLike, out: str | os.PathLike,
     import onnxruntime as ort
 
     model_path, out = Path(model_path), Path(out)
+    if out.exists() and out.resolve() == model_path.resolve():
+        raise WriteError(f"{out}: the output must not be the checkpoint itself", out)
     ckpt = load_checkpoint(model_path)
-    export_onnx(ckpt, out, file_sha256(model_path), views)
     h, w = ckpt.input_size
     pixels = np.random.default_rng(seed).integers(0, 256, (n_check, h, w, 3), dtype=np.uint8)
     pixels[n_check // 2 :, ..., 2] //= 4  # light plates with dark characters (core.models.light_plates)
     with torch.inference_mode():
         want = _ExportModule(ckpt.build(), ckpt.mean, ckpt.std, views).eval()(torch.from_numpy(pixels))
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    got = ort.InferenceSession(str(out), so, providers=["CPUExecutionProvider"]).run(None, {"pixels": pixels})
-    diff = max(float(np.abs(g - t.numpy()).max()) for g, t in zip(got, want))
-    if not diff <= 1e-4:
-        out.unlink(missing_ok=True)
-        raise CheckpointError(f"{model_path}: the ONNX export differs from PyTorch by {diff:.2e}; not written")
+    diff = math.inf
+
+    def check(data: bytes) -> None:
+        nonlocal diff
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        got = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"]).run(None, {"pixels": pixels})
+        diff = max(float(np.abs(g - t.numpy()).max()) for g, t in zip(got, want))
+        if not diff <= 1e-4:
+            raise CheckpointError(f"{model_path}: the ONNX export differs from PyTorch by {diff:.2e}; not written")
+
+    export_onnx(ckpt, out, file_sha256(model_path), views, check=check)
     return diff
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import io
 import logging
 import os
 import stat
@@ -554,20 +555,30 @@ def read_corrections(path: str | os.PathLike) -> list[CsvRow]:
     read back as the names they stand for, so a predict CSV can be edited and fed back.
 
     Raises:
-        ValueError: The file has no ``file`` and ``label`` columns.
+        ValueError: The file has no ``file`` and ``label`` columns, or is not UTF-8 text (the
+            message names the line: a spreadsheet's "CSV (GBK)" or UTF-16 export, say).
     """
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        cols = [h.strip().lower() for h in header or []]
-        if "file" not in cols or "label" not in cols:
-            raise ValueError(f"{path}: the first line must be the header 'file,label'")
-        fi, li = cols.index("file"), cols.index("label")
-        rows = []
-        for rec in reader:
-            if not any(c.strip() for c in rec):
-                continue
-            rows.append(CsvRow(reader.line_num, _cell(rec, fi), _cell(rec, li)))
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        utf16 = data[:2] in (b"\xff\xfe", b"\xfe\xff")
+        raise ValueError(
+            f'{path}: not UTF-8 text ({"UTF-16" if utf16 else f"line {line}"}); save it as "CSV UTF-8" and try again'
+        ) from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    cols = [h.strip().lower() for h in header or []]
+    if "file" not in cols or "label" not in cols:
+        raise ValueError(f"{path}: the first line must be the header 'file,label'")
+    fi, li = cols.index("file"), cols.index("label")
+    rows = []
+    for rec in reader:
+        if not any(c.strip() for c in rec):
+            continue
+        rows.append(CsvRow(reader.line_num, _cell(rec, fi), _cell(rec, li)))
     return rows
 
 

@@ -27,9 +27,24 @@ from . import plates
 from .data import PlateDataset, reseed_augmentations, train_augmentations, worker_start_method
 from .decode import decode
 from .device import resolve_device
+from .errors import PlateReviewError
 from .malloc import retain_freed_memory
 from .metrics import corpus_cer
 from .models import Checkpoint, ModelConfig, build_model, load_checkpoint, save_checkpoint
+
+
+class TrainingDiverged(PlateReviewError, FloatingPointError):
+    """The loss, the weights or the validation loss stopped being finite (a learning rate too high,
+    most often); the run stops and writes no checkpoint of the broken weights."""
+
+
+def _check_finite(model: nn.Module, step: int) -> None:
+    """Raise :class:`TrainingDiverged` when a weight of ``model`` is NaN or infinite (an update that
+    broke the weights after a finite loss): such weights are never validated or saved."""
+    bad = next((n for n, t in model.state_dict().items() if t.is_floating_point() and not t.isfinite().all()), None)
+    if bad is not None:
+        raise TrainingDiverged(f"training diverged by step {step} (weight {bad} is no longer finite); "
+                               "try a lower learning rate")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -226,8 +241,8 @@ GPU_WORKERS = 6
 
 def default_workers(device: torch.device) -> int:
     """DataLoader workers for ``workers=None``: none on the CPU, where the training step and
-    the augmentation share the cores (no worker measured 1.36x one on 2 cores,
-    docs/BENCHMARKS.md); on a GPU up to :data:`GPU_WORKERS`, leaving one core for the loop."""
+    the augmentation share the cores (a worker process would take one of them from the step);
+    on a GPU up to :data:`GPU_WORKERS`, leaving one core for the loop."""
     if device.type == "cpu":
         return 0
     return max(0, min(GPU_WORKERS, (os.cpu_count() or 1) - 1))
@@ -421,8 +436,12 @@ def train(
         nonlocal best_key
         train_loss = float(np.mean(running)) if running else float("nan")
         running.clear()
+        _check_finite(raw_model, step)
         if val_dl is not None:
             vl, va, vc = validate(raw_model, val_dl, device, provinces, others)
+            if not math.isfinite(vl):  # finite weights whose outputs are not (weights grown huge)
+                raise TrainingDiverged(f"training diverged by step {step} (validation loss {vl}); "
+                                       "try a lower learning rate")  # fmt: skip
         else:
             vl, va, vc = float("nan"), float("nan"), float("nan")
         key = (vc if not math.isnan(vc) else -step, vl if not math.isnan(vl) else 0.0)
@@ -469,7 +488,7 @@ def train(
             seen += len(x) * world
             lv = loss.item()
             if not math.isfinite(lv):
-                raise FloatingPointError(f"training diverged at step {step} (loss {lv}); try a lower learning rate")
+                raise TrainingDiverged(f"training diverged at step {step} (loss {lv}); try a lower learning rate")
             running.append(lv)
             elapsed = time.perf_counter() - t_start
             ips = seen / max(elapsed, 1e-9)
@@ -491,6 +510,7 @@ def train(
             break
     if is_main and result.checkpoint is None:
         # Cancelled before the first validation: keep the weights reached so far.
+        _check_finite(raw_model, step)
         result.checkpoint = make_ckpt({"stopped_before_validation": True})
         if out_path is not None:
             result.best_path = save_checkpoint(result.checkpoint, out_path)

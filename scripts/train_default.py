@@ -32,10 +32,10 @@ weights: the augmentation pipelines are seeded too).
 glyph templates from the training crops), ``--splice-anywhere`` moves spliced serial
 characters between positions, and ``--look matched`` renders the synthetic plates with the
 contrast and sharpness of the real crops (core.synth.MATCHED): each was tried with
-``--dev`` and did not beat the bundled recipe (docs/MODEL.md).
+``--dev`` and did not beat the bundled recipe.
 ``--device cuda --workers N`` trains on a GPU, with N DataLoader processes rendering the
 images. On one H200 with 14 workers, the pretrain stage at ``--scale 3`` took 255 s
-(~2,850 images/s), about 9x the 2-core CPU. The step loop of this small model, not the GPU,
+(~2,850 images/s), about 3x the 2-core CPU's 821 s. The step loop of this small model, not the GPU,
 bounds it (docs/BENCHMARKS.md, "GPU").
 ``--province-epochs N`` adds the province stage (stage 5, off by default; core.recipe says
 why) after the polish stage; ``--camera-epochs 0`` leaves out stage 6. ``--start CKPT`` runs

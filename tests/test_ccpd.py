@@ -353,3 +353,16 @@ def test_a_photograph_that_cannot_be_read_at_export_time_names_itself(tmp_path, 
     with pytest.raises(ExportError, match="cannot write"):
         export_dataset(src, tmp_path / "out", split={"train": 1.0}, check_images=False)
     assert (src / name).read_bytes().startswith(b"\xff\xd8\xff")  # the source is untouched
+
+
+def test_a_png_photograph_exports_its_plate_under_a_jpg_name(tmp_path, real):
+    from core.export import export_dataset
+
+    crop, label = real
+    src = tmp_path / "ds"
+    src.mkdir()
+    frame, name, _ = tilted_photo(crop, label)
+    write_rgb(src / name.replace(".jpg", ".png"), frame)
+    export_dataset(src, tmp_path / "out", split={"train": 1.0})
+    (out,) = (tmp_path / "out" / "train").iterdir()
+    assert out.suffix == ".jpg" and out.read_bytes()[:3] == b"\xff\xd8\xff"  # the name says what the bytes are

@@ -147,3 +147,15 @@ def test_export_cli(ds: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
     args = ap.parse_args(["export", str(ds), "--out", str(tmp_path / "o2"), "--split", "train=2"])
     with pytest.raises(CliError, match="--split"):
         args.func(args)
+
+
+def test_a_long_id_that_a_collision_suffix_would_push_past_255_bytes_gets_a_number(tmp_path: Path):
+    src = tmp_path / "ds"
+    name = "9" * (250 - len("-皖A12345.jpg".encode())) + "-皖A12345.jpg"  # 250 bytes
+    assert len(name.encode()) == 250
+    for sub in ("a", "b"):  # the same name twice: the second needs a suffix
+        (src / sub).mkdir(parents=True)
+        shutil.copy2(sorted(REAL.glob("*.jpg"))[0], src / sub / name)
+    report = E.export_dataset(src, tmp_path / "out", split={"train": 1.0})
+    names = sorted(p.name for p in (tmp_path / "out" / "train").iterdir())
+    assert report.written == {"train": 2} and name in names and all(len(n.encode()) <= 255 for n in names)

@@ -308,3 +308,32 @@ def test_an_edit_after_a_read_that_could_not_be_cached_compares_with_what_was_re
         out = session.relabel(rel, "皖A00000")  # the journal's pages have room, the cache's had not
         assert not out.failed, out.messages
         assert out.renamed == [(rel, rel.split("-")[0] + "-皖A00000.jpg")]
+
+
+def test_an_output_never_replaces_an_image_or_lands_beside_the_store(real_crops, random_checkpoint, tmp_path, capsys):
+    folder = real_crops(3)
+    crop = sorted(folder.glob("*.jpg"))[0]
+    before = crop.read_bytes()
+    model = ["--model", str(random_checkpoint), "--workers", "0"]
+    assert main(["predict", str(folder), *model, "--out", str(crop)]) == 2
+    assert "not written: an image file" in capsys.readouterr().err and crop.read_bytes() == before
+    store = folder / ".plate-review" / "store.sqlite"
+    assert main(["predict", str(folder), *model, "--out", str(store)]) == 2
+    assert f"{store}: not written: in a dataset's .plate-review folder" in capsys.readouterr().err
+    assert main(["predict", str(folder), *model, "--out", str(tmp_path / "r.csv")]) == 0  # the store still opens
+    assert main(["import-model", str(random_checkpoint), "--out", str(crop)]) == 2
+    assert crop.read_bytes() == before
+
+
+def test_an_output_that_cannot_be_written_is_said_before_the_work_not_after(real_crops, tmp_path, capsys):
+    folder = real_crops(3)
+    a_folder = tmp_path / "odir"
+    a_folder.mkdir()
+    blocked = tmp_path / "a-file" / "cv.csv"  # its folder would have to be a file
+    (tmp_path / "a-file").write_text("x")
+    for out, why in ((a_folder, "not written: a folder"), (blocked, "cannot write")):
+        for cmd in (["crossval", str(folder), "--folds", "3", "--max-steps", "1"], ["train", str(folder), "--max-steps", "1"],
+                    ["predict", str(folder)]):  # fmt: skip
+            assert main([*cmd, "--out", str(out)]) == 2, cmd
+            err = capsys.readouterr().err
+            assert why in err and len(err.strip().splitlines()) == 1, (cmd, err)  # one line: nothing ran first

@@ -79,5 +79,5 @@ def test_pickle_code_is_not_executed(tmp_path, capsys):
 def test_wrong_weights_for_arch(tmp_path):
     ck = Checkpoint(ModelConfig(arch="lstm"), build_model(ModelConfig(arch="simple")).state_dict())
     p = save_checkpoint(ck, tmp_path / "w.pt")
-    with pytest.raises(CheckpointError, match="damaged"):
+    with pytest.raises(CheckpointError, match="its weights do not fit a lstm model"):
         load_checkpoint(p)

@@ -138,3 +138,42 @@ def test_export_model_writes_an_onnx_that_matches_pytorch(tmp_path, capsys):
     first, tail = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"pixels": pixels})[:2]
     f2, t2 = p.probabilities(np.stack([p.prepare(read_rgb(f)) for f in files]))[:2]
     assert np.allclose(first, f2, atol=1e-4) and np.allclose(tail, t2, atol=1e-4)
+
+
+def test_weights_of_another_size_are_said_layer_by_layer(tmp_path):
+    sd = _trained_like(True).state_dict()
+    key = next(k for k in sd if k.startswith("lstm.weight_ih_l0"))
+    sd[key] = torch.zeros(sd[key].shape[0], sd[key].shape[1] // 2)  # a narrower LSTM input
+    path = tmp_path / "narrow.pth"
+    torch.save(sd, path)
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(path)
+    msg = str(e.value)
+    assert "do not fit" in msg and "size mismatch for lstm.weight_ih_l0" in msg and "damaged" not in msg
+
+
+def test_export_model_never_replaces_its_input_nor_a_good_export_with_a_refused_one(tmp_path, capsys, monkeypatch):
+    import onnxruntime as ort
+
+    src = tmp_path / "lstm_model.pth"
+    torch.save(_trained_like(True).state_dict(), src)
+    before = src.read_bytes()
+    assert cli(["export-model", str(src), "--out", str(src)]) == 2
+    assert "must not be the checkpoint itself" in capsys.readouterr().err and src.read_bytes() == before
+    out = tmp_path / "deploy.onnx"
+    assert cli(["export-model", str(src), "--out", str(out)]) == 0
+    good = out.read_bytes()
+
+    real_session = ort.InferenceSession
+
+    class Off:  # an onnxruntime whose readings differ from PyTorch's
+        def __init__(self, *a, **kw):
+            self.real = real_session(*a, **kw)
+
+        def run(self, *a, **kw):
+            return [o + 0.5 for o in self.real.run(*a, **kw)]
+
+    monkeypatch.setattr(ort, "InferenceSession", Off)
+    assert cli(["export-model", str(src), "--out", str(out)]) == 2
+    assert "differs from PyTorch" in capsys.readouterr().err
+    assert out.read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == ["deploy.onnx", "lstm_model.pth"]

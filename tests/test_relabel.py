@@ -352,3 +352,17 @@ def test_undo_redo_cli_and_bad_arguments(tmp_path: Path, capsys: pytest.CaptureF
         _run(["relabel", str(tmp_path / "ds"), "--from", str(bad)])
     with pytest.raises(CliError):
         _run(["undo", str(tmp_path / "ds"), "--steps", "0"])
+
+
+def test_a_corrections_csv_that_is_not_utf8_is_named_with_its_line_and_the_way_out(tmp_path):
+    gbk = tmp_path / "gbk.csv"
+    gbk.write_bytes("file,label\n0015-皖A0H628.jpg,皖A0H627\n".encode("gbk"))  # Excel's CSV on Chinese Windows
+    with pytest.raises(ValueError, match=r"gbk\.csv: not UTF-8 text \(line 2\); save it as \"CSV UTF-8\""):
+        R.read_corrections(gbk)
+    utf16 = tmp_path / "u16.csv"
+    utf16.write_bytes("file,label\r\n0015-皖A0H628.jpg,皖A0H627\r\n".encode("utf-16"))
+    with pytest.raises(ValueError, match=r"u16\.csv: not UTF-8 text \(UTF-16\)"):
+        R.read_corrections(utf16)
+    crlf = tmp_path / "crlf.csv"  # UTF-8 with a BOM and Windows line ends still reads
+    crlf.write_bytes("\ufefffile,label\r\n0015-皖A0H628.jpg,皖A0H627\r\n".encode())
+    assert [(r.file, r.label) for r in R.read_corrections(crlf)] == [("0015-皖A0H628.jpg", "皖A0H627")]

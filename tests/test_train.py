@@ -181,3 +181,18 @@ def test_workers_start_as_asked(items, monkeypatch):
     res = train(TrainConfig(**{**cfg.__dict__, "workers": 1, "start_method": "spawn"}), items[:12])
     assert res.checkpoint.summary["workers"] == 1 and res.checkpoint.summary["steps"] == 2
     assert [kw["multiprocessing_context"] for kw in made] == ["spawn", "spawn"]
+
+
+def test_weights_broken_by_a_huge_learning_rate_are_never_saved(tmp_path, capsys):
+    from core.cli import main
+
+    folder = tmp_path / "crops"
+    copy_real(folder, 16)
+    out = tmp_path / "m.pt"
+    args = ["train", str(folder), "--out", str(out), "--max-steps", "3", "--epochs", "1", "--workers", "0",
+            "--arch", "lstm-fast", "--batch-size", "8"]  # fmt: skip
+    assert main([*args, "--lr", "1e30"]) == 2  # broken weights or a non-finite loss: either way, no file
+    assert "training diverged" in capsys.readouterr().err and not out.exists()
+    for bad in ("nan", "0", "-1", "inf"):
+        assert main([*args, "--lr-gamma", bad]) == 2
+        assert "must be a finite number above 0" in capsys.readouterr().err

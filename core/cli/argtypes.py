@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 
 
@@ -19,6 +20,17 @@ def int_at_least(low: int) -> Callable[[str], int]:
         return v
 
     return parse
+
+
+def positive_float(text: str) -> float:
+    """A finite number above 0 (a learning rate, a learning-rate factor)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0: {text}")
+    return v
 
 
 def fraction(text: str) -> float:

@@ -11,12 +11,13 @@ from tqdm import tqdm
 
 from ..dataset import scan_folder
 from ..errors import CliError
+from ..files import check_writable
 from ..finetune import crossval_scores, read_states, write_crossval_csv
 from ..models import ARCHITECTURES
 from ..predict import Progress, default_model_path
 from ..session import ReviewSession
 from ..train import TrainConfig
-from .argtypes import int_at_least
+from .argtypes import int_at_least, positive_float
 
 
 def add_crossval_command(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +34,7 @@ def add_crossval_command(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--arch", choices=sorted(ARCHITECTURES), default="lstm", help="architecture when from scratch")
     c.add_argument("--epochs", type=int_at_least(1), default=1, help="epochs per fold (default 1)")
     c.add_argument("--batch-size", type=int_at_least(1), default=64)
-    c.add_argument("--lr", type=float, default=2e-4)
+    c.add_argument("--lr", type=positive_float, default=2e-4)
     c.add_argument(
         "--val-split", type=float, default=0.1, help="part of each fold's training data for picking its best epoch"
     )
@@ -52,6 +53,7 @@ def cmd_crossval(args: argparse.Namespace) -> int:
         raise CliError(f"model file not found: {args.init}")
     if not 0 <= args.val_split < 1:
         raise CliError(f"--val-split must be in [0, 1): {args.val_split}")
+    check_writable(args.out)  # before the folds train, not after
     init = args.init
     if init is None and not args.scratch and default_model_path().is_file():
         init = str(default_model_path())
@@ -75,10 +77,10 @@ def cmd_crossval(args: argparse.Namespace) -> int:
         )  # fmt: skip
     finally:
         bar.close()
-    write_crossval_csv(cv, args.out)
     with ReviewSession(folder) as session:  # the GUI shows them, and they order its review, after a restart
         session.save_crossval(cv.results, {"folds": cv.k, "samples": len(cv.results), "base": init or "scratch",
                                            "created": time.time(), "stopped": cv.stopped})  # fmt: skip
+    write_crossval_csv(cv, args.out)
     scored = [r for r in cv.results.values() if r.cer is not None and not r.label_error]
     acc = sum(bool(r.correct) for r in scored) / len(scored) if scored else 0.0
     mean_cer = sum(r.cer for r in scored) / len(scored) if scored else 0.0

@@ -15,6 +15,7 @@ from ..data import train_augmentations
 from ..dataset import scan_folder
 from ..distributed import cleanup_distributed, init_distributed, is_main_process
 from ..errors import CliError
+from ..files import check_writable
 from ..label_score import LIKELY_ERROR_THRESHOLD, SORT_ORDERS, sort_for_review, with_second_opinion
 from ..metrics import corpus_cer, evaluate_strings
 from ..models import ARCHITECTURES, load_checkpoint
@@ -23,7 +24,7 @@ from ..results_csv import printable, write_results_csv
 from ..session import ReviewSession
 from ..store import StoreFullError
 from ..train import EpochInfo, StepInfo, TrainConfig, split_items, train
-from .argtypes import fraction, int_at_least
+from .argtypes import fraction, int_at_least, positive_float
 
 
 def _folder(text: str) -> Path:
@@ -79,8 +80,8 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--arch", choices=sorted(ARCHITECTURES), default="lstm")
     t.add_argument("--epochs", type=int_at_least(1), default=7)
     t.add_argument("--batch-size", type=int_at_least(1), default=64)
-    t.add_argument("--lr", type=float, default=2e-4)
-    t.add_argument("--lr-gamma", type=float, default=0.5, help="learning-rate factor per epoch (default 0.5)")
+    t.add_argument("--lr", type=positive_float, default=2e-4)
+    t.add_argument("--lr-gamma", type=positive_float, default=0.5, help="learning-rate factor per epoch (default 0.5)")
     t.add_argument("--val-split", type=fraction, default=0.1)
     t.add_argument("--val", help="validation folder (instead of --val-split)")
     t.add_argument("--seed", type=int, default=0)
@@ -224,6 +225,7 @@ def cmd_export_model(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    check_writable(args.out)  # before the reading, not after
     results, predictor, seconds = _run_predict(args)
     write_results_csv(results, args.out, sort=args.sort, second_opinion=bool(args.second_model))
     for r in results:
@@ -297,6 +299,8 @@ def _train(args: argparse.Namespace) -> int:
 
     main_process = is_main_process()
     folder = _folder(args.folder)
+    if main_process:
+        check_writable(args.out)  # before the training, not after
     items = _train_items(folder, quiet=not main_process)
     val_items = _train_items(_folder(args.val), quiet=not main_process) if args.val else None
     config = TrainConfig(
