@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import PurePath
@@ -114,9 +115,15 @@ def is_valid_label(label: str) -> bool:
     return _PLATE_RE.match(label) is not None
 
 
+#: What people type between a plate's characters, dropped from a typed label.
+LABEL_SEPARATORS = "·•・- "
+
+
 def normalize_label(text: str) -> str:
-    """Clean typed text into a label: strip, drop separators, upper-case Latin letters."""
-    text = text.strip().replace("·", "").replace(" ", "").replace("•", "")
+    """Clean typed text into a label: NFKC (full-width letters and digits from a Chinese keyboard, and
+    compatibility ideographs, become the plain characters), drop separators, upper-case Latin letters."""
+    text = unicodedata.normalize("NFKC", text).strip()
+    text = "".join(ch for ch in text if ch not in LABEL_SEPARATORS)
     return "".join(ch.upper() if ch.isascii() else ch for ch in text)
 
 

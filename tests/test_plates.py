@@ -105,3 +105,10 @@ def test_what_follows_the_plate_in_a_dl1_name_survives_a_rename():
     assert (again.label, again.tail) == ("皖A0H627", "cam3")  # the counter is not part of the tail
     assert build_name(parse_name("0015-皖A0H628-2.jpg"), "皖A0H627") == "0015-皖A0H627.jpg"
     assert build_name(parse_name("0015-皖A0H628-20230105.jpg"), "皖A0H627") == "0015-皖A0H627-20230105.jpg"
+
+
+def test_a_label_typed_on_a_chinese_keyboard_or_with_separators_is_the_plain_plate():
+    assert plates.normalize_label("皖Ａ０Ｈ６２７") == "皖A0H627"  # full-width letters and digits
+    assert plates.normalize_label("\ufa75a12345") == "冀A12345"  # a compatibility ideograph of 冀
+    for typed in ("皖A-0H627", "皖A・0H627", "皖A·0H627", " 皖a 0h627 "):
+        assert plates.normalize_label(typed) == "皖A0H627", typed
