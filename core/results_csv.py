@@ -54,15 +54,21 @@ def _unescape_seq(m: re.Match) -> str:
 def escape_cell(value: Any) -> Any:
     """A CSV cell that no spreadsheet runs as a formula and that is valid UTF-8; undone by :func:`unescape_cell`.
 
-    Text starting with ``= + - @``, a tab, a carriage return or ``'``, or holding characters
-    UTF-8 cannot encode (a file name that is not valid UTF-8, as ``os.fsdecode`` gives it), is
-    written as ``'`` + the text with ``\\`` doubled, each undecodable byte NN (U+DCNN) as
-    ``\\xNN`` and any other lone surrogate as ``\\uXXXX``. Anything else, and any non-string
-    value, is returned as it is.
+    Text starting with ``= + - @``, a tab, a carriage return or ``'``, starting or ending with a
+    space (a reader strips unescaped cells: a file name ``" 0015-皖A0H628.jpg"`` must come back
+    whole), or holding characters UTF-8 cannot encode (a file name that is not valid UTF-8, as
+    ``os.fsdecode`` gives it), is written as ``'`` + the text with ``\\`` doubled, each undecodable
+    byte NN (U+DCNN) as ``\\xNN`` and any other lone surrogate as ``\\uXXXX``. Anything else, and
+    any non-string value, is returned as it is.
     """
     if type(value) is not str or not value:
         return value
-    if value[0] not in FORMULA_LEADS and (value.isascii() or not _SURROGATE.search(value)):
+    if (
+        value[0] not in FORMULA_LEADS
+        and value[0] != " "
+        and value[-1] != " "
+        and (value.isascii() or not _SURROGATE.search(value))
+    ):
         return value
     return "'" + _ESCAPE.sub(_escape_char, value)
 

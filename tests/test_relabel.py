@@ -366,3 +366,15 @@ def test_a_corrections_csv_that_is_not_utf8_is_named_with_its_line_and_the_way_o
     crlf = tmp_path / "crlf.csv"  # UTF-8 with a BOM and Windows line ends still reads
     crlf.write_bytes("\ufefffile,label\r\n0015-皖A0H628.jpg,皖A0H627\r\n".encode())
     assert [(r.file, r.label) for r in R.read_corrections(crlf)] == [("0015-皖A0H628.jpg", "皖A0H627")]
+
+
+def test_a_name_with_a_leading_space_survives_the_csv_round_trip(tmp_path):
+    from core.records import PredictionResult
+    from core.results_csv import write_results_csv
+
+    out = tmp_path / "r.csv"
+    names = [" 0015-皖A0H628.jpg", "0016-皖A0H629.jpg"]
+    write_results_csv(
+        [PredictionResult(n, plates.parse_name(n.strip()).label, prediction="皖A0H627") for n in names], out
+    )
+    assert sorted(r.file for r in R.read_corrections(out)) == sorted(names)  # not stripped to another name
