@@ -585,6 +585,14 @@ def export_for_deployment(model_path: str | os.PathLike, out: str | os.PathLike,
     return diff
 
 
+def _is_deployment_export(path: Path) -> bool:
+    """Whether ``path`` is an ONNX file :func:`export_for_deployment` wrote (it names its checkpoint)."""
+    try:
+        return path.stat().st_size <= 2 * MAX_CHECKPOINT_BYTES and onnx_checkpoint_sha(path.read_bytes()) is not None
+    except Exception:  # unreadable, or not ONNX: the CTC reader says why
+        return False
+
+
 def open_reader(
     model_path: str | os.PathLike | None = None,
     device: str = "auto",
@@ -605,6 +613,9 @@ def open_reader(
 
         if device not in ("auto", "cpu"):
             raise CheckpointError(f"{model_path}: CTC recognizers run on the CPU (onnxruntime), not on {device}")
+        if _is_deployment_export(Path(model_path)):
+            raise CheckpointError(f"{model_path}: a deployment export of a Plate Review checkpoint (export-model); "
+                                  "open the checkpoint (.pt) it was made from")  # fmt: skip
         return CTCReader(model_path, dict_path, threads)
     if dict_path is not None:
         raise CheckpointError(f"{model_path or 'the bundled model'}: --dict is for CTC recognizers (.onnx) only")

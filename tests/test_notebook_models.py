@@ -177,3 +177,14 @@ def test_export_model_never_replaces_its_input_nor_a_good_export_with_a_refused_
     assert cli(["export-model", str(src), "--out", str(out)]) == 2
     assert "differs from PyTorch" in capsys.readouterr().err
     assert out.read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == ["deploy.onnx", "lstm_model.pth"]
+
+
+def test_the_apps_own_deployment_export_is_named_for_what_it_is(tmp_path):
+    from core.predict import open_reader
+
+    src = tmp_path / "lstm_model.pth"
+    torch.save(_trained_like(True).state_dict(), src)
+    out = tmp_path / "deploy.onnx"
+    assert cli(["export-model", str(src), "--out", str(out), "--one-view"]) == 0
+    with pytest.raises(CheckpointError, match="a deployment export of a Plate Review checkpoint"):
+        open_reader(out)
