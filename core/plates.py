@@ -68,7 +68,8 @@ CCPD_ADS = list("ABCDEFGHJKLMNPQRSTUVWXYZ0123456789O")
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 _PLATE_RE = re.compile(rf"^[{PROVINCES}][{LETTERS}][{OTHERS}]{{5}}$")
-_CCPD_FIELD_RE = re.compile(r"^\d+(?:_\d+){6}$")
+# 7 indices (CCPD2019's blue plates) or 8 (CCPD2020's green new-energy plates: read, said invalid)
+_CCPD_FIELD_RE = re.compile(r"^\d+(?:_\d+){6,7}$")
 # CCPD's geometry fields: "x1&y1_x2&y2" (box) and four "x&y" vertices (corners). Six digits at
 # most: pixel coordinates of a photo, never an integer that takes long to read.
 _CCPD_POINT = r"([0-9]{1,6})&([0-9]{1,6})"
@@ -183,7 +184,7 @@ def detect_scheme(name: str) -> Scheme:
 
 def _ccpd_decode(field: str) -> tuple[str, str | None]:
     idx = [int(x) for x in field.split("_")]
-    tables = [CCPD_PROVINCES, CCPD_ALPHABETS] + [CCPD_ADS] * 5
+    tables = [CCPD_PROVINCES, CCPD_ALPHABETS] + [CCPD_ADS] * (len(idx) - 2)
     chars = []
     for pos, (i, table) in enumerate(zip(idx, tables)):
         if i >= len(table):
@@ -236,7 +237,7 @@ def parse_name(name: str, scheme: Scheme | str | None = None) -> ParsedName:
     fields = stem.split("-")
     if sch is Scheme.CCPD:
         if len(fields) < 5 or not _CCPD_FIELD_RE.match(fields[4]):
-            return ParsedName(name, sch, "", error="not a CCPD name (5th '-' field is not 7 indices)")
+            return ParsedName(name, sch, "", error="not a CCPD name (5th '-' field is not 7 or 8 indices)")
         label, err = _ccpd_decode(fields[4])
         return ParsedName(name, sch, label, "-".join(fields[:4]), err or label_error(label),
                           _ccpd_box(fields[2]), _ccpd_corners(fields[3]))  # fmt: skip

@@ -112,3 +112,9 @@ def test_a_label_typed_on_a_chinese_keyboard_or_with_separators_is_the_plain_pla
     assert plates.normalize_label("\ufa75a12345") == "冀A12345"  # a compatibility ideograph of 冀
     for typed in ("皖A-0H627", "皖A・0H627", "皖A·0H627", " 皖a 0h627 "):
         assert plates.normalize_label(typed) == "皖A0H627", typed
+
+
+def test_a_ccpd2020_green_plate_name_is_read_and_said_unsupported():
+    p = parse_name("027-95_113-154&383_386&473-386&473_177&454_154&383_363&402-0_0_3_24_30_33_33_26-37-15.jpg")
+    assert p.scheme is Scheme.CCPD and p.box == (154, 383, 386, 473)  # the photo's plate can still be shown
+    assert len(p.label) == 8 and p.label.startswith("皖A") and "8 characters" in p.error  # not "95_113"
