@@ -109,8 +109,9 @@ def parse_split(text: str) -> dict[str, float]:
         name = name.strip()
         if not sep or not name:
             raise ValueError(f"expected name=fraction pairs like train=0.9,test=0.1, got {text!r}")
-        if not name.replace("_", "").isalnum() or name in out:
-            raise ValueError(f"bad or repeated split name {name!r}")
+        if not name.replace("_", "").isalnum() or name.casefold() in {n.casefold() for n in out}:
+            raise ValueError(f"bad or repeated split name {name!r} (names are folders: case does not tell them apart "
+                             "on every disk)")  # fmt: skip
         try:
             frac = float(value)
         except ValueError:

@@ -118,6 +118,13 @@ def test_export_refuses_bad_destinations(ds: Path, tmp_path: Path):
     assert not (ds / "export").exists()
     with pytest.raises(ValueError):
         E.parse_split("train=0.9,test=0.2")
+    with pytest.raises(ValueError, match="repeated split name 'A'"):  # one folder on macOS and Windows
+        E.parse_split("a=0.5,A=0.5")
+    outside = tmp_path / "a-file"
+    outside.write_text("x")
+    with pytest.raises(E.ExportError, match="cannot write") as e:  # nothing started: refused, not "again"
+        E.export_dataset(ds, outside / "export")
+    assert e.value.refused and "again" not in str(e.value)
     assert E.parse_split("train=0.8,val=0.1,test=0.1") == {"train": 0.8, "val": 0.1, "test": 0.1}
 
 
