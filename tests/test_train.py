@@ -196,3 +196,14 @@ def test_weights_broken_by_a_huge_learning_rate_are_never_saved(tmp_path, capsys
     for bad in ("nan", "0", "-1", "inf"):
         assert main([*args, "--lr-gamma", bad]) == 2
         assert "must be a finite number above 0" in capsys.readouterr().err
+
+
+def test_training_without_a_validation_set_says_so_instead_of_nan(tmp_path, capsys):
+    from core.cli import main
+
+    folder = tmp_path / "crops"
+    copy_real(folder, 8)
+    assert main(["train", str(folder), "--out", str(tmp_path / "m.pt"), "--max-steps", "1", "--epochs", "1",
+                 "--workers", "0", "--val-split", "0", "--arch", "lstm-fast"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "no validation set (the latest epoch is kept)" in out and "nan" not in out and "*best" not in out

@@ -330,11 +330,16 @@ def _train(args: argparse.Namespace) -> int:
         bar.set_postfix(loss=f"{s.loss:.3f}", ips=f"{s.images_per_s:.0f}")
         bar.update(s.step - bar.n)
 
+    validating = len(val_ds) > 0
+
     def on_epoch(e: EpochInfo) -> None:
+        validated = (
+            f"val_loss={e.val_loss:.4f} val_accuracy={e.val_accuracy:.4f} val_cer={e.val_cer:.4f}"
+            if validating else "no validation set (the latest epoch is kept)"
+        )  # fmt: skip
         msg = (
-            f"epoch {e.epoch}/{e.epochs} step {e.step}: train_loss={e.train_loss:.4f} val_loss={e.val_loss:.4f} "
-            f"val_accuracy={e.val_accuracy:.4f} val_cer={e.val_cer:.4f} lr={e.lr:.2e} "
-            f"images_per_s={e.images_per_s:.1f}{' *best' if e.is_best else ''}"
+            f"epoch {e.epoch}/{e.epochs} step {e.step}: train_loss={e.train_loss:.4f} {validated} lr={e.lr:.2e} "
+            f"images_per_s={e.images_per_s:.1f}{' *best' if e.is_best and validating else ''}"
         )
         (bar.write if not bar.disable else print)(msg)
 
