@@ -136,7 +136,9 @@ class ParsedName:
         name: The file name (no folder).
         scheme: The scheme the name was read with.
         label: The plate text found in the name ("" when none could be found).
-        id: The id part kept across renames (dl1 index, CCPD prefix fields), or "".
+        id: The id part kept across renames (dl1 index, CCPD prefix fields), or "". A dl1 id may
+            hold ``-`` (``2023-01-05`` in ``2023-01-05-皖A0W669.jpg``) when the second field is not a
+            plate and exactly one later field is.
         error: Why the label is invalid, or ``None``.
         box: CCPD names only: the plate's bounding box in the photo, ``(x1, y1, x2, y2)`` in
             pixels (top-left, bottom-right; ``x1 < x2``, ``y1 < y2``), from the 3rd ``-`` field;
@@ -244,11 +246,16 @@ def parse_name(name: str, scheme: Scheme | str | None = None) -> ParsedName:
     if sch is Scheme.DL1:
         if len(fields) < 2:
             return ParsedName(name, sch, "", error="no '-' in the name: expected <id>-<PLATE>.<ext>")
-        label = fields[1]
-        rest = fields[2:]
+        at = 1
+        error = label_error(fields[1])
+        if error:  # an id with '-' in it (a date: 2023-01-05-皖A0W669.jpg): the one field that is a plate
+            plates_at = [i for i in range(2, len(fields)) if label_error(fields[i]) is None]
+            if len(plates_at) == 1:
+                at, error = plates_at[0], None
+        rest = fields[at + 1 :]
         if rest and rest[-1].isdigit() and len(rest[-1]) <= 3:  # a collision counter (build_name's n)
             rest = rest[:-1]
-        return ParsedName(name, sch, label, fields[0], label_error(label), tail="-".join(rest))
+        return ParsedName(name, sch, fields[at], "-".join(fields[:at]), error, tail="-".join(rest))
     m = _PLATE_SUFFIX_RE.match(stem)
     label = m.group("plate") if m else stem
     return ParsedName(name, sch, label, "", label_error(label))

@@ -118,3 +118,12 @@ def test_a_ccpd2020_green_plate_name_is_read_and_said_unsupported():
     p = parse_name("027-95_113-154&383_386&473-386&473_177&454_154&383_363&402-0_0_3_24_30_33_33_26-37-15.jpg")
     assert p.scheme is Scheme.CCPD and p.box == (154, 383, 386, 473)  # the photo's plate can still be shown
     assert len(p.label) == 8 and p.label.startswith("皖A") and "8 characters" in p.error  # not "95_113"
+
+
+def test_a_dl1_id_with_dashes_keeps_the_plate_and_the_id_whole():
+    p = parse_name("2023-01-05-皖A0W669.jpg")
+    assert (p.id, p.label, p.error) == ("2023-01-05", "皖A0W669", None)
+    assert build_name(p, "皖A0W668") == "2023-01-05-皖A0W668.jpg"
+    assert parse_name("2023-01-05-皖A0W669-2.jpg").label == "皖A0W669"  # a collision counter after it
+    odd = parse_name("0015-x-皖A12345-皖B12345.jpg")  # two plates after an invalid one: not guessed
+    assert odd.label == "x" and odd.error
