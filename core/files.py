@@ -14,6 +14,7 @@ import contextlib
 import errno
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -77,6 +78,19 @@ def output_problem(path: str | os.PathLike) -> str | None:
     return None
 
 
+def probe_folder(folder: str | os.PathLike) -> None:
+    """Make ``folder`` (and its parents) and write and remove an empty file there: raises the
+    ``OSError`` that a write in it would (read-only, no permission, no room)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / f".probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.write_bytes(b"")
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)
+
+
 def check_writable(path: str | os.PathLike) -> Path:
     """Make sure ``path`` can be written as an output before a long run makes it (its folder is made,
     and a probe file is written there and removed). Returns ``path``.
@@ -88,15 +102,10 @@ def check_writable(path: str | os.PathLike) -> Path:
     problem = output_problem(path) or ("a folder" if path.is_dir() else None)
     if problem:
         raise WriteError(f"{path}: not written: {problem}", path)
-    probe = path.with_name(f".{path.name}.{os.getpid()}.probe")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
+        probe_folder(path.parent)
     except OSError as e:
         raise WriteError(write_problem(path, e), path) from e
-    finally:
-        with contextlib.suppress(OSError):
-            probe.unlink(missing_ok=True)
     return path
 
 

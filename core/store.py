@@ -40,7 +40,7 @@ from typing import Any, NamedTuple
 
 from .dataset import STORE_DIRNAME, walk_images
 from .errors import PlateReviewError
-from .files import NO_ROOM, free_bytes, room_left
+from .files import NO_ROOM, free_bytes, probe_folder, room_left
 from .gc_pause import gc_paused
 from .label_score import label_score
 from .records import PredictionResult, relabelled
@@ -412,12 +412,8 @@ def _dataset_writable(folder: Path) -> bool:
 
     A separate function so tests can simulate a read-only dataset (root ignores chmod).
     """
-    d = folder / STORE_DIRNAME
     try:
-        d.mkdir(exist_ok=True)
-        probe = d / f".probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        probe_folder(folder / STORE_DIRNAME)
         return True
     except OSError as e:
         return e.errno in NO_ROOM  # a full disk is not a read-only one: the store stays in the dataset
